@@ -1,0 +1,164 @@
+//! `aegisfs mkfs`: format an image file or block device.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aegis_block::{BlockDevice, DeviceRef, FileDevice, OpenMode};
+use aegis_fs::{Store, StoreOptions};
+use aegis_pool::label::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
+use aegis_pool::{ChecksumType, Compression, CreateOptions};
+
+use super::{CliError, CliResult};
+use crate::signature;
+use crate::units::{human, parse_size};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Image file or block device.
+    pub image: PathBuf,
+    /// Size of a new image file (e.g. 4G). Ignored for block devices and
+    /// existing files unless it differs, which is an error.
+    #[arg(long, short = 's')]
+    pub size: Option<String>,
+    /// Block size: 4K, 8K, 16K, 32K or 64K.
+    #[arg(long, short = 'b', default_value = "4K")]
+    pub block_size: String,
+    /// Pool label (up to 64 bytes).
+    #[arg(long, short = 'L', default_value = "")]
+    pub label: String,
+    /// Checksum for blocks: blake3 or xxh3.
+    #[arg(long, default_value = "blake3")]
+    pub checksum: String,
+    /// Compression for metadata: none, lz4 or zstd.
+    #[arg(long, default_value = "lz4")]
+    pub compression: String,
+    /// Copies of each metadata block (1-3).
+    #[arg(long, default_value_t = 2)]
+    pub metadata_copies: u8,
+    /// Format even if the target holds a filesystem.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+const DEFAULT_SIZE: u64 = 1 << 30;
+
+pub fn run(a: Args) -> CliResult<u8> {
+    // Validate every argument before touching the target.
+    let bs = parse_size(&a.block_size).map_err(|e| CliError::new(format!("--block-size: {e}")))?;
+    let bs = u32::try_from(bs)
+        .ok()
+        .filter(|b| BLOCK_SIZES.contains(b))
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "--block-size: {} is not one of 4K, 8K, 16K, 32K, 64K",
+                a.block_size
+            ))
+        })?;
+    let size = a
+        .size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| CliError::new(format!("--size: {e}")))?;
+    if a.label.len() > MAX_LABEL_NAME || a.label.contains('\0') {
+        return Err(CliError::new(format!(
+            "--label: at most {MAX_LABEL_NAME} bytes, no NUL"
+        )));
+    }
+    let checksum = ChecksumType::parse(&a.checksum).ok_or_else(|| {
+        CliError::new(format!(
+            "--checksum: '{}' is not blake3 or xxh3",
+            a.checksum
+        ))
+    })?;
+    let compression = Compression::parse(&a.compression).ok_or_else(|| {
+        CliError::new(format!(
+            "--compression: '{}' is not none, lz4 or zstd",
+            a.compression
+        ))
+    })?;
+    if !(1..=3).contains(&a.metadata_copies) {
+        return Err(CliError::new("--metadata-copies: must be 1, 2 or 3"));
+    }
+    if let Some(s) = size {
+        if s < MIN_DEVICE_SIZE {
+            return Err(CliError::new(format!(
+                "--size: {} is too small; AegisFS needs at least {}",
+                human(s),
+                human(MIN_DEVICE_SIZE)
+            )));
+        }
+    }
+
+    let path = &a.image;
+    let (dev, created): (DeviceRef, bool) = if path.exists() {
+        let d = FileDevice::open(path, OpenMode::ReadWrite)
+            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+        if let Some(s) = size {
+            if !d.is_block_device() && s != d.size() {
+                return Err(CliError::new(format!(
+                    "{}: exists with size {}; --size {} differs (remove the file or omit --size)",
+                    path.display(),
+                    human(d.size()),
+                    human(s)
+                )));
+            }
+        }
+        if d.size() < MIN_DEVICE_SIZE {
+            return Err(CliError::new(format!(
+                "{}: {} is too small; AegisFS needs at least {}",
+                path.display(),
+                human(d.size()),
+                human(MIN_DEVICE_SIZE)
+            )));
+        }
+        if let Some(found) = signature::detect(&d) {
+            if !a.force {
+                return Err(CliError::new(format!(
+                    "{}: holds {found}; use --force to overwrite it",
+                    path.display()
+                )));
+            }
+        }
+        d.lock_exclusive()
+            .map_err(|e| CliError::new(e.to_string()))?;
+        (Arc::new(d), false)
+    } else {
+        let s = size.unwrap_or(DEFAULT_SIZE);
+        let d = FileDevice::create(path, s)
+            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+        (Arc::new(d), true)
+    };
+
+    let opts = CreateOptions {
+        block_size: bs,
+        label: a.label.clone(),
+        metadata_copies: a.metadata_copies,
+        checksum,
+        metadata_compression: compression,
+    };
+    let dev_size = dev.size();
+    match Store::create(vec![dev], &opts, StoreOptions::default()) {
+        Ok(store) => {
+            store
+                .shutdown()
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            let cfg = store.pool().config();
+            println!(
+                "created AegisFS pool '{}' on {}: {}, block size {}, pool {}",
+                cfg.label,
+                path.display(),
+                human(dev_size),
+                human(bs as u64),
+                uuid::Uuid::from_bytes(cfg.pool_uuid)
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(CliError::new(format!("{}: {e}", path.display())))
+        }
+    }
+}

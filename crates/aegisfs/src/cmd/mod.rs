@@ -1,0 +1,51 @@
+//! One module per subcommand, plus the shared error and device opening.
+
+pub mod fsck;
+pub mod info;
+pub mod mkfs;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aegis_block::{DeviceRef, FileDevice, OpenMode};
+use aegis_fs::{Store, StoreOptions};
+use aegis_pool::OpenOptions;
+
+/// A CLI failure: one line of context, and the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String, pub u8);
+
+impl CliError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        CliError(msg.into(), 1)
+    }
+    pub fn exit_code(&self) -> u8 {
+        self.1
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+pub fn open_device(path: &Path, mode: OpenMode) -> CliResult<DeviceRef> {
+    if !path.exists() {
+        return Err(CliError::new(format!(
+            "{}: no such file or device",
+            path.display()
+        )));
+    }
+    let dev = FileDevice::open(path, mode)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    Ok(Arc::new(dev))
+}
+
+pub fn open_store(path: &Path, opts: &OpenOptions) -> CliResult<Arc<Store>> {
+    let mode = if opts.read_only {
+        OpenMode::ReadOnly
+    } else {
+        OpenMode::ReadWrite
+    };
+    let dev = open_device(path, mode)?;
+    Store::open(vec![dev], opts, StoreOptions::default())
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
+}

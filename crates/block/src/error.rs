@@ -1,0 +1,42 @@
+//! Errors of the block layer. Each names the device or range involved so a
+//! message reaching the user says where the problem is.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BlockError {
+    #[error("I/O error on {device}: {source}")]
+    Io {
+        device: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "access of {len} bytes at offset {offset} is past the end of the device ({size} bytes)"
+    )]
+    OutOfRange { offset: u64, len: usize, size: u64 },
+    #[error("injected I/O error at offset {offset}")]
+    Injected { offset: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BlockError {
+    pub fn io(device: impl Into<String>, source: std::io::Error) -> Self {
+        BlockError::Io {
+            device: device.into(),
+            source,
+        }
+    }
+    /// The errno that best describes this error at a POSIX edge.
+    pub fn errno(&self) -> i32 {
+        match self {
+            BlockError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            BlockError::OutOfRange { .. } => libc::EIO,
+            BlockError::Injected { .. } => libc::EIO,
+            BlockError::Invalid(_) => libc::EINVAL,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BlockError>;

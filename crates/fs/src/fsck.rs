@@ -1,0 +1,384 @@
+//! The consistency checker.
+//!
+//! Walks every block reachable from the chosen uberblock — the pool tree,
+//! every dataset tree, the space map chain — and checks:
+//! - every copy of every block against its checksum (not just the first
+//!   good one, so a latent bad copy is found before it is needed);
+//! - node structure: keys ordered inside a node and within the bounds its
+//!   parent gives, levels stepping down by one, counters in the root record
+//!   equal to what the walk counted;
+//! - ownership: no two reachable blocks overlap;
+//! - accounting: the space map's allocated set equals the reachable set
+//!   exactly, and nothing waiting out a deferred free is reachable.
+//!
+//! With `repair`, bad copies are rewritten from good ones and a space map
+//! that disagrees with the reachable set is rebuilt from it (a commit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aegis_btree::{Node, Tree};
+use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
+use serde::Serialize;
+
+use crate::dataset::{parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND};
+use crate::error::Result;
+use crate::store::Store;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    pub what: String,
+    pub repaired: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsckReport {
+    pub txg: u64,
+    pub blocks_checked: u64,
+    pub copies_checked: u64,
+    pub bytes_reachable: u64,
+    pub errors: Vec<Finding>,
+}
+
+impl FsckReport {
+    pub fn uncorrected(&self) -> usize {
+        self.errors.iter().filter(|f| !f.repaired).count()
+    }
+    pub fn corrected(&self) -> usize {
+        self.errors.iter().filter(|f| f.repaired).count()
+    }
+    /// fsck(8) exit status: 0 clean, 1 errors corrected, 4 errors left.
+    pub fn exit_code(&self) -> i32 {
+        if self.uncorrected() > 0 {
+            4
+        } else if self.corrected() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Progress callback: (blocks done, blocks expected).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+struct Walker<'a> {
+    pool: &'a Arc<Pool>,
+    repair: bool,
+    report: FsckReport,
+    /// Reachable extents: (device, offset) → (length, description).
+    owned: BTreeMap<(u32, u64), (u64, String)>,
+    expected: u64,
+    progress: Progress<'a>,
+}
+
+impl Walker<'_> {
+    fn error(&mut self, what: String, repaired: bool) {
+        self.report.errors.push(Finding { what, repaired });
+    }
+
+    /// Check every copy and claim the block's space. False if no copy is good.
+    fn visit_block(&mut self, bp: &BlockPtr) -> bool {
+        self.report.blocks_checked += 1;
+        (self.progress)(self.report.blocks_checked, self.expected);
+        let states = match self.pool.verify_copies(bp) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(format!("{}: {e}", bp.describe()), false);
+                return false;
+            }
+        };
+        self.report.copies_checked += states.len() as u64;
+        let good = states.iter().filter(|s| **s == CopyState::Good).count();
+        for (i, s) in states.iter().enumerate() {
+            if let CopyState::Bad(why) = s {
+                let fixed = self.repair && good > 0 && self.pool.repair_copies(bp).is_ok();
+                self.error(
+                    format!(
+                        "{} copy {i} ({}:{}): {why}",
+                        bp.describe(),
+                        bp.addrs[i].device,
+                        bp.addrs[i].offset
+                    ),
+                    fixed,
+                );
+            }
+        }
+        let len = bp.allocated_size(self.pool.block_size());
+        for a in &bp.addrs {
+            self.report.bytes_reachable += len;
+            if let Some(prev) = self.overlapping(a.device, a.offset, len) {
+                self.error(
+                    format!("{} overlaps {} (block owned twice)", bp.describe(), prev),
+                    false,
+                );
+            }
+            self.owned
+                .insert((a.device, a.offset), (len, bp.describe()));
+        }
+        good > 0
+    }
+
+    fn overlapping(&self, dev: u32, off: u64, len: u64) -> Option<String> {
+        if let Some((&(d, o), (l, what))) = self.owned.range(..(dev, off + len)).next_back() {
+            if d == dev && o + l > off {
+                return Some(what.clone());
+            }
+        }
+        None
+    }
+
+    /// Walk one tree; returns (nodes, entries, height) as counted.
+    fn walk_tree(&mut self, name: &str, tree: &Tree, root: &TreeRoot) -> (u64, u64) {
+        let Some(bp) = &root.root else { return (0, 0) };
+        let mut counts = (0u64, 0u64);
+        self.walk_node(
+            name,
+            tree,
+            bp,
+            None,
+            None,
+            root.height as u32 - 1,
+            &mut counts,
+        );
+        if counts.0 != root.nodes || counts.1 != root.entries {
+            self.error(
+                format!(
+                    "{name}: root record says {} nodes and {} entries, the walk found {} and {}",
+                    root.nodes, root.entries, counts.0, counts.1
+                ),
+                false,
+            );
+        }
+        counts
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk_node(
+        &mut self,
+        name: &str,
+        tree: &Tree,
+        bp: &BlockPtr,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+        level: u32,
+        counts: &mut (u64, u64),
+    ) {
+        if !self.visit_block(bp) {
+            return;
+        }
+        if bp.level as u32 != level {
+            self.error(
+                format!(
+                    "{name}: {} is at level {} where {} was expected",
+                    bp.describe(),
+                    bp.level,
+                    level
+                ),
+                false,
+            );
+            return;
+        }
+        let node: Arc<Node> = match tree.load(bp) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error(format!("{name}: {e}"), false);
+                return;
+            }
+        };
+        counts.0 += 1;
+        if let (Some(first), Some(lo)) = (node.keys.first(), lo) {
+            if first.as_slice() < lo {
+                self.error(
+                    format!(
+                        "{name}: {} holds a key below its parent's bound",
+                        bp.describe()
+                    ),
+                    false,
+                );
+            }
+        }
+        if let (Some(last), Some(hi)) = (node.keys.last(), hi) {
+            if last.as_slice() >= hi {
+                self.error(
+                    format!(
+                        "{name}: {} holds a key at or above its parent's next key",
+                        bp.describe()
+                    ),
+                    false,
+                );
+            }
+        }
+        if node.is_leaf() {
+            counts.1 += node.len() as u64;
+            return;
+        }
+        for i in 0..node.len() {
+            let Some(child) = node.child_ptr(i) else {
+                continue;
+            };
+            let clo = Some(node.keys[i].as_slice());
+            let chi = node.keys.get(i + 1).map(|k| k.as_slice()).or(hi);
+            self.walk_node(name, tree, child, clo, chi, level - 1, counts);
+        }
+    }
+}
+
+/// Merge touching extents so two descriptions of one set compare equal.
+fn normalize(mut v: Vec<Extent>) -> Vec<Extent> {
+    v.sort();
+    let mut out: Vec<Extent> = Vec::with_capacity(v.len());
+    for e in v {
+        match out.last_mut() {
+            Some(l) if l.device == e.device && l.offset + l.len == e.offset => l.len += e.len,
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+fn describe_diff(a: &[Extent], b: &[Extent]) -> String {
+    let only: Vec<String> = a
+        .iter()
+        .filter(|x| !b.contains(x))
+        .take(5)
+        .map(|e| format!("{}:{}+{}", e.device, e.offset, e.len))
+        .collect();
+    only.join(", ")
+}
+
+/// Check an opened store. The store must not be written while this runs.
+pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckReport> {
+    let pool = store.pool();
+    let ub = pool
+        .last_uberblock()
+        .expect("opened store has an uberblock");
+    let trees = store.trees.read();
+    let expected = ub.pool_root.nodes
+        + trees.records.values().map(|r| r.root.nodes).sum::<u64>()
+        + ub.space_map_blocks;
+    let mut w = Walker {
+        pool,
+        repair,
+        report: FsckReport {
+            txg: ub.txg,
+            ..Default::default()
+        },
+        owned: BTreeMap::new(),
+        expected,
+        progress,
+    };
+
+    // The caches hold decoded nodes; a check must read the disk.
+    store.cache().clear();
+    let pool_tree = Tree::open(
+        pool.clone(),
+        store.cache().clone(),
+        POOL_TREE_KIND,
+        &ub.pool_root,
+    );
+    w.walk_tree("pool tree", &pool_tree, &ub.pool_root);
+    for item in pool_tree.iter() {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                w.error(format!("pool tree: {e}"), false);
+                break;
+            }
+        };
+        let Some(id) = parse_dataset_key(&k) else {
+            continue;
+        };
+        match DatasetRecord::decode(&v) {
+            Ok(rec) => {
+                let t = Tree::open(
+                    pool.clone(),
+                    store.cache().clone(),
+                    DATASET_TREE_KIND,
+                    &rec.root,
+                );
+                w.walk_tree(&format!("dataset {id} ({})", rec.name), &t, &rec.root);
+            }
+            Err(e) => w.error(format!("dataset {id}: {e}"), false),
+        }
+    }
+    for bp in pool.space_map_chain() {
+        w.visit_block(&bp);
+    }
+    drop(trees);
+
+    // Accounting: allocated per the space map == reachable.
+    let reachable = normalize(
+        w.owned
+            .iter()
+            .map(|(&(device, offset), &(len, _))| Extent {
+                device,
+                offset,
+                len,
+            })
+            .collect(),
+    );
+    let allocated = normalize(pool.allocated_extents());
+    if reachable != allocated {
+        let leaked = describe_diff(&allocated, &reachable);
+        let missing = describe_diff(&reachable, &allocated);
+        let what = format!("space map disagrees with the reachable blocks (allocated but unreachable: [{leaked}]; reachable but free: [{missing}])");
+        let fixed = repair && !pool.is_read_only() && rebuild_space_map(store, &reachable).is_ok();
+        w.error(what, fixed);
+    }
+    for (txg, e) in pool.deferred_extents() {
+        if w.overlapping(e.device, e.offset, e.len).is_some() {
+            w.error(
+                format!(
+                    "extent {}:{}+{} freed in txg {txg} is still reachable",
+                    e.device, e.offset, e.len
+                ),
+                false,
+            );
+        }
+    }
+    Ok(w.report)
+}
+
+fn rebuild_space_map(store: &Store, reachable: &[Extent]) -> Result<()> {
+    store.pool().rebuild_space_map(reachable)?;
+    store.commit()?;
+    Ok(())
+}
+
+/// Shape of one tree, for `info`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TreeShape {
+    pub name: String,
+    pub id: u64,
+    pub height: u8,
+    pub nodes: u64,
+    pub entries: u64,
+}
+
+/// The shapes of the pool tree and every dataset tree.
+pub fn tree_shapes(store: &Store) -> Vec<TreeShape> {
+    let t = store.trees.read();
+    let mut v = vec![TreeShape {
+        name: "pool".into(),
+        id: POOL_TREE_KIND,
+        height: t.pool_tree.height(),
+        nodes: t.pool_tree.node_count(),
+        entries: t.pool_tree.len(),
+    }];
+    for (&id, tree) in &t.datasets {
+        let name = t
+            .records
+            .get(&id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        v.push(TreeShape {
+            name: format!("dataset {name}"),
+            id,
+            height: tree.height(),
+            nodes: tree.node_count(),
+            entries: tree.len(),
+        });
+    }
+    v
+}

@@ -1,0 +1,276 @@
+//! The store: a pool plus its trees, the unit that mkfs creates and that
+//! mount, info and fsck open.
+//!
+//! The pool tree holds one record per dataset; each dataset has its own
+//! object tree. Changes go into the open transaction group in memory
+//! (dirty tree nodes) through [`Store::with_tree`], which refuses with
+//! ENOSPC *before* changing anything when the pool could not hold what the
+//! commit will write. Committing is in `txg.rs`.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aegis_block::DeviceRef;
+use aegis_btree::{NodeCache, Tree};
+use aegis_pool::{
+    AllocClass, CreateOptions, OpenOptions, OpenReport, Pool, PoolError, TreeRoot, Uberblock,
+    DEFER_TXGS,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::dataset::{
+    dataset_key, parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND, ROOT_DATASET,
+};
+use crate::error::{FsError, Result};
+use crate::txg::SyncThread;
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Decoded nodes kept in memory, shared by all trees.
+    pub cache_nodes: usize,
+    /// Commit once this many bytes of dirty nodes have gathered.
+    pub dirty_limit: u64,
+    /// Commit at least this often while anything is dirty.
+    pub sync_interval: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_nodes: 16384,
+            dirty_limit: 64 << 20,
+            sync_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) struct Trees {
+    pub pool_tree: Tree,
+    pub datasets: BTreeMap<u64, Tree>,
+    pub records: BTreeMap<u64, DatasetRecord>,
+}
+
+impl Trees {
+    fn dirty_nodes(&self) -> usize {
+        self.pool_tree.dirty_nodes()
+            + self
+                .datasets
+                .values()
+                .map(|t| t.dirty_nodes())
+                .sum::<usize>()
+    }
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.pool_tree.is_dirty() || self.datasets.values().any(|t| t.is_dirty())
+    }
+}
+
+pub struct Store {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) cache: Arc<NodeCache>,
+    pub(crate) trees: RwLock<Trees>,
+    pub(crate) opts: StoreOptions,
+    pub(crate) commit_lock: Mutex<()>,
+    pub(crate) sync: SyncThread,
+    report: OpenReport,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Decode the pool tree and open every dataset tree it names.
+fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Result<Trees> {
+    let pool_tree = Tree::open(pool.clone(), cache.clone(), POOL_TREE_KIND, root);
+    let mut datasets = BTreeMap::new();
+    let mut records = BTreeMap::new();
+    for item in pool_tree.range(Bound::Unbounded, Bound::Unbounded) {
+        let (k, v) = item?;
+        let Some(id) = parse_dataset_key(&k) else {
+            continue;
+        };
+        let rec = DatasetRecord::decode(&v)?;
+        let tree = Tree::open(pool.clone(), cache.clone(), DATASET_TREE_KIND, &rec.root);
+        // Reading the root proves the path from the uberblock verifies.
+        if let Some(bp) = &rec.root.root {
+            tree.load(bp)?;
+        }
+        datasets.insert(id, tree);
+        records.insert(id, rec);
+    }
+    Ok(Trees {
+        pool_tree,
+        datasets,
+        records,
+    })
+}
+
+impl Store {
+    /// Format `devices` and commit an empty root dataset (txg 1).
+    pub fn create(
+        devices: Vec<DeviceRef>,
+        create: &CreateOptions,
+        opts: StoreOptions,
+    ) -> Result<Arc<Store>> {
+        let pool = Arc::new(Pool::create(devices, create)?);
+        let cache = NodeCache::new(opts.cache_nodes);
+        let mut trees = load_trees(&pool, &cache, &TreeRoot::default())?;
+        let rec = DatasetRecord {
+            name: "root".into(),
+            created_txg: pool.open_txg(),
+            created_ns: now_ns(),
+            root: TreeRoot::default(),
+        };
+        trees
+            .pool_tree
+            .insert(&dataset_key(ROOT_DATASET), &rec.encode())?;
+        trees.datasets.insert(
+            ROOT_DATASET,
+            Tree::open(pool.clone(), cache.clone(), DATASET_TREE_KIND, &rec.root),
+        );
+        trees.records.insert(ROOT_DATASET, rec);
+        let report = OpenReport {
+            txg: 1,
+            newest_txg: 1,
+            ..Default::default()
+        };
+        let store = Arc::new(Store::assemble(pool, cache, trees, opts, report));
+        store.commit()?;
+        Ok(store)
+    }
+
+    /// Open the newest transaction group whose trees verify.
+    pub fn open(
+        devices: Vec<DeviceRef>,
+        open: &OpenOptions,
+        opts: StoreOptions,
+    ) -> Result<Arc<Store>> {
+        let cache = NodeCache::new(opts.cache_nodes);
+        let verify = |pool: &Arc<Pool>, ub: &Uberblock| -> std::result::Result<(), PoolError> {
+            load_trees(pool, &cache, &ub.pool_root)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    FsError::Pool(p) => p,
+                    other => PoolError::corrupt("trees", other.to_string()),
+                })
+        };
+        let (pool, report) = Pool::open_verified(devices, open, &verify)?;
+        let ub = pool
+            .last_uberblock()
+            .expect("an opened pool has an uberblock");
+        let trees = load_trees(&pool, &cache, &ub.pool_root)?;
+        Ok(Arc::new(Store::assemble(pool, cache, trees, opts, report)))
+    }
+
+    fn assemble(
+        pool: Arc<Pool>,
+        cache: Arc<NodeCache>,
+        trees: Trees,
+        opts: StoreOptions,
+        report: OpenReport,
+    ) -> Store {
+        Store {
+            pool,
+            cache,
+            trees: RwLock::new(trees),
+            opts,
+            commit_lock: Mutex::new(()),
+            sync: SyncThread::default(),
+            report,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+    pub fn cache(&self) -> &Arc<NodeCache> {
+        &self.cache
+    }
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+    pub fn dataset_ids(&self) -> Vec<u64> {
+        self.trees.read().datasets.keys().copied().collect()
+    }
+    pub fn dataset_record(&self, id: u64) -> Option<DatasetRecord> {
+        self.trees.read().records.get(&id).cloned()
+    }
+
+    /// Read access to a dataset's tree.
+    pub fn read_tree<R>(&self, ds: u64, f: impl FnOnce(&Tree) -> Result<R>) -> Result<R> {
+        let t = self.trees.read();
+        f(t.datasets.get(&ds).ok_or(FsError::NoDataset(ds))?)
+    }
+
+    /// Read access to the pool tree (info, fsck).
+    pub fn read_pool_tree<R>(&self, f: impl FnOnce(&Tree) -> Result<R>) -> Result<R> {
+        f(&self.trees.read().pool_tree)
+    }
+
+    /// Change a dataset's tree inside the open txg. `class` Reserved is for
+    /// operations that free space (deletes), which must work on a full pool.
+    pub fn with_tree<R>(
+        &self,
+        ds: u64,
+        class: AllocClass,
+        f: impl FnOnce(&mut Tree) -> Result<R>,
+    ) -> Result<R> {
+        if self.pool.is_read_only() {
+            return Err(PoolError::ReadOnly.into());
+        }
+        let mut tries = 0;
+        loop {
+            let mut t = self.trees.write();
+            match self.check_space(&t, ds, class) {
+                Ok(()) => {
+                    let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
+                    let r = f(tree)?;
+                    let dirty = (t.dirty_nodes() as u64) * self.pool.block_size() as u64;
+                    drop(t);
+                    if dirty > self.opts.dirty_limit {
+                        self.commit()?;
+                    } else if dirty > self.opts.dirty_limit / 2 {
+                        self.sync.request();
+                    }
+                    return Ok(r);
+                }
+                // Space held by deferred frees comes back after DEFER_TXGS
+                // commits: pay for them before giving up.
+                Err(e)
+                    if tries <= DEFER_TXGS && (self.pool.space().deferred > 0 || t.is_dirty()) =>
+                {
+                    drop(t);
+                    tries += 1;
+                    tracing::debug!(error = %e, "space short; committing to release deferred frees");
+                    self.commit()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Would the commit of everything dirty plus one more worst-case
+    /// operation on `ds` fit? Every dirty node becomes one block per copy;
+    /// an operation dirties at most a path and splits it (2 × height + 1),
+    /// and the space map needs a few blocks.
+    fn check_space(&self, t: &Trees, ds: u64, class: AllocClass) -> Result<()> {
+        let height = t
+            .datasets
+            .get(&ds)
+            .map(|x| x.height())
+            .unwrap_or(0)
+            .max(t.pool_tree.height()) as u64;
+        let blocks = t.dirty_nodes() as u64 + 2 * (height + 2) + t.pool_tree.height() as u64 + 8;
+        let needed =
+            blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64;
+        let available = self.pool.available(class);
+        if needed > available {
+            return Err(PoolError::NoSpace { needed, available }.into());
+        }
+        Ok(())
+    }
+}

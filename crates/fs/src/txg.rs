@@ -1,0 +1,121 @@
+//! Transaction groups: committing the open txg, and the thread that does
+//! it on a timer and when asked.
+//!
+//! A commit flushes each dirty dataset tree (children before parents, so
+//! every parent pointer carries its child's checksum), records the new
+//! dataset roots in the pool tree, flushes the pool tree, frees the blocks
+//! the txg replaced (the pool defers those frees DEFER_TXGS commits), and
+//! hands the pool tree root to `Pool::commit`, which writes the space map,
+//! flushes, writes the uberblock to every label and flushes again.
+//!
+//! Commits are serialised by `commit_lock`; while one runs, writers wait on
+//! the tree lock, so a txg never mixes half of an operation.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::dataset::dataset_key;
+use crate::error::Result;
+use crate::store::Store;
+
+#[derive(Default)]
+pub(crate) struct SyncThread {
+    state: Mutex<SyncState>,
+    cv: Condvar,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    requested: bool,
+    stop: bool,
+}
+
+impl SyncThread {
+    pub(crate) fn request(&self) {
+        self.state.lock().requested = true;
+        self.cv.notify_one();
+    }
+}
+
+impl Store {
+    /// Commit the open txg now (even when nothing is dirty: `sync` means
+    /// "make what I did durable", and an empty commit is cheap). Returns
+    /// the committed txg number.
+    pub fn commit(&self) -> Result<u64> {
+        let _serial = self.commit_lock.lock();
+        let mut guard = self.trees.write();
+        let t = &mut *guard;
+        for (&id, tree) in t.datasets.iter_mut() {
+            if !tree.is_dirty() {
+                continue;
+            }
+            let flushed = tree.flush()?;
+            for bp in &flushed.freed {
+                self.pool.free(bp)?;
+            }
+            let rec = t
+                .records
+                .get_mut(&id)
+                .expect("every dataset tree has a record");
+            rec.root = flushed.root;
+            t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
+        }
+        let flushed = t.pool_tree.flush()?;
+        for bp in &flushed.freed {
+            self.pool.free(bp)?;
+        }
+        Ok(self.pool.commit(&flushed.root)?)
+    }
+
+    /// Commit only if something changed since the last commit.
+    pub fn sync_if_dirty(&self) -> Result<Option<u64>> {
+        if self.trees.read().is_dirty() {
+            self.commit().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Start the background thread that commits every `sync_interval`
+    /// while dirty, and at once when a writer asks.
+    pub fn start_sync_thread(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let interval = self.opts.sync_interval;
+        let handle = std::thread::Builder::new()
+            .name("aegis-txg-sync".into())
+            .spawn(move || loop {
+                let Some(store) = weak.upgrade() else { return };
+                {
+                    let mut st = store.sync.state.lock();
+                    if !st.requested && !st.stop {
+                        store.sync.cv.wait_for(&mut st, interval);
+                    }
+                    if st.stop {
+                        return;
+                    }
+                    st.requested = false;
+                }
+                if let Err(e) = store.sync_if_dirty() {
+                    tracing::error!(error = %e, "background commit failed");
+                }
+            })
+            .expect("spawn sync thread");
+        *self.sync.handle.lock() = Some(handle);
+    }
+
+    /// Stop the sync thread and commit what is dirty: a clean close.
+    pub fn shutdown(&self) -> Result<()> {
+        self.sync.state.lock().stop = true;
+        self.sync.cv.notify_all();
+        if let Some(h) = self.sync.handle.lock().take() {
+            let _ = h.join();
+        }
+        if !self.pool.is_read_only() {
+            self.sync_if_dirty()?;
+        }
+        Ok(())
+    }
+}

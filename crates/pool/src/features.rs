@@ -1,0 +1,49 @@
+//! Feature flags in three sets, as ext4 has them:
+//! - compat: an old reader may ignore them entirely;
+//! - ro_compat: an old reader may open the pool read-only;
+//! - incompat: an old reader must refuse the pool.
+//!
+//! This build knows the bits below; `KNOWN_*` masks are what it accepts.
+
+/// The version-1 format itself (labels, uberblock ring, space map log).
+pub const INCOMPAT_BASE_V1: u64 = 1 << 0;
+
+pub const KNOWN_COMPAT: u64 = 0;
+pub const KNOWN_RO_COMPAT: u64 = 0;
+pub const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Features {
+    pub compat: u64,
+    pub ro_compat: u64,
+    pub incompat: u64,
+}
+
+impl Features {
+    pub fn current() -> Self {
+        Features {
+            compat: 0,
+            ro_compat: 0,
+            incompat: INCOMPAT_BASE_V1,
+        }
+    }
+    /// Names of the set bits, for `info`.
+    pub fn names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for bit in 0..64 {
+            if self.incompat & (1 << bit) != 0 {
+                v.push(match bit {
+                    0 => "base_v1".to_string(),
+                    _ => format!("incompat_{bit}"),
+                });
+            }
+            if self.ro_compat & (1 << bit) != 0 {
+                v.push(format!("ro_compat_{bit}"));
+            }
+            if self.compat & (1 << bit) != 0 {
+                v.push(format!("compat_{bit}"));
+            }
+        }
+        v
+    }
+}

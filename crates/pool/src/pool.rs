@@ -1,0 +1,986 @@
+//! The pool: devices joined into one store of checksummed blocks.
+//!
+//! Writing a block runs the pipeline compress → checksum → allocate → write
+//! every copy; reading runs it backwards, verifying each copy against the
+//! checksum in the block pointer and rewriting damaged copies from a good
+//! one (self-heal). A commit persists the txg's space map records, flushes,
+//! writes the uberblock to every label of every device, and flushes again:
+//! only after the second flush is the txg durable.
+//!
+//! Invariants:
+//! - a block is written only to space the allocator just handed out, never
+//!   over a live block (self-heal rewrites identical bytes, the one exception);
+//! - no data leaves `read_block` unless its checksum matched;
+//! - after a failed commit the pool refuses further commits (its on-disk
+//!   state is whatever the last good uberblock says; reopen to continue).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aegis_block::DeviceRef;
+use parking_lot::Mutex;
+
+use crate::allocator::{AllocClass, Allocator, Extent};
+use crate::blkptr::{BlockPtr, BlockType, Dva, MAX_BLOCK_BYTES};
+use crate::checksum::ChecksumType;
+use crate::compression::Compression;
+use crate::error::{PoolError, Result};
+use crate::features::Features;
+use crate::label::{
+    data_area, label_offsets, DeviceEntry, LabelConfig, BLOCK_SIZES, CONFIG_SIZE, FORMAT_VERSION,
+    LABEL_COUNT, LABEL_SIZE, MAX_DEVICES, MAX_LABEL_NAME, MIN_DEVICE_SIZE, UBER_RING_OFFSET,
+};
+use crate::space_map::{entries_per_block, SpaceMapBlock, FLAG_CONDENSED};
+use crate::tree_root::TreeRoot;
+use crate::uberblock::{Uberblock, UBER_SLOTS, UBER_SLOT_SIZE};
+
+/// Hard cap on a space map chain walked at open: a damaged uberblock must
+/// not send the loader around forever.
+const MAX_SPACE_MAP_BLOCKS: u64 = 1 << 20;
+/// Condense when the chain is this many blocks longer than a fresh one.
+const CONDENSE_SLACK: u64 = 32;
+
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    pub block_size: u32,
+    pub label: String,
+    pub metadata_copies: u8,
+    pub checksum: ChecksumType,
+    pub metadata_compression: Compression,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            block_size: 4096,
+            label: String::new(),
+            metadata_copies: 2,
+            checksum: ChecksumType::Blake3,
+            metadata_compression: Compression::Lz4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    pub read_only: bool,
+    /// Open this exact txg instead of the newest (time travel / rewind).
+    pub rewind_txg: Option<u64>,
+}
+
+/// What `open` found and chose, for `info` and `fsck` to report.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    pub txg: u64,
+    pub newest_txg: u64,
+    /// Newer uberblocks passed over, with the reason.
+    pub skipped: Vec<(u64, String)>,
+    /// Labels that were damaged (the pool opened from another copy).
+    pub label_problems: Vec<String>,
+}
+
+/// How to store one block.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteProps {
+    pub block_type: BlockType,
+    pub level: u8,
+    pub copies: u8,
+    pub checksum: ChecksumType,
+    pub compression: Compression,
+    pub class: AllocClass,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceInfo {
+    pub total: u64,
+    pub free: u64,
+    pub deferred: u64,
+    pub reserve: u64,
+}
+
+impl SpaceInfo {
+    pub fn used(&self) -> u64 {
+        self.total - self.free - self.deferred
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub healed: AtomicU64,
+    pub checksum_errors: AtomicU64,
+    pub io_errors: AtomicU64,
+}
+
+/// Outcome of checking one copy of a block (fsck, scrub).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyState {
+    Good,
+    Bad(String),
+}
+
+struct State {
+    open_txg: u64,
+    last: Option<Uberblock>,
+    /// The space map chain, oldest first.
+    chain: Vec<BlockPtr>,
+    failed: Option<String>,
+    /// Write a condensed space map at the next commit (after a rebuild).
+    force_condense: bool,
+}
+
+pub struct Pool {
+    devices: Vec<DeviceRef>,
+    config: LabelConfig,
+    read_only: bool,
+    alloc: Mutex<Allocator>,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Pool {
+    /// Write fresh labels on `devices` and return the pool, with txg 1 open
+    /// and nothing committed: the caller builds its trees and commits.
+    pub fn create(devices: Vec<DeviceRef>, opts: &CreateOptions) -> Result<Pool> {
+        if !BLOCK_SIZES.contains(&opts.block_size) {
+            return Err(PoolError::Invalid(format!(
+                "block size {} is not one of 4K, 8K, 16K, 32K, 64K",
+                opts.block_size
+            )));
+        }
+        if opts.label.len() > MAX_LABEL_NAME {
+            return Err(PoolError::Invalid(format!(
+                "label is {} bytes; at most {MAX_LABEL_NAME}",
+                opts.label.len()
+            )));
+        }
+        if opts.label.contains('\0') {
+            return Err(PoolError::Invalid("label contains a NUL byte".into()));
+        }
+        if !(1..=3).contains(&opts.metadata_copies) {
+            return Err(PoolError::Invalid(
+                "metadata copies must be 1, 2 or 3".into(),
+            ));
+        }
+        if devices.is_empty() || devices.len() > MAX_DEVICES {
+            return Err(PoolError::Invalid(format!(
+                "a pool has 1 to {MAX_DEVICES} devices"
+            )));
+        }
+        for d in &devices {
+            if d.size() < MIN_DEVICE_SIZE {
+                return Err(PoolError::Invalid(format!(
+                    "{} is {} bytes; the smallest device AegisFS can use is {} MiB",
+                    d.name(),
+                    d.size(),
+                    MIN_DEVICE_SIZE >> 20
+                )));
+            }
+        }
+        let pool_uuid = *uuid::Uuid::new_v4().as_bytes();
+        let created_ns = now_ns();
+        let table: Vec<DeviceEntry> = devices
+            .iter()
+            .map(|d| {
+                let (data_start, data_end) = data_area(d.size(), opts.block_size);
+                DeviceEntry {
+                    uuid: *uuid::Uuid::new_v4().as_bytes(),
+                    size: d.size(),
+                    data_start,
+                    data_end,
+                }
+            })
+            .collect();
+        let mut config = None;
+        for (i, dev) in devices.iter().enumerate() {
+            let cfg = LabelConfig {
+                version: FORMAT_VERSION,
+                block_size: opts.block_size,
+                features: Features::current(),
+                pool_uuid,
+                device_uuid: table[i].uuid,
+                device_index: i as u32,
+                device_size: table[i].size,
+                created_ns,
+                generation: 1,
+                label: opts.label.clone(),
+                metadata_copies: opts.metadata_copies,
+                checksum: opts.checksum,
+                metadata_compression: opts.metadata_compression,
+                devices: table.clone(),
+            };
+            // The whole label region is written, so stale signatures of other
+            // filesystems and stale uberblocks inside it are gone.
+            let mut region = vec![0u8; LABEL_SIZE as usize];
+            region[..CONFIG_SIZE].copy_from_slice(&cfg.encode());
+            for off in label_offsets(dev.size()) {
+                dev.write_at(&region, off)?;
+            }
+            dev.flush()?;
+            if i == 0 {
+                config = Some(cfg);
+            }
+        }
+        let config = config.expect("at least one device");
+        let areas: Vec<(u64, u64)> = table.iter().map(|d| (d.data_start, d.data_end)).collect();
+        Ok(Pool {
+            devices,
+            alloc: Mutex::new(Allocator::new(&areas, config.block_size)),
+            config,
+            read_only: false,
+            state: Mutex::new(State {
+                open_txg: 1,
+                last: None,
+                chain: Vec::new(),
+                failed: None,
+                force_condense: false,
+            }),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Open an existing pool: best label per device, then the newest
+    /// uberblock whose space map and root block verify.
+    pub fn open(devices: Vec<DeviceRef>, opts: &OpenOptions) -> Result<(Arc<Pool>, OpenReport)> {
+        Pool::open_verified(devices, opts, &|_, _| Ok(()))
+    }
+
+    /// As [`Pool::open`], with `verify` as a further test of each candidate
+    /// uberblock (the layer above checks that its trees decode).
+    pub fn open_verified(
+        devices: Vec<DeviceRef>,
+        opts: &OpenOptions,
+        verify: &dyn Fn(&Arc<Pool>, &Uberblock) -> Result<()>,
+    ) -> Result<(Arc<Pool>, OpenReport)> {
+        let mut report = OpenReport::default();
+        let mut found: Vec<(LabelConfig, DeviceRef)> = Vec::new();
+        for dev in devices {
+            let cfg = read_best_label(&dev, &mut report.label_problems)?;
+            found.push((cfg, dev));
+        }
+        let first = found
+            .first()
+            .ok_or_else(|| PoolError::Invalid("no devices given".into()))?
+            .0
+            .clone();
+        if found.len() != first.devices.len() {
+            return Err(PoolError::Invalid(format!(
+                "the pool has {} devices, {} given",
+                first.devices.len(),
+                found.len()
+            )));
+        }
+        for (cfg, dev) in &found {
+            if cfg.pool_uuid != first.pool_uuid {
+                return Err(PoolError::Invalid(format!(
+                    "{} belongs to another pool",
+                    dev.name()
+                )));
+            }
+        }
+        found.sort_by_key(|(c, _)| c.device_index);
+        if found
+            .iter()
+            .enumerate()
+            .any(|(i, (c, _))| c.device_index as usize != i)
+        {
+            return Err(PoolError::Invalid("the same device was given twice".into()));
+        }
+        // The config with the highest generation carries the current table.
+        let config = found
+            .iter()
+            .max_by_key(|(c, _)| c.generation)
+            .map(|(c, _)| c.clone())
+            .expect("non-empty");
+        let unknown_ro = config.unknown_ro_compat();
+        if unknown_ro != 0 && !opts.read_only {
+            return Err(PoolError::UnknownRoCompat {
+                device: found[0].1.name(),
+                bits: unknown_ro,
+            });
+        }
+        let devices: Vec<DeviceRef> = found.into_iter().map(|(_, d)| d).collect();
+        for (d, entry) in devices.iter().zip(&config.devices) {
+            if d.size() < entry.size {
+                return Err(PoolError::corrupt(
+                    format!("device {}", d.name()),
+                    format!(
+                        "it is {} bytes but was formatted with {} (truncated?)",
+                        d.size(),
+                        entry.size
+                    ),
+                ));
+            }
+        }
+        let areas: Vec<(u64, u64)> = config
+            .devices
+            .iter()
+            .map(|d| (d.data_start, d.data_end))
+            .collect();
+        let pool = Arc::new(Pool {
+            alloc: Mutex::new(Allocator::new(&areas, config.block_size)),
+            devices,
+            config,
+            read_only: opts.read_only,
+            state: Mutex::new(State {
+                open_txg: 0,
+                last: None,
+                chain: Vec::new(),
+                failed: None,
+                force_condense: false,
+            }),
+            counters: Counters::default(),
+        });
+
+        let candidates = pool.read_uberblocks(&mut report.label_problems)?;
+        report.newest_txg = candidates.keys().next_back().copied().unwrap_or(0);
+        if candidates.is_empty() {
+            return Err(PoolError::NoUberblock(
+                "no valid uberblock in any label (was mkfs interrupted?)".into(),
+            ));
+        }
+        for (&txg, ub) in candidates.iter().rev() {
+            if let Some(want) = opts.rewind_txg {
+                if txg != want {
+                    continue;
+                }
+            }
+            match pool
+                .load_space(ub)
+                .and_then(|r| verify(&pool, ub).map(|()| r))
+            {
+                Ok((alloc, chain)) => {
+                    *pool.alloc.lock() = alloc;
+                    {
+                        let mut st = pool.state.lock();
+                        st.open_txg = report.newest_txg + 1;
+                        st.last = Some(ub.clone());
+                        st.chain = chain;
+                    }
+                    report.txg = txg;
+                    return Ok((pool, report));
+                }
+                Err(e) => {
+                    tracing::warn!(txg, error = %e, "uberblock does not verify; trying an older one");
+                    report.skipped.push((txg, e.to_string()));
+                }
+            }
+        }
+        let why = match opts.rewind_txg {
+            Some(t) if !candidates.contains_key(&t) => format!(
+                "txg {t} is not in the uberblock ring (have {:?})",
+                candidates.keys().collect::<Vec<_>>()
+            ),
+            _ => report
+                .skipped
+                .iter()
+                .map(|(t, e)| format!("txg {t}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        Err(PoolError::NoUberblock(why))
+    }
+
+    /// Every valid uberblock in every label of every device, by txg.
+    fn read_uberblocks(&self, problems: &mut Vec<String>) -> Result<BTreeMap<u64, Uberblock>> {
+        let mut out = BTreeMap::new();
+        let mut ring = vec![0u8; (UBER_SLOTS as usize) * UBER_SLOT_SIZE];
+        for (dev, entry) in self.devices.iter().zip(&self.config.devices) {
+            for off in label_offsets(entry.size) {
+                if let Err(e) = dev.read_at(&mut ring, off + UBER_RING_OFFSET) {
+                    problems.push(format!("{}: uberblock ring at {off}: {e}", dev.name()));
+                    continue;
+                }
+                for slot in ring.chunks(UBER_SLOT_SIZE) {
+                    match Uberblock::decode(slot) {
+                        Ok(Some(ub)) if ub.pool_uuid == self.config.pool_uuid => {
+                            out.entry(ub.txg).or_insert(ub);
+                        }
+                        Ok(_) => {}
+                        // A torn or damaged slot: the ring holds older ones.
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replay the space map chain of `ub` and verify its root block.
+    fn load_space(&self, ub: &Uberblock) -> Result<(Allocator, Vec<BlockPtr>)> {
+        let areas: Vec<(u64, u64)> = self
+            .config
+            .devices
+            .iter()
+            .map(|d| (d.data_start, d.data_end))
+            .collect();
+        let mut alloc = Allocator::new(&areas, self.config.block_size);
+        let mut blocks = Vec::new();
+        let mut chain = Vec::new();
+        let mut next = ub.space_map.clone();
+        let limit = ub.space_map_blocks.min(MAX_SPACE_MAP_BLOCKS);
+        while let Some(bp) = next {
+            if chain.len() as u64 >= limit {
+                return Err(PoolError::corrupt(
+                    "space map",
+                    format!(
+                        "chain longer than the {} blocks the uberblock records",
+                        ub.space_map_blocks
+                    ),
+                ));
+            }
+            if bp.block_type != BlockType::SpaceMap || bp.birth_txg > ub.txg {
+                return Err(PoolError::corrupt(
+                    "space map",
+                    format!("chain points at {}", bp.describe()),
+                ));
+            }
+            let blk = SpaceMapBlock::decode(&self.read_block(&bp)?)?;
+            next = blk.prev.clone();
+            chain.push(bp);
+            blocks.push(blk);
+        }
+        if chain.len() as u64 != ub.space_map_blocks {
+            return Err(PoolError::corrupt(
+                "space map",
+                format!(
+                    "chain has {} blocks, uberblock records {}",
+                    chain.len(),
+                    ub.space_map_blocks
+                ),
+            ));
+        }
+        if let Some(first) = blocks.last() {
+            if first.flags & FLAG_CONDENSED == 0 {
+                return Err(PoolError::corrupt(
+                    "space map",
+                    "chain does not start with a condensed block",
+                ));
+            }
+        }
+        for blk in blocks.iter().rev() {
+            for e in &blk.entries {
+                alloc.replay(e, ub.txg)?;
+            }
+        }
+        chain.reverse();
+        if let Some(bp) = &ub.pool_root.root {
+            self.read_block(bp)?;
+        }
+        Ok((alloc, chain))
+    }
+
+    pub fn config(&self) -> &LabelConfig {
+        &self.config
+    }
+    pub fn devices(&self) -> &[DeviceRef] {
+        &self.devices
+    }
+    pub fn block_size(&self) -> u32 {
+        self.config.block_size
+    }
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// The txg that new blocks are born in.
+    pub fn open_txg(&self) -> u64 {
+        self.state.lock().open_txg
+    }
+    /// The last committed uberblock (None only before the first commit).
+    pub fn last_uberblock(&self) -> Option<Uberblock> {
+        self.state.lock().last.clone()
+    }
+    /// The space map chain blocks, oldest first (fsck counts them as reachable).
+    pub fn space_map_chain(&self) -> Vec<BlockPtr> {
+        self.state.lock().chain.clone()
+    }
+    pub fn space(&self) -> SpaceInfo {
+        let a = self.alloc.lock();
+        SpaceInfo {
+            total: a.total_bytes(),
+            free: a.free_bytes(),
+            deferred: a.deferred_bytes(),
+            reserve: a.reserve_bytes(),
+        }
+    }
+    pub fn available(&self, class: AllocClass) -> u64 {
+        self.alloc.lock().available(class)
+    }
+    /// Allocated extents per the space map (for fsck's accounting check).
+    pub fn allocated_extents(&self) -> Vec<Extent> {
+        self.alloc.lock().allocated_extents()
+    }
+    pub fn deferred_extents(&self) -> Vec<(u64, Extent)> {
+        self.alloc.lock().deferred_extents()
+    }
+    /// Why commits are refused, if an earlier commit failed.
+    pub fn failure(&self) -> Option<String> {
+        self.state.lock().failed.clone()
+    }
+
+    /// Default properties for a metadata block of the given type and level.
+    pub fn metadata_props(&self, block_type: BlockType, level: u8) -> WriteProps {
+        WriteProps {
+            block_type,
+            level,
+            copies: self.config.metadata_copies,
+            checksum: self.config.checksum,
+            compression: self.config.metadata_compression,
+            class: AllocClass::Reserved,
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(PoolError::ReadOnly);
+        }
+        if let Some(f) = &self.state.lock().failed {
+            return Err(PoolError::Invalid(format!(
+                "an earlier commit failed ({f}); reopen the pool"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Store `data` as a new block and return its pointer.
+    pub fn write_block(&self, data: &[u8], props: &WriteProps) -> Result<BlockPtr> {
+        self.check_writable()?;
+        if data.is_empty() || data.len() > MAX_BLOCK_BYTES as usize {
+            return Err(PoolError::Invalid(format!("block of {} bytes", data.len())));
+        }
+        let compressed = props.compression.compress(data);
+        let (stored, compression) = match &compressed {
+            Some(z) => (&z[..], props.compression),
+            None => (data, Compression::None),
+        };
+        let copies = (props.copies.max(1) as usize).min(crate::blkptr::MAX_ADDRS);
+        let extents = self
+            .alloc
+            .lock()
+            .alloc(stored.len() as u64, copies, props.class)?;
+        let txg = self.open_txg();
+        if let Err(e) = self.write_extents(&extents, stored) {
+            let mut a = self.alloc.lock();
+            for x in &extents {
+                // Born in this txg and never referenced: reusable at once.
+                let _ = a.free(*x, txg, true);
+            }
+            return Err(e);
+        }
+        Ok(BlockPtr {
+            checksum_type: props.checksum,
+            compression,
+            block_type: props.block_type,
+            level: props.level,
+            logical_size: data.len() as u32,
+            physical_size: stored.len() as u32,
+            birth_txg: txg,
+            checksum: props.checksum.compute(stored),
+            addrs: extents
+                .iter()
+                .map(|x| Dva {
+                    device: x.device,
+                    offset: x.offset,
+                })
+                .collect(),
+        })
+    }
+
+    fn write_extents(&self, extents: &[Extent], stored: &[u8]) -> Result<()> {
+        let mut padded = stored.to_vec();
+        padded.resize(extents[0].len as usize, 0);
+        for x in extents {
+            self.devices[x.device as usize].write_at(&padded, x.offset)?;
+        }
+        Ok(())
+    }
+
+    /// Check that each address of `bp` lies in its device's data area.
+    fn check_addrs(&self, bp: &BlockPtr) -> Result<()> {
+        let bs = self.config.block_size as u64;
+        let len = bp.allocated_size(self.config.block_size);
+        for a in &bp.addrs {
+            let ok = self.config.devices.get(a.device as usize).is_some_and(|d| {
+                a.offset % bs == 0
+                    && a.offset >= d.data_start
+                    && a.offset
+                        .checked_add(len)
+                        .is_some_and(|end| end <= d.data_end)
+            });
+            if !ok {
+                return Err(PoolError::corrupt(
+                    "block pointer",
+                    format!("address outside the data area: {}", bp.describe()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read copy `i`'s stored bytes and verify them against the checksum.
+    fn read_copy(&self, bp: &BlockPtr, i: usize) -> std::result::Result<Vec<u8>, String> {
+        let a = bp.addrs[i];
+        let mut buf = vec![0u8; bp.physical_size as usize];
+        if let Err(e) = self.devices[a.device as usize].read_at(&mut buf, a.offset) {
+            self.counters.io_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("read error: {e}"));
+        }
+        if bp.checksum_type.compute(&buf) != bp.checksum {
+            self.counters
+                .checksum_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err("checksum mismatch".into());
+        }
+        Ok(buf)
+    }
+
+    /// Read, verify and decompress a block, healing bad copies from a good one.
+    pub fn read_block(&self, bp: &BlockPtr) -> Result<Vec<u8>> {
+        self.check_addrs(bp)?;
+        let mut bad = Vec::new();
+        let mut good = None;
+        for i in 0..bp.addrs.len() {
+            match self.read_copy(bp, i) {
+                Ok(b) => {
+                    good = Some(b);
+                    break;
+                }
+                Err(e) => bad.push((i, e)),
+            }
+        }
+        let Some(stored) = good else {
+            let why: Vec<String> = bad.iter().map(|(i, e)| format!("copy {i}: {e}")).collect();
+            return Err(PoolError::Checksum {
+                what: format!("{} ({})", bp.describe(), why.join(", ")),
+            });
+        };
+        if !bad.is_empty() && !self.read_only {
+            for (i, why) in &bad {
+                if self.heal_copy(bp, *i, &stored).is_ok() {
+                    tracing::warn!(block = %bp.describe(), copy = i, %why, "repaired damaged copy");
+                }
+            }
+        }
+        bp.compression.decompress(&stored, bp.logical_size as usize)
+    }
+
+    fn heal_copy(&self, bp: &BlockPtr, i: usize, stored: &[u8]) -> Result<()> {
+        let a = bp.addrs[i];
+        let mut padded = stored.to_vec();
+        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        self.devices[a.device as usize].write_at(&padded, a.offset)?;
+        self.counters.healed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Verify every copy of a block independently (fsck and scrub).
+    pub fn verify_copies(&self, bp: &BlockPtr) -> Result<Vec<CopyState>> {
+        self.check_addrs(bp)?;
+        Ok((0..bp.addrs.len())
+            .map(|i| match self.read_copy(bp, i) {
+                Ok(_) => CopyState::Good,
+                Err(e) => CopyState::Bad(e),
+            })
+            .collect())
+    }
+
+    /// Rewrite every bad copy from a good one; returns how many were fixed.
+    pub fn repair_copies(&self, bp: &BlockPtr) -> Result<usize> {
+        self.check_writable()?;
+        let states = self.verify_copies(bp)?;
+        let Some(good) = (0..bp.addrs.len()).find(|&i| states[i] == CopyState::Good) else {
+            return Err(PoolError::Checksum {
+                what: bp.describe(),
+            });
+        };
+        let stored = self.read_copy(bp, good).map_err(|e| PoolError::Checksum {
+            what: format!("{}: {e}", bp.describe()),
+        })?;
+        let mut fixed = 0;
+        for (i, s) in states.iter().enumerate() {
+            if *s != CopyState::Good {
+                self.heal_copy(bp, i, &stored)?;
+                fixed += 1;
+            }
+        }
+        Ok(fixed)
+    }
+
+    /// Free a block's space. Blocks born in the open txg are reusable at
+    /// once; older ones wait out the deferral.
+    pub fn free(&self, bp: &BlockPtr) -> Result<()> {
+        self.check_writable()?;
+        let txg = self.open_txg();
+        let len = bp.allocated_size(self.config.block_size);
+        let mut a = self.alloc.lock();
+        for d in &bp.addrs {
+            a.free(
+                Extent {
+                    device: d.device,
+                    offset: d.offset,
+                    len,
+                },
+                txg,
+                bp.birth_txg == txg,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Replace the in-memory space state with exactly `allocated` (fsck
+    /// repair: the reachable set is the truth). The next commit writes it
+    /// as a condensed space map.
+    pub fn rebuild_space_map(&self, allocated: &[Extent]) -> Result<()> {
+        self.check_writable()?;
+        let areas: Vec<(u64, u64)> = self
+            .config
+            .devices
+            .iter()
+            .map(|d| (d.data_start, d.data_end))
+            .collect();
+        let mut fresh = Allocator::new(&areas, self.config.block_size);
+        let txg = self.open_txg();
+        for e in allocated {
+            let rec = crate::space_map::SpaceEntry {
+                op: crate::space_map::SpaceOp::Alloc,
+                device: e.device,
+                offset: e.offset,
+                len: e.len,
+                txg,
+            };
+            fresh.replay(&rec, txg)?;
+        }
+        *self.alloc.lock() = fresh;
+        self.state.lock().force_condense = true;
+        Ok(())
+    }
+
+    /// Make the open txg durable with `pool_root` as its root. Returns the
+    /// committed txg.
+    pub fn commit(&self, pool_root: &TreeRoot) -> Result<u64> {
+        self.check_writable()?;
+        let txg = self.open_txg();
+        match self.commit_inner(txg, pool_root) {
+            Ok(()) => Ok(txg),
+            Err(e) => {
+                self.state.lock().failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_inner(&self, txg: u64, pool_root: &TreeRoot) -> Result<()> {
+        let (head, nblocks) = self.write_space_map(txg)?;
+        for d in &self.devices {
+            d.flush()?;
+        }
+        let ub = Uberblock {
+            txg,
+            timestamp_ns: now_ns(),
+            pool_uuid: self.config.pool_uuid,
+            space_map_blocks: nblocks,
+            pool_root: pool_root.clone(),
+            space_map: head,
+            log_head: None,
+        };
+        let bytes = ub.encode();
+        let slot = (txg % UBER_SLOTS) * UBER_SLOT_SIZE as u64;
+        let mut written = 0;
+        let mut last_err = None;
+        for (dev, entry) in self.devices.iter().zip(&self.config.devices) {
+            for off in label_offsets(entry.size) {
+                // One bad label must not fail the commit: the others carry it.
+                match dev.write_at(&bytes, off + UBER_RING_OFFSET + slot) {
+                    Ok(()) => written += 1,
+                    Err(e) => last_err = Some(e),
+                }
+            }
+        }
+        if written == 0 {
+            return Err(last_err
+                .map(PoolError::from)
+                .unwrap_or_else(|| PoolError::Invalid("no label written".into())));
+        }
+        for d in &self.devices {
+            d.flush()?;
+        }
+        self.alloc.lock().release_deferred(txg);
+        let mut st = self.state.lock();
+        st.last = Some(ub);
+        st.open_txg = txg + 1;
+        Ok(())
+    }
+
+    /// Persist this txg's space records; returns the new chain head and length.
+    fn write_space_map(&self, txg: u64) -> Result<(Option<BlockPtr>, u64)> {
+        let bs = self.config.block_size;
+        let per = entries_per_block(bs);
+        let copies = self.config.metadata_copies as usize;
+        let props = WriteProps {
+            compression: Compression::None,
+            ..self.metadata_props(BlockType::SpaceMap, 0)
+        };
+        let (old_chain, old_head, forced) = {
+            let mut st = self.state.lock();
+            (
+                st.chain.clone(),
+                st.last.as_ref().and_then(|u| u.space_map.clone()),
+                std::mem::take(&mut st.force_condense),
+            )
+        };
+        let mut alloc = self.alloc.lock();
+        if alloc.log_len() == 0 && old_head.is_some() && !forced {
+            return Ok((old_head, old_chain.len() as u64));
+        }
+        let fresh_estimate = (alloc.allocated_extents().len() as u64
+            + alloc.deferred_extents().len() as u64)
+            .div_ceil(per as u64);
+        let condense = forced
+            || old_head.is_none()
+            || old_chain.len() as u64 > 2 * fresh_estimate + CONDENSE_SLACK;
+
+        let (entries, extents, mut prev, flags) = if condense {
+            for bp in &old_chain {
+                let len = bp.allocated_size(bs);
+                for d in &bp.addrs {
+                    alloc.free(
+                        Extent {
+                            device: d.device,
+                            offset: d.offset,
+                            len,
+                        },
+                        txg,
+                        bp.birth_txg == txg,
+                    )?;
+                }
+            }
+            let mut n = fresh_estimate.max(1) as usize;
+            loop {
+                let mut extents = Vec::with_capacity(n);
+                for _ in 0..n {
+                    extents.push(alloc.alloc(bs as u64, copies, AllocClass::Reserved)?);
+                }
+                let entries = alloc.condensed();
+                if entries.len() <= n * per {
+                    alloc.take_log(); // the condensed records subsume this txg's log
+                    break (entries, extents, None, FLAG_CONDENSED);
+                }
+                for x in extents.iter().flatten() {
+                    alloc.free(*x, txg, true)?;
+                }
+                n = entries.len().div_ceil(per) + 1;
+            }
+        } else {
+            let mut entries = alloc.take_log();
+            let mut n = entries.len().div_ceil(per);
+            while (entries.len() + n * copies).div_ceil(per) > n {
+                n = (entries.len() + n * copies).div_ceil(per);
+            }
+            let mut extents = Vec::with_capacity(n);
+            for _ in 0..n {
+                extents.push(alloc.alloc(bs as u64, copies, AllocClass::Reserved)?);
+            }
+            entries.extend(alloc.take_log());
+            assert!(entries.len() <= n * per, "space map blocks under-allocated");
+            (entries, extents, old_head, 0)
+        };
+        drop(alloc);
+
+        let mut chain = if flags == FLAG_CONDENSED {
+            Vec::new()
+        } else {
+            old_chain
+        };
+        let mut chunks = entries.chunks(per);
+        for (i, ext) in extents.iter().enumerate() {
+            let blk = SpaceMapBlock {
+                flags: if i == 0 { flags } else { 0 },
+                txg,
+                prev: prev.take(),
+                entries: chunks.next().map(|c| c.to_vec()).unwrap_or_default(),
+            };
+            let data = blk.encode(bs);
+            self.write_extents(ext, &data)?;
+            let bp = BlockPtr {
+                checksum_type: props.checksum,
+                compression: Compression::None,
+                block_type: BlockType::SpaceMap,
+                level: 0,
+                logical_size: bs,
+                physical_size: bs,
+                birth_txg: txg,
+                checksum: props.checksum.compute(&data),
+                addrs: ext
+                    .iter()
+                    .map(|x| Dva {
+                        device: x.device,
+                        offset: x.offset,
+                    })
+                    .collect(),
+            };
+            prev = Some(bp.clone());
+            chain.push(bp);
+        }
+        let n = chain.len() as u64;
+        self.state.lock().chain = chain;
+        Ok((prev, n))
+    }
+}
+
+/// The valid label with the highest generation on `dev`. Labels of a future
+/// version or with unknown incompat features stop the open with that error.
+fn read_best_label(dev: &DeviceRef, problems: &mut Vec<String>) -> Result<LabelConfig> {
+    let name = dev.name();
+    if dev.size() < 2 * LABEL_SIZE {
+        return Err(PoolError::NotAegis { device: name });
+    }
+    let mut offsets: Vec<u64> = vec![0, LABEL_SIZE];
+    if dev.size() >= MIN_DEVICE_SIZE {
+        offsets.extend(&label_offsets(dev.size())[2..]);
+    }
+    let mut best: Option<LabelConfig> = None;
+    let mut damaged = 0;
+    let mut buf = vec![0u8; CONFIG_SIZE];
+    for (i, off) in offsets.iter().enumerate() {
+        if let Err(e) = dev.read_at(&mut buf, *off) {
+            problems.push(format!("{name}: label {i}: {e}"));
+            damaged += 1;
+            continue;
+        }
+        match LabelConfig::decode(&buf, &name) {
+            Ok(Some(c)) => {
+                if best.as_ref().is_none_or(|b| c.generation > b.generation) {
+                    best = Some(c);
+                }
+            }
+            Ok(None) => {}
+            Err(e @ (PoolError::UnknownIncompat { .. } | PoolError::UnsupportedVersion { .. })) => {
+                return Err(e)
+            }
+            Err(e) => {
+                problems.push(format!("{name}: label {i}: {e}"));
+                damaged += 1;
+            }
+        }
+    }
+    debug_assert!(offsets.len() <= LABEL_COUNT);
+    match best {
+        Some(c) => Ok(c),
+        None if damaged > 0 => Err(PoolError::corrupt(
+            format!("labels of {name}"),
+            problems.join("; "),
+        )),
+        None => Err(PoolError::NotAegis { device: name }),
+    }
+}
