@@ -250,6 +250,11 @@ fn describe_diff(a: &[Extent], b: &[Extent]) -> String {
 /// Check an opened store. The store must not be written while this runs.
 pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckReport> {
     let pool = store.pool();
+    // Newer txgs that did not verify mean the pool went back in time. A
+    // commit on top supersedes them: their slots are never chosen again.
+    let skipped = store.open_report().skipped.clone();
+    let superseded =
+        !skipped.is_empty() && repair && !pool.is_read_only() && store.commit().is_ok();
     let ub = pool
         .last_uberblock()
         .expect("opened store has an uberblock");
@@ -269,6 +274,19 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
         progress,
     };
 
+    // Opening read-write already healed what it read on the way in.
+    for what in pool.take_heal_log() {
+        w.error(format!("{what} (repaired when the pool was opened)"), true);
+    }
+    for (txg, why) in &skipped {
+        w.error(
+            format!(
+                "txg {txg} is damaged ({why}); the pool is at txg {}",
+                ub.txg
+            ),
+            superseded,
+        );
+    }
     // The caches hold decoded nodes; a check must read the disk.
     store.cache().clear();
     let pool_tree = Tree::open(

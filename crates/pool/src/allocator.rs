@@ -126,6 +126,8 @@ pub struct Allocator {
     devices: Vec<DeviceSpace>,
     /// free txg → extents waiting out their deferral.
     deferred: BTreeMap<u64, Vec<Extent>>,
+    /// The same extents by address, for overlap checks in O(log n).
+    deferred_index: BTreeMap<(u32, u64), u64>,
     deferred_bytes: u64,
     /// This txg's records, persisted by the next commit.
     log: Vec<SpaceEntry>,
@@ -146,6 +148,7 @@ impl Allocator {
             block_size: bs,
             devices,
             deferred: BTreeMap::new(),
+            deferred_index: BTreeMap::new(),
             deferred_bytes: 0,
             log: Vec::new(),
             reserve,
@@ -257,8 +260,7 @@ impl Allocator {
                 txg: 0,
             });
         } else {
-            self.deferred.entry(free_txg).or_default().push(e);
-            self.deferred_bytes += e.len;
+            self.defer(e, free_txg);
             self.log.push(SpaceEntry {
                 op: SpaceOp::Free,
                 device: e.device,
@@ -294,9 +296,11 @@ impl Allocator {
                 ));
             }
         }
-        let pending = self.deferred.values().flatten().any(|x| {
-            x.device == e.device && x.offset < e.offset + e.len && e.offset < x.offset + x.len
-        });
+        let pending = self
+            .deferred_index
+            .range(..(e.device, e.offset + e.len))
+            .next_back()
+            .is_some_and(|(&(d, o), &l)| d == e.device && o + l > e.offset);
         if pending {
             return Err(PoolError::corrupt(
                 "space map",
@@ -304,6 +308,18 @@ impl Allocator {
             ));
         }
         Ok(())
+    }
+
+    fn defer(&mut self, e: Extent, txg: u64) {
+        self.deferred.entry(txg).or_default().push(e);
+        self.deferred_index.insert((e.device, e.offset), e.len);
+        self.deferred_bytes += e.len;
+    }
+
+    /// Free extents plus deferred ones: a cheap bound on the records a
+    /// condensed space map needs.
+    pub fn extent_count(&self) -> usize {
+        self.devices.iter().map(|d| d.free.len()).sum::<usize>() + self.deferred_index.len()
     }
 
     fn give(&mut self, e: Extent) -> Result<()> {
@@ -327,6 +343,7 @@ impl Allocator {
         for t in ready {
             for e in self.deferred.remove(&t).unwrap_or_default() {
                 self.deferred_bytes -= e.len;
+                self.deferred_index.remove(&(e.device, e.offset));
                 // The extent was checked when it was deferred; a failure here
                 // is a bug in this module, not on-disk corruption.
                 let ok = self.devices[e.device as usize].give(e.offset, e.len);
@@ -374,8 +391,7 @@ impl Allocator {
                 if e.txg == 0 || e.txg + DEFER_TXGS <= current {
                     self.give(x)?;
                 } else {
-                    self.deferred.entry(e.txg).or_default().push(x);
-                    self.deferred_bytes += x.len;
+                    self.defer(x, e.txg);
                 }
             }
         }
@@ -385,41 +401,40 @@ impl Allocator {
     /// Allocated extents (neither free nor waiting out a deferral), sorted.
     pub fn allocated_extents(&self) -> Vec<Extent> {
         let mut out = Vec::new();
-        let mut deferred: Vec<Extent> = self.deferred.values().flatten().copied().collect();
-        deferred.sort();
         for (i, d) in self.devices.iter().enumerate() {
+            let dev = i as u32;
+            let mut gaps = Vec::new();
             let mut pos = d.start;
-            let mut push_gap = |s0: u64, e: u64| {
-                let mut s = s0;
-                for x in deferred
-                    .iter()
-                    .filter(|x| x.device as usize == i && x.offset < e && x.offset + x.len > s0)
-                {
-                    if x.offset > s {
-                        out.push(Extent {
-                            device: i as u32,
-                            offset: s,
-                            len: x.offset - s,
-                        });
-                    }
-                    s = s.max(x.offset + x.len);
-                }
-                if e > s {
-                    out.push(Extent {
-                        device: i as u32,
-                        offset: s,
-                        len: e - s,
-                    });
-                }
-            };
             for (&s, &l) in &d.free {
                 if s > pos {
-                    push_gap(pos, s);
+                    gaps.push((pos, s));
                 }
                 pos = s + l;
             }
             if d.end > pos {
-                push_gap(pos, d.end);
+                gaps.push((pos, d.end));
+            }
+            for (s0, e) in gaps {
+                let mut s = s0;
+                // Deferred extents never straddle free space, so those in
+                // this gap start inside it.
+                for (&(_, o), &l) in self.deferred_index.range((dev, s0)..(dev, e)) {
+                    if o > s {
+                        out.push(Extent {
+                            device: dev,
+                            offset: s,
+                            len: o - s,
+                        });
+                    }
+                    s = s.max(o + l);
+                }
+                if e > s {
+                    out.push(Extent {
+                        device: dev,
+                        offset: s,
+                        len: e - s,
+                    });
+                }
             }
         }
         out

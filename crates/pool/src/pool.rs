@@ -130,8 +130,13 @@ struct State {
     force_condense: bool,
 }
 
+/// Heal reports kept for fsck to collect (older ones are counted only).
+const MAX_HEAL_LOG: usize = 4096;
+
 pub struct Pool {
     devices: Vec<DeviceRef>,
+    /// Copies rewritten by self-heal since the last `take_heal_log`.
+    heal_log: Mutex<Vec<String>>,
     config: LabelConfig,
     read_only: bool,
     alloc: Mutex<Allocator>,
@@ -244,6 +249,7 @@ impl Pool {
                 force_condense: false,
             }),
             counters: Counters::default(),
+            heal_log: Mutex::new(Vec::new()),
         })
     }
 
@@ -338,6 +344,7 @@ impl Pool {
                 force_condense: false,
             }),
             counters: Counters::default(),
+            heal_log: Mutex::new(Vec::new()),
         });
 
         let candidates = pool.read_uberblocks(&mut report.label_problems)?;
@@ -669,6 +676,16 @@ impl Pool {
             for (i, why) in &bad {
                 if self.heal_copy(bp, *i, &stored).is_ok() {
                     tracing::warn!(block = %bp.describe(), copy = i, %why, "repaired damaged copy");
+                    let mut log = self.heal_log.lock();
+                    if log.len() < MAX_HEAL_LOG {
+                        let a = bp.addrs[*i];
+                        log.push(format!(
+                            "{} copy {i} ({}:{}): {why}",
+                            bp.describe(),
+                            a.device,
+                            a.offset
+                        ));
+                    }
                 }
             }
         }
@@ -682,6 +699,11 @@ impl Pool {
         self.devices[a.device as usize].write_at(&padded, a.offset)?;
         self.counters.healed.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Copies self-heal rewrote since the last call (fsck reports them).
+    pub fn take_heal_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.heal_log.lock())
     }
 
     /// Verify every copy of a block independently (fsck and scrub).
@@ -942,10 +964,11 @@ impl Pool {
 /// version or with unknown incompat features stop the open with that error.
 fn read_best_label(dev: &DeviceRef, problems: &mut Vec<String>) -> Result<LabelConfig> {
     let name = dev.name();
-    if dev.size() < 2 * LABEL_SIZE {
+    if dev.size() < CONFIG_SIZE as u64 {
         return Err(PoolError::NotAegis { device: name });
     }
     let mut offsets: Vec<u64> = vec![0, LABEL_SIZE];
+    offsets.retain(|&o| o + CONFIG_SIZE as u64 <= dev.size());
     if dev.size() >= MIN_DEVICE_SIZE {
         offsets.extend(&label_offsets(dev.size())[2..]);
     }
