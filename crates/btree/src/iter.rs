@@ -78,15 +78,23 @@ impl<'a> RangeIter<'a> {
                 let idx = if !self.rev {
                     match &self.lo {
                         Bound::Unbounded => 0,
-                        Bound::Included(l) => node.keys.partition_point(|k| k < l),
-                        Bound::Excluded(l) => node.keys.partition_point(|k| k <= l),
+                        Bound::Included(l) => {
+                            node.keys.partition_point(|k| k.as_slice() < l.as_slice())
+                        }
+                        Bound::Excluded(l) => {
+                            node.keys.partition_point(|k| k.as_slice() <= l.as_slice())
+                        }
                     }
                 } else {
                     // Index one past the last key to yield.
                     match &self.hi {
                         Bound::Unbounded => node.len(),
-                        Bound::Included(h) => node.keys.partition_point(|k| k <= h),
-                        Bound::Excluded(h) => node.keys.partition_point(|k| k < h),
+                        Bound::Included(h) => {
+                            node.keys.partition_point(|k| k.as_slice() <= h.as_slice())
+                        }
+                        Bound::Excluded(h) => {
+                            node.keys.partition_point(|k| k.as_slice() < h.as_slice())
+                        }
                     }
                 };
                 self.stack.push((node, idx));
@@ -102,7 +110,10 @@ impl<'a> RangeIter<'a> {
                     Bound::Unbounded => node.len() - 1,
                     Bound::Included(h) => node.child_index(h),
                     // The child holding the largest key < h.
-                    Bound::Excluded(h) => node.keys.partition_point(|k| k < h).saturating_sub(1),
+                    Bound::Excluded(h) => node
+                        .keys
+                        .partition_point(|k| k.as_slice() < h.as_slice())
+                        .saturating_sub(1),
                 }
             };
             let child = self.tree.descend(&node, i)?;
@@ -181,7 +192,7 @@ impl<'a> RangeIter<'a> {
                         self.done = true;
                         break;
                     }
-                    let item = (leaf.keys[p].clone(), leaf.vals[p].clone());
+                    let item = (leaf.keys[p].to_vec(), leaf.vals[p].clone());
                     return Ok(Some(item));
                 }
                 None => {

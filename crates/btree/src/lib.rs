@@ -13,5 +13,5 @@ pub mod typed;
 
 pub use cache::NodeCache;
 pub use error::{Result, TreeError};
-pub use node::{Child, Node, MAX_KEY};
+pub use node::{Child, Key, Node, MAX_KEY};
 pub use tree::{Flushed, NodeRef, Tree};

@@ -26,6 +26,11 @@ pub const NODE_HEADER: usize = 24;
 /// Keys are short: names are stored by hash, so 512 bytes is generous.
 pub const MAX_KEY: usize = 512;
 
+/// A key as a node holds it: up to 24 bytes inline (the filesystem's keys
+/// are 17), so the keys of a node sit in one array and a binary search
+/// does not chase a pointer per comparison.
+pub type Key = smallvec::SmallVec<[u8; 24]>;
+
 /// A child of an internal node: on disk, or a dirty node in memory.
 #[derive(Clone, Debug)]
 pub enum Child {
@@ -36,7 +41,7 @@ pub enum Child {
 #[derive(Clone, Debug, Default)]
 pub struct Node {
     pub level: u8,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: Vec<Key>,
     /// Leaf values (empty for internal nodes).
     pub vals: Vec<Vec<u8>>,
     /// Children (empty for leaves).
@@ -212,10 +217,10 @@ impl Node {
             }
             if level == 0 {
                 let vlen = r.u16()? as usize;
-                node.keys.push(r.bytes(klen)?.to_vec());
+                node.keys.push(Key::from_slice(r.bytes(klen)?));
                 node.vals.push(r.bytes(vlen)?.to_vec());
             } else {
-                node.keys.push(r.bytes(klen)?.to_vec());
+                node.keys.push(Key::from_slice(r.bytes(klen)?));
                 let child = BlockPtr::decode(&mut r)?;
                 if child.level + 1 != level || child.block_type != BlockType::TreeNode {
                     return Err(bad(format!(
@@ -275,7 +280,7 @@ mod tests {
     fn leaf_and_internal_round_trip() {
         let leaf = Node {
             level: 0,
-            keys: vec![b"a".to_vec(), b"b".to_vec()],
+            keys: vec![Key::from_slice(b"a"), Key::from_slice(b"b")],
             vals: vec![vec![1; 10], vec![]],
             children: vec![],
         };
@@ -298,7 +303,7 @@ mod tests {
 
         let internal = Node {
             level: 1,
-            keys: vec![vec![], b"m".to_vec()],
+            keys: vec![Key::new(), Key::from_slice(b"m")],
             vals: vec![],
             children: vec![Child::Disk(ptr(0, 2)), Child::Disk(ptr(0, 3))],
         };
@@ -312,7 +317,7 @@ mod tests {
     fn unsorted_keys_rejected() {
         let leaf = Node {
             level: 0,
-            keys: vec![b"b".to_vec(), b"a".to_vec()],
+            keys: vec![Key::from_slice(b"b"), Key::from_slice(b"a")],
             vals: vec![vec![], vec![]],
             children: vec![],
         };
@@ -323,7 +328,7 @@ mod tests {
     fn split_balances_bytes() {
         let mut n = Node::leaf();
         for i in 0..100u32 {
-            n.keys.push(i.to_be_bytes().to_vec());
+            n.keys.push(Key::from_slice(&i.to_be_bytes()));
             n.vals.push(vec![0; if i < 10 { 300 } else { 10 }]);
         }
         let total = n.encoded_size(96);

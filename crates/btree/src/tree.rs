@@ -25,7 +25,7 @@ use aegis_pool::{Pool, TreeRoot};
 use crate::cache::NodeCache;
 use crate::error::{Result, TreeError};
 use crate::iter::RangeIter;
-use crate::node::{Child, Node, MAX_KEY, NODE_HEADER};
+use crate::node::{Child, Key, Node, MAX_KEY, NODE_HEADER};
 
 /// A node to read from: borrowed from the dirty arena or shared from cache.
 pub enum NodeRef<'a> {
@@ -257,7 +257,7 @@ impl Tree {
         let Some(root) = self.root.clone() else {
             let id = self.new_dirty(Node {
                 level: 0,
-                keys: vec![key.to_vec()],
+                keys: vec![Key::from_slice(key)],
                 vals: vec![val.to_vec()],
                 children: vec![],
             });
@@ -301,14 +301,14 @@ impl Tree {
         id: u64,
         key: &[u8],
         val: &[u8],
-    ) -> Result<(Option<Vec<u8>>, Option<(Vec<u8>, u64)>)> {
+    ) -> Result<(Option<Vec<u8>>, Option<(Key, u64)>)> {
         let old;
         if self.dirty[&id].is_leaf() {
             let node = self.dirty.get_mut(&id).expect("node");
             match node.keys.binary_search_by(|k| k.as_slice().cmp(key)) {
                 Ok(i) => old = Some(std::mem::replace(&mut node.vals[i], val.to_vec())),
                 Err(i) => {
-                    node.keys.insert(i, key.to_vec());
+                    node.keys.insert(i, Key::from_slice(key));
                     node.vals.insert(i, val.to_vec());
                     old = None;
                 }
@@ -318,7 +318,7 @@ impl Tree {
                 let node = self.dirty.get_mut(&id).expect("node");
                 let i = node.child_index(key);
                 if key < node.keys[0].as_slice() {
-                    node.keys[0] = key.to_vec();
+                    node.keys[0] = Key::from_slice(key);
                 }
                 i
             };

@@ -30,7 +30,12 @@ fn path() -> PathBuf {
 fn model() -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut m = BTreeMap::new();
     for i in 0..600u32 {
-        m.insert(format!("key-{i:05}").into_bytes(), format!("value {i} ").repeat(1 + i as usize % 9).into_bytes());
+        m.insert(
+            format!("key-{i:05}").into_bytes(),
+            format!("value {i} ")
+                .repeat(1 + i as usize % 9)
+                .into_bytes(),
+        );
     }
     for i in (0..600u32).step_by(7) {
         m.remove(format!("key-{i:05}").as_bytes());
@@ -45,12 +50,23 @@ fn model() -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 fn regenerate() {
     let mem = Arc::new(MemDevice::new(SIZE));
-    let opts = CreateOptions { label: "golden".into(), ..Default::default() };
-    let store = Store::create(vec![mem.clone() as DeviceRef], &opts, StoreOptions::default()).unwrap();
+    let opts = CreateOptions {
+        label: "golden".into(),
+        ..Default::default()
+    };
+    let store = Store::create(
+        vec![mem.clone() as DeviceRef],
+        &opts,
+        StoreOptions::default(),
+    )
+    .unwrap();
     store
         .with_tree(ROOT_DATASET, AllocClass::Normal, |t| {
             for i in 0..600u32 {
-                t.insert(format!("key-{i:05}").as_bytes(), format!("value {i} ").repeat(1 + i as usize % 9).as_bytes())?;
+                t.insert(
+                    format!("key-{i:05}").as_bytes(),
+                    format!("value {i} ").repeat(1 + i as usize % 9).as_bytes(),
+                )?;
             }
             Ok(())
         })
@@ -86,7 +102,15 @@ fn golden_image_opens_with_its_contents_and_reencodes_byte_for_byte() {
     let bytes = std::fs::read(path()).expect("tests/golden/v1.img is committed");
     assert_eq!(bytes.len() as u64, SIZE);
     let mem = Arc::new(MemDevice::from_bytes(bytes.clone()));
-    let store = Store::open(vec![mem.clone() as DeviceRef], &OpenOptions { read_only: true, rewind_txg: None }, StoreOptions::default()).unwrap();
+    let store = Store::open(
+        vec![mem.clone() as DeviceRef],
+        &OpenOptions {
+            read_only: true,
+            rewind_txg: None,
+        },
+        StoreOptions::default(),
+    )
+    .unwrap();
     let pool = store.pool();
     let cfg = pool.config();
     assert_eq!(cfg.label, "golden");
@@ -97,7 +121,11 @@ fn golden_image_opens_with_its_contents_and_reencodes_byte_for_byte() {
     assert!(store.open_report().skipped.is_empty());
 
     // Contents.
-    let got: BTreeMap<Vec<u8>, Vec<u8>> = store.read_tree(ROOT_DATASET, |t| t.iter().map(|r| r.map_err(Into::into)).collect()).unwrap();
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = store
+        .read_tree(ROOT_DATASET, |t| {
+            t.iter().map(|r| r.map_err(Into::into)).collect()
+        })
+        .unwrap();
     assert_eq!(got, model());
 
     // Clean.
@@ -105,7 +133,9 @@ fn golden_image_opens_with_its_contents_and_reencodes_byte_for_byte() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     // Encoders: label and uberblock re-encode to the bytes on disk.
-    let label = LabelConfig::decode(&bytes[..CONFIG_SIZE], "golden").unwrap().unwrap();
+    let label = LabelConfig::decode(&bytes[..CONFIG_SIZE], "golden")
+        .unwrap()
+        .unwrap();
     assert_eq!(label.encode(), &bytes[..CONFIG_SIZE]);
     let slot = (UBER_RING_OFFSET + (ub.txg % UBER_SLOTS) * UBER_SLOT_SIZE as u64) as usize;
     let on_disk = &bytes[slot..slot + UBER_SLOT_SIZE];
@@ -119,9 +149,17 @@ fn golden_image_opens_with_its_contents_and_reencodes_byte_for_byte() {
     while let Some(bp) = stack.pop() {
         let raw = pool.read_block(&bp).unwrap();
         let node = Node::decode(&raw, &bp, DATASET_TREE_KIND).unwrap();
-        assert_eq!(node.encode(DATASET_TREE_KIND, bp.birth_txg), raw, "node {}", bp.describe());
+        assert_eq!(
+            node.encode(DATASET_TREE_KIND, bp.birth_txg),
+            raw,
+            "node {}",
+            bp.describe()
+        );
         // The stored block pointer encoding round-trips too.
-        assert_eq!(aegis_pool::BlockPtr::decode_slice(&bp.encode()).unwrap(), bp);
+        assert_eq!(
+            aegis_pool::BlockPtr::decode_slice(&bp.encode()).unwrap(),
+            bp
+        );
         stack.extend((0..node.len()).filter_map(|i| node.child_ptr(i).cloned()));
         nodes += 1;
     }

@@ -215,7 +215,11 @@ fn walk(
     out.all
         .push((format!("{name} {}", bp.describe()), bp.clone()));
     if node.is_leaf() {
-        leaves.push((bp.clone(), node.keys.clone(), node.vals.clone()));
+        leaves.push((
+            bp.clone(),
+            node.keys.iter().map(|k| k.to_vec()).collect(),
+            node.vals.clone(),
+        ));
         return;
     }
     for i in 0..node.len() {

@@ -128,10 +128,11 @@ pub fn run(a: Args) -> CliResult<u8> {
     for d in &info.devices {
         println!("device {}     {} {}", d.index, d.uuid, human(d.size));
     }
-    let secs = info.txg_time_ns / 1_000_000_000;
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(info.txg_time_ns);
     println!(
-        "txg          {} (written {} s after the epoch)",
-        info.txg, secs
+        "txg          {} (committed {})",
+        info.txg,
+        humantime::format_rfc3339_seconds(when)
     );
     if info.txg != info.newest_txg_seen {
         println!(
