@@ -90,33 +90,37 @@ fn commit_throughput(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
     let dev: DeviceRef = Arc::new(FileDevice::create(&path, 8 << 30).unwrap());
     let pool = Arc::new(Pool::create(vec![dev], &CreateOptions::default()).unwrap());
-    let mut tree = Tree::open(
-        pool.clone(),
-        NodeCache::new(1 << 16),
-        2,
-        &TreeRoot::default(),
-    );
-    let mut next = 0u64;
-    // Each iteration dirties ~50,000 keys' worth of nodes and commits them.
-    let batch = 50_000u64;
+    let mut tree = Tree::open(pool.clone(), NodeCache::new(1 << 16), 2, &TreeRoot::default());
+    // A stationary workload: a 200,000-key tree; each commit follows 20,000
+    // updates of random existing keys, so every commit writes about the
+    // same number of dirty nodes (2 copies each, through fdatasync).
+    const KEYS: u64 = 200_000;
+    const UPDATES: u64 = 20_000;
+    for i in 0..KEYS {
+        tree.insert(&key(i), &[0u8; 32]).unwrap();
+    }
+    commit(&pool, &mut tree);
+    let mut round = 0u64;
+    let mut dirty = |tree: &mut Tree, round: u64| {
+        for j in 0..UPDATES {
+            let i = (j.wrapping_mul(0x9E3779B97F4A7C15) ^ round.wrapping_mul(7919)) % KEYS;
+            tree.insert(&key(i), &[round as u8; 32]).unwrap();
+        }
+        tree.dirty_bytes() * pool.config().metadata_copies as u64
+    };
+    round += 1;
+    let bytes = dirty(&mut tree, round);
+    commit(&pool, &mut tree);
+    eprintln!("commit bench: about {} MiB of node blocks per commit", bytes >> 20);
     let mut g = c.benchmark_group("commit");
     g.sample_size(10);
-    // Measure bytes of node blocks written per commit: estimate from dirty count.
-    for i in 0..batch {
-        tree.insert(&key(next + i), &[1u8; 32]).unwrap();
-    }
-    next += batch;
-    let bytes = tree.dirty_bytes() * pool.config().metadata_copies as u64;
-    commit(&pool, &mut tree);
     g.throughput(Throughput::Bytes(bytes));
-    g.bench_function("commit_50k_random_inserts_file", |b| {
+    g.bench_function("commit_20k_updates_200k_tree_file", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                for i in 0..batch {
-                    tree.insert(&key(next + i), &[1u8; 32]).unwrap();
-                }
-                next += batch;
+                round += 1;
+                dirty(&mut tree, round);
                 let t = Instant::now();
                 commit(&pool, &mut tree);
                 total += t.elapsed();
