@@ -101,7 +101,7 @@ fn commit_throughput(c: &mut Criterion) {
     }
     commit(&pool, &mut tree);
     let mut round = 0u64;
-    let mut dirty = |tree: &mut Tree, round: u64| {
+    let dirty = |tree: &mut Tree, round: u64| {
         for j in 0..UPDATES {
             let i = (j.wrapping_mul(0x9E3779B97F4A7C15) ^ round.wrapping_mul(7919)) % KEYS;
             tree.insert(&key(i), &[round as u8; 32]).unwrap();

@@ -133,7 +133,7 @@ impl Node {
         debug_assert_eq!(self.level, other.level);
         debug_assert!(
             self.keys.last().is_none()
-                || other.keys.first().is_none()
+                || other.keys.is_empty()
                 || self.keys.last() < other.keys.first()
         );
         self.keys.extend(other.keys);

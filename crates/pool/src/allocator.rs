@@ -278,7 +278,7 @@ impl Allocator {
         })?;
         if e.offset < d.start
             || e.offset.checked_add(e.len).is_none_or(|end| end > d.end)
-            || e.offset % self.block_size != 0
+            || !e.offset.is_multiple_of(self.block_size)
         {
             return Err(PoolError::corrupt(
                 "block address",
@@ -373,7 +373,7 @@ impl Allocator {
                 format!("record {e:?} contradicts the records before it"),
             )
         };
-        if x.len % self.block_size != 0 || x.offset % self.block_size != 0 {
+        if !x.len.is_multiple_of(self.block_size) || !x.offset.is_multiple_of(self.block_size) {
             return Err(bad());
         }
         match e.op {

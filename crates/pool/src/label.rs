@@ -197,8 +197,8 @@ impl LabelConfig {
             if d.size < MIN_DEVICE_SIZE
                 || d.data_start >= d.data_end
                 || d.data_end > d.size
-                || d.data_start % bs != 0
-                || d.data_end % bs != 0
+                || !d.data_start.is_multiple_of(bs)
+                || !d.data_end.is_multiple_of(bs)
             {
                 return Err(bad(format!(
                     "device table row has impossible geometry {d:?}"
