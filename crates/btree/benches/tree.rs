@@ -90,7 +90,12 @@ fn commit_throughput(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
     let dev: DeviceRef = Arc::new(FileDevice::create(&path, 8 << 30).unwrap());
     let pool = Arc::new(Pool::create(vec![dev], &CreateOptions::default()).unwrap());
-    let mut tree = Tree::open(pool.clone(), NodeCache::new(1 << 16), 2, &TreeRoot::default());
+    let mut tree = Tree::open(
+        pool.clone(),
+        NodeCache::new(1 << 16),
+        2,
+        &TreeRoot::default(),
+    );
     // A stationary workload: a 200,000-key tree; each commit follows 20,000
     // updates of random existing keys, so every commit writes about the
     // same number of dirty nodes (2 copies each, through fdatasync).
@@ -111,7 +116,10 @@ fn commit_throughput(c: &mut Criterion) {
     round += 1;
     let bytes = dirty(&mut tree, round);
     commit(&pool, &mut tree);
-    eprintln!("commit bench: about {} MiB of node blocks per commit", bytes >> 20);
+    eprintln!(
+        "commit bench: about {} MiB of node blocks per commit",
+        bytes >> 20
+    );
     let mut g = c.benchmark_group("commit");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(bytes));

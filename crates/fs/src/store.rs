@@ -255,8 +255,8 @@ impl Store {
 
     /// Would the commit of everything dirty plus one more worst-case
     /// operation on `ds` fit? Every dirty node becomes one block per copy;
-    /// an operation dirties at most a path and splits it (2 × height + 1),
-    /// and the space map needs a few blocks.
+    /// an operation dirties at most a path and splits it (2 × height + 1);
+    /// the space map's share is the pool's `commit_overhead`.
     fn check_space(&self, t: &Trees, ds: u64, class: AllocClass) -> Result<()> {
         let height = t
             .datasets
@@ -264,9 +264,10 @@ impl Store {
             .map(|x| x.height())
             .unwrap_or(0)
             .max(t.pool_tree.height()) as u64;
-        let blocks = t.dirty_nodes() as u64 + 2 * (height + 2) + t.pool_tree.height() as u64 + 8;
+        let blocks = t.dirty_nodes() as u64 + 2 * (height + 2) + t.pool_tree.height() as u64 + 2;
         let needed =
-            blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64;
+            blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64
+                + self.pool.commit_overhead(blocks);
         let available = self.pool.available(class);
         if needed > available {
             return Err(PoolError::NoSpace { needed, available }.into());

@@ -20,11 +20,19 @@ use crate::dataset::dataset_key;
 use crate::error::Result;
 use crate::store::Store;
 
+/// The sync thread's control, shared on its own so that a waiting thread
+/// holds only a weak reference to the store: a store dropped without
+/// `shutdown` must not live on and commit stale state later.
 #[derive(Default)]
 pub(crate) struct SyncThread {
+    shared: Arc<SyncShared>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct SyncShared {
     state: Mutex<SyncState>,
     cv: Condvar,
-    handle: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -35,8 +43,21 @@ struct SyncState {
 
 impl SyncThread {
     pub(crate) fn request(&self) {
-        self.state.lock().requested = true;
-        self.cv.notify_one();
+        self.shared.state.lock().requested = true;
+        self.shared.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        self.shared.state.lock().stop = true;
+        self.shared.cv.notify_all();
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        // The store is going away (without shutdown: as a crash would); the
+        // thread must not outlive it.
+        self.stop();
     }
 }
 
@@ -83,21 +104,23 @@ impl Store {
     /// while dirty, and at once when a writer asks.
     pub fn start_sync_thread(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
+        let shared = self.sync.shared.clone();
         let interval = self.opts.sync_interval;
         let handle = std::thread::Builder::new()
             .name("aegis-txg-sync".into())
             .spawn(move || loop {
-                let Some(store) = weak.upgrade() else { return };
                 {
-                    let mut st = store.sync.state.lock();
+                    let mut st = shared.state.lock();
                     if !st.requested && !st.stop {
-                        store.sync.cv.wait_for(&mut st, interval);
+                        shared.cv.wait_for(&mut st, interval);
                     }
                     if st.stop {
                         return;
                     }
                     st.requested = false;
                 }
+                // Strong only while committing.
+                let Some(store) = weak.upgrade() else { return };
                 if let Err(e) = store.sync_if_dirty() {
                     tracing::error!(error = %e, "background commit failed");
                 }
@@ -108,8 +131,7 @@ impl Store {
 
     /// Stop the sync thread and commit what is dirty: a clean close.
     pub fn shutdown(&self) -> Result<()> {
-        self.sync.state.lock().stop = true;
-        self.sync.cv.notify_all();
+        self.sync.stop();
         if let Some(h) = self.sync.handle.lock().take() {
             let _ = h.join();
         }

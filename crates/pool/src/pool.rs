@@ -524,6 +524,22 @@ impl Pool {
     pub fn available(&self, class: AllocClass) -> u64 {
         self.alloc.lock().available(class)
     }
+    /// Worst-case bytes a commit needs beyond writing `dirty_blocks` blocks
+    /// of metadata: its space map records (an alloc per copy of each block
+    /// written, a free per copy of each block replaced) and, should this
+    /// commit condense, a fresh copy of the whole map. Writers check this
+    /// before changing anything so that a commit can never run out of room.
+    pub fn commit_overhead(&self, dirty_blocks: u64) -> u64 {
+        let copies = self.config.metadata_copies as u64;
+        let bs = self.config.block_size;
+        let per = entries_per_block(bs) as u64;
+        let records = 2 * copies * dirty_blocks + 16;
+        let log_blocks = records.div_ceil(per) + 1;
+        let condensed_blocks =
+            (self.alloc.lock().extent_count() as u64 + records).div_ceil(per) + 1;
+        (log_blocks + condensed_blocks) * copies * bs as u64
+    }
+
     /// Allocated extents per the space map (for fsck's accounting check).
     pub fn allocated_extents(&self) -> Vec<Extent> {
         self.alloc.lock().allocated_extents()
