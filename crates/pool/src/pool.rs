@@ -235,14 +235,29 @@ impl Pool {
             }
         }
         let config = config.expect("at least one device");
-        let areas: Vec<(u64, u64)> = table.iter().map(|d| (d.data_start, d.data_end)).collect();
-        Ok(Pool {
+        Ok(Pool::assemble(devices, config, false, 1))
+    }
+
+    /// A pool in memory with every device's data area free and `open_txg`
+    /// open; `open` then replays the chosen space map into it.
+    fn assemble(
+        devices: Vec<DeviceRef>,
+        config: LabelConfig,
+        read_only: bool,
+        open_txg: u64,
+    ) -> Pool {
+        let areas: Vec<(u64, u64)> = config
+            .devices
+            .iter()
+            .map(|d| (d.data_start, d.data_end))
+            .collect();
+        Pool {
             devices,
             alloc: Mutex::new(Allocator::new(&areas, config.block_size)),
             config,
-            read_only: false,
+            read_only,
             state: Mutex::new(State {
-                open_txg: 1,
+                open_txg,
                 last: None,
                 chain: Vec::new(),
                 failed: None,
@@ -250,7 +265,7 @@ impl Pool {
             }),
             counters: Counters::default(),
             heal_log: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// Open an existing pool: best label per device, then the newest
@@ -326,26 +341,7 @@ impl Pool {
                 ));
             }
         }
-        let areas: Vec<(u64, u64)> = config
-            .devices
-            .iter()
-            .map(|d| (d.data_start, d.data_end))
-            .collect();
-        let pool = Arc::new(Pool {
-            alloc: Mutex::new(Allocator::new(&areas, config.block_size)),
-            devices,
-            config,
-            read_only: opts.read_only,
-            state: Mutex::new(State {
-                open_txg: 0,
-                last: None,
-                chain: Vec::new(),
-                failed: None,
-                force_condense: false,
-            }),
-            counters: Counters::default(),
-            heal_log: Mutex::new(Vec::new()),
-        });
+        let pool = Arc::new(Pool::assemble(devices, config, opts.read_only, 0));
 
         let candidates = pool.read_uberblocks(&mut report.label_problems)?;
         report.newest_txg = candidates.keys().next_back().copied().unwrap_or(0);
@@ -760,20 +756,7 @@ impl Pool {
     pub fn free(&self, bp: &BlockPtr) -> Result<()> {
         self.check_writable()?;
         let txg = self.open_txg();
-        let len = bp.allocated_size(self.config.block_size);
-        let mut a = self.alloc.lock();
-        for d in &bp.addrs {
-            a.free(
-                Extent {
-                    device: d.device,
-                    offset: d.offset,
-                    len,
-                },
-                txg,
-                bp.birth_txg == txg,
-            )?;
-        }
-        Ok(())
+        free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
     }
 
     /// Replace the in-memory space state with exactly `allocated` (fsck
@@ -890,18 +873,7 @@ impl Pool {
 
         let (entries, extents, mut prev, flags) = if condense {
             for bp in &old_chain {
-                let len = bp.allocated_size(bs);
-                for d in &bp.addrs {
-                    alloc.free(
-                        Extent {
-                            device: d.device,
-                            offset: d.offset,
-                            len,
-                        },
-                        txg,
-                        bp.birth_txg == txg,
-                    )?;
-                }
+                free_ptr(&mut alloc, bp, bs, txg)?;
             }
             let mut n = fresh_estimate.max(1) as usize;
             loop {
@@ -974,6 +946,24 @@ impl Pool {
         self.state.lock().chain = chain;
         Ok((prev, n))
     }
+}
+
+/// Free every copy of `bp` in the txg `txg`: at once if it was born in
+/// that (still open) txg, else deferred.
+fn free_ptr(alloc: &mut Allocator, bp: &BlockPtr, block_size: u32, txg: u64) -> Result<()> {
+    let len = bp.allocated_size(block_size);
+    for d in &bp.addrs {
+        alloc.free(
+            Extent {
+                device: d.device,
+                offset: d.offset,
+                len,
+            },
+            txg,
+            bp.birth_txg == txg,
+        )?;
+    }
+    Ok(())
 }
 
 /// The valid label with the highest generation on `dev`. Labels of a future
