@@ -1,0 +1,278 @@
+//! The inode-level [`FileSystem`] trait.
+//!
+//! It mirrors the FUSE low-level API: objects are named by inode number,
+//! names are raw bytes (`&OsStr`, never containing `/` or NUL), and the
+//! kernel (FUSE `default_permissions`) checks permission bits before calling
+//! in, so implementations do not check them except in [`FileSystem::access`].
+//!
+//! # Reference counting
+//!
+//! Every operation that returns an [`Attr`] for a named inode
+//! (`lookup`, `mknod`, `mkdir`, `symlink`, `link`, `create`, and every entry
+//! except `.` and `..` of `readdirplus`) adds one to that inode's lookup
+//! count, exactly as a FUSE reply entry does; [`FileSystem::forget`] takes
+//! it away. Open handles (`open`, `create`, `opendir`) hold a reference
+//! until `release`/`releasedir`. An inode whose link count reached zero is
+//! freed only when both its lookup count and its open handles are gone, so
+//! an unlinked but open file stays readable and writable.
+//!
+//! # Errors
+//!
+//! Every method returns [`FsError`]; the errno cases each method documents
+//! are the ones Linux returns for the same call. Common to all methods:
+//! `NotFound` (ENOENT) for an unknown inode, `BadHandle` (EBADF) for an
+//! unknown handle or one opened on another inode.
+
+use std::ffi::OsStr;
+
+use crate::error::Result;
+use crate::types::{Attr, DirEntry, Fh, Ino, Request, SetAttr, StatFs, Whence, XattrReply};
+
+/// An inode-level filesystem. Object safe, `Send + Sync`; every method takes
+/// `&self` and implementations lock internally.
+pub trait FileSystem: Send + Sync {
+    /// Find `name` in directory `parent` and return its attributes, adding
+    /// one to its lookup count. `.` and `..` resolve to the directory and
+    /// its parent (the root's parent is the root).
+    ///
+    /// Errors: ENOENT (no such entry), ENOTDIR (`parent` is not a
+    /// directory), ENAMETOOLONG (name over 255 bytes), EINVAL (name holds `/`
+    /// or NUL or is empty).
+    fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr>;
+
+    /// Drop `nlookup` lookups of `ino`. Never fails; unknown inodes and
+    /// counts larger than held are ignored (saturating).
+    fn forget(&self, ino: Ino, nlookup: u64);
+
+    /// Attributes of `ino`. Errors: ENOENT.
+    fn getattr(&self, ino: Ino) -> Result<Attr>;
+
+    /// Change attributes; see [`SetAttr`]. `size` truncates or extends a
+    /// regular file (the new range reads as zeroes); a size change sets
+    /// mtime. ctime is set to now on any change unless given. `fh` is the
+    /// handle for `ftruncate`/`futimens`, when there is one.
+    ///
+    /// Errors: EISDIR (size on a directory), EINVAL (size on another
+    /// non-regular inode), EFBIG (size above the maximum file size), ENOSPC.
+    fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr>;
+
+    /// Create a regular file, FIFO, socket, or character or block device.
+    /// `mode` holds the `S_IFMT` type (0 means regular) and permission bits,
+    /// already masked by the umask. `rdev` is kept for devices only.
+    /// Owner is `req.uid`; group is `req.gid`, or the parent's group when the
+    /// parent is setgid.
+    ///
+    /// Errors: EEXIST (name exists, or is `.`/`..`), ENOTDIR, ENOENT (parent
+    /// unlinked), ENAMETOOLONG, EINVAL (bad name, unknown type or
+    /// `S_IFLNK`), EPERM (`S_IFDIR`: use mkdir), ENOSPC (inode limit).
+    fn mknod(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32, rdev: u64)
+        -> Result<Attr>;
+
+    /// Create a directory (nlink 2, parent's nlink + 1). Inherits the setgid
+    /// bit and group from a setgid parent. Errors as `mknod`.
+    fn mkdir(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr>;
+
+    /// Remove a non-directory entry; the inode lives on while its link
+    /// count, lookups or handles are non-zero. Updates ctime of the inode and
+    /// mtime/ctime of the parent.
+    ///
+    /// Errors: ENOENT, ENOTDIR (`parent`), EISDIR (entry is a directory),
+    /// EINVAL (`.`/`..` or bad name), ENAMETOOLONG.
+    fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()>;
+
+    /// Remove an empty directory.
+    ///
+    /// Errors: ENOENT, ENOTDIR (`parent`, or entry is not a directory),
+    /// ENOTEMPTY, EINVAL (`.`/`..`, bad name), ENAMETOOLONG.
+    fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()>;
+
+    /// Create a symbolic link named `name` pointing at `target` (stored
+    /// verbatim, never resolved). Mode is always `0o777`.
+    ///
+    /// Errors: as `mknod`; ENOENT for an empty target, ENAMETOOLONG for a
+    /// target over 4095 bytes.
+    fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr>;
+
+    /// The target of a symlink. Errors: EINVAL (not a symlink).
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+
+    /// Rename `parent/name` to `newparent/newname`. `flags` is 0,
+    /// `RENAME_NOREPLACE` or `RENAME_EXCHANGE`. Renaming an entry onto a
+    /// link of the same inode succeeds and does nothing. Updates ctime of
+    /// the moved inode(s), mtime/ctime of both parents, and `..` of a moved
+    /// directory.
+    ///
+    /// Errors: ENOENT (source missing, or target missing with EXCHANGE),
+    /// EEXIST (target exists with NOREPLACE), EINVAL (both flags, unknown
+    /// flags, a directory moved into its own subtree, `.`/`..`), ENOTDIR
+    /// (directory over non-directory, or a parent not a directory), EISDIR
+    /// (non-directory over directory), ENOTEMPTY (over a non-empty
+    /// directory), ENAMETOOLONG.
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()>;
+
+    /// Make a new name `newparent/newname` for `ino`; nlink + 1, ctime.
+    ///
+    /// Errors: EPERM (`ino` is a directory), EEXIST, ENOTDIR, ENOENT
+    /// (`newparent` unlinked, or `ino` already has no links and is not an
+    /// O_TMPFILE), ENAMETOOLONG, EINVAL.
+    fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr>;
+
+    /// Open `ino` with `open(2)` `flags` (`O_ACCMODE`, `O_APPEND`,
+    /// `O_TRUNC`). The handle remembers the access mode and `O_APPEND`:
+    /// writes through an append handle go to the end of file whatever
+    /// offset the caller passes. `O_TRUNC` on a writable handle of a
+    /// regular file truncates it to 0.
+    ///
+    /// Errors: EISDIR (directory opened for writing), ELOOP (symlink).
+    fn open(&self, ino: Ino, flags: i32) -> Result<Fh>;
+
+    /// Create and open a regular file. With `O_EXCL` an existing name fails
+    /// with EEXIST; without it an existing name is opened as `open` would
+    /// (and still counts as a lookup). `mode` holds permission bits.
+    ///
+    /// Errors: as `mknod` and `open`; EISDIR if the existing entry is a
+    /// directory.
+    fn create(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Fh)>;
+
+    /// Read up to `size` bytes at `offset`; short only at end of file;
+    /// holes read as zeroes. May update atime (relatime).
+    ///
+    /// Errors: EBADF (handle not readable), EISDIR (directory), EINVAL
+    /// (not a regular file).
+    fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>>;
+
+    /// Write `data` at `offset` (or at end of file for an `O_APPEND`
+    /// handle), extending the file. Returns the bytes written, always all of
+    /// `data`. Sets mtime and ctime.
+    ///
+    /// Errors: EBADF (handle not writable), EFBIG (past the maximum file
+    /// size), ENOSPC, EISDIR, EINVAL (not a regular file).
+    fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32>;
+
+    /// Called on each `close(2)` of a descriptor of the handle.
+    fn flush(&self, ino: Ino, fh: Fh) -> Result<()>;
+
+    /// Drop an open handle (last close). May free an unlinked inode.
+    fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
+
+    /// Make the file's data (and metadata unless `datasync`) durable.
+    fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
+
+    /// Open a directory for reading. Errors: ENOTDIR.
+    fn opendir(&self, ino: Ino, flags: i32) -> Result<Fh>;
+
+    /// Up to `max_entries` entries following cookie `offset` (0 means from
+    /// the start). `.` and `..` come first with cookies 1 and 2. Cookies are
+    /// stable: an entry keeps its cookie until removed, new entries get
+    /// larger cookies, so a listing continued from a cookie returns every
+    /// entry that existed throughout exactly once, whatever is created or
+    /// removed in between. An empty result means the end.
+    ///
+    /// Errors: ENOTDIR, EBADF.
+    fn readdir(&self, ino: Ino, fh: Fh, offset: u64, max_entries: usize) -> Result<Vec<DirEntry>>;
+
+    /// As `readdir`, with each entry's attributes; every entry other than
+    /// `.` and `..` counts as a lookup (FUSE readdirplus semantics).
+    fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>>;
+
+    /// Drop a directory handle.
+    fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()>;
+
+    /// Make the directory durable.
+    fn fsyncdir(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
+
+    /// Filesystem statistics.
+    fn statfs(&self, ino: Ino) -> Result<StatFs>;
+
+    /// Set an extended attribute. Names carry a namespace prefix: `user.`,
+    /// `trusted.`, `security.` or `system.`. `flags`: 0, `XATTR_CREATE`,
+    /// `XATTR_REPLACE`. Sets ctime.
+    ///
+    /// Errors: ERANGE (name empty or over 255 bytes, as Linux), E2BIG (value
+    /// over 64 KiB), EOPNOTSUPP (unknown namespace), EINVAL (empty name after
+    /// the prefix, unknown or both flags), EEXIST (CREATE and exists),
+    /// ENODATA (REPLACE and missing), EPERM (`user.` on an inode other than a
+    /// regular file or directory), ENOSPC (names list over 64 KiB).
+    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()>;
+
+    /// Get an extended attribute: `size == 0` asks for the value's length.
+    ///
+    /// Errors: ENODATA (missing), ERANGE (value longer than `size`, or name
+    /// too long), EOPNOTSUPP (unknown namespace).
+    fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply>;
+
+    /// The NUL-terminated names of all extended attributes, sorted;
+    /// `size == 0` asks for the length. Errors: ERANGE (longer than `size`).
+    fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply>;
+
+    /// Remove an extended attribute. Sets ctime.
+    /// Errors: ENODATA, ERANGE (name too long), EOPNOTSUPP.
+    fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()>;
+
+    /// Check `access(2)` `mask` (`F_OK`, or `R_OK|W_OK|X_OK`) for the
+    /// requester against the mode bits (owner, then group by primary gid,
+    /// then other; uid 0 passes except X on a file without any x bit).
+    ///
+    /// Errors: EACCES.
+    fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()>;
+
+    /// Preallocate or punch: `mode` 0 allocates and extends the size,
+    /// `FALLOC_FL_KEEP_SIZE` allocates without changing the size,
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` deallocates (reads as
+    /// zeroes). Sets mtime/ctime when the content or size changes.
+    ///
+    /// Errors: EINVAL (length 0, or offset + length overflows), EOPNOTSUPP
+    /// (other modes, PUNCH_HOLE without KEEP_SIZE), EFBIG, ENOSPC, EISDIR,
+    /// EINVAL for other non-regular files (Linux: ENODEV), EBADF (handle not
+    /// writable).
+    fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()>;
+
+    /// Reposition within a file: `Set` returns `offset`, `End` returns
+    /// size + offset, `Data`/`Hole` find the next data or hole at or after
+    /// `offset` (the end of file counts as a hole). The granularity of
+    /// data and holes is the implementation's allocation unit.
+    ///
+    /// Errors: ENXIO (`Data`/`Hole` with `offset` at or past end of file,
+    /// or no data after it), EINVAL (negative result).
+    fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64>;
+
+    /// Copy up to `len` bytes from one file to another (or within one
+    /// file, ranges not overlapping) without passing through the caller.
+    /// Returns bytes copied: fewer than `len` only at the source's end of
+    /// file. `flags` must be 0.
+    ///
+    /// Errors: EINVAL (flags, overlapping ranges in one file, non-regular
+    /// files), EISDIR, EBADF (handles' access modes), EFBIG, ENOSPC.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<u64>;
+}

@@ -1,0 +1,23 @@
+//! AegisFS VFS layer.
+//!
+//! [`FileSystem`] is the inode-level seam of AegisFS: the FUSE adapter, the
+//! embedded API and the differential tests all call it, and both
+//! [`RamFs`] (in memory, the test oracle) and the on-disk filesystem
+//! implement it. It is object safe: use it as `Arc<dyn FileSystem>`.
+//!
+//! Conventions (see [`filesystem`] for each method):
+//! - inode numbers, [`ROOT_INO`] = 1, names as raw bytes;
+//! - permission checks belong to the caller (FUSE `default_permissions`),
+//!   ownership of new inodes comes from the [`Request`];
+//! - lookup counts and open handles keep unlinked inodes alive;
+//! - every error is an [`FsError`] with one errno.
+
+pub mod error;
+pub mod filesystem;
+pub mod ramfs;
+pub mod types;
+
+pub use error::{FsError, Result};
+pub use filesystem::FileSystem;
+pub use ramfs::{RamFs, RamFsConfig};
+pub use types::*;
