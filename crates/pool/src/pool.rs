@@ -533,7 +533,15 @@ impl Pool {
         let log_blocks = records.div_ceil(per) + 1;
         let condensed_blocks =
             (self.alloc.lock().extent_count() as u64 + records).div_ceil(per) + 1;
-        (log_blocks + condensed_blocks) * copies * bs as u64
+        (log_blocks + condensed_blocks + 2) * self.space_map_copies() as u64 * bs as u64
+    }
+
+    /// Space map blocks carry one copy more than other metadata (at most
+    /// 3): every recent uberblock shares the older blocks of the chain, so
+    /// one block lost on every copy would leave no txg that opens (ZFS gives
+    /// its pool-wide metadata an extra ditto copy for the same reason).
+    pub fn space_map_copies(&self) -> usize {
+        (self.config.metadata_copies as usize + 1).min(3)
     }
 
     /// Allocated extents per the space map (for fsck's accounting check).
@@ -847,7 +855,7 @@ impl Pool {
     fn write_space_map(&self, txg: u64) -> Result<(Option<BlockPtr>, u64)> {
         let bs = self.config.block_size;
         let per = entries_per_block(bs);
-        let copies = self.config.metadata_copies as usize;
+        let copies = self.space_map_copies();
         let props = WriteProps {
             compression: Compression::None,
             ..self.metadata_props(BlockType::SpaceMap, 0)
