@@ -2,6 +2,7 @@
 //! filesystem by accident. Offsets and magics are those blkid uses.
 
 use aegis_block::BlockDevice;
+use aegis_pool::label::{label_offsets, LABEL_MAGIC, LABEL_SIZE, MIN_DEVICE_SIZE};
 
 /// Name of the filesystem or container found on `dev`, if any.
 pub fn detect(dev: &dyn BlockDevice) -> Option<&'static str> {
@@ -13,10 +14,21 @@ pub fn detect(dev: &dyn BlockDevice) -> Option<&'static str> {
         let mut b = vec![0u8; len];
         dev.read_at(&mut b, off).ok().map(|_| b)
     };
+    // Any of the four AegisFS labels: a pool whose front labels were wiped
+    // still has its back ones (only a device of pool size can hold those).
+    let aegis_labels = if size >= MIN_DEVICE_SIZE {
+        label_offsets(size).to_vec()
+    } else {
+        vec![0, LABEL_SIZE]
+    };
+    if aegis_labels
+        .iter()
+        .any(|&off| read(off, LABEL_MAGIC.len()).as_deref() == Some(&LABEL_MAGIC[..]))
+    {
+        return Some("AegisFS");
+    }
     // (name, offset, magic)
     const MAGICS: &[(&str, u64, &[u8])] = &[
-        ("AegisFS", 0, b"AEGISFS\0"),
-        ("AegisFS", 256 * 1024, b"AEGISFS\0"),
         ("ext2/ext3/ext4", 1080, &[0x53, 0xef]),
         ("btrfs", 65536 + 64, b"_BHRfS_M"),
         ("xfs", 0, b"XFSB"),
@@ -44,15 +56,6 @@ pub fn detect(dev: &dyn BlockDevice) -> Option<&'static str> {
         if let Some(b) = read(*off, magic.len()) {
             if b == *magic {
                 return Some(name);
-            }
-        }
-    }
-    // An AegisFS pool whose front labels were wiped still has back labels.
-    if size >= 8 << 20 {
-        let end = size / (256 * 1024) * (256 * 1024);
-        for off in [end - 512 * 1024, end - 256 * 1024] {
-            if read(off, 8).as_deref() == Some(b"AEGISFS\0") {
-                return Some("AegisFS");
             }
         }
     }

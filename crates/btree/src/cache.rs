@@ -6,7 +6,6 @@
 //! least recently used node goes first.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aegis_pool::BlockPtr;
@@ -19,8 +18,6 @@ type Key = (u32, u64, u64);
 
 pub struct NodeCache {
     inner: Mutex<LruCache<Key, Arc<Node>>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 fn key(bp: &BlockPtr) -> Key {
@@ -32,40 +29,16 @@ impl NodeCache {
         let cap = NonZeroUsize::new(max_nodes.max(16)).expect("non-zero");
         Arc::new(NodeCache {
             inner: Mutex::new(LruCache::new(cap)),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         })
     }
     pub fn get(&self, bp: &BlockPtr) -> Option<Arc<Node>> {
-        let r = self.inner.lock().get(&key(bp)).cloned();
-        let c = if r.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-        r
+        self.inner.lock().get(&key(bp)).cloned()
     }
     pub fn put(&self, bp: &BlockPtr, node: Arc<Node>) {
         self.inner.lock().put(key(bp), node);
     }
-    pub fn len(&self) -> usize {
-        self.inner.lock().len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn capacity(&self) -> usize {
-        self.inner.lock().cap().get()
-    }
     /// Drop every cached node (tests use it to force reads from disk).
     pub fn clear(&self) {
         self.inner.lock().clear();
-    }
-    pub fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aegis_btree::{Node, Tree};
+use aegis_btree::Node;
 use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
@@ -70,6 +70,8 @@ struct Walker<'a> {
     owned: BTreeMap<(u32, u64), (u64, String)>,
     expected: u64,
     progress: Progress<'a>,
+    /// Leaf entries of the pool tree, gathered on the way (dataset records).
+    pool_entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Walker<'_> {
@@ -77,22 +79,22 @@ impl Walker<'_> {
         self.report.errors.push(Finding { what, repaired });
     }
 
-    /// Check every copy and claim the block's space. False if no copy is good.
-    fn visit_block(&mut self, bp: &BlockPtr) -> bool {
+    /// Check every copy (repairing when asked) and claim the block's space.
+    /// Returns the block's contents if some copy was good.
+    fn visit_block(&mut self, bp: &BlockPtr) -> Option<Vec<u8>> {
         self.report.blocks_checked += 1;
         (self.progress)(self.report.blocks_checked, self.expected);
-        let states = match self.pool.verify_copies(bp) {
-            Ok(s) => s,
+        let check = match self.pool.check_copies(bp, self.repair) {
+            Ok(c) => c,
             Err(e) => {
                 self.error(format!("{}: {e}", bp.describe()), false);
-                return false;
+                return None;
             }
         };
-        self.report.copies_checked += states.len() as u64;
-        let good = states.iter().filter(|s| **s == CopyState::Good).count();
-        for (i, s) in states.iter().enumerate() {
+        self.report.copies_checked += check.states.len() as u64;
+        for (i, s) in check.states.iter().enumerate() {
             if let CopyState::Bad(why) = s {
-                let fixed = self.repair && good > 0 && self.pool.repair_copies(bp).is_ok();
+                let fixed = check.repaired.contains(&i);
                 self.error(
                     format!(
                         "{} copy {i} ({}:{}): {why}",
@@ -116,7 +118,7 @@ impl Walker<'_> {
             self.owned
                 .insert((a.device, a.offset), (len, bp.describe()));
         }
-        good > 0
+        check.data
     }
 
     fn overlapping(&self, dev: u32, off: u64, len: u64) -> Option<String> {
@@ -128,13 +130,13 @@ impl Walker<'_> {
         None
     }
 
-    /// Walk one tree; returns (nodes, entries, height) as counted.
-    fn walk_tree(&mut self, name: &str, tree: &Tree, root: &TreeRoot) -> (u64, u64) {
-        let Some(bp) = &root.root else { return (0, 0) };
+    /// Walk one tree of `kind` and check its root record's counters.
+    fn walk_tree(&mut self, name: &str, kind: u64, root: &TreeRoot) {
+        let Some(bp) = &root.root else { return };
         let mut counts = (0u64, 0u64);
         self.walk_node(
             name,
-            tree,
+            kind,
             bp,
             None,
             None,
@@ -150,23 +152,22 @@ impl Walker<'_> {
                 false,
             );
         }
-        counts
     }
 
     #[allow(clippy::too_many_arguments)]
     fn walk_node(
         &mut self,
         name: &str,
-        tree: &Tree,
+        kind: u64,
         bp: &BlockPtr,
         lo: Option<&[u8]>,
         hi: Option<&[u8]>,
         level: u32,
         counts: &mut (u64, u64),
     ) {
-        if !self.visit_block(bp) {
+        let Some(data) = self.visit_block(bp) else {
             return;
-        }
+        };
         if bp.level as u32 != level {
             self.error(
                 format!(
@@ -179,7 +180,7 @@ impl Walker<'_> {
             );
             return;
         }
-        let node: Arc<Node> = match tree.load(bp) {
+        let node = match Node::decode(&data, bp, kind) {
             Ok(n) => n,
             Err(e) => {
                 self.error(format!("{name}: {e}"), false);
@@ -211,6 +212,14 @@ impl Walker<'_> {
         }
         if node.is_leaf() {
             counts.1 += node.len() as u64;
+            if kind == POOL_TREE_KIND {
+                let entries = node
+                    .keys
+                    .iter()
+                    .zip(&node.vals)
+                    .map(|(k, v)| (k.to_vec(), v.clone()));
+                self.pool_entries.extend(entries);
+            }
             return;
         }
         for i in 0..node.len() {
@@ -219,7 +228,7 @@ impl Walker<'_> {
             };
             let clo = Some(node.keys[i].as_slice());
             let chi = node.keys.get(i + 1).map(|k| k.as_slice()).or(hi);
-            self.walk_node(name, tree, child, clo, chi, level - 1, counts);
+            self.walk_node(name, kind, child, clo, chi, level - 1, counts);
         }
     }
 }
@@ -240,7 +249,7 @@ fn normalize(mut v: Vec<Extent>) -> Vec<Extent> {
 fn describe_diff(a: &[Extent], b: &[Extent]) -> String {
     let only: Vec<String> = a
         .iter()
-        .filter(|x| !b.contains(x))
+        .filter(|x| b.binary_search(x).is_err())
         .take(5)
         .map(|e| format!("{}:{}+{}", e.device, e.offset, e.len))
         .collect();
@@ -264,7 +273,8 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
         + ub.space_map_blocks;
     let mut w = Walker {
         pool,
-        repair,
+        // A read-only store is checked, not repaired.
+        repair: repair && !pool.is_read_only(),
         report: FsckReport {
             txg: ub.txg,
             ..Default::default()
@@ -272,6 +282,7 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
         owned: BTreeMap::new(),
         expected,
         progress,
+        pool_entries: Vec::new(),
     };
 
     // Opening read-write already healed what it read on the way in.
@@ -287,36 +298,19 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
             superseded,
         );
     }
-    // The caches hold decoded nodes; a check must read the disk.
-    store.cache().clear();
-    let pool_tree = Tree::open(
-        pool.clone(),
-        store.cache().clone(),
-        POOL_TREE_KIND,
-        &ub.pool_root,
-    );
-    w.walk_tree("pool tree", &pool_tree, &ub.pool_root);
-    for item in pool_tree.iter() {
-        let (k, v) = match item {
-            Ok(kv) => kv,
-            Err(e) => {
-                w.error(format!("pool tree: {e}"), false);
-                break;
-            }
-        };
+    // Nodes are decoded from the copies just read and verified, never from
+    // the node cache: a check must see the disk.
+    w.walk_tree("pool tree", POOL_TREE_KIND, &ub.pool_root);
+    for (k, v) in std::mem::take(&mut w.pool_entries) {
         let Some(id) = parse_dataset_key(&k) else {
             continue;
         };
         match DatasetRecord::decode(&v) {
-            Ok(rec) => {
-                let t = Tree::open(
-                    pool.clone(),
-                    store.cache().clone(),
-                    DATASET_TREE_KIND,
-                    &rec.root,
-                );
-                w.walk_tree(&format!("dataset {id} ({})", rec.name), &t, &rec.root);
-            }
+            Ok(rec) => w.walk_tree(
+                &format!("dataset {id} ({})", rec.name),
+                DATASET_TREE_KIND,
+                &rec.root,
+            ),
             Err(e) => w.error(format!("dataset {id}: {e}"), false),
         }
     }

@@ -150,19 +150,22 @@ impl Store {
         opts: StoreOptions,
     ) -> Result<Arc<Store>> {
         let cache = NodeCache::new(opts.cache_nodes);
+        // The candidate that verifies keeps its decoded trees: the pool
+        // accepts the first uberblock whose check passes, so the last trees
+        // stored here are the chosen txg's.
+        let loaded = std::cell::RefCell::new(None);
         let verify = |pool: &Arc<Pool>, ub: &Uberblock| -> std::result::Result<(), PoolError> {
-            load_trees(pool, &cache, &ub.pool_root)
-                .map(|_| ())
-                .map_err(|e| match e {
-                    FsError::Pool(p) => p,
-                    other => PoolError::corrupt("trees", other.to_string()),
-                })
+            let trees = load_trees(pool, &cache, &ub.pool_root).map_err(|e| match e {
+                FsError::Pool(p) => p,
+                other => PoolError::corrupt("trees", other.to_string()),
+            })?;
+            *loaded.borrow_mut() = Some(trees);
+            Ok(())
         };
         let (pool, report) = Pool::open_verified(devices, open, &verify)?;
-        let ub = pool
-            .last_uberblock()
-            .expect("an opened pool has an uberblock");
-        let trees = load_trees(&pool, &cache, &ub.pool_root)?;
+        let trees = loaded
+            .into_inner()
+            .expect("an opened pool passed the verifier");
         Ok(Arc::new(Store::assemble(pool, cache, trees, opts, report)))
     }
 
@@ -193,9 +196,6 @@ impl Store {
     pub fn open_report(&self) -> &OpenReport {
         &self.report
     }
-    pub fn dataset_ids(&self) -> Vec<u64> {
-        self.trees.read().datasets.keys().copied().collect()
-    }
     pub fn dataset_record(&self, id: u64) -> Option<DatasetRecord> {
         self.trees.read().records.get(&id).cloned()
     }
@@ -204,11 +204,6 @@ impl Store {
     pub fn read_tree<R>(&self, ds: u64, f: impl FnOnce(&Tree) -> Result<R>) -> Result<R> {
         let t = self.trees.read();
         f(t.datasets.get(&ds).ok_or(FsError::NoDataset(ds))?)
-    }
-
-    /// Read access to the pool tree (info, fsck).
-    pub fn read_pool_tree<R>(&self, f: impl FnOnce(&Tree) -> Result<R>) -> Result<R> {
-        f(&self.trees.read().pool_tree)
     }
 
     /// Change a dataset's tree inside the open txg. `class` Reserved is for

@@ -3,7 +3,7 @@
 //! Run: cargo bench -p aegis-pool --bench pipeline
 
 use aegis_pool::{ChecksumType, Compression};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 fn data() -> (Vec<u8>, Vec<u8>) {
     let words = [
@@ -71,7 +71,11 @@ fn compression(c: &mut Criterion) {
             text.len() as f64 / z.len() as f64
         );
         g.bench_function(comp.name(), |b| {
-            b.iter(|| comp.decompress(&z, text.len()).unwrap())
+            b.iter_batched(
+                || z.clone(),
+                |z| comp.decompress(z, text.len()).unwrap(),
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -57,17 +57,18 @@ impl Compression {
         (out.len() <= limit && !data.is_empty()).then_some(out)
     }
 
-    /// Decompress to exactly `logical` bytes.
-    pub fn decompress(self, data: &[u8], logical: usize) -> Result<Vec<u8>> {
+    /// Decompress to exactly `logical` bytes. Takes the stored bytes by
+    /// value so an uncompressed block is returned without a copy.
+    pub fn decompress(self, data: Vec<u8>, logical: usize) -> Result<Vec<u8>> {
         let bad = |d: String| PoolError::corrupt("compressed block", d);
         let out = match self {
-            Compression::None => data.to_vec(),
+            Compression::None => data,
             Compression::Lz4 => {
-                lz4_flex::block::decompress(data, logical).map_err(|e| bad(format!("lz4: {e}")))?
+                lz4_flex::block::decompress(&data, logical).map_err(|e| bad(format!("lz4: {e}")))?
             }
             Compression::Zstd => {
                 let mut out = vec![0u8; logical];
-                let n = zstd::bulk::decompress_to_buffer(data, &mut out[..])
+                let n = zstd::bulk::decompress_to_buffer(&data[..], &mut out[..])
                     .map_err(|e| bad(format!("zstd: {e}")))?;
                 out.truncate(n);
                 out
@@ -103,15 +104,15 @@ mod tests {
         for c in [Compression::Lz4, Compression::Zstd] {
             let z = c.compress(&text).expect("text compresses");
             assert!(z.len() <= text.len() * 7 / 8);
-            assert_eq!(c.decompress(&z, text.len()).unwrap(), text);
+            assert_eq!(c.decompress(z.clone(), text.len()).unwrap(), text);
             assert!(
                 c.compress(&random).is_none(),
                 "{} kept an incompressible block",
                 c.name()
             );
             // A wrong logical size is an error, not a panic or a short buffer.
-            assert!(c.decompress(&z, text.len() - 1).is_err());
-            assert!(c.decompress(&z[..z.len() / 2], text.len()).is_err());
+            assert!(c.decompress(z.clone(), text.len() - 1).is_err());
+            assert!(c.decompress(z[..z.len() / 2].to_vec(), text.len()).is_err());
         }
         assert!(Compression::None.compress(&text).is_none());
     }
@@ -120,7 +121,7 @@ mod tests {
     fn garbage_input_is_an_error() {
         let junk = vec![0xffu8; 100];
         for c in [Compression::Lz4, Compression::Zstd] {
-            assert!(c.decompress(&junk, 4096).is_err());
+            assert!(c.decompress(junk.clone(), 4096).is_err());
         }
     }
 }

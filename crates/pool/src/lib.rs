@@ -21,6 +21,8 @@ pub use blkptr::{BlockPtr, BlockType, Dva};
 pub use checksum::ChecksumType;
 pub use compression::Compression;
 pub use error::{PoolError, Result};
-pub use pool::{CopyState, CreateOptions, OpenOptions, OpenReport, Pool, SpaceInfo, WriteProps};
+pub use pool::{
+    CopyCheck, CopyState, CreateOptions, OpenOptions, OpenReport, Pool, SpaceInfo, WriteProps,
+};
 pub use tree_root::TreeRoot;
 pub use uberblock::Uberblock;

@@ -113,6 +113,16 @@ pub struct Counters {
     pub io_errors: AtomicU64,
 }
 
+/// Outcome of checking every copy of a block.
+#[derive(Clone, Debug)]
+pub struct CopyCheck {
+    pub states: Vec<CopyState>,
+    /// The block's (decompressed) contents, when some copy was good.
+    pub data: Option<Vec<u8>>,
+    /// Indices of the bad copies rewritten from a good one.
+    pub repaired: Vec<usize>,
+}
+
 /// Outcome of checking one copy of a block (fsck, scrub).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CopyState {
@@ -246,14 +256,9 @@ impl Pool {
         read_only: bool,
         open_txg: u64,
     ) -> Pool {
-        let areas: Vec<(u64, u64)> = config
-            .devices
-            .iter()
-            .map(|d| (d.data_start, d.data_end))
-            .collect();
         Pool {
             devices,
-            alloc: Mutex::new(Allocator::new(&areas, config.block_size)),
+            alloc: Mutex::new(empty_allocator(&config)),
             config,
             read_only,
             state: Mutex::new(State {
@@ -271,11 +276,17 @@ impl Pool {
     /// Open an existing pool: best label per device, then the newest
     /// uberblock whose space map and root block verify.
     pub fn open(devices: Vec<DeviceRef>, opts: &OpenOptions) -> Result<(Arc<Pool>, OpenReport)> {
-        Pool::open_verified(devices, opts, &|_, _| Ok(()))
+        // Without a layer above to decode it, reading the pool tree's root
+        // block (checksum verified) is the test of a candidate.
+        Pool::open_verified(devices, opts, &|pool, ub| match &ub.pool_root.root {
+            Some(bp) => pool.read_block(bp).map(|_| ()),
+            None => Ok(()),
+        })
     }
 
-    /// As [`Pool::open`], with `verify` as a further test of each candidate
-    /// uberblock (the layer above checks that its trees decode).
+    /// As [`Pool::open`], with `verify` deciding whether a candidate
+    /// uberblock whose space map replays is usable (the layer above decodes
+    /// its trees).
     pub fn open_verified(
         devices: Vec<DeviceRef>,
         opts: &OpenOptions,
@@ -343,7 +354,7 @@ impl Pool {
         }
         let pool = Arc::new(Pool::assemble(devices, config, opts.read_only, 0));
 
-        let candidates = pool.read_uberblocks(&mut report.label_problems)?;
+        let candidates = pool.read_uberblocks(&mut report.label_problems);
         report.newest_txg = candidates.keys().next_back().copied().unwrap_or(0);
         if candidates.is_empty() {
             return Err(PoolError::NoUberblock(
@@ -393,7 +404,7 @@ impl Pool {
     }
 
     /// Every valid uberblock in every label of every device, by txg.
-    fn read_uberblocks(&self, problems: &mut Vec<String>) -> Result<BTreeMap<u64, Uberblock>> {
+    fn read_uberblocks(&self, problems: &mut Vec<String>) -> BTreeMap<u64, Uberblock> {
         let mut out = BTreeMap::new();
         let mut ring = vec![0u8; (UBER_SLOTS as usize) * UBER_SLOT_SIZE];
         for (dev, entry) in self.devices.iter().zip(&self.config.devices) {
@@ -414,18 +425,12 @@ impl Pool {
                 }
             }
         }
-        Ok(out)
+        out
     }
 
-    /// Replay the space map chain of `ub` and verify its root block.
+    /// Replay the space map chain of `ub`.
     fn load_space(&self, ub: &Uberblock) -> Result<(Allocator, Vec<BlockPtr>)> {
-        let areas: Vec<(u64, u64)> = self
-            .config
-            .devices
-            .iter()
-            .map(|d| (d.data_start, d.data_end))
-            .collect();
-        let mut alloc = Allocator::new(&areas, self.config.block_size);
+        let mut alloc = empty_allocator(&self.config);
         let mut blocks = Vec::new();
         let mut chain = Vec::new();
         let mut next = ub.space_map.clone();
@@ -475,9 +480,6 @@ impl Pool {
             }
         }
         chain.reverse();
-        if let Some(bp) = &ub.pool_root.root {
-            self.read_block(bp)?;
-        }
         Ok((alloc, chain))
     }
 
@@ -597,7 +599,8 @@ impl Pool {
             .lock()
             .alloc(stored.len() as u64, copies, props.class)?;
         let txg = self.open_txg();
-        if let Err(e) = self.write_extents(&extents, stored) {
+        let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
+        if let Err(e) = self.write_copies(&bp, stored, 0..extents.len()) {
             let mut a = self.alloc.lock();
             for x in &extents {
                 // Born in this txg and never referenced: reusable at once.
@@ -605,30 +608,22 @@ impl Pool {
             }
             return Err(e);
         }
-        Ok(BlockPtr {
-            checksum_type: props.checksum,
-            compression,
-            block_type: props.block_type,
-            level: props.level,
-            logical_size: data.len() as u32,
-            physical_size: stored.len() as u32,
-            birth_txg: txg,
-            checksum: props.checksum.compute(stored),
-            addrs: extents
-                .iter()
-                .map(|x| Dva {
-                    device: x.device,
-                    offset: x.offset,
-                })
-                .collect(),
-        })
+        Ok(bp)
     }
 
-    fn write_extents(&self, extents: &[Extent], stored: &[u8]) -> Result<()> {
+    /// Write `stored`, zero padded to whole blocks, to the copies `which`
+    /// of `bp` (new blocks, or self-heal of damaged copies).
+    fn write_copies(
+        &self,
+        bp: &BlockPtr,
+        stored: &[u8],
+        which: impl IntoIterator<Item = usize>,
+    ) -> Result<()> {
         let mut padded = stored.to_vec();
-        padded.resize(extents[0].len as usize, 0);
-        for x in extents {
-            self.devices[x.device as usize].write_at(&padded, x.offset)?;
+        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        for i in which {
+            let a = bp.addrs[i];
+            self.devices[a.device as usize].write_at(&padded, a.offset)?;
         }
         Ok(())
     }
@@ -709,14 +704,11 @@ impl Pool {
                 }
             }
         }
-        bp.compression.decompress(&stored, bp.logical_size as usize)
+        bp.compression.decompress(stored, bp.logical_size as usize)
     }
 
     fn heal_copy(&self, bp: &BlockPtr, i: usize, stored: &[u8]) -> Result<()> {
-        let a = bp.addrs[i];
-        let mut padded = stored.to_vec();
-        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
-        self.devices[a.device as usize].write_at(&padded, a.offset)?;
+        self.write_copies(bp, stored, [i])?;
         self.counters.healed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -726,37 +718,44 @@ impl Pool {
         std::mem::take(&mut *self.heal_log.lock())
     }
 
-    /// Verify every copy of a block independently (fsck and scrub).
-    pub fn verify_copies(&self, bp: &BlockPtr) -> Result<Vec<CopyState>> {
+    /// Read and verify every copy of a block independently (fsck, scrub),
+    /// and with `repair` rewrite each bad copy from a good one. Returns each
+    /// copy's state (as found) and the block's contents when a copy is good.
+    pub fn check_copies(&self, bp: &BlockPtr, repair: bool) -> Result<CopyCheck> {
         self.check_addrs(bp)?;
-        Ok((0..bp.addrs.len())
-            .map(|i| match self.read_copy(bp, i) {
-                Ok(_) => CopyState::Good,
-                Err(e) => CopyState::Bad(e),
-            })
-            .collect())
-    }
-
-    /// Rewrite every bad copy from a good one; returns how many were fixed.
-    pub fn repair_copies(&self, bp: &BlockPtr) -> Result<usize> {
-        self.check_writable()?;
-        let states = self.verify_copies(bp)?;
-        let Some(good) = (0..bp.addrs.len()).find(|&i| states[i] == CopyState::Good) else {
-            return Err(PoolError::Checksum {
-                what: bp.describe(),
-            });
-        };
-        let stored = self.read_copy(bp, good).map_err(|e| PoolError::Checksum {
-            what: format!("{}: {e}", bp.describe()),
-        })?;
-        let mut fixed = 0;
-        for (i, s) in states.iter().enumerate() {
-            if *s != CopyState::Good {
-                self.heal_copy(bp, i, &stored)?;
-                fixed += 1;
+        if repair {
+            self.check_writable()?;
+        }
+        let mut states = Vec::with_capacity(bp.addrs.len());
+        let mut good = None;
+        for i in 0..bp.addrs.len() {
+            match self.read_copy(bp, i) {
+                Ok(b) => {
+                    good.get_or_insert(b);
+                    states.push(CopyState::Good);
+                }
+                Err(e) => states.push(CopyState::Bad(e)),
             }
         }
-        Ok(fixed)
+        let mut repaired = Vec::new();
+        if let (true, Some(stored)) = (repair, &good) {
+            for (i, s) in states.iter_mut().enumerate() {
+                if let CopyState::Bad(why) = s {
+                    match self.heal_copy(bp, i, stored) {
+                        Ok(()) => repaired.push(i),
+                        Err(e) => why.push_str(&format!("; rewrite failed: {e}")),
+                    }
+                }
+            }
+        }
+        let data = good
+            .map(|g| bp.compression.decompress(g, bp.logical_size as usize))
+            .transpose()?;
+        Ok(CopyCheck {
+            states,
+            data,
+            repaired,
+        })
     }
 
     /// Free a block's space. Blocks born in the open txg are reusable at
@@ -772,13 +771,7 @@ impl Pool {
     /// as a condensed space map.
     pub fn rebuild_space_map(&self, allocated: &[Extent]) -> Result<()> {
         self.check_writable()?;
-        let areas: Vec<(u64, u64)> = self
-            .config
-            .devices
-            .iter()
-            .map(|d| (d.data_start, d.data_end))
-            .collect();
-        let mut fresh = Allocator::new(&areas, self.config.block_size);
+        let mut fresh = empty_allocator(&self.config);
         let txg = self.open_txg();
         for e in allocated {
             let rec = crate::space_map::SpaceEntry {
@@ -872,9 +865,7 @@ impl Pool {
         if alloc.log_len() == 0 && old_head.is_some() && !forced {
             return Ok((old_head, old_chain.len() as u64));
         }
-        let fresh_estimate = (alloc.allocated_extents().len() as u64
-            + alloc.deferred_extents().len() as u64)
-            .div_ceil(per as u64);
+        let fresh_estimate = (alloc.extent_count() as u64 + 1).div_ceil(per as u64);
         let condense = forced
             || old_head.is_none()
             || old_chain.len() as u64 > 2 * fresh_estimate + CONDENSE_SLACK;
@@ -929,24 +920,8 @@ impl Pool {
                 entries: chunks.next().map(|c| c.to_vec()).unwrap_or_default(),
             };
             let data = blk.encode(bs);
-            self.write_extents(ext, &data)?;
-            let bp = BlockPtr {
-                checksum_type: props.checksum,
-                compression: Compression::None,
-                block_type: BlockType::SpaceMap,
-                level: 0,
-                logical_size: bs,
-                physical_size: bs,
-                birth_txg: txg,
-                checksum: props.checksum.compute(&data),
-                addrs: ext
-                    .iter()
-                    .map(|x| Dva {
-                        device: x.device,
-                        offset: x.offset,
-                    })
-                    .collect(),
-            };
+            let bp = make_ptr(&props, Compression::None, data.len(), &data, txg, ext);
+            self.write_copies(&bp, &data, 0..ext.len())?;
             prev = Some(bp.clone());
             chain.push(bp);
         }
@@ -954,6 +929,45 @@ impl Pool {
         self.state.lock().chain = chain;
         Ok((prev, n))
     }
+}
+
+/// The pointer to `stored` (the bytes written, compressed or not) at
+/// `extents`, born in `txg`.
+fn make_ptr(
+    props: &WriteProps,
+    compression: Compression,
+    logical: usize,
+    stored: &[u8],
+    txg: u64,
+    extents: &[Extent],
+) -> BlockPtr {
+    BlockPtr {
+        checksum_type: props.checksum,
+        compression,
+        block_type: props.block_type,
+        level: props.level,
+        logical_size: logical as u32,
+        physical_size: stored.len() as u32,
+        birth_txg: txg,
+        checksum: props.checksum.compute(stored),
+        addrs: extents
+            .iter()
+            .map(|x| Dva {
+                device: x.device,
+                offset: x.offset,
+            })
+            .collect(),
+    }
+}
+
+/// An allocator with every device's data area free.
+fn empty_allocator(config: &LabelConfig) -> Allocator {
+    let areas: Vec<(u64, u64)> = config
+        .devices
+        .iter()
+        .map(|d| (d.data_start, d.data_end))
+        .collect();
+    Allocator::new(&areas, config.block_size)
 }
 
 /// Free every copy of `bp` in the txg `txg`: at once if it was born in
