@@ -14,6 +14,8 @@ pub enum FsError {
     NoDataset(u64),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl FsError {
@@ -23,6 +25,7 @@ impl FsError {
             FsError::Pool(e) => e.errno(),
             FsError::NoDataset(_) => 2,
             FsError::Corrupt { .. } => 5,
+            FsError::Invalid(_) => 22,
         }
     }
     pub fn is_no_space(&self) -> bool {

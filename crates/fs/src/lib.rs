@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod error;
 pub mod fsck;
+pub mod posix;
 pub mod store;
 mod txg;
 

@@ -214,13 +214,25 @@ impl Store {
         class: AllocClass,
         f: impl FnOnce(&mut Tree) -> Result<R>,
     ) -> Result<R> {
+        self.with_tree_ops(ds, class, 1, f)
+    }
+
+    /// As [`Store::with_tree`], for a change of up to `ops` tree operations
+    /// (inserts or removes), each of which may dirty a path and split it.
+    pub fn with_tree_ops<R>(
+        &self,
+        ds: u64,
+        class: AllocClass,
+        ops: u64,
+        f: impl FnOnce(&mut Tree) -> Result<R>,
+    ) -> Result<R> {
         if self.pool.is_read_only() {
             return Err(PoolError::ReadOnly.into());
         }
         let mut tries = 0;
         loop {
             let mut t = self.trees.write();
-            match self.check_space(&t, ds, class) {
+            match self.check_space(&t, ds, class, ops.max(1)) {
                 Ok(()) => {
                     let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
                     let r = f(tree)?;
@@ -248,18 +260,19 @@ impl Store {
         }
     }
 
-    /// Would the commit of everything dirty plus one more worst-case
-    /// operation on `ds` fit? Every dirty node becomes one block per copy;
+    /// Would the commit of everything dirty plus `ops` more worst-case
+    /// operations on `ds` fit? Every dirty node becomes one block per copy;
     /// an operation dirties at most a path and splits it (2 × height + 1);
     /// the space map's share is the pool's `commit_overhead`.
-    fn check_space(&self, t: &Trees, ds: u64, class: AllocClass) -> Result<()> {
+    fn check_space(&self, t: &Trees, ds: u64, class: AllocClass, ops: u64) -> Result<()> {
         let height = t
             .datasets
             .get(&ds)
             .map(|x| x.height())
             .unwrap_or(0)
             .max(t.pool_tree.height()) as u64;
-        let blocks = t.dirty_nodes() as u64 + 2 * (height + 2) + t.pool_tree.height() as u64 + 2;
+        let blocks =
+            t.dirty_nodes() as u64 + ops * 2 * (height + 2) + t.pool_tree.height() as u64 + 2;
         let needed =
             blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64
                 + self.pool.commit_overhead(blocks);

@@ -1,0 +1,98 @@
+//! POSIX objects stored in a dataset's tree: the records and keys the
+//! on-disk filesystem (`aegis_vfs::DiskFs`, the ZPL of this design) reads
+//! and writes. This module owns the bytes; the POSIX semantics (rename
+//! rules, link counts, open handles) live in the VFS layer above.
+//!
+//! Invariants the upper layer keeps and fsck may check: every directory
+//! entry has an index item with the same cookie and a back-reference on the
+//! child; a directory's `size` counts its entries and its `next_cookie` is
+//! above every cookie used in it; an inode with `nlink == 0` exists only
+//! while listed as an orphan.
+
+pub mod dirent;
+pub mod file_record;
+pub mod inode;
+pub mod keys;
+pub mod meta;
+
+pub use dirent::DirentValue;
+pub use file_record::{FileRecord, MAX_RECORD_SIZE};
+pub use inode::InodeRecord;
+pub use meta::{DatasetMeta, DEFAULT_RECORD_SIZE, MIN_RECORD_SIZE};
+
+use aegis_pool::{AllocClass, Compression};
+
+use crate::error::{FsError, Result};
+use crate::store::{now_ns, Store};
+
+/// The root directory's inode number (FUSE's root).
+pub const ROOT_INO: u64 = 1;
+/// Readdir cookies 1 and 2 are `.` and `..`; entries start at 3.
+pub const FIRST_COOKIE: u64 = 3;
+
+/// How `format` lays out a new filesystem.
+#[derive(Clone, Debug)]
+pub struct FormatOptions {
+    pub record_size: u32,
+    pub compression: Compression,
+    /// Owner and mode of the root directory.
+    pub root_uid: u32,
+    pub root_gid: u32,
+    pub root_mode: u32,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            record_size: DEFAULT_RECORD_SIZE,
+            compression: Compression::Lz4,
+            root_uid: 0,
+            root_gid: 0,
+            root_mode: 0o755,
+        }
+    }
+}
+
+/// Write an empty POSIX filesystem (meta record and root directory) into
+/// dataset `ds`, which must be empty, and commit it.
+pub fn format(store: &Store, ds: u64, opts: &FormatOptions) -> Result<()> {
+    if !opts.record_size.is_power_of_two()
+        || !(MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(&opts.record_size)
+    {
+        return Err(FsError::Invalid(format!(
+            "record size {} is not a power of two from {} to {}",
+            opts.record_size, MIN_RECORD_SIZE, MAX_RECORD_SIZE
+        )));
+    }
+    let now = now_ns() as i64;
+    store.with_tree(ds, AllocClass::Normal, |t| {
+        if !t.is_empty() {
+            return Err(FsError::Invalid("dataset is not empty".into()));
+        }
+        let meta = DatasetMeta {
+            compression: opts.compression,
+            record_size: opts.record_size,
+            next_ino: ROOT_INO + 1,
+            inodes: 1,
+        };
+        t.insert(&keys::meta(), &meta.encode())?;
+        let root = InodeRecord {
+            mode: inode::S_IFDIR | (opts.root_mode & 0o7777),
+            uid: opts.root_uid,
+            gid: opts.root_gid,
+            nlink: 2,
+            generation: 1,
+            parent: ROOT_INO,
+            next_cookie: FIRST_COOKIE,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            ..Default::default()
+        };
+        t.insert(&keys::inode(ROOT_INO), &root.encode())?;
+        Ok(())
+    })?;
+    store.commit()?;
+    Ok(())
+}
