@@ -21,6 +21,7 @@ use aegis_btree::Node;
 use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
+use crate::posix;
 use crate::dataset::{parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND};
 use crate::error::Result;
 use crate::store::Store;
@@ -219,6 +220,21 @@ impl Walker<'_> {
                     .zip(&node.vals)
                     .map(|(k, v)| (k.to_vec(), v.clone()));
                 self.pool_entries.extend(entries);
+            }
+            if kind == DATASET_TREE_KIND {
+                // File records point at data blocks: check and claim them.
+                for (k, v) in node.keys.iter().zip(&node.vals) {
+                    if posix::keys::data_offset(k).is_none() {
+                        continue;
+                    }
+                    match posix::FileRecord::decode(v) {
+                        Ok(posix::FileRecord::Block { bp, .. }) => {
+                            self.visit_block(&bp);
+                        }
+                        Ok(posix::FileRecord::Inline(_)) => {}
+                        Err(e) => self.error(format!("{name}: {e}"), false),
+                    }
+                }
             }
             return;
         }

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{FsError, Result};
-use crate::types::{Ino, NAME_MAX};
+use crate::types::Ino;
 
 /// Cookie of ".".
 pub(crate) const DOT_COOKIE: u64 = 1;
@@ -78,39 +77,3 @@ impl Dir {
     }
 }
 
-/// Check one name for lookup: not empty, no '/' or NUL, at most 255 bytes.
-/// "." and ".." pass (callers handle them).
-pub(crate) fn check_name(name: &[u8]) -> Result<()> {
-    if name.len() > NAME_MAX {
-        return Err(FsError::NameTooLong);
-    }
-    if name.is_empty() {
-        return Err(FsError::InvalidArgument("empty name"));
-    }
-    if name.iter().any(|&b| b == b'/' || b == 0) {
-        return Err(FsError::InvalidArgument("name holds '/' or NUL"));
-    }
-    Ok(())
-}
-
-pub(crate) fn is_dot(name: &[u8]) -> bool {
-    name == b"." || name == b".."
-}
-
-/// Check a name for a new entry: as [`check_name`], and "."/".." exist.
-pub(crate) fn check_new_name(name: &[u8]) -> Result<()> {
-    check_name(name)?;
-    if is_dot(name) {
-        return Err(FsError::Exists);
-    }
-    Ok(())
-}
-
-/// Check a name of an entry to remove or rename: "." and ".." are refused.
-pub(crate) fn check_removable_name(name: &[u8]) -> Result<()> {
-    check_name(name)?;
-    if is_dot(name) {
-        return Err(FsError::InvalidArgument("cannot remove or rename . or .."));
-    }
-    Ok(())
-}

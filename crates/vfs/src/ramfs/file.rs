@@ -16,8 +16,6 @@ use crate::error::{FsError, Result};
 /// Allocation unit of ramfs file data, and the SEEK_DATA/SEEK_HOLE granularity.
 pub const CHUNK: u64 = 4096;
 
-/// Largest file size ramfs allows (`i64::MAX`, as `off_t`); past it, EFBIG.
-pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 type Chunk = Box<[u8; CHUNK as usize]>;
 
@@ -34,13 +32,6 @@ pub(crate) struct FileData {
     chunks: BTreeMap<u64, Chunk>,
 }
 
-/// Check that `[offset, offset + len)` stays within the maximum file size.
-pub(crate) fn check_range(offset: u64, len: u64) -> Result<u64> {
-    match offset.checked_add(len) {
-        Some(end) if end <= MAX_FILE_SIZE => Ok(end),
-        _ => Err(FsError::TooBig),
-    }
-}
 
 impl FileData {
     /// Chunks allocated.

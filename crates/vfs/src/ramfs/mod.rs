@@ -28,10 +28,14 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-pub use file::{CHUNK, MAX_FILE_SIZE};
+pub use file::CHUNK;
+pub use crate::validate::MAX_FILE_SIZE;
 
-use self::dir::{check_name, check_new_name, check_removable_name, Dir, DOTDOT_COOKIE, DOT_COOKIE};
-use self::file::{check_range, FileData};
+use self::dir::{Dir, DOTDOT_COOKIE, DOT_COOKIE};
+use crate::validate::{
+    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
+};
+use self::file::FileData;
 use self::inode::{Data, Inode};
 use self::xattr::Xattrs;
 use crate::error::{FsError, Result};
@@ -858,7 +862,7 @@ impl FileSystem for RamFs {
 
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = bytes(name);
-        let user = xattr::check_name(name)?;
+        let user = check_xattr_name(name)?;
         let mut st = self.state.lock();
         let inode = st.get(ino)?;
         if user && !matches!(inode.kind, FileType::RegularFile | FileType::Directory) {
@@ -879,19 +883,19 @@ impl FileSystem for RamFs {
 
     fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
         let name = bytes(name);
-        xattr::check_name(name)?;
+        check_xattr_name(name)?;
         let st = self.state.lock();
-        xattr::reply(st.get(ino)?.xattrs.get(name)?.to_vec(), size)
+        xattr_reply(st.get(ino)?.xattrs.get(name)?.to_vec(), size)
     }
 
     fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
         let st = self.state.lock();
-        xattr::reply(st.get(ino)?.xattrs.list(), size)
+        xattr_reply(st.get(ino)?.xattrs.list(), size)
     }
 
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
         let name = bytes(name);
-        xattr::check_name(name)?;
+        check_xattr_name(name)?;
         let mut st = self.state.lock();
         let inode = st.get_mut(ino)?;
         let before = inode.xattrs.bytes();

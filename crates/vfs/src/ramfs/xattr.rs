@@ -4,43 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::error::{FsError, Result};
 use crate::types::{
-    XattrReply, XATTR_CREATE, XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_REPLACE, XATTR_SIZE_MAX,
+    XATTR_CREATE, XATTR_LIST_MAX, XATTR_REPLACE, XATTR_SIZE_MAX,
 };
 
-const NAMESPACES: [&[u8]; 4] = [b"user.", b"trusted.", b"security.", b"system."];
-
-/// Check an xattr name as Linux does: empty or longer than 255 bytes is
-/// ERANGE, an unknown namespace EOPNOTSUPP, a bare prefix EINVAL.
-/// Returns whether the name is in the `user.` namespace.
-pub(crate) fn check_name(name: &[u8]) -> Result<bool> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX {
-        return Err(FsError::RangeTooSmall);
-    }
-    if name.contains(&0) {
-        return Err(FsError::InvalidArgument("xattr name holds NUL"));
-    }
-    let prefix = NAMESPACES
-        .iter()
-        .find(|p| name.starts_with(p))
-        .ok_or(FsError::NotSupported)?;
-    if name.len() == prefix.len() {
-        return Err(FsError::InvalidArgument(
-            "xattr name empty after its namespace",
-        ));
-    }
-    Ok(*prefix == b"user.")
-}
-
-/// Reply to a size-0 probe with the length, else the bytes or ERANGE.
-pub(crate) fn reply(data: Vec<u8>, size: u32) -> Result<XattrReply> {
-    if size == 0 {
-        Ok(XattrReply::Size(data.len() as u32))
-    } else if data.len() > size as usize {
-        Err(FsError::RangeTooSmall)
-    } else {
-        Ok(XattrReply::Data(data))
-    }
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct Xattrs {

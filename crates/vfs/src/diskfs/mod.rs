@@ -1,0 +1,1325 @@
+//! `DiskFs`: the on-disk [`FileSystem`], POSIX semantics over the object
+//! records of [`aegis_fs::posix`] in one dataset's tree (the ZPL of this
+//! design; ZFS's `zfs_vnops` plays the same part).
+//!
+//! Each operation is one closure over the dataset tree inside the open
+//! transaction group ([`Tx`](tx::Tx)); it checks every precondition before
+//! its first change, so a refused operation changes nothing. Durability is
+//! the store's: a txg commit on `fsync`, on the timer, on dirty size and at
+//! unmount.
+//!
+//! In memory there are only the open handles, the kernel's lookup counts
+//! and the set of orphans (inodes with no name left, kept while referenced),
+//! all behind one mutex that every operation takes first, so operations
+//! are atomic with respect to each other. Orphans are also recorded on disk
+//! so that a crash cannot leak them: mount frees every orphan it finds.
+//!
+//! The semantics mirror `ramfs` call for call (the differential tests
+//! compare them): same checks in the same order, same errno.
+
+mod dir;
+mod file;
+mod inode;
+mod tx;
+mod xattr;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use aegis_fs::posix::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use aegis_fs::posix::{keys, DatasetMeta, InodeRecord, FIRST_COOKIE};
+use aegis_fs::Store;
+use aegis_pool::AllocClass;
+use parking_lot::Mutex;
+
+pub use self::inode::AtimeMode;
+use self::inode::{atime_due, attr, kind_of, now_ns, to_ns, touch_modified};
+use self::tx::{read_inode, Tx};
+use crate::error::{FsError, Result};
+use crate::filesystem::FileSystem;
+use crate::types::*;
+use crate::validate::{
+    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
+};
+
+/// How a [`DiskFs`] is mounted.
+#[derive(Debug, Clone)]
+pub struct DiskFsOptions {
+    /// The dataset holding the filesystem.
+    pub dataset: u64,
+    pub atime: AtimeMode,
+}
+
+impl Default for DiskFsOptions {
+    fn default() -> Self {
+        DiskFsOptions {
+            dataset: aegis_fs::dataset::ROOT_DATASET,
+            atime: AtimeMode::Relatime,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Handle {
+    ino: Ino,
+    dir: bool,
+    read: bool,
+    write: bool,
+    append: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Refs {
+    lookups: u64,
+    opens: u64,
+}
+
+struct State {
+    meta: DatasetMeta,
+    handles: HashMap<Fh, Handle>,
+    refs: HashMap<Ino, Refs>,
+    orphans: HashSet<Ino>,
+    next_fh: Fh,
+}
+
+/// Tree operations of a namespace change (entries, index items,
+/// back-references, two or three inodes, the meta record), for the ENOSPC
+/// check.
+const NAMESPACE_OPS: u64 = 24;
+
+/// The on-disk filesystem. See the [module documentation](self).
+pub struct DiskFs {
+    store: Arc<Store>,
+    ds: u64,
+    opts: DiskFsOptions,
+    read_only: bool,
+    state: Mutex<State>,
+}
+
+fn bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+fn set_time(t: TimeOrNow, now: i64) -> i64 {
+    match t {
+        TimeOrNow::Time(t) => to_ns(t),
+        TimeOrNow::Now => now,
+    }
+}
+
+fn regular(r: &InodeRecord) -> Result<()> {
+    match r.mode & S_IFMT {
+        S_IFREG => Ok(()),
+        S_IFDIR => Err(FsError::IsDir),
+        _ => Err(FsError::InvalidArgument("not a regular file")),
+    }
+}
+
+impl DiskFs {
+    /// Open the filesystem in the store's dataset. A writable mount frees
+    /// the orphans a crash left behind.
+    pub fn open(store: Arc<Store>, opts: DiskFsOptions) -> Result<Arc<DiskFs>> {
+        let ds = opts.dataset;
+        let read_only = store.pool().is_read_only();
+        let (meta, orphans) = store
+            .read_tree(ds, |t| {
+                let meta = match t.get(&keys::meta())? {
+                    Some(v) => DatasetMeta::decode(&v)?,
+                    None => {
+                        return Err(aegis_fs::FsError::Invalid(format!(
+                            "dataset {ds} holds no filesystem (was it made by mkfs?)"
+                        )))
+                    }
+                };
+                let mut orphans = Vec::new();
+                let (lo, hi) = (
+                    keys::item_start(keys::META_OBJECT, keys::ORPHAN),
+                    keys::item_end(keys::META_OBJECT, keys::ORPHAN),
+                );
+                for item in t.range(std::ops::Bound::Included(&lo[..]), std::ops::Bound::Excluded(&hi[..])) {
+                    let (k, _) = item?;
+                    if let Some(ino) = keys::parse_orphan(&k) {
+                        orphans.push(ino);
+                    }
+                }
+                Ok((meta, orphans))
+            })
+            .map_err(|e| match e {
+                aegis_fs::FsError::Invalid(m) => FsError::Io(m),
+                other => other.into(),
+            })?;
+        let fs = Arc::new(DiskFs {
+            store,
+            ds,
+            opts,
+            read_only,
+            state: Mutex::new(State {
+                meta,
+                handles: HashMap::new(),
+                refs: HashMap::new(),
+                orphans: orphans.iter().copied().collect(),
+                next_fh: 1,
+            }),
+        });
+        fs.view(|t| read_inode(t, ROOT_INO).map(|_| ()))?;
+        if !read_only && !orphans.is_empty() {
+            tracing::info!(count = orphans.len(), "freeing orphans left by an unclean unmount");
+            let mut st = fs.state.lock();
+            for ino in orphans {
+                fs.maybe_free(&mut st, ino)?;
+            }
+        }
+        Ok(fs)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Drop every kernel reference (the kernel forgets all at unmount), free
+    /// the orphans, and commit and close the store.
+    pub fn unmount(&self) -> Result<()> {
+        {
+            let mut st = self.state.lock();
+            st.refs.clear();
+            st.handles.clear();
+            if !self.read_only {
+                let orphans: Vec<Ino> = st.orphans.iter().copied().collect();
+                for ino in orphans {
+                    self.maybe_free(&mut st, ino)?;
+                }
+            }
+        }
+        self.store.shutdown()?;
+        Ok(())
+    }
+
+    /// Commit the open transaction group (sync(2), fsync).
+    pub fn sync(&self) -> Result<()> {
+        if !self.read_only {
+            self.store.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Run `f` on the tree inside the open txg, sized for `ops` tree
+    /// operations; the meta record is written back if `f` changed it.
+    fn tx<R>(
+        &self,
+        meta: &mut DatasetMeta,
+        ops: u64,
+        class: AllocClass,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let mut out: Option<Result<R>> = None;
+        self.store.with_tree_ops(self.ds, class, ops, |tree| {
+            let mut m = meta.clone();
+            let mut tx = Tx {
+                tree,
+                meta: &mut m,
+                meta_dirty: false,
+                now: now_ns(),
+            };
+            let r = f(&mut tx);
+            let dirty = tx.meta_dirty;
+            if r.is_ok() && dirty {
+                if let Err(e) = tree.insert(&keys::meta(), &m.encode()) {
+                    out = Some(Err(e.into()));
+                    return Ok(());
+                }
+            }
+            if r.is_ok() {
+                *meta = m;
+            }
+            out = Some(r);
+            Ok(())
+        })?;
+        out.expect("with_tree_ops ran the closure")
+    }
+
+    fn view<R>(&self, f: impl FnOnce(&aegis_btree::Tree) -> Result<R>) -> Result<R> {
+        let mut out: Option<Result<R>> = None;
+        self.store.read_tree(self.ds, |t| {
+            out = Some(f(t));
+            Ok(())
+        })?;
+        out.expect("read_tree ran the closure")
+    }
+
+    fn inode(&self, ino: Ino) -> Result<InodeRecord> {
+        self.view(|t| read_inode(t, ino))
+    }
+
+    fn attr_of(&self, ino: Ino, r: &InodeRecord, st: &State) -> Attr {
+        attr(ino, r, st.meta.record_size)
+    }
+
+    fn handle(st: &State, ino: Ino, fh: Fh) -> Result<Handle> {
+        match st.handles.get(&fh) {
+            Some(h) if h.ino == ino => Ok(*h),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    fn add_lookup(st: &mut State, ino: Ino) {
+        st.refs.entry(ino).or_default().lookups += 1;
+    }
+
+    /// The inode lost its last name: keep it as an orphan while the kernel
+    /// or a handle still references it, else delete it now.
+    fn orphan(&self, tx: &mut Tx<'_>, st_orphans: &mut HashSet<Ino>, ino: Ino) -> Result<()> {
+        tx.tree.insert(&keys::orphan(ino), &[])?;
+        st_orphans.insert(ino);
+        Ok(())
+    }
+
+    /// Delete `ino` if it is an orphan nothing references any more.
+    fn maybe_free(&self, st: &mut State, ino: Ino) -> Result<()> {
+        let referenced = st
+            .refs
+            .get(&ino)
+            .is_some_and(|r| r.lookups > 0 || r.opens > 0);
+        if !referenced {
+            st.refs.remove(&ino);
+        }
+        if referenced || ino == ROOT_INO || !st.orphans.contains(&ino) || self.read_only {
+            return Ok(());
+        }
+        let records = self.view(|t| file::record_count(t, ino))?;
+        self.tx(&mut st.meta, 16 + records / 8, AllocClass::Reserved, |tx| {
+            file::free_all(tx, ino)?;
+            let items = tx::scan(tx.tree, &keys::item_start(ino, 0), &keys::object_end(ino))?;
+            for (k, _) in items {
+                tx.tree.remove(&k)?;
+            }
+            tx.tree.remove(&keys::orphan(ino))?;
+            tx.meta.inodes = tx.meta.inodes.saturating_sub(1);
+            tx.meta_dirty = true;
+            Ok(())
+        })?;
+        st.orphans.remove(&ino);
+        Ok(())
+    }
+
+    /// Create an inode named `name` in `parent`, with one lookup.
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &self,
+        st: &mut State,
+        req: &Request,
+        parent: Ino,
+        name: &[u8],
+        ftype: u32,
+        perm: u32,
+        rdev: u64,
+        target: Option<&[u8]>,
+    ) -> Result<Attr> {
+        check_new_name(name)?;
+        let generation = self.store.pool().open_txg();
+        let ops = NAMESPACE_OPS + target.map_or(0, |t| t.len() as u64 / 256 + 1);
+        let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if p.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            if dir::find(tx.tree, parent, name)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let mut perm = perm & 0o7777;
+            let mut gid = req.gid;
+            if p.mode & libc::S_ISGID != 0 {
+                gid = p.gid;
+                if ftype == S_IFDIR {
+                    perm |= libc::S_ISGID;
+                }
+            }
+            let ino = tx.meta.next_ino;
+            tx.meta.next_ino += 1;
+            tx.meta.inodes += 1;
+            tx.meta_dirty = true;
+            let is_dir = ftype == S_IFDIR;
+            let now = tx.now;
+            let rec = InodeRecord {
+                mode: ftype | perm,
+                uid: req.uid,
+                gid,
+                nlink: if is_dir { 2 } else { 1 },
+                size: target.map_or(0, |t| t.len() as u64),
+                rdev,
+                generation,
+                parent: if is_dir { parent } else { 0 },
+                next_cookie: if is_dir { FIRST_COOKIE } else { 0 },
+                alloc_bytes: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                crtime: now,
+            };
+            tx.put_inode(ino, &rec)?;
+            if let Some(t) = target {
+                xattr::write_symlink(tx, ino, t)?;
+            }
+            dir::insert(tx, parent, &mut p, name, ino, ftype)?;
+            touch_modified(&mut p, now);
+            if is_dir {
+                p.nlink += 1;
+            }
+            tx.put_inode(parent, &p)?;
+            Ok((ino, rec))
+        })?;
+        Self::add_lookup(st, ino);
+        Ok(self.attr_of(ino, &rec, st))
+    }
+
+    fn new_handle(st: &mut State, h: Handle) -> Fh {
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(fh, h);
+        st.refs.entry(h.ino).or_default().opens += 1;
+        fh
+    }
+
+    fn open_locked(&self, st: &mut State, ino: Ino, flags: i32) -> Result<Fh> {
+        let r = self.inode(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let read = acc == libc::O_RDONLY || acc == libc::O_RDWR;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        match r.mode & S_IFMT {
+            S_IFDIR if write => return Err(FsError::IsDir),
+            S_IFLNK => return Err(FsError::Loop),
+            _ => {}
+        }
+        if write && flags & libc::O_TRUNC != 0 && r.is_reg() {
+            let records = self.view(|t| file::record_count(t, ino))?;
+            self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+                let mut r = tx.inode(ino)?;
+                file::truncate(tx, ino, &mut r, 0)?;
+                touch_modified(&mut r, tx.now);
+                tx.put_inode(ino, &r)
+            })?;
+        }
+        Ok(Self::new_handle(
+            st,
+            Handle {
+                ino,
+                dir: false,
+                read,
+                write,
+                append: flags & libc::O_APPEND != 0,
+            },
+        ))
+    }
+
+    /// Fail with ENOSPC unless the pool can take `bytes` more of data.
+    fn check_data_space(&self, bytes: u64) -> Result<()> {
+        if bytes > self.store.pool().available(AllocClass::Normal) {
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
+    }
+
+    fn write_locked(&self, st: &mut State, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+        check_range(offset, data.len() as u64)?;
+        let rs = st.meta.record_size as u64;
+        self.check_data_space(file::write_cost(rs, offset, data.len() as u64))?;
+        let records = data.len() as u64 / rs + 2;
+        self.tx(&mut st.meta, records + 2, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            file::write(tx, ino, &mut r, offset, data)?;
+            touch_modified(&mut r, tx.now);
+            tx.put_inode(ino, &r)
+        })
+    }
+
+    fn list(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        max: usize,
+        plus: bool,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        if !h.dir {
+            return Err(FsError::BadHandle);
+        }
+        let rs = st.meta.record_size;
+        let rows = self.view(|t| {
+            let d = read_inode(t, ino)?;
+            if !d.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let mut out: Vec<(DirEntry, Attr)> = Vec::new();
+            if offset < 1 {
+                out.push((dot(ino, 1, b"."), attr(ino, &d, rs)));
+            }
+            if offset < 2 {
+                let p = read_inode(t, d.parent)?;
+                out.push((dot(d.parent, 2, b".."), attr(d.parent, &p, rs)));
+            }
+            if out.len() < max {
+                for (cookie, e) in dir::list_after(t, ino, offset.max(2), max - out.len())? {
+                    let child = read_inode(t, e.ino)?;
+                    let entry = DirEntry {
+                        ino: e.ino,
+                        offset: cookie,
+                        kind: kind_of(e.file_type),
+                        name: e.name,
+                    };
+                    out.push((entry, attr(e.ino, &child, rs)));
+                }
+            }
+            out.truncate(max);
+            Ok(out)
+        })?;
+        if plus {
+            for (e, _) in &rows {
+                if e.offset > 2 {
+                    Self::add_lookup(&mut st, e.ino);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn sync_handle(&self, ino: Ino, fh: Fh) -> Result<()> {
+        Self::handle(&self.state.lock(), ino, fh)?;
+        self.sync()
+    }
+}
+
+fn dot(ino: Ino, cookie: u64, name: &[u8]) -> DirEntry {
+    DirEntry {
+        ino,
+        offset: cookie,
+        kind: FileType::Directory,
+        name: name.to_vec(),
+    }
+}
+
+impl FileSystem for DiskFs {
+    fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        let name = bytes(name);
+        check_name(name)?;
+        let mut st = self.state.lock();
+        let (ino, rec) = self.view(|t| {
+            let p = read_inode(t, parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let ino = match name {
+                b"." => parent,
+                b".." => p.parent,
+                _ => dir::find(t, parent, name)?.ok_or(FsError::NotFound)?.ino,
+            };
+            Ok((ino, read_inode(t, ino)?))
+        })?;
+        Self::add_lookup(&mut st, ino);
+        Ok(self.attr_of(ino, &rec, &st))
+    }
+
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        let mut st = self.state.lock();
+        if let Some(r) = st.refs.get_mut(&ino) {
+            r.lookups = r.lookups.saturating_sub(nlookup);
+            if let Err(e) = self.maybe_free(&mut st, ino) {
+                // The orphan stays on disk and the next mount frees it.
+                tracing::warn!(ino, error = %e, "could not free an orphan inode");
+            }
+        }
+    }
+
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let st = self.state.lock();
+        let r = self.inode(ino)?;
+        Ok(self.attr_of(ino, &r, &st))
+    }
+
+    fn setattr(&self, _req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+        let mut st = self.state.lock();
+        if let Some(fh) = fh {
+            Self::handle(&st, ino, fh)?;
+        }
+        let records = match set.size {
+            Some(_) => self.view(|t| file::record_count(t, ino))?,
+            None => 0,
+        };
+        let r = self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            let now = tx.now;
+            if let Some(size) = set.size {
+                regular(&r)?;
+                check_range(size, 0)?;
+                if size > r.size {
+                    // Growing allocates nothing; only the check above applies.
+                }
+                file::truncate(tx, ino, &mut r, size)?;
+                touch_modified(&mut r, now);
+            }
+            let mut changed = set.size.is_some();
+            if let Some(mode) = set.mode {
+                r.mode = (r.mode & S_IFMT) | (mode & 0o7777);
+                changed = true;
+            }
+            if let Some(uid) = set.uid {
+                r.uid = uid;
+                changed = true;
+            }
+            if let Some(gid) = set.gid {
+                r.gid = gid;
+                changed = true;
+            }
+            if let Some(t) = set.atime {
+                r.atime = set_time(t, now);
+                changed = true;
+            }
+            if let Some(t) = set.mtime {
+                r.mtime = set_time(t, now);
+                changed = true;
+            }
+            if let Some(t) = set.crtime {
+                r.crtime = to_ns(t);
+                changed = true;
+            }
+            if let Some(t) = set.ctime {
+                r.ctime = to_ns(t);
+            } else if changed {
+                r.ctime = now;
+            }
+            tx.put_inode(ino, &r)?;
+            Ok(r)
+        })?;
+        Ok(self.attr_of(ino, &r, &st))
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+    ) -> Result<Attr> {
+        let (ftype, rdev) = match mode & S_IFMT {
+            0 | S_IFREG => (S_IFREG, 0),
+            S_IFDIR => return Err(FsError::NotPermitted),
+            t @ (S_IFCHR | S_IFBLK) => (t, rdev),
+            t @ (S_IFIFO | S_IFSOCK) => (t, 0),
+            _ => return Err(FsError::InvalidArgument("bad file type for mknod")),
+        };
+        let mut st = self.state.lock();
+        self.create_node(&mut st, req, parent, bytes(name), ftype, mode, rdev, None)
+    }
+
+    fn mkdir(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
+        let mut st = self.state.lock();
+        self.create_node(&mut st, req, parent, bytes(name), S_IFDIR, mode, 0, None)
+    }
+
+    fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let name = bytes(name);
+        check_removable_name(name)?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let f = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
+            let mut c = tx.inode(f.ino)?;
+            if c.is_dir() {
+                return Err(FsError::IsDir);
+            }
+            dir::remove(tx, parent, &mut p, name, &f)?;
+            touch_modified(&mut p, tx.now);
+            tx.put_inode(parent, &p)?;
+            c.nlink -= 1;
+            c.ctime = tx.now;
+            tx.put_inode(f.ino, &c)?;
+            if c.nlink == 0 {
+                self.orphan(tx, &mut st.orphans, f.ino)?;
+            }
+            Ok(f.ino)
+        })?;
+        self.maybe_free(st, ino)
+    }
+
+    fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let name = bytes(name);
+        check_removable_name(name)?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let f = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
+            let mut c = tx.inode(f.ino)?;
+            if !c.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if c.size != 0 {
+                return Err(FsError::NotEmpty);
+            }
+            dir::remove(tx, parent, &mut p, name, &f)?;
+            touch_modified(&mut p, tx.now);
+            p.nlink -= 1;
+            tx.put_inode(parent, &p)?;
+            c.nlink = 0;
+            c.ctime = tx.now;
+            tx.put_inode(f.ino, &c)?;
+            self.orphan(tx, &mut st.orphans, f.ino)?;
+            Ok(f.ino)
+        })?;
+        self.maybe_free(st, ino)
+    }
+
+    fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
+        let target = bytes(target);
+        if target.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        if target.len() > SYMLINK_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let mut st = self.state.lock();
+        self.create_node(&mut st, req, parent, bytes(name), S_IFLNK, 0o777, 0, Some(target))
+    }
+
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let _st = self.state.lock();
+        self.view(|t| {
+            let r = read_inode(t, ino)?;
+            if r.mode & S_IFMT != S_IFLNK {
+                return Err(FsError::InvalidArgument("not a symlink"));
+            }
+            xattr::read_symlink(t, ino)
+        })
+    }
+
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        let (name, newname) = (bytes(name), bytes(newname));
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+            return Err(FsError::InvalidArgument("unsupported rename flags"));
+        }
+        if flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
+            return Err(FsError::InvalidArgument(
+                "RENAME_NOREPLACE with RENAME_EXCHANGE",
+            ));
+        }
+        check_removable_name(name)?;
+        check_removable_name(newname)?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let limit = st.meta.inodes;
+        let freed = self.tx(&mut st.meta, 2 * NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+            let now = tx.now;
+            let p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let sf = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
+            let np = tx.inode(newparent)?;
+            if !np.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if np.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            let df = dir::find(tx.tree, newparent, newname)?;
+            let src = sf.ino;
+            let src_is_dir = sf.file_type == S_IFDIR;
+
+            if flags == RENAME_EXCHANGE {
+                let df = df.ok_or(FsError::NotFound)?;
+                let dst = df.ino;
+                if src == dst {
+                    return Ok(None);
+                }
+                let dst_is_dir = df.file_type == S_IFDIR;
+                if parent != newparent
+                    && ((src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)?)
+                        || (dst_is_dir && dir::is_ancestor(tx.tree, dst, parent, limit)?))
+                {
+                    return Err(FsError::InvalidArgument(
+                        "directory moved into its own subtree",
+                    ));
+                }
+                dir::repoint(tx, parent, name, &sf, dst, df.file_type)?;
+                dir::repoint(tx, newparent, newname, &df, src, sf.file_type)?;
+                let mut s = tx.inode(src)?;
+                let mut d = tx.inode(dst)?;
+                if parent != newparent {
+                    if src_is_dir {
+                        s.parent = newparent;
+                    }
+                    if dst_is_dir {
+                        d.parent = parent;
+                    }
+                }
+                s.ctime = now;
+                d.ctime = now;
+                tx.put_inode(src, &s)?;
+                tx.put_inode(dst, &d)?;
+                let mut p = tx.inode(parent)?;
+                let mut np = tx.inode(newparent)?;
+                if parent != newparent {
+                    match (src_is_dir, dst_is_dir) {
+                        (true, false) => {
+                            p.nlink -= 1;
+                            np.nlink += 1;
+                        }
+                        (false, true) => {
+                            np.nlink -= 1;
+                            p.nlink += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                touch_modified(&mut p, now);
+                tx.put_inode(parent, &p)?;
+                if parent != newparent {
+                    touch_modified(&mut np, now);
+                    tx.put_inode(newparent, &np)?;
+                }
+                return Ok(None);
+            }
+
+            if src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)? {
+                return Err(FsError::InvalidArgument(
+                    "directory moved into its own subtree",
+                ));
+            }
+            if let Some(df) = &df {
+                if flags == RENAME_NOREPLACE {
+                    return Err(FsError::Exists);
+                }
+                if df.ino == src {
+                    return Ok(None);
+                }
+                let d = tx.inode(df.ino)?;
+                match (src_is_dir, d.is_dir()) {
+                    (true, false) => return Err(FsError::NotDir),
+                    (false, true) => return Err(FsError::IsDir),
+                    (true, true) if d.size != 0 => return Err(FsError::NotEmpty),
+                    _ => {}
+                }
+            }
+            // All checks passed: change.
+            let mut p = tx.inode(parent)?;
+            dir::remove(tx, parent, &mut p, name, &sf)?;
+            tx.put_inode(parent, &p)?;
+            let mut freed = None;
+            if let Some(df) = &df {
+                let mut np = tx.inode(newparent)?;
+                dir::remove(tx, newparent, &mut np, newname, df)?;
+                let mut d = tx.inode(df.ino)?;
+                d.ctime = now;
+                if d.is_dir() {
+                    d.nlink = 0;
+                    np.nlink -= 1;
+                } else {
+                    d.nlink -= 1;
+                }
+                tx.put_inode(newparent, &np)?;
+                tx.put_inode(df.ino, &d)?;
+                if d.nlink == 0 {
+                    self.orphan(tx, &mut st.orphans, df.ino)?;
+                    freed = Some(df.ino);
+                }
+            }
+            let mut np = tx.inode(newparent)?;
+            dir::insert(tx, newparent, &mut np, newname, src, sf.file_type)?;
+            let mut s = tx.inode(src)?;
+            if src_is_dir && parent != newparent {
+                s.parent = newparent;
+                np.nlink += 1;
+                tx.put_inode(newparent, &np)?;
+                let mut p = tx.inode(parent)?;
+                p.nlink -= 1;
+                tx.put_inode(parent, &p)?;
+            } else {
+                tx.put_inode(newparent, &np)?;
+            }
+            s.ctime = now;
+            tx.put_inode(src, &s)?;
+            for d in [parent, newparent] {
+                let mut r = tx.inode(d)?;
+                touch_modified(&mut r, now);
+                tx.put_inode(d, &r)?;
+            }
+            Ok(freed)
+        })?;
+        match freed {
+            Some(ino) => self.maybe_free(st, ino),
+            None => Ok(()),
+        }
+    }
+
+    fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        let newname = bytes(newname);
+        check_new_name(newname)?;
+        let mut st = self.state.lock();
+        let r = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if r.is_dir() {
+                return Err(FsError::NotPermitted);
+            }
+            if r.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            let mut np = tx.inode(newparent)?;
+            if !np.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if np.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            if dir::find(tx.tree, newparent, newname)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            dir::insert(tx, newparent, &mut np, newname, ino, r.mode & S_IFMT)?;
+            touch_modified(&mut np, tx.now);
+            tx.put_inode(newparent, &np)?;
+            r.nlink += 1;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)?;
+            Ok(r)
+        })?;
+        Self::add_lookup(&mut st, ino);
+        Ok(self.attr_of(ino, &r, &st))
+    }
+
+    fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
+        let mut st = self.state.lock();
+        self.open_locked(&mut st, ino, flags)
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Fh)> {
+        let name = bytes(name);
+        check_new_name(name)?;
+        let mut st = self.state.lock();
+        let existing = self.view(|t| {
+            let p = read_inode(t, parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            if p.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            dir::find(t, parent, name)
+        })?;
+        if let Some(f) = existing {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists);
+            }
+            if f.file_type == S_IFDIR {
+                return Err(FsError::IsDir);
+            }
+            let fh = self.open_locked(&mut st, f.ino, flags)?;
+            Self::add_lookup(&mut st, f.ino);
+            let r = self.inode(f.ino)?;
+            return Ok((self.attr_of(f.ino, &r, &st), fh));
+        }
+        let attr = self.create_node(&mut st, req, parent, name, S_IFREG, mode, 0, None)?;
+        let fh = self.open_locked(&mut st, attr.ino, flags & !libc::O_TRUNC)?;
+        Ok((attr, fh))
+    }
+
+    fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        let rs = st.meta.record_size as u64;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        if !h.read {
+            return Err(FsError::BadHandle);
+        }
+        let out = self.view(|t| file::read(t, ino, &r, rs, offset, size))?;
+        let now = now_ns();
+        if !self.read_only && atime_due(&r, now, self.opts.atime) {
+            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                let mut r = tx.inode(ino)?;
+                r.atime = tx.now;
+                tx.put_inode(ino, &r)
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let len =
+            u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        if !h.write {
+            return Err(FsError::BadHandle);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let offset = if h.append { r.size } else { offset };
+        self.write_locked(&mut st, ino, offset, data)?;
+        Ok(len)
+    }
+
+    fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
+        Self::handle(&self.state.lock(), ino, fh).map(|_| ())
+    }
+
+    fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
+        let mut st = self.state.lock();
+        Self::handle(&st, ino, fh)?;
+        st.handles.remove(&fh);
+        if let Some(r) = st.refs.get_mut(&ino) {
+            r.opens = r.opens.saturating_sub(1);
+        }
+        self.maybe_free(&mut st, ino)
+    }
+
+    fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.sync_handle(ino, fh)
+    }
+
+    fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
+        let mut st = self.state.lock();
+        if !self.inode(ino)?.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        Ok(Self::new_handle(
+            &mut st,
+            Handle {
+                ino,
+                dir: true,
+                read: true,
+                write: false,
+                append: false,
+            },
+        ))
+    }
+
+    fn readdir(&self, ino: Ino, fh: Fh, offset: u64, max_entries: usize) -> Result<Vec<DirEntry>> {
+        Ok(self
+            .list(ino, fh, offset, max_entries, false)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        self.list(ino, fh, offset, max_entries, true)
+    }
+
+    fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
+        self.release(ino, fh)
+    }
+
+    fn fsyncdir(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.sync_handle(ino, fh)
+    }
+
+    fn statfs(&self, _ino: Ino) -> Result<StatFs> {
+        let st = self.state.lock();
+        let pool = self.store.pool();
+        let bs = pool.block_size() as u64;
+        let space = pool.space();
+        let blocks = space.total / bs;
+        let bfree = space.free / bs;
+        let bavail = pool.available(AllocClass::Normal) / bs;
+        Ok(StatFs {
+            blocks,
+            bfree,
+            bavail,
+            // No inode table: any free block can hold inodes.
+            files: st.meta.inodes + bavail,
+            ffree: bavail,
+            bsize: st.meta.record_size,
+            namelen: NAME_MAX as u32,
+            frsize: bs as u32,
+        })
+    }
+
+    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        let name = bytes(name);
+        let user = check_xattr_name(name)?;
+        let mut st = self.state.lock();
+        let ops = 4 + value.len() as u64 / 128;
+        self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if user && !(r.is_reg() || r.is_dir()) {
+                return Err(FsError::NotPermitted);
+            }
+            if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0
+                || flags == XATTR_CREATE | XATTR_REPLACE
+            {
+                return Err(FsError::InvalidArgument("bad setxattr flags"));
+            }
+            if value.len() > XATTR_SIZE_MAX {
+                return Err(FsError::XattrTooBig);
+            }
+            let names = xattr::names(tx.tree, ino)?;
+            let exists = names.iter().any(|n| n == name);
+            if exists && flags == XATTR_CREATE {
+                return Err(FsError::Exists);
+            }
+            if !exists && flags == XATTR_REPLACE {
+                return Err(FsError::NoData);
+            }
+            let list_len: usize = names.iter().map(|n| n.len() + 1).sum();
+            if !exists && list_len + name.len() + 1 > XATTR_LIST_MAX {
+                return Err(FsError::NoSpace);
+            }
+            xattr::set(tx, ino, name, value)?;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)
+        })
+    }
+
+    fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
+        let name = bytes(name);
+        check_xattr_name(name)?;
+        let _st = self.state.lock();
+        let v = self.view(|t| {
+            read_inode(t, ino)?;
+            xattr::get(t, ino, name)?.ok_or(FsError::NoData)
+        })?;
+        xattr_reply(v, size)
+    }
+
+    fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
+        let _st = self.state.lock();
+        let names = self.view(|t| {
+            read_inode(t, ino)?;
+            xattr::names(t, ino)
+        })?;
+        let mut out = Vec::new();
+        for n in names {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        xattr_reply(out, size)
+    }
+
+    fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        let name = bytes(name);
+        check_xattr_name(name)?;
+        let mut st = self.state.lock();
+        self.tx(&mut st.meta, 4 + 64, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            if xattr::get(tx.tree, ino, name)?.is_none() {
+                return Err(FsError::NoData);
+            }
+            xattr::remove(tx, ino, name)?;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)
+        })
+    }
+
+    fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()> {
+        let _st = self.state.lock();
+        let r = self.inode(ino)?;
+        let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
+        if want == 0 {
+            return Ok(());
+        }
+        let perm = r.mode & 0o7777;
+        if req.uid == 0 {
+            let x = want & libc::X_OK as u32 != 0;
+            if x && !r.is_dir() && perm & 0o111 == 0 {
+                return Err(FsError::Permission);
+            }
+            return Ok(());
+        }
+        let bits = if req.uid == r.uid {
+            perm >> 6
+        } else if req.gid == r.gid {
+            perm >> 3
+        } else {
+            perm
+        } & 0o7;
+        if want & !bits != 0 {
+            Err(FsError::Permission)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        if !h.write {
+            return Err(FsError::BadHandle);
+        }
+        if length == 0 {
+            return Err(FsError::InvalidArgument("fallocate length 0"));
+        }
+        let end = check_range(offset, length)?;
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        match mode {
+            // Copy-on-write cannot reserve blocks for later overwrites (ZFS
+            // neither): allocation only extends the size.
+            0 | KEEP => {
+                if mode == 0 && end > r.size {
+                    self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                        let mut r = tx.inode(ino)?;
+                        r.size = end;
+                        touch_modified(&mut r, tx.now);
+                        tx.put_inode(ino, &r)
+                    })?;
+                }
+                Ok(())
+            }
+            PUNCH => {
+                let rs = st.meta.record_size as u64;
+                let ops = 4 + length / rs / 8;
+                self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+                    let mut r = tx.inode(ino)?;
+                    file::punch(tx, ino, &mut r, offset, end)?;
+                    touch_modified(&mut r, tx.now);
+                    tx.put_inode(ino, &r)
+                })
+            }
+            _ => Err(FsError::NotSupported),
+        }
+    }
+
+    fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
+        let st = self.state.lock();
+        Self::handle(&st, ino, fh)?;
+        let rs = st.meta.record_size as u64;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        let neg = FsError::InvalidArgument("negative offset");
+        match whence {
+            Whence::Set => u64::try_from(offset).map_err(|_| neg),
+            Whence::End => {
+                let pos = (r.size as i128) + offset as i128;
+                u64::try_from(pos).map_err(|_| neg)
+            }
+            Whence::Data | Whence::Hole => {
+                let off = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
+                self.view(|t| {
+                    if whence == Whence::Data {
+                        file::seek_data(t, ino, &r, rs, off)
+                    } else {
+                        file::seek_hole(t, ino, &r, rs, off)
+                    }
+                })
+            }
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<u64> {
+        if flags != 0 {
+            return Err(FsError::InvalidArgument("copy_file_range flags"));
+        }
+        let mut st = self.state.lock();
+        let (hi, ho) = (
+            Self::handle(&st, ino_in, fh_in)?,
+            Self::handle(&st, ino_out, fh_out)?,
+        );
+        let rin = self.inode(ino_in)?;
+        regular(&rin)?;
+        regular(&self.inode(ino_out)?)?;
+        if !hi.read || !ho.write || ho.append {
+            return Err(FsError::BadHandle);
+        }
+        let n = len.min(rin.size.saturating_sub(offset_in));
+        check_range(offset_in, len)?;
+        check_range(offset_out, n)?;
+        if ino_in == ino_out
+            && offset_in < offset_out.saturating_add(len)
+            && offset_out < offset_in.saturating_add(len)
+        {
+            return Err(FsError::InvalidArgument(
+                "overlapping copy_file_range in one file",
+            ));
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let rs = st.meta.record_size as u64;
+        let mut done = 0u64;
+        while done < n {
+            let piece = (n - done).min(rs - (offset_out + done) % rs);
+            let buf = self.view(|t| file::read(t, ino_in, &rin, rs, offset_in + done, piece as u32))?;
+            let at = offset_out + done;
+            if buf.iter().all(|&b| b == 0) {
+                // A hole stays a hole: punch, and extend the size if needed.
+                self.tx(&mut st.meta, 4, AllocClass::Normal, |tx| {
+                    let mut r = tx.inode(ino_out)?;
+                    file::punch(tx, ino_out, &mut r, at, at + piece)?;
+                    r.size = r.size.max(at + piece);
+                    tx.put_inode(ino_out, &r)
+                })?;
+            } else {
+                self.write_locked(&mut st, ino_out, at, &buf)?;
+            }
+            done += piece;
+        }
+        let now = now_ns();
+        if !self.read_only && atime_due(&rin, now, self.opts.atime) {
+            self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+                let mut r = tx.inode(ino_in)?;
+                r.atime = tx.now;
+                tx.put_inode(ino_in, &r)?;
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                tx.put_inode(ino_out, &o)
+            })?;
+        } else {
+            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                tx.put_inode(ino_out, &o)
+            })?;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,89 @@
+//! Argument checks shared by every [`FileSystem`](crate::FileSystem)
+//! implementation, so ramfs and the on-disk filesystem refuse the same
+//! inputs with the same errno (the differential tests rely on it).
+
+use crate::error::{FsError, Result};
+use crate::types::{XattrReply, NAME_MAX, XATTR_NAME_MAX};
+
+/// Check one name for lookup: not empty, no '/' or NUL, at most 255 bytes.
+/// "." and ".." pass (callers handle them).
+pub fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() {
+        return Err(FsError::InvalidArgument("empty name"));
+    }
+    if name.iter().any(|&b| b == b'/' || b == 0) {
+        return Err(FsError::InvalidArgument("name holds '/' or NUL"));
+    }
+    Ok(())
+}
+
+pub fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+/// Check a name for a new entry: as [`check_name`], and "."/".." exist.
+pub fn check_new_name(name: &[u8]) -> Result<()> {
+    check_name(name)?;
+    if is_dot(name) {
+        return Err(FsError::Exists);
+    }
+    Ok(())
+}
+
+/// Check a name of an entry to remove or rename: "." and ".." are refused.
+pub fn check_removable_name(name: &[u8]) -> Result<()> {
+    check_name(name)?;
+    if is_dot(name) {
+        return Err(FsError::InvalidArgument("cannot remove or rename . or .."));
+    }
+    Ok(())
+}
+
+const NAMESPACES: [&[u8]; 4] = [b"user.", b"trusted.", b"security.", b"system."];
+
+/// Check an xattr name as Linux does: empty or longer than 255 bytes is
+/// ERANGE, an unknown namespace EOPNOTSUPP, a bare prefix EINVAL.
+/// Returns whether the name is in the `user.` namespace.
+pub fn check_xattr_name(name: &[u8]) -> Result<bool> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(FsError::RangeTooSmall);
+    }
+    if name.contains(&0) {
+        return Err(FsError::InvalidArgument("xattr name holds NUL"));
+    }
+    let prefix = NAMESPACES
+        .iter()
+        .find(|p| name.starts_with(p))
+        .ok_or(FsError::NotSupported)?;
+    if name.len() == prefix.len() {
+        return Err(FsError::InvalidArgument(
+            "xattr name empty after its namespace",
+        ));
+    }
+    Ok(*prefix == b"user.")
+}
+
+/// Reply to a size-0 probe with the length, else the bytes or ERANGE.
+pub fn xattr_reply(data: Vec<u8>, size: u32) -> Result<XattrReply> {
+    if size == 0 {
+        Ok(XattrReply::Size(data.len() as u32))
+    } else if data.len() > size as usize {
+        Err(FsError::RangeTooSmall)
+    } else {
+        Ok(XattrReply::Data(data))
+    }
+}
+
+/// Largest file size of every AegisFS filesystem (`i64::MAX`, as `off_t`); past it, EFBIG.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Check that `[offset, offset + len)` stays within the maximum file size.
+pub fn check_range(offset: u64, len: u64) -> Result<u64> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_FILE_SIZE => Ok(end),
+        _ => Err(FsError::TooBig),
+    }
+}
