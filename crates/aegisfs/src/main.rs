@@ -26,6 +26,10 @@ struct Cli {
 enum Command {
     /// Create a pool on an image file (created sparse if missing) or a block device.
     Mkfs(cmd::mkfs::Args),
+    /// Mount an image with FUSE (in the background unless --foreground).
+    Mount(cmd::mount::Args),
+    /// Quick start: create aegisfs.img (1 GiB) if missing and mount it at ./mnt.
+    Up(cmd::up::Args),
     /// Show a pool's identity, features, newest txg, space and trees.
     Info(cmd::info::Args),
     /// Check every reachable block; exit 0 clean, 1 corrected, 4 errors left, 8 operational error.
@@ -41,11 +45,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Mkfs(a) => cmd::mkfs::run(a),
-        Command::Info(a) => cmd::info::run(a),
-        Command::Fsck(a) => cmd::fsck::run(a),
+    let result = match mount_helper_args() {
+        Some(args) => cmd::mount::run(args),
+        None => run(Cli::parse()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -54,4 +56,54 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn run(cli: Cli) -> cmd::CliResult<u8> {
+    match cli.command {
+        Command::Mkfs(a) => cmd::mkfs::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Fsck(a) => cmd::fsck::run(a),
+        Command::Mount(a) => cmd::mount::run(a),
+        Command::Up(a) => cmd::up::run(a),
+    }
+}
+
+/// Called as `mount.fuse.aegisfs` (or `mount.aegisfs`) by mount(8):
+/// `SOURCE DIR [-sfnv] [-o OPTIONS]`. Options only mount(8) understands
+/// are dropped; `-n`, `-s` and `-v` are accepted and ignored; `-f` keeps
+/// the daemon in the foreground.
+fn mount_helper_args() -> Option<cmd::mount::Args> {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    if name != "mount.fuse.aegisfs" && name != "mount.aegisfs" {
+        return None;
+    }
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut foreground = false;
+    while let Some(a) = argv.next() {
+        match a.to_str() {
+            Some("-o") => {
+                if let Some(o) = argv.next() {
+                    options.push(cmd::mount::strip_mount8_options(&o.to_string_lossy()));
+                }
+            }
+            Some("-f") => foreground = true,
+            Some("-n" | "-s" | "-v") => {}
+            _ => positional.push(std::path::PathBuf::from(a)),
+        }
+    }
+    if positional.len() != 2 {
+        eprintln!("usage: {name} IMAGE MOUNTPOINT [-o OPTIONS]");
+        std::process::exit(1);
+    }
+    let mountpoint = positional.pop().expect("two");
+    let image = positional.pop().expect("two");
+    Some(cmd::mount::Args {
+        image,
+        mountpoint,
+        options,
+        foreground,
+    })
 }

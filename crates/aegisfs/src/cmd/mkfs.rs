@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aegis_block::{BlockDevice, DeviceRef, FileDevice, OpenMode};
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::posix::{format, FormatOptions, MAX_RECORD_SIZE, MIN_RECORD_SIZE};
 use aegis_fs::{Store, StoreOptions};
 use aegis_pool::label::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
 use aegis_pool::{ChecksumType, Compression, CreateOptions};
@@ -29,9 +31,12 @@ pub struct Args {
     /// Checksum for blocks: blake3 or xxh3.
     #[arg(long, default_value = "blake3")]
     pub checksum: String,
-    /// Compression for metadata: none, lz4 or zstd.
+    /// Compression for metadata and file data: none, lz4 or zstd.
     #[arg(long, default_value = "lz4")]
     pub compression: String,
+    /// Record size of files: a power of two from 4K to 1M.
+    #[arg(long, short = 'r', default_value = "128K")]
+    pub record_size: String,
     /// Copies of each metadata block (1-3).
     #[arg(long, default_value_t = 2)]
     pub metadata_copies: u8,
@@ -77,6 +82,16 @@ pub fn run(a: Args) -> CliResult<u8> {
             a.compression
         ))
     })?;
+    let rs = parse_size(&a.record_size).map_err(|e| CliError::new(format!("--record-size: {e}")))?;
+    let record_size = u32::try_from(rs)
+        .ok()
+        .filter(|r| r.is_power_of_two() && (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(r))
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "--record-size: {} is not a power of two from 4K to 1M",
+                a.record_size
+            ))
+        })?;
     if !(1..=3).contains(&a.metadata_copies) {
         return Err(CliError::new("--metadata-copies: must be 1, 2 or 3"));
     }
@@ -140,16 +155,31 @@ pub fn run(a: Args) -> CliResult<u8> {
     let dev_size = dev.size();
     match Store::create(vec![dev], &opts, StoreOptions::default()) {
         Ok(store) => {
-            store
-                .shutdown()
-                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            // The root directory belongs to whoever makes the filesystem,
+            // as with mkfs.ext4 -E root_owner.
+            // SAFETY: getuid/getgid cannot fail and touch no memory.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let fmt = FormatOptions {
+                record_size,
+                compression,
+                root_uid: uid,
+                root_gid: gid,
+                root_mode: 0o755,
+            };
+            if let Err(e) = format(&store, ROOT_DATASET, &fmt).and_then(|_| store.shutdown()) {
+                if created {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(CliError::new(format!("{}: {e}", path.display())));
+            }
             let cfg = store.pool().config();
             println!(
-                "created AegisFS pool '{}' on {}: {}, block size {}, pool {}",
+                "created AegisFS pool '{}' on {}: {}, block size {}, record size {}, pool {}",
                 cfg.label,
                 path.display(),
                 human(dev_size),
                 human(bs as u64),
+                human(record_size as u64),
                 uuid::Uuid::from_bytes(cfg.pool_uuid)
             );
             Ok(0)

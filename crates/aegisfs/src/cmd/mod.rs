@@ -3,6 +3,8 @@
 pub mod fsck;
 pub mod info;
 pub mod mkfs;
+pub mod mount;
+pub mod up;
 
 use std::path::Path;
 use std::sync::Arc;

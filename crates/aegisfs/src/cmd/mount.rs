@@ -1,0 +1,225 @@
+//! `aegisfs mount`: serve an image through FUSE.
+//!
+//! Without `--foreground` the command starts itself again in the
+//! background (a new session, stdio detached) and returns once the kernel
+//! lists the mount, or with the daemon's one-line error if it failed, so
+//! it behaves like mount(8) and can stand behind `mount -t fuse.aegisfs`.
+//!
+//! Everything is checked before the kernel mount: the options, the mount
+//! point (exists, a directory, empty), the image (AegisFS, opens, not in
+//! use: the image is locked with `flock` while mounted, so a second mount
+//! is refused). A clean unmount, SIGTERM, SIGINT or SIGHUP commits every
+//! change before the process ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegis_block::{DeviceRef, FileDevice, OpenMode};
+use aegis_fs::{Store, StoreOptions};
+use aegis_fuse::{check_mountpoint, parse_options, FsOption};
+use aegis_pool::OpenOptions;
+use aegis_vfs::{AtimeMode, DiskFs, DiskFsOptions, FileSystem};
+
+use super::{CliError, CliResult};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// Image file or block device holding an AegisFS pool.
+    pub image: PathBuf,
+    /// Empty directory to mount it on.
+    pub mountpoint: PathBuf,
+    /// Mount options, comma separated: ro, rw, noatime, relatime,
+    /// strictatime, allow_other, allow_root, dev, nodev, suid, nosuid,
+    /// exec, noexec, auto_unmount, fsname=NAME, threads=N.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Stay in the foreground (logs go to stderr) until unmounted.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+}
+
+/// Options mount(8) passes to helpers that only mean something to it.
+const MOUNT8_ONLY: &[&str] = &[
+    "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "nofail", "_netdev",
+    "loop", "sync", "async", "atime", "diratime", "nodiratime", "lazytime", "nolazytime",
+];
+
+/// Drop what mount(8) and fstab add on top of our options.
+pub fn strip_mount8_options(spec: &str) -> String {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|o| {
+            !o.is_empty()
+                && !MOUNT8_ONLY.contains(o)
+                && !o.starts_with("x-")
+                && !o.starts_with("comment=")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn run(a: Args) -> CliResult<u8> {
+    let spec = a.options.join(",");
+    let mut parsed = parse_options(&spec, &[]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut atime = AtimeMode::Relatime;
+    let mut read_only = false;
+    for FsOption { name, .. } in &parsed.fs {
+        match name.as_str() {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "noatime" => atime = AtimeMode::Noatime,
+            "relatime" => atime = AtimeMode::Relatime,
+            "strictatime" => atime = AtimeMode::Strictatime,
+            _ => {}
+        }
+    }
+    let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
+    if !a.image.exists() {
+        return Err(CliError::new(format!(
+            "{}: no such file or device",
+            a.image.display()
+        )));
+    }
+    let image = a
+        .image
+        .canonicalize()
+        .map_err(|e| CliError::new(format!("{}: {e}", a.image.display())))?;
+    if !a.foreground {
+        return daemonize(&a, &image, &mountpoint);
+    }
+
+    let mode = if read_only {
+        OpenMode::ReadOnly
+    } else {
+        OpenMode::ReadWrite
+    };
+    let dev = FileDevice::open(&image, mode)
+        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+    dev.lock_exclusive()
+        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+    let opts = OpenOptions {
+        read_only,
+        rewind_txg: None,
+    };
+    let store = Store::open(vec![Arc::new(dev) as DeviceRef], &opts, StoreOptions::default())
+        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+    let fs = DiskFs::open(
+        store.clone(),
+        DiskFsOptions {
+            atime,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+    if !read_only {
+        store.start_sync_thread();
+    }
+    if parsed.mount.fsname == "aegisfs" {
+        parsed.mount.fsname = image.display().to_string();
+    }
+    let served = aegis_fuse::mount(
+        fs.clone() as Arc<dyn FileSystem>,
+        &mountpoint,
+        &parsed.mount,
+    );
+    // Commit whatever the session left, even if it ended with an error.
+    let closed = fs.unmount();
+    served.map_err(|e| CliError::new(e.to_string()))?;
+    closed.map_err(|e| CliError::new(format!("{}: closing: {e}", image.display())))?;
+    Ok(0)
+}
+
+/// Is `mountpoint` a mount point of an AegisFS FUSE mount right now?
+pub fn is_mounted(mountpoint: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = mountpoint.to_string_lossy();
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        // Field 5 is the mount point; the file system type follows " - ".
+        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+        f.get(4).is_some_and(|m| unescape(m) == want)
+            && fstype.is_some_and(|t| t.starts_with("fuse"))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Run the same mount in the foreground as a detached child and wait until
+/// it is mounted or has failed.
+fn daemonize(a: &Args, image: &Path, mountpoint: &Path) -> CliResult<u8> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(format!("cannot find the aegisfs executable: {e}")))?;
+    // The child's stderr goes to an unlinked temporary file: read on
+    // failure, harmless to write to forever after success.
+    let log = tempfile::tempfile()
+        .map_err(|e| CliError::new(format!("cannot create a temporary file: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg("--foreground")
+        .arg(image)
+        .arg(mountpoint);
+    for o in &a.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            log.try_clone()
+                .map_err(|e| CliError::new(format!("temporary file: {e}")))?,
+        ));
+    // A new session: the mount must outlive the terminal that started it.
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::new(format!("cannot start the mount daemon: {e}")))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| CliError::new(format!("waiting for the mount daemon: {e}")))?
+        {
+            use std::io::{Read, Seek};
+            let mut log = log;
+            let mut text = String::new();
+            let _ = log.rewind();
+            let _ = log.read_to_string(&mut text);
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("aegisfs: "))
+                .map(|l| l.trim_start_matches("aegisfs: ").to_string())
+                .unwrap_or_else(|| format!("the mount daemon exited ({status})"));
+            return Err(CliError::new(line));
+        }
+        if is_mounted(mountpoint) {
+            return Ok(0);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            return Err(CliError::new(format!(
+                "{}: not mounted after 60 s; gave up",
+                mountpoint.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
