@@ -1,0 +1,522 @@
+//! End-to-end tests through a real FUSE mount of an image, with std::fs and
+//! libc calls, as a user would see AegisFS. Each test mounts with the
+//! `aegisfs mount --foreground` daemon, unmounts (also on panic, from
+//! `Drop`), and ends with `aegisfs fsck` exiting 0.
+//!
+//! They need /dev/fuse and fusermount3 (`apt-get install fuse3`); without
+//! them they say so and pass, so a machine without FUSE can still run the
+//! rest of the suite. CI installs fuse3, so there they run.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aegisfs");
+
+fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists()
+        && Command::new("fusermount3")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+    if !ok {
+        eprintln!("skipping: /dev/fuse or fusermount3 missing (apt-get install fuse3)");
+    }
+    ok
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mnt.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+struct Mount {
+    _dir: tempfile::TempDir,
+    img: PathBuf,
+    mnt: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mount {
+    /// A fresh image of `size` mounted on an empty directory.
+    fn new(size: &str) -> Mount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("test.img");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let out = Command::new(BIN)
+            .args(["mkfs", "--size", size])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mkfs: {out:?}");
+        let mut m = Mount {
+            _dir: dir,
+            img,
+            mnt,
+            child: None,
+        };
+        m.mount();
+        m
+    }
+
+    fn mount(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(BIN)
+            .args(["mount", "--foreground", "-o", "allow_other"])
+            .arg(&self.img)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the mount daemon");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mount daemon exited early: {st}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clean unmount: the daemon must commit and exit 0.
+    fn unmount(&mut self) {
+        let st = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "fusermount3 -u failed");
+        let st = self.child.take().unwrap().wait().unwrap();
+        assert!(st.success(), "mount daemon exited with {st}");
+    }
+
+    fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// `kill -9` of the daemon, then clear the dead mount.
+    fn kill(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
+        let start = Instant::now();
+        while is_mounted(&self.mnt) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn fsck(&self) {
+        let out = Command::new(BIN).arg("fsck").arg(&self.img).output().unwrap();
+        assert!(out.status.success(), "fsck: {}", String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmount, fsck, done.
+    fn finish(mut self) {
+        self.unmount();
+        self.fsck();
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn errno_of(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+#[test]
+fn posix_semantics_through_fuse() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("256M");
+    // Rename over an existing file replaces it.
+    fs::write(m.p("a"), b"first").unwrap();
+    fs::write(m.p("b"), b"second").unwrap();
+    fs::rename(m.p("a"), m.p("b")).unwrap();
+    assert_eq!(fs::read(m.p("b")).unwrap(), b"first");
+    assert!(!m.p("a").exists());
+    // A directory over an empty directory; not over a non-empty one.
+    fs::create_dir_all(m.p("d1/sub")).unwrap();
+    fs::create_dir(m.p("d2")).unwrap();
+    fs::rename(m.p("d1"), m.p("d2")).unwrap();
+    assert!(m.p("d2/sub").is_dir());
+    fs::create_dir(m.p("d3")).unwrap();
+    assert_eq!(errno_of(fs::rename(m.p("d3"), m.p("d2")).unwrap_err()), libc::ENOTEMPTY);
+    // Into its own subdirectory.
+    assert_eq!(errno_of(fs::rename(m.p("d2"), m.p("d2/sub/x")).unwrap_err()), libc::EINVAL);
+    // rmdir of a non-empty directory.
+    assert_eq!(errno_of(fs::remove_dir(m.p("d2")).unwrap_err()), libc::ENOTEMPTY);
+    // Link counts: files and directories.
+    fs::hard_link(m.p("b"), m.p("d3/b2")).unwrap();
+    assert_eq!(fs::metadata(m.p("b")).unwrap().nlink(), 2);
+    assert_eq!(fs::metadata(m.p("d2")).unwrap().nlink(), 3);
+    assert_eq!(fs::metadata(m.p("d3")).unwrap().ino(), fs::metadata(m.p("d3")).unwrap().ino());
+    assert_eq!(fs::metadata(m.p("d3/b2")).unwrap().ino(), fs::metadata(m.p("b")).unwrap().ino());
+    // An unlinked file stays readable and writable while open.
+    let mut f = OpenOptions::new().read(true).write(true).open(m.p("b")).unwrap();
+    fs::remove_file(m.p("b")).unwrap();
+    fs::remove_file(m.p("d3/b2")).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b" and more").unwrap();
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "first and more");
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    drop(f);
+    // Symlink loops.
+    std::os::unix::fs::symlink("loop2", m.p("loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1", m.p("loop2")).unwrap();
+    assert_eq!(errno_of(File::open(m.p("loop1")).unwrap_err()), libc::ELOOP);
+    std::os::unix::fs::symlink("d2/sub", m.p("ln")).unwrap();
+    assert_eq!(fs::read_link(m.p("ln")).unwrap(), Path::new("d2/sub"));
+    assert!(m.p("ln").is_dir());
+    // O_APPEND, O_EXCL, O_TRUNC.
+    fs::write(m.p("app"), b"12").unwrap();
+    let mut f = OpenOptions::new().append(true).open(m.p("app")).unwrap();
+    f.write_all(b"34").unwrap();
+    f.write_at(b"56", 0).unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.p("app")).unwrap(), b"123456");
+    let e = OpenOptions::new().write(true).create_new(true).open(m.p("app")).unwrap_err();
+    assert_eq!(errno_of(e), libc::EEXIST);
+    OpenOptions::new().write(true).truncate(true).open(m.p("app")).unwrap();
+    assert_eq!(fs::metadata(m.p("app")).unwrap().len(), 0);
+    // Names and sizes past the limits.
+    let long = "n".repeat(256);
+    assert_eq!(errno_of(fs::write(m.p(&long), b"").unwrap_err()), libc::ENAMETOOLONG);
+    fs::write(m.p(&"n".repeat(255)), b"ok").unwrap();
+    let f = File::create(m.p("big")).unwrap();
+    let e = f.write_at(b"x", i64::MAX as u64).unwrap_err();
+    let code = e.raw_os_error();
+    assert!(matches!(code, Some(libc::EFBIG | libc::EINVAL)), "{e}");
+    drop(f);
+    // xattrs.
+    let path = cstr(&m.p("app"));
+    let set = |name: &str, v: &[u8]| {
+        let n = CString::new(name).unwrap();
+        // SAFETY: valid C strings and buffer for the call's duration.
+        let rc = unsafe { libc::setxattr(path.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        if rc == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+    };
+    assert_eq!(set("user.color", b"blue"), 0);
+    assert_eq!(set("user.big", &vec![7u8; 65536]), 0);
+    assert_eq!(set("user.huge", &vec![7u8; 65537]), libc::E2BIG);
+    assert_eq!(set("bogus.x", b"1"), libc::EOPNOTSUPP);
+    let mut buf = vec![0u8; 70000];
+    let n = CString::new("user.big").unwrap();
+    // SAFETY: as above.
+    let got = unsafe { libc::getxattr(path.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(got, 65536);
+    assert!(buf[..65536].iter().all(|&b| b == 7));
+    // SAFETY: as above.
+    let len = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(&buf[..len as usize], b"user.big\0user.color\0");
+    // Everything is still there after a remount.
+    m.remount();
+    assert_eq!(fs::read(m.p("d2/../b")).map_err(errno_of).unwrap_err(), libc::ENOENT);
+    assert!(m.p("d2/sub").is_dir());
+    assert_eq!(fs::read_link(m.p("ln")).unwrap(), Path::new("d2/sub"));
+    // SAFETY: as above.
+    let got = unsafe { libc::getxattr(path.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(got, 65536);
+    assert_eq!(fs::read(m.p(&"n".repeat(255))).unwrap(), b"ok");
+    m.finish();
+}
+
+#[test]
+fn sparse_files_seek_and_a_3_gib_file_with_holes() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("1G");
+    let f = OpenOptions::new().read(true).write(true).create(true).open(m.p("sparse")).unwrap();
+    let mib = vec![0xabu8; 1 << 20];
+    let size = 3u64 << 30;
+    f.write_all_at(&mib, 0).unwrap();
+    f.write_all_at(&mib, 1 << 30).unwrap();
+    f.write_all_at(&mib, size - (1 << 20)).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), size);
+    // Far less allocated than the size: holes cost nothing.
+    assert!(f.metadata().unwrap().blocks() * 512 < 64 << 20);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: lseek on an open descriptor.
+    let seek = |off: i64, whence| unsafe { libc::lseek(fd, off, whence) };
+    assert_eq!(seek(0, libc::SEEK_DATA), 0);
+    assert_eq!(seek(0, libc::SEEK_HOLE), 1 << 20);
+    assert_eq!(seek(2 << 20, libc::SEEK_DATA), 1 << 30);
+    assert_eq!(seek((1 << 30) + 5, libc::SEEK_HOLE), (1 << 30) + (1 << 20));
+    assert_eq!(seek(size as i64 - 1, libc::SEEK_HOLE), size as i64);
+    // SAFETY: as above.
+    assert_eq!(seek(size as i64, libc::SEEK_DATA), -1);
+    let mut b = vec![1u8; 4096];
+    f.read_exact_at(&mut b, 5 << 20).unwrap();
+    assert!(b.iter().all(|&x| x == 0), "a hole reads as zeroes");
+    drop(f);
+    m.remount();
+    let f = File::open(m.p("sparse")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), size);
+    let mut b = vec![0u8; 1 << 20];
+    f.read_exact_at(&mut b, size - (1 << 20)).unwrap();
+    assert_eq!(b, mib);
+    f.read_exact_at(&mut b, 1 << 30).unwrap();
+    assert_eq!(b, mib);
+    drop(f);
+    // Punching a hole gives the space back and reads as zeroes.
+    let f = OpenOptions::new().write(true).open(m.p("sparse")).unwrap();
+    // SAFETY: fallocate on an open descriptor.
+    let rc = unsafe {
+        libc::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            1 << 20,
+        )
+    };
+    assert_eq!(rc, 0);
+    f.set_len(1 << 20).unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.p("sparse")).unwrap(), vec![0u8; 1 << 20]);
+    m.finish();
+}
+
+#[test]
+fn mmap_writes_survive_msync_and_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("128M");
+    let len = 256 * 1024;
+    let f = OpenOptions::new().read(true).write(true).create(true).open(m.p("mapped")).unwrap();
+    f.set_len(len as u64).unwrap();
+    // SAFETY: a shared mapping of a file we keep open; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let s = std::slice::from_raw_parts_mut(p as *mut u8, len);
+        for (i, b) in s.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(p, len), 0);
+    }
+    drop(f);
+    m.remount();
+    let d = fs::read(m.p("mapped")).unwrap();
+    assert_eq!(d.len(), len);
+    assert!(d.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    m.finish();
+}
+
+#[test]
+fn a_hundred_thousand_files_in_one_directory() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("1G");
+    let dir = m.p("many");
+    fs::create_dir(&dir).unwrap();
+    let n = 100_000;
+    for i in 0..n {
+        File::create(dir.join(format!("file-{i:06}"))).unwrap();
+    }
+    let count = |d: &Path| fs::read_dir(d).unwrap().count();
+    assert_eq!(count(&dir), n);
+    m.remount();
+    let names: std::collections::HashSet<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), n);
+    assert!(fs::metadata(dir.join("file-099999")).is_ok());
+    m.finish();
+}
+
+#[test]
+fn readdir_while_another_thread_creates() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mount::new("256M");
+    let dir = m.p("busy");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..500 {
+        File::create(dir.join(format!("old-{i}"))).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                File::create(dir.join(format!("new-{i}"))).unwrap();
+                i += 1;
+            }
+            i
+        })
+    };
+    for _ in 0..20 {
+        let mut seen = std::collections::HashSet::new();
+        for e in fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name();
+            assert!(seen.insert(name.clone()), "{name:?} listed twice");
+        }
+        for i in 0..500 {
+            assert!(seen.contains(std::ffi::OsStr::new(&format!("old-{i}"))), "old-{i} missing");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let made = writer.join().unwrap();
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 500 + made);
+    m.finish();
+}
+
+#[test]
+fn permissions_for_an_unprivileged_user() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mount::new("128M");
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(m.p("secret"), b"root only").unwrap();
+    fs::set_permissions(m.p("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(m.p("public"), b"everyone").unwrap();
+    fs::set_permissions(m.p("public"), fs::Permissions::from_mode(0o644)).unwrap();
+    // The temporary directory above the mount must be traversable.
+    for a in m.mnt.ancestors().skip(1).take(2) {
+        let mode = fs::metadata(a).unwrap().permissions().mode();
+        fs::set_permissions(a, fs::Permissions::from_mode(mode | 0o711)).unwrap();
+    }
+    let as_nobody = |script: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&format!("cat {}", m.p("secret").display()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    let out = as_nobody(&format!("cat {}", m.p("public").display()));
+    assert_eq!(out.stdout, b"everyone");
+    let out = as_nobody(&format!("echo x >> {}", m.p("public").display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    let out = as_nobody(&format!("touch {}", m.p("newfile").display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(!m.p("newfile").exists());
+    m.finish();
+}
+
+#[test]
+fn data_survives_unmount_and_kill_after_sync() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("256M");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    fs::create_dir(m.p("keep")).unwrap();
+    fs::write(m.p("keep/big"), &data).unwrap();
+    fs::write(m.p("keep/small"), b"tiny").unwrap();
+    m.remount();
+    assert_eq!(fs::read(m.p("keep/big")).unwrap(), data);
+    // Written, fsynced, `sync` run, then the daemon is killed with -9.
+    let mut f = File::create(m.p("keep/synced")).unwrap();
+    f.write_all(&data[..100_000]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let d = File::open(m.p("keep")).unwrap();
+    d.sync_all().unwrap();
+    drop(d);
+    assert!(Command::new("sync").status().unwrap().success());
+    m.kill();
+    m.mount();
+    assert_eq!(fs::read(m.p("keep/synced")).unwrap(), &data[..100_000]);
+    assert_eq!(fs::read(m.p("keep/big")).unwrap(), data);
+    assert_eq!(fs::read(m.p("keep/small")).unwrap(), b"tiny");
+    m.finish();
+}
+
+#[test]
+fn bad_mounts_are_refused_with_one_line() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mount::new("64M");
+    let dir = m._dir.path();
+    let run = |args: &[&std::ffi::OsStr]| Command::new(BIN).args(args).output().unwrap();
+    let check = |out: std::process::Output, needle: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{needle}: succeeded");
+        assert_eq!(err.lines().count(), 1, "{needle}: {err}");
+        assert!(err.contains(needle), "wanted '{needle}' in: {err}");
+    };
+    let empty = dir.join("empty");
+    fs::create_dir(&empty).unwrap();
+    // Second mount of a mounted image.
+    check(run(&[ "mount".as_ref(), m.img.as_os_str(), empty.as_os_str()]), "in use");
+    // Unknown option.
+    check(run(&["mount".as_ref(), m.img.as_os_str(), empty.as_os_str(), "-o".as_ref(), "bogus".as_ref()]), "bogus");
+    // Mount point missing / not empty.
+    check(run(&["mount".as_ref(), m.img.as_os_str(), dir.join("nope").as_os_str()]), "does not exist");
+    fs::write(dir.join("full/x").parent().map(|p| { fs::create_dir_all(p).unwrap(); p.join("x") }).unwrap(), b"").unwrap();
+    check(run(&["mount".as_ref(), m.img.as_os_str(), dir.join("full").as_os_str()]), "not empty");
+    // Not an AegisFS image: untouched afterwards.
+    let junk = dir.join("junk.img");
+    fs::write(&junk, vec![0x5au8; 16 << 20]).unwrap();
+    check(run(&["mount".as_ref(), junk.as_os_str(), empty.as_os_str()]), "not an AegisFS");
+    assert!(fs::read(&junk).unwrap().iter().all(|&b| b == 0x5a));
+    assert!(!is_mounted(&empty));
+    m.finish();
+}
