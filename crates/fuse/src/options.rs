@@ -1,0 +1,388 @@
+//! Mount configuration and the `-o opt,opt=value,...` parser.
+//!
+//! [`MountConfig`] says how to mount (kernel flags, who may access the
+//! mount, worker threads). [`parse_options`] turns a `mount -o` style list
+//! into a `MountConfig` plus the options that belong to the filesystem
+//! itself ([`FsOption`]): `ro`/`rw` and the atime policy (`noatime`,
+//! `relatime`, `strictatime`) always, and any names the caller declares.
+//! `ro` and `noatime` land in both places: the kernel enforces them at the
+//! VFS level (EROFS before a request is even sent) and the filesystem needs
+//! them to open its store read-only or to stop updating atime, which under
+//! FUSE is the filesystem's own business.
+//!
+//! Invariants: every option is either understood or rejected with an error
+//! naming it; later options override earlier ones (`ro,rw` is read-write),
+//! as with mount(8); `default_permissions` is accepted and always on, since
+//! the adapter relies on the kernel for permission checks.
+
+use crate::error::OptionError;
+
+/// Who may use the mounted filesystem besides the user who mounted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessPolicy {
+    /// Only the mounting user (FUSE's default).
+    #[default]
+    Owner,
+    /// Every user (`allow_other`); the kernel still checks the mode bits.
+    AllowOther,
+    /// The mounting user and root (`allow_root`).
+    AllowRoot,
+}
+
+/// How to mount and serve a filesystem. `Default` is a read-write mount
+/// named `aegisfs`, private to the mounting user, `nodev,nosuid`, one
+/// worker thread per CPU (at least 2) and signal handling on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    /// Source shown in /proc/mounts (`fsname=`), e.g. the image path.
+    pub fsname: String,
+    /// Filesystem subtype (`subtype=`): the type reads `fuse.<subtype>` when
+    /// mounted through fusermount3.
+    pub subtype: String,
+    /// Mount read-only (`ro`).
+    pub read_only: bool,
+    /// Set the kernel's `noatime` flag.
+    pub noatime: bool,
+    pub access: AccessPolicy,
+    /// Honour device files (`dev`); off by default, as FUSE does.
+    pub dev: bool,
+    /// Honour setuid/setgid bits (`suid`); off by default, as FUSE does.
+    pub suid: bool,
+    /// Allow executing files (`exec`); on by default.
+    pub exec: bool,
+    /// Let fusermount3 unmount if this process dies (`auto_unmount`).
+    /// Needs `allow_other` or `allow_root`.
+    pub auto_unmount: bool,
+    /// Worker threads serving requests (`threads=N`); `None` picks
+    /// [`default_threads`].
+    pub threads: Option<usize>,
+    /// Whether the blocking [`mount`](crate::mount) catches SIGTERM, SIGINT
+    /// and SIGHUP to unmount cleanly. [`spawn`](crate::spawn) never does.
+    pub handle_signals: bool,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            fsname: "aegisfs".to_string(),
+            subtype: "aegisfs".to_string(),
+            read_only: false,
+            noatime: false,
+            access: AccessPolicy::Owner,
+            dev: false,
+            suid: false,
+            exec: true,
+            auto_unmount: false,
+            threads: None,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Largest `threads=` accepted: more would only add idle threads and file
+/// descriptors, the kernel queue does not get faster.
+pub const MAX_THREADS: usize = 1024;
+
+/// Worker threads used when none are configured: one per CPU, at least 2,
+/// so one slow request (a commit in `fsync`) does not stall every other.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, MAX_THREADS)
+}
+
+impl MountConfig {
+    /// The number of worker threads this configuration asks for.
+    pub fn effective_threads(&self) -> usize {
+        self.threads.unwrap_or_else(default_threads)
+    }
+
+    /// Apply a comma-separated option list on top of this configuration and
+    /// return the options meant for the filesystem, in the order given.
+    /// `fs_options` names further options (without `=value`) that belong to
+    /// the filesystem; they are passed through untouched. Call it once per
+    /// `-o` flag: later calls override earlier ones.
+    pub fn apply_options(
+        &mut self,
+        spec: &str,
+        fs_options: &[&str],
+    ) -> Result<Vec<FsOption>, OptionError> {
+        // Work on a copy so a bad list leaves `self` as it was.
+        let mut next = self.clone();
+        let mut fs = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, value) = match item.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (item, None),
+            };
+            if next.apply_builtin(name, value)? {
+                if FS_BUILTINS.contains(&name) || fs_options.contains(&name) {
+                    fs.push(FsOption::new(name, value));
+                }
+            } else if FS_BUILTINS.contains(&name) || fs_options.contains(&name) {
+                fs.push(FsOption::new(name, value));
+            } else {
+                return Err(OptionError::Unknown(item.to_string()));
+            }
+        }
+        next.check()?;
+        *self = next;
+        Ok(fs)
+    }
+
+    /// Reject combinations that cannot be mounted.
+    fn check(&self) -> Result<(), OptionError> {
+        if self.auto_unmount && self.access == AccessPolicy::Owner {
+            // fuser hands auto_unmount to fusermount3, which enforces
+            // its own access rule only with allow_other/allow_root.
+            return Err(OptionError::Conflict(
+                "auto_unmount",
+                "the default access (add allow_other or allow_root)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handle one option that concerns the mount. Returns `false` if the
+    /// name is not a mount option.
+    fn apply_builtin(&mut self, name: &str, value: Option<&str>) -> Result<bool, OptionError> {
+        let flag = |on: bool| -> Result<bool, OptionError> {
+            if value.is_some() {
+                Err(OptionError::UnexpectedValue(name.to_string()))
+            } else {
+                Ok(on)
+            }
+        };
+        match name {
+            "ro" => self.read_only = flag(true)?,
+            "rw" => self.read_only = !flag(true)?,
+            "noatime" => self.noatime = flag(true)?,
+            "relatime" | "strictatime" => self.noatime = !flag(true)?,
+            "allow_other" => {
+                flag(true)?;
+                if self.access == AccessPolicy::AllowRoot {
+                    return Err(OptionError::Conflict("allow_other", "allow_root"));
+                }
+                self.access = AccessPolicy::AllowOther;
+            }
+            "allow_root" => {
+                flag(true)?;
+                if self.access == AccessPolicy::AllowOther {
+                    return Err(OptionError::Conflict("allow_other", "allow_root"));
+                }
+                self.access = AccessPolicy::AllowRoot;
+            }
+            "default_permissions" => {
+                flag(true)?;
+            }
+            "dev" => self.dev = flag(true)?,
+            "nodev" => self.dev = !flag(true)?,
+            "suid" => self.suid = flag(true)?,
+            "nosuid" => self.suid = !flag(true)?,
+            "exec" => self.exec = flag(true)?,
+            "noexec" => self.exec = !flag(true)?,
+            "auto_unmount" => self.auto_unmount = flag(true)?,
+            "fsname" => self.fsname = required(name, value)?.to_string(),
+            "subtype" => {
+                let v = required(name, value)?;
+                let ok = v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !ok {
+                    return Err(OptionError::InvalidValue {
+                        name: name.to_string(),
+                        value: v.to_string(),
+                        reason: "use letters, digits, '.', '_' or '-'",
+                    });
+                }
+                self.subtype = v.to_string();
+            }
+            "threads" => {
+                let v = required(name, value)?;
+                let invalid = |reason| OptionError::InvalidValue {
+                    name: name.to_string(),
+                    value: v.to_string(),
+                    reason,
+                };
+                let n: usize = v.parse().map_err(|_| invalid("not a number"))?;
+                if n == 0 || n > MAX_THREADS {
+                    return Err(invalid("must be between 1 and 1024"));
+                }
+                self.threads = Some(n);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Options that always concern the filesystem as well.
+const FS_BUILTINS: &[&str] = &["ro", "rw", "noatime", "relatime", "strictatime"];
+
+fn required<'a>(name: &str, value: Option<&'a str>) -> Result<&'a str, OptionError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(OptionError::MissingValue(name.to_string())),
+    }
+}
+
+/// One option for the filesystem itself, as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsOption {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl FsOption {
+    fn new(name: &str, value: Option<&str>) -> FsOption {
+        FsOption {
+            name: name.to_string(),
+            value: value.map(str::to_string),
+        }
+    }
+}
+
+/// The result of [`parse_options`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedOptions {
+    pub mount: MountConfig,
+    /// Options for the filesystem, in the order given.
+    pub fs: Vec<FsOption>,
+}
+
+/// Parse a `-o` style list (`ro,allow_other,threads=4,fsname=/img`) on top
+/// of [`MountConfig::default`]. `fs_options` names further options the
+/// filesystem understands; anything else unknown is an error naming it.
+pub fn parse_options(spec: &str, fs_options: &[&str]) -> Result<ParsedOptions, OptionError> {
+    let mut mount = MountConfig::default();
+    let fs = mount.apply_options(spec, fs_options)?;
+    Ok(ParsedOptions { mount, fs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(fs: &[FsOption]) -> Vec<String> {
+        fs.iter()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}={v}", o.name),
+                None => o.name.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_list_is_the_default() {
+        let p = parse_options("", &[]).unwrap();
+        assert_eq!(p.mount, MountConfig::default());
+        assert!(p.fs.is_empty());
+        let p = parse_options(" , ,", &[]).unwrap();
+        assert_eq!(p.mount, MountConfig::default());
+    }
+
+    #[test]
+    fn mount_flags() {
+        let p = parse_options(
+            "ro,allow_other,default_permissions,fsname=/tmp/img,subtype=aegis.test,dev,suid,noexec,auto_unmount,threads=3",
+            &[],
+        )
+        .unwrap();
+        let m = p.mount;
+        assert!(m.read_only && m.dev && m.suid && !m.exec && m.auto_unmount);
+        assert_eq!(m.access, AccessPolicy::AllowOther);
+        assert_eq!(m.fsname, "/tmp/img");
+        assert_eq!(m.subtype, "aegis.test");
+        assert_eq!(m.threads, Some(3));
+        assert_eq!(m.effective_threads(), 3);
+        assert_eq!(names(&p.fs), ["ro"]);
+    }
+
+    #[test]
+    fn later_options_win() {
+        let p = parse_options("ro,rw,nodev,dev,dev,nodev,noatime,relatime", &[]).unwrap();
+        assert!(!p.mount.read_only);
+        assert!(!p.mount.dev);
+        assert!(!p.mount.noatime);
+        assert_eq!(names(&p.fs), ["ro", "rw", "noatime", "relatime"]);
+        let p = parse_options("strictatime,noatime", &[]).unwrap();
+        assert!(p.mount.noatime);
+    }
+
+    #[test]
+    fn filesystem_options_pass_through() {
+        let p = parse_options(
+            "compress=zstd,noatime,sync,allow_root",
+            &["compress", "sync"],
+        )
+        .unwrap();
+        assert_eq!(names(&p.fs), ["compress=zstd", "noatime", "sync"]);
+        assert!(p.mount.noatime);
+        assert_eq!(p.mount.access, AccessPolicy::AllowRoot);
+        // A declared name that is also a mount option reaches both.
+        let p = parse_options("exec", &["exec"]).unwrap();
+        assert!(p.mount.exec);
+        assert_eq!(names(&p.fs), ["exec"]);
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let e = parse_options("ro,bogus=1", &[]).unwrap_err();
+        assert_eq!(e, OptionError::Unknown("bogus=1".into()));
+        assert!(e.to_string().contains("bogus"));
+        assert_eq!(
+            parse_options("ro=1", &[]).unwrap_err(),
+            OptionError::UnexpectedValue("ro".into())
+        );
+        assert_eq!(
+            parse_options("fsname", &[]).unwrap_err(),
+            OptionError::MissingValue("fsname".into())
+        );
+        assert_eq!(
+            parse_options("fsname=", &[]).unwrap_err(),
+            OptionError::MissingValue("fsname".into())
+        );
+        for bad in [
+            "threads=0",
+            "threads=x",
+            "threads=-1",
+            "threads=1025",
+            "subtype=a/b",
+        ] {
+            let e = parse_options(bad, &[]).unwrap_err();
+            assert!(
+                matches!(e, OptionError::InvalidValue { .. }),
+                "{bad}: {e:?}"
+            );
+            let name = bad.split('=').next().unwrap();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        assert!(matches!(
+            parse_options("allow_other,allow_root", &[]).unwrap_err(),
+            OptionError::Conflict(..)
+        ));
+        assert!(matches!(
+            parse_options("auto_unmount", &[]).unwrap_err(),
+            OptionError::Conflict(..)
+        ));
+    }
+
+    #[test]
+    fn apply_options_accumulates() {
+        let mut m = MountConfig::default();
+        assert_eq!(m.apply_options("ro", &[]).unwrap().len(), 1);
+        m.apply_options("threads=5", &[]).unwrap();
+        assert!(m.read_only);
+        assert_eq!(m.threads, Some(5));
+        let before = m.clone();
+        assert!(m.apply_options("rw,threads=7,nonsense", &[]).is_err());
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn default_threads_at_least_two() {
+        assert!(default_threads() >= 2);
+        assert!(MountConfig::default().effective_threads() >= 2);
+    }
+}
