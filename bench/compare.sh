@@ -65,7 +65,7 @@ die()  { printf '\n*** bench: ERROR: %s\n\n' "$*" >&2; exit 1; }
 aegisfs() {
   case $1 in
     mkfs)  "$AEGISFS_BIN" mkfs --size "$SIZE" "$2" ;;
-    mount) exec "$AEGISFS_BIN" mount "$2" "$3" ;;
+    mount) exec "$AEGISFS_BIN" mount --foreground "$2" "$3" ;;
     fsck)  "$AEGISFS_BIN" fsck "$2" ;;
     *) die "aegisfs(): unknown verb $1" ;;
   esac

@@ -95,6 +95,8 @@ pub struct DiskFs {
     ds: u64,
     opts: DiskFsOptions,
     read_only: bool,
+    /// The dataset's record size (fixed at mkfs), readable without the lock.
+    record_size: u32,
     state: Mutex<State>,
 }
 
@@ -155,6 +157,7 @@ impl DiskFs {
             ds,
             opts,
             read_only,
+            record_size: meta.record_size,
             state: Mutex::new(State {
                 meta,
                 handles: HashMap::new(),
@@ -539,9 +542,9 @@ impl FileSystem for DiskFs {
     }
 
     fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let st = self.state.lock();
+        // A read of one record: no need to wait for the namespace lock.
         let r = self.inode(ino)?;
-        Ok(self.attr_of(ino, &r, &st))
+        Ok(attr(ino, &r, self.record_size))
     }
 
     fn setattr(&self, _req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
@@ -952,22 +955,33 @@ impl FileSystem for DiskFs {
     }
 
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let mut st = self.state.lock();
-        let h = Self::handle(&st, ino, fh)?;
-        let rs = st.meta.record_size as u64;
-        let r = self.inode(ino)?;
-        regular(&r)?;
-        if !h.read {
-            return Err(FsError::BadHandle);
-        }
-        let out = self.view(|t| file::read(t, ino, &r, rs, offset, size))?;
+        // Reads run in parallel (the kernel sends several for readahead):
+        // the namespace lock only checks the handle, and the inode and its
+        // records are read under one tree read lock, so they agree.
+        let h = Self::handle(&self.state.lock(), ino, fh)?;
+        let rs = self.record_size as u64;
+        let (r, out) = self.view(|t| {
+            let r = read_inode(t, ino)?;
+            regular(&r)?;
+            if !h.read {
+                return Err(FsError::BadHandle);
+            }
+            let out = file::read(t, ino, &r, rs, offset, size)?;
+            Ok((r, out))
+        })?;
         let now = now_ns();
         if !self.read_only && atime_due(&r, now, self.opts.atime) {
-            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+            let mut st = self.state.lock();
+            let touched = self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino)?;
                 r.atime = tx.now;
                 tx.put_inode(ino, &r)
-            })?;
+            });
+            // The data was read: a full pool or a racing delete must not
+            // turn that into an error just because atime stayed behind.
+            if let Err(e) = touched {
+                tracing::debug!(ino, error = %e, "atime not updated");
+            }
         }
         Ok(out)
     }
