@@ -75,7 +75,10 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
 fn mount_helper_args() -> Option<cmd::mount::Args> {
     let mut argv = std::env::args_os();
     let argv0 = argv.next()?;
-    let name = std::path::Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    let name = std::path::Path::new(&argv0)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
     if name != "mount.fuse.aegisfs" && name != "mount.aegisfs" {
         return None;
     }

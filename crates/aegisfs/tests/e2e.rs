@@ -126,8 +126,16 @@ impl Mount {
     }
 
     fn fsck(&self) {
-        let out = Command::new(BIN).arg("fsck").arg(&self.img).output().unwrap();
-        assert!(out.status.success(), "fsck: {}", String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .arg("fsck")
+            .arg(&self.img)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fsck: {}",
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -144,7 +152,10 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {
                 if c.try_wait().ok().flatten().is_some() {
@@ -184,19 +195,38 @@ fn posix_semantics_through_fuse() {
     fs::rename(m.p("d1"), m.p("d2")).unwrap();
     assert!(m.p("d2/sub").is_dir());
     fs::create_dir(m.p("d3")).unwrap();
-    assert_eq!(errno_of(fs::rename(m.p("d3"), m.p("d2")).unwrap_err()), libc::ENOTEMPTY);
+    assert_eq!(
+        errno_of(fs::rename(m.p("d3"), m.p("d2")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
     // Into its own subdirectory.
-    assert_eq!(errno_of(fs::rename(m.p("d2"), m.p("d2/sub/x")).unwrap_err()), libc::EINVAL);
+    assert_eq!(
+        errno_of(fs::rename(m.p("d2"), m.p("d2/sub/x")).unwrap_err()),
+        libc::EINVAL
+    );
     // rmdir of a non-empty directory.
-    assert_eq!(errno_of(fs::remove_dir(m.p("d2")).unwrap_err()), libc::ENOTEMPTY);
+    assert_eq!(
+        errno_of(fs::remove_dir(m.p("d2")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
     // Link counts: files and directories.
     fs::hard_link(m.p("b"), m.p("d3/b2")).unwrap();
     assert_eq!(fs::metadata(m.p("b")).unwrap().nlink(), 2);
     assert_eq!(fs::metadata(m.p("d2")).unwrap().nlink(), 3);
-    assert_eq!(fs::metadata(m.p("d3")).unwrap().ino(), fs::metadata(m.p("d3")).unwrap().ino());
-    assert_eq!(fs::metadata(m.p("d3/b2")).unwrap().ino(), fs::metadata(m.p("b")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(m.p("d3")).unwrap().ino(),
+        fs::metadata(m.p("d3")).unwrap().ino()
+    );
+    assert_eq!(
+        fs::metadata(m.p("d3/b2")).unwrap().ino(),
+        fs::metadata(m.p("b")).unwrap().ino()
+    );
     // An unlinked file stays readable and writable while open.
-    let mut f = OpenOptions::new().read(true).write(true).open(m.p("b")).unwrap();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.p("b"))
+        .unwrap();
     fs::remove_file(m.p("b")).unwrap();
     fs::remove_file(m.p("d3/b2")).unwrap();
     f.seek(SeekFrom::End(0)).unwrap();
@@ -221,13 +251,24 @@ fn posix_semantics_through_fuse() {
     f.write_at(b"56", 0).unwrap();
     drop(f);
     assert_eq!(fs::read(m.p("app")).unwrap(), b"123456");
-    let e = OpenOptions::new().write(true).create_new(true).open(m.p("app")).unwrap_err();
+    let e = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.p("app"))
+        .unwrap_err();
     assert_eq!(errno_of(e), libc::EEXIST);
-    OpenOptions::new().write(true).truncate(true).open(m.p("app")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.p("app"))
+        .unwrap();
     assert_eq!(fs::metadata(m.p("app")).unwrap().len(), 0);
     // Names and sizes past the limits.
     let long = "n".repeat(256);
-    assert_eq!(errno_of(fs::write(m.p(&long), b"").unwrap_err()), libc::ENAMETOOLONG);
+    assert_eq!(
+        errno_of(fs::write(m.p(&long), b"").unwrap_err()),
+        libc::ENAMETOOLONG
+    );
     fs::write(m.p(&"n".repeat(255)), b"ok").unwrap();
     let f = File::create(m.p("big")).unwrap();
     let e = f.write_at(b"x", i64::MAX as u64).unwrap_err();
@@ -239,8 +280,13 @@ fn posix_semantics_through_fuse() {
     let set = |name: &str, v: &[u8]| {
         let n = CString::new(name).unwrap();
         // SAFETY: valid C strings and buffer for the call's duration.
-        let rc = unsafe { libc::setxattr(path.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-        if rc == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+        let rc =
+            unsafe { libc::setxattr(path.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        if rc == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        }
     };
     assert_eq!(set("user.color", b"blue"), 0);
     assert_eq!(set("user.big", &vec![7u8; 65536]), 0);
@@ -249,7 +295,14 @@ fn posix_semantics_through_fuse() {
     let mut buf = vec![0u8; 70000];
     let n = CString::new("user.big").unwrap();
     // SAFETY: as above.
-    let got = unsafe { libc::getxattr(path.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let got = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     assert_eq!(got, 65536);
     assert!(buf[..65536].iter().all(|&b| b == 7));
     // SAFETY: as above.
@@ -257,11 +310,21 @@ fn posix_semantics_through_fuse() {
     assert_eq!(&buf[..len as usize], b"user.big\0user.color\0");
     // Everything is still there after a remount.
     m.remount();
-    assert_eq!(fs::read(m.p("d2/../b")).map_err(errno_of).unwrap_err(), libc::ENOENT);
+    assert_eq!(
+        fs::read(m.p("d2/../b")).map_err(errno_of).unwrap_err(),
+        libc::ENOENT
+    );
     assert!(m.p("d2/sub").is_dir());
     assert_eq!(fs::read_link(m.p("ln")).unwrap(), Path::new("d2/sub"));
     // SAFETY: as above.
-    let got = unsafe { libc::getxattr(path.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let got = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     assert_eq!(got, 65536);
     assert_eq!(fs::read(m.p(&"n".repeat(255))).unwrap(), b"ok");
     m.finish();
@@ -273,7 +336,12 @@ fn sparse_files_seek_and_a_3_gib_file_with_holes() {
         return;
     }
     let mut m = Mount::new("1G");
-    let f = OpenOptions::new().read(true).write(true).create(true).open(m.p("sparse")).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(m.p("sparse"))
+        .unwrap();
     let mib = vec![0xabu8; 1 << 20];
     let size = 3u64 << 30;
     f.write_all_at(&mib, 0).unwrap();
@@ -330,7 +398,12 @@ fn mmap_writes_survive_msync_and_remount() {
     }
     let mut m = Mount::new("128M");
     let len = 256 * 1024;
-    let f = OpenOptions::new().read(true).write(true).create(true).open(m.p("mapped")).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(m.p("mapped"))
+        .unwrap();
     f.set_len(len as u64).unwrap();
     // SAFETY: a shared mapping of a file we keep open; unmapped below.
     unsafe {
@@ -412,7 +485,10 @@ fn readdir_while_another_thread_creates() {
             assert!(seen.insert(name.clone()), "{name:?} listed twice");
         }
         for i in 0..500 {
-            assert!(seen.contains(std::ffi::OsStr::new(&format!("old-{i}"))), "old-{i} missing");
+            assert!(
+                seen.contains(std::ffi::OsStr::new(&format!("old-{i}"))),
+                "old-{i} missing"
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -448,13 +524,22 @@ fn permissions_for_an_unprivileged_user() {
     };
     let out = as_nobody(&format!("cat {}", m.p("secret").display()));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     let out = as_nobody(&format!("cat {}", m.p("public").display()));
     assert_eq!(out.stdout, b"everyone");
     let out = as_nobody(&format!("echo x >> {}", m.p("public").display()));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     let out = as_nobody(&format!("touch {}", m.p("newfile").display()));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     assert!(!m.p("newfile").exists());
     m.finish();
 }
@@ -505,17 +590,56 @@ fn bad_mounts_are_refused_with_one_line() {
     let empty = dir.join("empty");
     fs::create_dir(&empty).unwrap();
     // Second mount of a mounted image.
-    check(run(&[ "mount".as_ref(), m.img.as_os_str(), empty.as_os_str()]), "in use");
+    check(
+        run(&["mount".as_ref(), m.img.as_os_str(), empty.as_os_str()]),
+        "in use",
+    );
     // Unknown option.
-    check(run(&["mount".as_ref(), m.img.as_os_str(), empty.as_os_str(), "-o".as_ref(), "bogus".as_ref()]), "bogus");
+    check(
+        run(&[
+            "mount".as_ref(),
+            m.img.as_os_str(),
+            empty.as_os_str(),
+            "-o".as_ref(),
+            "bogus".as_ref(),
+        ]),
+        "bogus",
+    );
     // Mount point missing / not empty.
-    check(run(&["mount".as_ref(), m.img.as_os_str(), dir.join("nope").as_os_str()]), "does not exist");
-    fs::write(dir.join("full/x").parent().map(|p| { fs::create_dir_all(p).unwrap(); p.join("x") }).unwrap(), b"").unwrap();
-    check(run(&["mount".as_ref(), m.img.as_os_str(), dir.join("full").as_os_str()]), "not empty");
+    check(
+        run(&[
+            "mount".as_ref(),
+            m.img.as_os_str(),
+            dir.join("nope").as_os_str(),
+        ]),
+        "does not exist",
+    );
+    fs::write(
+        dir.join("full/x")
+            .parent()
+            .map(|p| {
+                fs::create_dir_all(p).unwrap();
+                p.join("x")
+            })
+            .unwrap(),
+        b"",
+    )
+    .unwrap();
+    check(
+        run(&[
+            "mount".as_ref(),
+            m.img.as_os_str(),
+            dir.join("full").as_os_str(),
+        ]),
+        "not empty",
+    );
     // Not an AegisFS image: untouched afterwards.
     let junk = dir.join("junk.img");
     fs::write(&junk, vec![0x5au8; 16 << 20]).unwrap();
-    check(run(&["mount".as_ref(), junk.as_os_str(), empty.as_os_str()]), "not an AegisFS");
+    check(
+        run(&["mount".as_ref(), junk.as_os_str(), empty.as_os_str()]),
+        "not an AegisFS",
+    );
     assert!(fs::read(&junk).unwrap().iter().all(|&b| b == 0x5a));
     assert!(!is_mounted(&empty));
     m.finish();

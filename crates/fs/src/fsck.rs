@@ -21,9 +21,9 @@ use aegis_btree::Node;
 use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
-use crate::posix;
 use crate::dataset::{parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND};
 use crate::error::Result;
+use crate::posix;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -332,6 +332,20 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
     }
     for bp in pool.space_map_chain() {
         w.visit_block(&bp);
+    }
+    // The POSIX layer's own invariants (links, entries, orphans, records).
+    if w.report.uncorrected() == 0 {
+        for (id, tree) in &trees.datasets {
+            match posix::check::check_tree(tree, 100) {
+                Ok(Some(found)) => {
+                    for f in found {
+                        w.error(format!("dataset {id}: {f}"), false);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => w.error(format!("dataset {id}: {e}"), false),
+            }
+        }
     }
     drop(trees);
 

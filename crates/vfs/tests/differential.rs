@@ -260,17 +260,30 @@ impl Driver {
         let req = self.req();
         match op {
             0..=9 => {
-                let mode = *[0o644u32, 0o600, 0o755].get(self.rng.gen_range(0..3)).unwrap();
-                let excl = if self.rng.gen_bool(0.3) { libc::O_EXCL } else { 0 };
+                let mode = *[0o644u32, 0o600, 0o755]
+                    .get(self.rng.gen_range(0..3))
+                    .unwrap();
+                let excl = if self.rng.gen_bool(0.3) {
+                    libc::O_EXCL
+                } else {
+                    0
+                };
                 let keep = self.rng.gen_bool(0.3);
-                let flags = libc::O_RDWR | excl | if self.rng.gen_bool(0.2) { libc::O_TRUNC } else { 0 };
+                let flags = libc::O_RDWR
+                    | excl
+                    | if self.rng.gen_bool(0.2) {
+                        libc::O_TRUNC
+                    } else {
+                        0
+                    };
                 let mut fhs = [0; 2];
                 let mut inos = [0; 2];
                 let fss = self.fss();
                 let mut outs = Vec::new();
                 for (i, fs) in fss.iter().enumerate() {
                     let r = walk(*fs, pp).and_then(|dir| {
-                        fs.create(&req, dir, OsStr::from_bytes(pn), mode, flags).map_err(err)
+                        fs.create(&req, dir, OsStr::from_bytes(pn), mode, flags)
+                            .map_err(err)
                     });
                     outs.push(r.as_ref().map(|(a, _)| norm_attr(a)).map_err(|e| *e));
                     if let Ok((a, fh)) = r {
@@ -293,10 +306,16 @@ impl Driver {
                 }
             }
             10..=15 => {
-                let mode = if self.rng.gen_bool(0.2) { 0o2775 } else { 0o755 };
+                let mode = if self.rng.gen_bool(0.2) {
+                    0o2775
+                } else {
+                    0o755
+                };
                 let ok = self.both("mkdir", |fs, _| {
                     let dir = walk(fs, pp)?;
-                    let a = fs.mkdir(&req, dir, OsStr::from_bytes(pn), mode).map_err(err)?;
+                    let a = fs
+                        .mkdir(&req, dir, OsStr::from_bytes(pn), mode)
+                        .map_err(err)?;
                     fs.forget(a.ino, 1);
                     Ok(norm_attr(&a))
                 });
@@ -323,7 +342,9 @@ impl Driver {
                 }
             }
             18..=20 => {
-                let tlen = *[1usize, 30, 900, 4095].get(self.rng.gen_range(0..4)).unwrap();
+                let tlen = *[1usize, 30, 900, 4095]
+                    .get(self.rng.gen_range(0..4))
+                    .unwrap();
                 let target: Vec<u8> = (0..tlen).map(|i| b'a' + (i % 26) as u8).collect();
                 let ok = self.both("symlink", |fs, _| {
                     let dir = walk(fs, pp)?;
@@ -386,11 +407,18 @@ impl Driver {
                 let len = self.len();
                 let data = self.data(len);
                 let via_open = !self.open.is_empty() && self.rng.gen_bool(0.5);
-                let k = if via_open { self.rng.gen_range(0..self.open.len()) } else { 0 };
+                let k = if via_open {
+                    self.rng.gen_range(0..self.open.len())
+                } else {
+                    0
+                };
                 let append = self.rng.gen_bool(0.1);
                 let handles = via_open.then(|| (self.open[k].ino, self.open[k].fh));
                 self.both("write", |fs, i| match handles {
-                    Some((ino, fh)) => fs.write(ino[i], fh[i], off, &data).map(|n| n.to_string()).map_err(err),
+                    Some((ino, fh)) => fs
+                        .write(ino[i], fh[i], off, &data)
+                        .map(|n| n.to_string())
+                        .map_err(err),
                     None => {
                         let ino = walk(fs, &p)?;
                         let flags = libc::O_WRONLY | if append { libc::O_APPEND } else { 0 };
@@ -406,7 +434,11 @@ impl Driver {
                 let off = self.offset();
                 let size = self.len() as u32;
                 let via_open = !self.open.is_empty() && self.rng.gen_bool(0.5);
-                let k = if via_open { self.rng.gen_range(0..self.open.len()) } else { 0 };
+                let k = if via_open {
+                    self.rng.gen_range(0..self.open.len())
+                } else {
+                    0
+                };
                 let handles = via_open.then(|| (self.open[k].ino, self.open[k].fh));
                 self.both("read", |fs, i| {
                     let (ino, fh, own) = match handles {
@@ -455,21 +487,40 @@ impl Driver {
                 });
             }
             79..=84 => {
-                let names: [&[u8]; 5] = [b"user.a", b"user.long", b"trusted.t", b"security.s", b"bogus.x"];
+                let names: [&[u8]; 5] = [
+                    b"user.a",
+                    b"user.long",
+                    b"trusted.t",
+                    b"security.s",
+                    b"bogus.x",
+                ];
                 let name = names[self.rng.gen_range(0..names.len())];
-                let vlen = *[0usize, 10, 700, 3000, 70_000].get(self.rng.gen_range(0..5)).unwrap();
+                let vlen = *[0usize, 10, 700, 3000, 70_000]
+                    .get(self.rng.gen_range(0..5))
+                    .unwrap();
                 let value = self.data(vlen);
-                let flags = *[0, 0, XATTR_CREATE, XATTR_REPLACE].get(self.rng.gen_range(0..4)).unwrap();
+                let flags = *[0, 0, XATTR_CREATE, XATTR_REPLACE]
+                    .get(self.rng.gen_range(0..4))
+                    .unwrap();
                 let kind = self.rng.gen_range(0..4);
                 self.both("xattr", |fs, _| {
                     let ino = walk(fs, &p)?;
                     let n = OsStr::from_bytes(name);
                     match kind {
-                        0 | 1 => fs.setxattr(ino, n, &value, flags).map(|_| String::new()).map_err(err),
+                        0 | 1 => fs
+                            .setxattr(ino, n, &value, flags)
+                            .map(|_| String::new())
+                            .map_err(err),
                         2 => {
                             let r = fs.getxattr(ino, n, 0).map_err(err)?;
                             let d = fs.getxattr(ino, n, 80_000).map_err(err)?;
-                            Ok(format!("{r:?} {:x}", match d { XattrReply::Data(d) => xxhash(&d), XattrReply::Size(s) => s as u64 }))
+                            Ok(format!(
+                                "{r:?} {:x}",
+                                match d {
+                                    XattrReply::Data(d) => xxhash(&d),
+                                    XattrReply::Size(s) => s as u64,
+                                }
+                            ))
                         }
                         _ => {
                             let l = fs.listxattr(ino, 80_000).map_err(err)?;
@@ -505,7 +556,12 @@ impl Driver {
                             if e.offset > 2 {
                                 fs.forget(e.ino, 1);
                             }
-                            assert!(names.insert(format!("{:?} {:?} {}", e.name, e.kind, norm_attr(&a))));
+                            assert!(names.insert(format!(
+                                "{:?} {:?} {}",
+                                e.name,
+                                e.kind,
+                                norm_attr(&a)
+                            )));
                         }
                     }
                     fs.releasedir(ino, fh).unwrap();
@@ -526,10 +582,16 @@ impl Driver {
                             return Err(err(e));
                         }
                     };
-                    let r = fs.copy_file_range(a, fa, oi, b, fb, oo, len, 0).map_err(err);
+                    let r = fs
+                        .copy_file_range(a, fa, oi, b, fb, oo, len, 0)
+                        .map_err(err);
                     fs.release(a, fa).unwrap();
                     fs.release(b, fb).unwrap();
-                    Ok(format!("{} {}", r?, norm_attr(&fs.getattr(b).map_err(err)?)))
+                    Ok(format!(
+                        "{} {}",
+                        r?,
+                        norm_attr(&fs.getattr(b).map_err(err)?)
+                    ))
                 });
             }
             95..=96 => {
@@ -574,7 +636,11 @@ impl Driver {
             path.extend_from_slice(&e.name);
             let a = fs.getattr(e.ino).unwrap();
             let xl = fs.listxattr(e.ino, 1 << 20).unwrap();
-            let mut line = format!("{} {} xattrs={xl:?}", String::from_utf8_lossy(path), norm_attr(&a));
+            let mut line = format!(
+                "{} {} xattrs={xl:?}",
+                String::from_utf8_lossy(path),
+                norm_attr(&a)
+            );
             match a.kind {
                 FileType::RegularFile => {
                     let fh = fs.open(e.ino, libc::O_RDONLY).unwrap();
@@ -582,7 +648,9 @@ impl Driver {
                     fs.release(e.ino, fh).unwrap();
                     line += &format!(" data={:x}", xxhash(&d));
                 }
-                FileType::Symlink => line += &format!(" -> {:?}", fs.readlink(e.ino).unwrap().len()),
+                FileType::Symlink => {
+                    line += &format!(" -> {:?}", fs.readlink(e.ino).unwrap().len())
+                }
                 _ => {}
             }
             out.push(line);
@@ -604,11 +672,16 @@ impl Driver {
 
 fn xxhash(d: &[u8]) -> u64 {
     // FNV-1a: enough to compare contents in messages.
-    d.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    d.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]

@@ -82,7 +82,8 @@ pub fn run(a: Args) -> CliResult<u8> {
             a.compression
         ))
     })?;
-    let rs = parse_size(&a.record_size).map_err(|e| CliError::new(format!("--record-size: {e}")))?;
+    let rs =
+        parse_size(&a.record_size).map_err(|e| CliError::new(format!("--record-size: {e}")))?;
     let record_size = u32::try_from(rs)
         .ok()
         .filter(|r| r.is_power_of_two() && (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(r))

@@ -42,8 +42,24 @@ pub struct Args {
 
 /// Options mount(8) passes to helpers that only mean something to it.
 const MOUNT8_ONLY: &[&str] = &[
-    "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "nofail", "_netdev",
-    "loop", "sync", "async", "atime", "diratime", "nodiratime", "lazytime", "nolazytime",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "nofail",
+    "_netdev",
+    "loop",
+    "sync",
+    "async",
+    "atime",
+    "diratime",
+    "nodiratime",
+    "lazytime",
+    "nolazytime",
 ];
 
 /// Drop what mount(8) and fstab add on top of our options.
@@ -103,8 +119,12 @@ pub fn run(a: Args) -> CliResult<u8> {
         read_only,
         rewind_txg: None,
     };
-    let store = Store::open(vec![Arc::new(dev) as DeviceRef], &opts, StoreOptions::default())
-        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+    let store = Store::open(
+        vec![Arc::new(dev) as DeviceRef],
+        &opts,
+        StoreOptions::default(),
+    )
+    .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
     let fs = DiskFs::open(
         store.clone(),
         DiskFsOptions {

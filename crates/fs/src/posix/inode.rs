@@ -119,7 +119,9 @@ impl InodeRecord {
             ctime: r.u64()? as i64,
             crtime: r.u64()? as i64,
         };
-        let known = [S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK];
+        let known = [
+            S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK,
+        ];
         if !known.contains(&rec.file_type()) || rec.mode & !(S_IFMT | 0o7777) != 0 {
             return Err(bad("unknown file type or mode bits"));
         }

@@ -199,7 +199,14 @@ mod tests {
         assert_eq!(ks[1], inode(2));
         assert_eq!(ks.last().unwrap(), &inode(3));
         let x: Vec<_> = ks.iter().filter_map(|k| parse_xattr(k)).collect();
-        assert_eq!(x, vec![(&b"user.a"[..], 0), (&b"user.a"[..], 1), (&b"user.ab"[..], 0)]);
+        assert_eq!(
+            x,
+            vec![
+                (&b"user.a"[..], 0),
+                (&b"user.a"[..], 1),
+                (&b"user.ab"[..], 0)
+            ]
+        );
         assert_eq!(dirent_cookie(&dirent(2, 5, 9)), Some(9));
         assert_eq!(dirindex_cookie(&dirindex(2, 3)), Some(3));
         assert_eq!(data_offset(&data(2, 1 << 20)), Some(1 << 20));

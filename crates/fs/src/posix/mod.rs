@@ -9,6 +9,7 @@
 //! above every cookie used in it; an inode with `nlink == 0` exists only
 //! while listed as an orphan.
 
+pub mod check;
 pub mod dirent;
 pub mod file_record;
 pub mod inode;

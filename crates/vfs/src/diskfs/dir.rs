@@ -23,9 +23,8 @@ pub(crate) fn find(tree: &aegis_btree::Tree, dir: u64, name: &[u8]) -> Result<Op
     for (k, v) in scan(tree, &lo, &hi)? {
         let d = DirentValue::decode(&v)?;
         if d.name == name {
-            let cookie = keys::dirent_cookie(&k).ok_or_else(|| {
-                FsError::Io(format!("directory {dir}: malformed entry key"))
-            })?;
+            let cookie = keys::dirent_cookie(&k)
+                .ok_or_else(|| FsError::Io(format!("directory {dir}: malformed entry key")))?;
             return Ok(Some(Found {
                 cookie,
                 ino: d.ino,
@@ -114,7 +113,10 @@ pub(crate) fn list_after(
     let lo = keys::dirindex(dir, after.saturating_add(1));
     let hi = keys::item_end(dir, keys::DIRINDEX);
     let mut out = Vec::new();
-    for item in tree.range(std::ops::Bound::Included(&lo[..]), std::ops::Bound::Excluded(&hi[..])) {
+    for item in tree.range(
+        std::ops::Bound::Included(&lo[..]),
+        std::ops::Bound::Excluded(&hi[..]),
+    ) {
         if out.len() >= max {
             break;
         }

@@ -166,21 +166,22 @@ pub(crate) fn write(
         let piece_end = end.min(start + rs);
         let old = get_record(tx.tree, ino, start)?;
         let src = &data[(pos - offset) as usize..(piece_end - offset) as usize];
-        let bytes = if pos == start && piece_end - start >= old.as_ref().map_or(0, |o| o.len() as u64) {
-            // Whole new content of the record: no need to read the old one.
-            src.to_vec()
-        } else {
-            let mut b = match &old {
-                Some(o) => record_bytes(&tx.pool(), o)?,
-                None => Vec::new(),
+        let bytes =
+            if pos == start && piece_end - start >= old.as_ref().map_or(0, |o| o.len() as u64) {
+                // Whole new content of the record: no need to read the old one.
+                src.to_vec()
+            } else {
+                let mut b = match &old {
+                    Some(o) => record_bytes(&tx.pool(), o)?,
+                    None => Vec::new(),
+                };
+                let need = (piece_end - start) as usize;
+                if b.len() < need {
+                    b.resize(need, 0);
+                }
+                b[(pos - start) as usize..need].copy_from_slice(src);
+                b
             };
-            let need = (piece_end - start) as usize;
-            if b.len() < need {
-                b.resize(need, 0);
-            }
-            b[(pos - start) as usize..need].copy_from_slice(src);
-            b
-        };
         put_record(tx, ino, r, start, old, bytes)?;
         pos = piece_end;
     }
@@ -189,7 +190,13 @@ pub(crate) fn write(
 }
 
 /// Zero `[lo, hi)` (a hole afterwards), keeping the size.
-pub(crate) fn punch(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, lo: u64, hi: u64) -> Result<()> {
+pub(crate) fn punch(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    hi: u64,
+) -> Result<()> {
     let rs = tx.meta.record_size as u64;
     let hi = hi.min(r.size);
     if lo >= hi {
@@ -202,7 +209,10 @@ pub(crate) fn punch(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, lo: u64, hi:
             put_record(tx, ino, r, start, Some(rec), Vec::new())?;
         } else if lo < rec_end {
             let mut b = record_bytes(&tx.pool(), &rec)?;
-            let (a, z) = ((lo.max(start) - start) as usize, (hi.min(rec_end) - start) as usize);
+            let (a, z) = (
+                (lo.max(start) - start) as usize,
+                (hi.min(rec_end) - start) as usize,
+            );
             b[a..z].fill(0);
             put_record(tx, ino, r, start, Some(rec), b)?;
         }
@@ -245,8 +255,14 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
 /// Number of records of a file (for sizing a delete's transaction).
 pub(crate) fn record_count(tree: &aegis_btree::Tree, ino: u64) -> Result<u64> {
     let mut n = 0;
-    let (lo, hi) = (keys::item_start(ino, keys::DATA), keys::item_end(ino, keys::DATA));
-    for item in tree.range(std::ops::Bound::Included(&lo[..]), std::ops::Bound::Excluded(&hi[..])) {
+    let (lo, hi) = (
+        keys::item_start(ino, keys::DATA),
+        keys::item_end(ino, keys::DATA),
+    );
+    for item in tree.range(
+        std::ops::Bound::Included(&lo[..]),
+        std::ops::Bound::Excluded(&hi[..]),
+    ) {
         item?;
         n += 1;
     }

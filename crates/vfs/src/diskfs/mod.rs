@@ -28,7 +28,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use aegis_fs::posix::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use aegis_fs::posix::inode::{
+    S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use aegis_fs::posix::{keys, DatasetMeta, InodeRecord, FIRST_COOKIE};
 use aegis_fs::Store;
 use aegis_pool::AllocClass;
@@ -140,7 +142,10 @@ impl DiskFs {
                     keys::item_start(keys::META_OBJECT, keys::ORPHAN),
                     keys::item_end(keys::META_OBJECT, keys::ORPHAN),
                 );
-                for item in t.range(std::ops::Bound::Included(&lo[..]), std::ops::Bound::Excluded(&hi[..])) {
+                for item in t.range(
+                    std::ops::Bound::Included(&lo[..]),
+                    std::ops::Bound::Excluded(&hi[..]),
+                ) {
                     let (k, _) = item?;
                     if let Some(ino) = keys::parse_orphan(&k) {
                         orphans.push(ino);
@@ -168,7 +173,10 @@ impl DiskFs {
         });
         fs.view(|t| read_inode(t, ROOT_INO).map(|_| ()))?;
         if !read_only && !orphans.is_empty() {
-            tracing::info!(count = orphans.len(), "freeing orphans left by an unclean unmount");
+            tracing::info!(
+                count = orphans.len(),
+                "freeing orphans left by an unclean unmount"
+            );
             let mut st = fs.state.lock();
             for ino in orphans {
                 fs.maybe_free(&mut st, ino)?;
@@ -697,7 +705,16 @@ impl FileSystem for DiskFs {
             return Err(FsError::NameTooLong);
         }
         let mut st = self.state.lock();
-        self.create_node(&mut st, req, parent, bytes(name), S_IFLNK, 0o777, 0, Some(target))
+        self.create_node(
+            &mut st,
+            req,
+            parent,
+            bytes(name),
+            S_IFLNK,
+            0o777,
+            0,
+            Some(target),
+        )
     }
 
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -733,144 +750,149 @@ impl FileSystem for DiskFs {
         let mut st = self.state.lock();
         let st = &mut *st;
         let limit = st.meta.inodes;
-        let freed = self.tx(&mut st.meta, 2 * NAMESPACE_OPS, AllocClass::Reserved, |tx| {
-            let now = tx.now;
-            let p = tx.inode(parent)?;
-            if !p.is_dir() {
-                return Err(FsError::NotDir);
-            }
-            let sf = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
-            let np = tx.inode(newparent)?;
-            if !np.is_dir() {
-                return Err(FsError::NotDir);
-            }
-            if np.nlink == 0 {
-                return Err(FsError::NotFound);
-            }
-            let df = dir::find(tx.tree, newparent, newname)?;
-            let src = sf.ino;
-            let src_is_dir = sf.file_type == S_IFDIR;
+        let freed = self.tx(
+            &mut st.meta,
+            2 * NAMESPACE_OPS,
+            AllocClass::Reserved,
+            |tx| {
+                let now = tx.now;
+                let p = tx.inode(parent)?;
+                if !p.is_dir() {
+                    return Err(FsError::NotDir);
+                }
+                let sf = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
+                let np = tx.inode(newparent)?;
+                if !np.is_dir() {
+                    return Err(FsError::NotDir);
+                }
+                if np.nlink == 0 {
+                    return Err(FsError::NotFound);
+                }
+                let df = dir::find(tx.tree, newparent, newname)?;
+                let src = sf.ino;
+                let src_is_dir = sf.file_type == S_IFDIR;
 
-            if flags == RENAME_EXCHANGE {
-                let df = df.ok_or(FsError::NotFound)?;
-                let dst = df.ino;
-                if src == dst {
+                if flags == RENAME_EXCHANGE {
+                    let df = df.ok_or(FsError::NotFound)?;
+                    let dst = df.ino;
+                    if src == dst {
+                        return Ok(None);
+                    }
+                    let dst_is_dir = df.file_type == S_IFDIR;
+                    if parent != newparent
+                        && ((src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)?)
+                            || (dst_is_dir && dir::is_ancestor(tx.tree, dst, parent, limit)?))
+                    {
+                        return Err(FsError::InvalidArgument(
+                            "directory moved into its own subtree",
+                        ));
+                    }
+                    dir::repoint(tx, parent, name, &sf, dst, df.file_type)?;
+                    dir::repoint(tx, newparent, newname, &df, src, sf.file_type)?;
+                    let mut s = tx.inode(src)?;
+                    let mut d = tx.inode(dst)?;
+                    if parent != newparent {
+                        if src_is_dir {
+                            s.parent = newparent;
+                        }
+                        if dst_is_dir {
+                            d.parent = parent;
+                        }
+                    }
+                    s.ctime = now;
+                    d.ctime = now;
+                    tx.put_inode(src, &s)?;
+                    tx.put_inode(dst, &d)?;
+                    let mut p = tx.inode(parent)?;
+                    let mut np = tx.inode(newparent)?;
+                    if parent != newparent {
+                        match (src_is_dir, dst_is_dir) {
+                            (true, false) => {
+                                p.nlink -= 1;
+                                np.nlink += 1;
+                            }
+                            (false, true) => {
+                                np.nlink -= 1;
+                                p.nlink += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    touch_modified(&mut p, now);
+                    tx.put_inode(parent, &p)?;
+                    if parent != newparent {
+                        touch_modified(&mut np, now);
+                        tx.put_inode(newparent, &np)?;
+                    }
                     return Ok(None);
                 }
-                let dst_is_dir = df.file_type == S_IFDIR;
-                if parent != newparent
-                    && ((src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)?)
-                        || (dst_is_dir && dir::is_ancestor(tx.tree, dst, parent, limit)?))
-                {
+
+                if src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)? {
                     return Err(FsError::InvalidArgument(
                         "directory moved into its own subtree",
                     ));
                 }
-                dir::repoint(tx, parent, name, &sf, dst, df.file_type)?;
-                dir::repoint(tx, newparent, newname, &df, src, sf.file_type)?;
-                let mut s = tx.inode(src)?;
-                let mut d = tx.inode(dst)?;
-                if parent != newparent {
-                    if src_is_dir {
-                        s.parent = newparent;
+                if let Some(df) = &df {
+                    if flags == RENAME_NOREPLACE {
+                        return Err(FsError::Exists);
                     }
-                    if dst_is_dir {
-                        d.parent = parent;
+                    if df.ino == src {
+                        return Ok(None);
                     }
-                }
-                s.ctime = now;
-                d.ctime = now;
-                tx.put_inode(src, &s)?;
-                tx.put_inode(dst, &d)?;
-                let mut p = tx.inode(parent)?;
-                let mut np = tx.inode(newparent)?;
-                if parent != newparent {
-                    match (src_is_dir, dst_is_dir) {
-                        (true, false) => {
-                            p.nlink -= 1;
-                            np.nlink += 1;
-                        }
-                        (false, true) => {
-                            np.nlink -= 1;
-                            p.nlink += 1;
-                        }
+                    let d = tx.inode(df.ino)?;
+                    match (src_is_dir, d.is_dir()) {
+                        (true, false) => return Err(FsError::NotDir),
+                        (false, true) => return Err(FsError::IsDir),
+                        (true, true) if d.size != 0 => return Err(FsError::NotEmpty),
                         _ => {}
                     }
                 }
-                touch_modified(&mut p, now);
+                // All checks passed: change.
+                let mut p = tx.inode(parent)?;
+                dir::remove(tx, parent, &mut p, name, &sf)?;
                 tx.put_inode(parent, &p)?;
-                if parent != newparent {
-                    touch_modified(&mut np, now);
+                let mut freed = None;
+                if let Some(df) = &df {
+                    let mut np = tx.inode(newparent)?;
+                    dir::remove(tx, newparent, &mut np, newname, df)?;
+                    let mut d = tx.inode(df.ino)?;
+                    d.ctime = now;
+                    if d.is_dir() {
+                        d.nlink = 0;
+                        np.nlink -= 1;
+                    } else {
+                        d.nlink -= 1;
+                    }
+                    tx.put_inode(newparent, &np)?;
+                    tx.put_inode(df.ino, &d)?;
+                    if d.nlink == 0 {
+                        self.orphan(tx, &mut st.orphans, df.ino)?;
+                        freed = Some(df.ino);
+                    }
+                }
+                let mut np = tx.inode(newparent)?;
+                dir::insert(tx, newparent, &mut np, newname, src, sf.file_type)?;
+                let mut s = tx.inode(src)?;
+                if src_is_dir && parent != newparent {
+                    s.parent = newparent;
+                    np.nlink += 1;
+                    tx.put_inode(newparent, &np)?;
+                    let mut p = tx.inode(parent)?;
+                    p.nlink -= 1;
+                    tx.put_inode(parent, &p)?;
+                } else {
                     tx.put_inode(newparent, &np)?;
                 }
-                return Ok(None);
-            }
-
-            if src_is_dir && dir::is_ancestor(tx.tree, src, newparent, limit)? {
-                return Err(FsError::InvalidArgument(
-                    "directory moved into its own subtree",
-                ));
-            }
-            if let Some(df) = &df {
-                if flags == RENAME_NOREPLACE {
-                    return Err(FsError::Exists);
+                s.ctime = now;
+                tx.put_inode(src, &s)?;
+                for d in [parent, newparent] {
+                    let mut r = tx.inode(d)?;
+                    touch_modified(&mut r, now);
+                    tx.put_inode(d, &r)?;
                 }
-                if df.ino == src {
-                    return Ok(None);
-                }
-                let d = tx.inode(df.ino)?;
-                match (src_is_dir, d.is_dir()) {
-                    (true, false) => return Err(FsError::NotDir),
-                    (false, true) => return Err(FsError::IsDir),
-                    (true, true) if d.size != 0 => return Err(FsError::NotEmpty),
-                    _ => {}
-                }
-            }
-            // All checks passed: change.
-            let mut p = tx.inode(parent)?;
-            dir::remove(tx, parent, &mut p, name, &sf)?;
-            tx.put_inode(parent, &p)?;
-            let mut freed = None;
-            if let Some(df) = &df {
-                let mut np = tx.inode(newparent)?;
-                dir::remove(tx, newparent, &mut np, newname, df)?;
-                let mut d = tx.inode(df.ino)?;
-                d.ctime = now;
-                if d.is_dir() {
-                    d.nlink = 0;
-                    np.nlink -= 1;
-                } else {
-                    d.nlink -= 1;
-                }
-                tx.put_inode(newparent, &np)?;
-                tx.put_inode(df.ino, &d)?;
-                if d.nlink == 0 {
-                    self.orphan(tx, &mut st.orphans, df.ino)?;
-                    freed = Some(df.ino);
-                }
-            }
-            let mut np = tx.inode(newparent)?;
-            dir::insert(tx, newparent, &mut np, newname, src, sf.file_type)?;
-            let mut s = tx.inode(src)?;
-            if src_is_dir && parent != newparent {
-                s.parent = newparent;
-                np.nlink += 1;
-                tx.put_inode(newparent, &np)?;
-                let mut p = tx.inode(parent)?;
-                p.nlink -= 1;
-                tx.put_inode(parent, &p)?;
-            } else {
-                tx.put_inode(newparent, &np)?;
-            }
-            s.ctime = now;
-            tx.put_inode(src, &s)?;
-            for d in [parent, newparent] {
-                let mut r = tx.inode(d)?;
-                touch_modified(&mut r, now);
-                tx.put_inode(d, &r)?;
-            }
-            Ok(freed)
-        })?;
+                Ok(freed)
+            },
+        )?;
         match freed {
             Some(ino) => self.maybe_free(st, ino),
             None => Ok(()),
@@ -1096,8 +1118,7 @@ impl FileSystem for DiskFs {
             if user && !(r.is_reg() || r.is_dir()) {
                 return Err(FsError::NotPermitted);
             }
-            if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0
-                || flags == XATTR_CREATE | XATTR_REPLACE
+            if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 || flags == XATTR_CREATE | XATTR_REPLACE
             {
                 return Err(FsError::InvalidArgument("bad setxattr flags"));
             }
@@ -1302,7 +1323,8 @@ impl FileSystem for DiskFs {
         let mut done = 0u64;
         while done < n {
             let piece = (n - done).min(rs - (offset_out + done) % rs);
-            let buf = self.view(|t| file::read(t, ino_in, &rin, rs, offset_in + done, piece as u32))?;
+            let buf =
+                self.view(|t| file::read(t, ino_in, &rin, rs, offset_in + done, piece as u32))?;
             let at = offset_out + done;
             if buf.iter().all(|&b| b == 0) {
                 // A hole stays a hole: punch, and extend the size if needed.

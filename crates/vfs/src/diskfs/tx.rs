@@ -40,7 +40,11 @@ impl Tx<'_> {
 
     /// Every (key, value) of one object's items of type `item`.
     pub fn items(&self, ino: u64, item: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        scan(self.tree, &keys::item_start(ino, item), &keys::item_end(ino, item))
+        scan(
+            self.tree,
+            &keys::item_start(ino, item),
+            &keys::item_end(ino, item),
+        )
     }
 }
 

@@ -51,7 +51,11 @@ fn remove_chunks(tx: &mut Tx<'_>, key: impl Fn(u16) -> Vec<u8>) -> Result<bool> 
 }
 
 pub(crate) fn get(tree: &aegis_btree::Tree, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
-    read_chunks(tree, &keys::xattr(ino, name, 0), &keys::xattr(ino, name, u16::MAX))
+    read_chunks(
+        tree,
+        &keys::xattr(ino, name, 0),
+        &keys::xattr(ino, name, u16::MAX),
+    )
 }
 
 pub(crate) fn set(tx: &mut Tx<'_>, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {

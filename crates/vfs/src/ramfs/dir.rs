@@ -76,4 +76,3 @@ impl Dir {
             .map(move |(&c, name)| (c, name.as_slice(), self.entries[name].0))
     }
 }
-

@@ -16,7 +16,6 @@ use crate::error::{FsError, Result};
 /// Allocation unit of ramfs file data, and the SEEK_DATA/SEEK_HOLE granularity.
 pub const CHUNK: u64 = 4096;
 
-
 type Chunk = Box<[u8; CHUNK as usize]>;
 
 fn zero_chunk() -> Chunk {
@@ -31,7 +30,6 @@ pub(crate) struct FileData {
     pub size: u64,
     chunks: BTreeMap<u64, Chunk>,
 }
-
 
 impl FileData {
     /// Chunks allocated.

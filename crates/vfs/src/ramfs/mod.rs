@@ -28,19 +28,19 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-pub use file::CHUNK;
 pub use crate::validate::MAX_FILE_SIZE;
+pub use file::CHUNK;
 
 use self::dir::{Dir, DOTDOT_COOKIE, DOT_COOKIE};
-use crate::validate::{
-    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
-};
 use self::file::FileData;
 use self::inode::{Data, Inode};
 use self::xattr::Xattrs;
 use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
 use crate::types::*;
+use crate::validate::{
+    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
+};
 
 /// Capacity limits of a [`RamFs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

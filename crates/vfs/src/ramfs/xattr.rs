@@ -3,10 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{FsError, Result};
-use crate::types::{
-    XATTR_CREATE, XATTR_LIST_MAX, XATTR_REPLACE, XATTR_SIZE_MAX,
-};
-
+use crate::types::{XATTR_CREATE, XATTR_LIST_MAX, XATTR_REPLACE, XATTR_SIZE_MAX};
 
 #[derive(Debug, Default)]
 pub(crate) struct Xattrs {

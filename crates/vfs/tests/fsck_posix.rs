@@ -1,0 +1,192 @@
+//! fsck's POSIX checks: a filesystem made through `DiskFs` is clean, and
+//! each kind of damage to the links between its items is named.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_block::{DeviceRef, MemDevice};
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::posix::{format, keys, FormatOptions, InodeRecord};
+use aegis_fs::{Store, StoreOptions};
+use aegis_pool::{AllocClass, CreateOptions, OpenOptions};
+use aegis_vfs::{DiskFs, DiskFsOptions, FileSystem, Request, ROOT_INO};
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+fn open(dev: &Arc<MemDevice>) -> Arc<Store> {
+    Store::open(
+        vec![dev.clone() as DeviceRef],
+        &OpenOptions::default(),
+        opts(),
+    )
+    .unwrap()
+}
+
+fn findings(dev: &Arc<MemDevice>) -> Vec<String> {
+    let store = open(dev);
+    let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).unwrap();
+    store.shutdown().unwrap();
+    r.errors.into_iter().map(|f| f.what).collect()
+}
+
+/// A small tree: /d/f (300 KB, two names: /d/f and /g) and /d/sub.
+fn build() -> (Arc<MemDevice>, u64, u64) {
+    let dev = Arc::new(MemDevice::new(64 << 20));
+    let store = Store::create(
+        vec![dev.clone() as DeviceRef],
+        &CreateOptions::default(),
+        opts(),
+    )
+    .unwrap();
+    format(&store, ROOT_DATASET, &FormatOptions::default()).unwrap();
+    let fs = DiskFs::open(store, DiskFsOptions::default()).unwrap();
+    let req = Request::root();
+    let d = fs.mkdir(&req, ROOT_INO, OsStr::new("d"), 0o755).unwrap();
+    fs.mkdir(&req, d.ino, OsStr::new("sub"), 0o755).unwrap();
+    let (f, fh) = fs
+        .create(&req, d.ino, OsStr::new("f"), 0o644, libc::O_RDWR)
+        .unwrap();
+    fs.write(f.ino, fh, 0, &vec![5u8; 300_000]).unwrap();
+    fs.release(f.ino, fh).unwrap();
+    fs.link(f.ino, ROOT_INO, OsStr::new("g")).unwrap();
+    fs.unmount().unwrap();
+    (dev, d.ino, f.ino)
+}
+
+fn damage(dev: &Arc<MemDevice>, f: impl FnOnce(&mut aegis_btree::Tree)) {
+    let store = open(dev);
+    store
+        .with_tree(ROOT_DATASET, AllocClass::Normal, |t| {
+            f(t);
+            Ok(())
+        })
+        .unwrap();
+    store.shutdown().unwrap();
+}
+
+fn inode(t: &aegis_btree::Tree, ino: u64) -> InodeRecord {
+    InodeRecord::decode(&t.get(&keys::inode(ino)).unwrap().unwrap()).unwrap()
+}
+
+#[test]
+fn clean_filesystem_passes() {
+    let (dev, _, _) = build();
+    assert_eq!(findings(&dev), Vec::<String>::new());
+}
+
+#[test]
+fn each_kind_of_damage_is_named() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut aegis_btree::Tree, u64, u64)>)> = vec![
+        (
+            "link count 3 but 2 names",
+            Box::new(|t, _, f| {
+                let mut r = inode(t, f);
+                r.nlink = 3;
+                t.insert(&keys::inode(f), &r.encode()).unwrap();
+            }),
+        ),
+        (
+            "link count 2 but 3 expected",
+            Box::new(|t, d, _| {
+                let mut r = inode(t, d);
+                r.nlink = 2;
+                t.insert(&keys::inode(d), &r.encode()).unwrap();
+            }),
+        ),
+        (
+            "no back-reference",
+            Box::new(|t, _, f| {
+                let (lo, hi) = (
+                    keys::item_start(f, keys::BACKREF),
+                    keys::item_end(f, keys::BACKREF),
+                );
+                let k = t
+                    .range(
+                        std::ops::Bound::Included(&lo[..]),
+                        std::ops::Bound::Excluded(&hi[..]),
+                    )
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .0;
+                t.remove(&k).unwrap();
+            }),
+        ),
+        (
+            "points at missing inode",
+            Box::new(|t, _, f| {
+                t.remove(&keys::inode(f)).unwrap();
+            }),
+        ),
+        (
+            "outside the file",
+            Box::new(|t, _, f| {
+                let mut r = inode(t, f);
+                r.size = 10;
+                t.insert(&keys::inode(f), &r.encode()).unwrap();
+            }),
+        ),
+        (
+            "meta record counts",
+            Box::new(|t, _, _| {
+                let mut m =
+                    aegis_fs::posix::DatasetMeta::decode(&t.get(&keys::meta()).unwrap().unwrap())
+                        .unwrap();
+                m.inodes += 1;
+                t.insert(&keys::meta(), &m.encode()).unwrap();
+            }),
+        ),
+        (
+            "leaked",
+            Box::new(|t, d, _| {
+                // Drop every name of /d/sub (entry, index, back-reference).
+                let (lo, hi) = (
+                    keys::item_start(d, keys::DIRENT),
+                    keys::item_end(d, keys::DIRINDEX),
+                );
+                let ks: Vec<_> = t
+                    .range(
+                        std::ops::Bound::Included(&lo[..]),
+                        std::ops::Bound::Excluded(&hi[..]),
+                    )
+                    .map(|r| r.unwrap())
+                    .collect();
+                for (k, v) in ks {
+                    let e = aegis_fs::posix::DirentValue::decode(&v).unwrap();
+                    if e.name == b"sub" {
+                        t.remove(&k).unwrap();
+                        let (lo, hi) = (
+                            keys::item_start(e.ino, keys::BACKREF),
+                            keys::item_end(e.ino, keys::BACKREF),
+                        );
+                        let b: Vec<_> = t
+                            .range(
+                                std::ops::Bound::Included(&lo[..]),
+                                std::ops::Bound::Excluded(&hi[..]),
+                            )
+                            .map(|r| r.unwrap().0)
+                            .collect();
+                        for k in b {
+                            t.remove(&k).unwrap();
+                        }
+                    }
+                }
+            }),
+        ),
+    ];
+    for (needle, f) in cases {
+        let (dev, d, file) = build();
+        damage(&dev, |t| f(t, d, file));
+        let found = findings(&dev);
+        assert!(
+            found.iter().any(|s| s.contains(needle)),
+            "wanted '{needle}' in {found:#?}"
+        );
+    }
+}
