@@ -73,9 +73,13 @@ impl Mount {
     }
 
     fn mount(&mut self) {
+        self.mount_with("allow_other");
+    }
+
+    fn mount_with(&mut self, options: &str) {
         assert!(self.child.is_none());
         let child = Command::new(BIN)
-            .args(["mount", "--foreground", "-o", "allow_other"])
+            .args(["mount", "--foreground", "-o", options])
             .arg(&self.img)
             .arg(&self.mnt)
             .stdin(Stdio::null())
@@ -643,4 +647,112 @@ fn bad_mounts_are_refused_with_one_line() {
     assert!(fs::read(&junk).unwrap().iter().all(|&b| b == 0x5a));
     assert!(!is_mounted(&empty));
     m.finish();
+}
+
+#[test]
+fn special_files_atime_modes_sigterm_and_the_mount_helper() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    // FIFOs, sockets and device nodes.
+    let mk = |name: &str, mode: u32, dev: u64| {
+        let p = cstr(&m.p(name));
+        // SAFETY: a valid C string.
+        let rc = unsafe { libc::mknod(p.as_ptr(), mode, dev) };
+        assert_eq!(rc, 0, "mknod {name}: {}", std::io::Error::last_os_error());
+    };
+    mk("fifo", libc::S_IFIFO | 0o644, 0);
+    mk("sock", libc::S_IFSOCK | 0o600, 0);
+    mk("null2", libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+    mk("loop9", libc::S_IFBLK | 0o660, libc::makedev(7, 9));
+    use std::os::unix::fs::FileTypeExt;
+    m.remount();
+    assert!(fs::metadata(m.p("fifo")).unwrap().file_type().is_fifo());
+    assert!(fs::metadata(m.p("sock")).unwrap().file_type().is_socket());
+    let c = fs::metadata(m.p("null2")).unwrap();
+    assert!(c.file_type().is_char_device());
+    assert_eq!(c.rdev(), libc::makedev(1, 3));
+    assert_eq!(
+        fs::metadata(m.p("loop9")).unwrap().rdev(),
+        libc::makedev(7, 9)
+    );
+
+    // atime: strictatime updates on every read, noatime never.
+    fs::write(m.p("t"), b"x").unwrap();
+    let atime = |m: &Mount| {
+        fs::metadata(m.p("t")).unwrap().atime_nsec()
+            + fs::metadata(m.p("t")).unwrap().atime() * 1_000_000_000
+    };
+    m.unmount();
+    m.mount_with("strictatime");
+    let a0 = atime(&m);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut f = File::open(m.p("t")).unwrap();
+    f.read_exact(&mut [0u8; 1]).unwrap();
+    drop(f);
+    // Attributes are cached for a second by the kernel.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(atime(&m) > a0, "strictatime: a read updates atime");
+    m.unmount();
+    m.mount_with("noatime");
+    let a1 = atime(&m);
+    std::thread::sleep(Duration::from_millis(20));
+    fs::read(m.p("t")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(atime(&m), a1, "noatime: reads leave atime alone");
+
+    // SIGTERM unmounts cleanly: exit 0, the data committed.
+    fs::write(m.p("after-term"), b"kept").unwrap();
+    let child = m.child.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = {
+        let mut c = child;
+        c.wait().unwrap()
+    };
+    assert!(st.success(), "daemon after SIGTERM: {st}");
+    assert!(!is_mounted(&m.mnt));
+
+    // The mount(8) helper: called as mount.fuse.aegisfs with mount(8)'s
+    // arguments (fstab options it must drop included), it mounts in the
+    // background and returns.
+    let helper = m._dir.path().join("mount.fuse.aegisfs");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    let out = Command::new(&helper)
+        .arg(&m.img)
+        .arg(&m.mnt)
+        .args(["-o", "rw,nofail,noauto,_netdev,allow_other"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helper: {out:?}");
+    assert!(is_mounted(&m.mnt));
+    assert_eq!(fs::read(m.p("after-term")).unwrap(), b"kept");
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The daemon is not our child: wait for the image lock to be free.
+    let start = Instant::now();
+    loop {
+        let f = File::open(&m.img).unwrap();
+        // SAFETY: flock on an open descriptor.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.fsck();
 }
