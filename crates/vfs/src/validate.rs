@@ -87,3 +87,53 @@ pub fn check_range(offset: u64, len: u64) -> Result<u64> {
         _ => Err(FsError::TooBig),
     }
 }
+
+/// Check `rename`'s flags and both names, in the order Linux does.
+pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
+    use crate::types::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+        return Err(FsError::InvalidArgument("unsupported rename flags"));
+    }
+    if flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
+        return Err(FsError::InvalidArgument(
+            "RENAME_NOREPLACE with RENAME_EXCHANGE",
+        ));
+    }
+    check_removable_name(name)?;
+    check_removable_name(newname)
+}
+
+/// `access(2)` against mode bits: owner, then group by primary gid, then
+/// other; uid 0 passes except X on a non-directory without any x bit.
+pub fn check_access(
+    req: &crate::types::Request,
+    uid: u32,
+    gid: u32,
+    perm: u32,
+    is_dir: bool,
+    mask: i32,
+) -> Result<()> {
+    let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
+    if want == 0 {
+        return Ok(());
+    }
+    if req.uid == 0 {
+        let x = want & libc::X_OK as u32 != 0;
+        if x && !is_dir && perm & 0o111 == 0 {
+            return Err(FsError::Permission);
+        }
+        return Ok(());
+    }
+    let bits = if req.uid == uid {
+        perm >> 6
+    } else if req.gid == gid {
+        perm >> 3
+    } else {
+        perm
+    } & 0o7;
+    if want & !bits != 0 {
+        Err(FsError::Permission)
+    } else {
+        Ok(())
+    }
+}

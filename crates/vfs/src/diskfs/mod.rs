@@ -43,7 +43,8 @@ use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
 use crate::types::*;
 use crate::validate::{
-    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
+    check_access, check_name, check_new_name, check_range, check_removable_name, check_rename,
+    check_xattr_name, xattr_reply,
 };
 
 /// How a [`DiskFs`] is mounted.
@@ -737,16 +738,7 @@ impl FileSystem for DiskFs {
         flags: u32,
     ) -> Result<()> {
         let (name, newname) = (bytes(name), bytes(newname));
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
-            return Err(FsError::InvalidArgument("unsupported rename flags"));
-        }
-        if flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
-            return Err(FsError::InvalidArgument(
-                "RENAME_NOREPLACE with RENAME_EXCHANGE",
-            ));
-        }
-        check_removable_name(name)?;
-        check_removable_name(newname)?;
+        check_rename(name, newname, flags)?;
         let mut st = self.state.lock();
         let st = &mut *st;
         let limit = st.meta.inodes;
@@ -1184,32 +1176,8 @@ impl FileSystem for DiskFs {
     }
 
     fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()> {
-        let _st = self.state.lock();
         let r = self.inode(ino)?;
-        let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
-        if want == 0 {
-            return Ok(());
-        }
-        let perm = r.mode & 0o7777;
-        if req.uid == 0 {
-            let x = want & libc::X_OK as u32 != 0;
-            if x && !r.is_dir() && perm & 0o111 == 0 {
-                return Err(FsError::Permission);
-            }
-            return Ok(());
-        }
-        let bits = if req.uid == r.uid {
-            perm >> 6
-        } else if req.gid == r.gid {
-            perm >> 3
-        } else {
-            perm
-        } & 0o7;
-        if want & !bits != 0 {
-            Err(FsError::Permission)
-        } else {
-            Ok(())
-        }
+        check_access(req, r.uid, r.gid, r.mode & 0o7777, r.is_dir(), mask)
     }
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {

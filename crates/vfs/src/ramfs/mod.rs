@@ -39,7 +39,8 @@ use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
 use crate::types::*;
 use crate::validate::{
-    check_name, check_new_name, check_range, check_removable_name, check_xattr_name, xattr_reply,
+    check_access, check_name, check_new_name, check_range, check_removable_name, check_rename,
+    check_xattr_name, xattr_reply,
 };
 
 /// Capacity limits of a [`RamFs`].
@@ -583,16 +584,7 @@ impl FileSystem for RamFs {
         flags: u32,
     ) -> Result<()> {
         let (name, newname) = (bytes(name), bytes(newname));
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
-            return Err(FsError::InvalidArgument("unsupported rename flags"));
-        }
-        if flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
-            return Err(FsError::InvalidArgument(
-                "RENAME_NOREPLACE with RENAME_EXCHANGE",
-            ));
-        }
-        check_removable_name(name)?;
-        check_removable_name(newname)?;
+        check_rename(name, newname, flags)?;
         let mut st = self.state.lock();
         let src = st.dir(parent)?.get(name).ok_or(FsError::NotFound)?;
         let dst = st.live_dir(newparent)?.get(newname);
@@ -909,29 +901,8 @@ impl FileSystem for RamFs {
     fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()> {
         let st = self.state.lock();
         let inode = st.get(ino)?;
-        let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u16;
-        if want == 0 {
-            return Ok(());
-        }
-        if req.uid == 0 {
-            let x = want & libc::X_OK as u16 != 0;
-            if x && inode.kind != FileType::Directory && inode.perm & 0o111 == 0 {
-                return Err(FsError::Permission);
-            }
-            return Ok(());
-        }
-        let bits = if req.uid == inode.uid {
-            inode.perm >> 6
-        } else if req.gid == inode.gid {
-            inode.perm >> 3
-        } else {
-            inode.perm
-        } & 0o7;
-        if want & !bits != 0 {
-            Err(FsError::Permission)
-        } else {
-            Ok(())
-        }
+        let is_dir = inode.kind == FileType::Directory;
+        check_access(req, inode.uid, inode.gid, inode.perm as u32, is_dir, mask)
     }
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
