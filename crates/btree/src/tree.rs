@@ -56,6 +56,9 @@ pub struct Tree {
     freed: Vec<BlockPtr>,
     capacity: usize,
     ptr_len: usize,
+    /// While recording: each change's key and the value it replaced, so a
+    /// failed multi-step operation can be undone (see [`Tree::rollback`]).
+    undo: Option<Vec<(Key, Option<Vec<u8>>)>>,
 }
 
 /// What a flush produced: the new root record and the blocks it replaced.
@@ -82,6 +85,7 @@ impl Tree {
             freed: Vec::new(),
             capacity,
             ptr_len,
+            undo: None,
         }
     }
 
@@ -253,6 +257,56 @@ impl Tree {
 
     /// Insert or replace; returns the previous value.
     pub fn insert(&mut self, key: &[u8], val: &[u8]) -> Result<Option<Vec<u8>>> {
+        let old = self.insert_inner(key, val)?;
+        if let Some(u) = &mut self.undo {
+            u.push((Key::from_slice(key), old.clone()));
+        }
+        Ok(old)
+    }
+
+    /// Remove a key; returns its value if it was there.
+    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let old = self.remove_inner(key)?;
+        if let (Some(u), Some(v)) = (&mut self.undo, &old) {
+            u.push((Key::from_slice(key), Some(v.clone())));
+        }
+        Ok(old)
+    }
+
+    /// Start recording changes for [`Tree::rollback`]; nested calls are
+    /// not supported (asserted).
+    pub fn begin_undo(&mut self) {
+        assert!(self.undo.is_none(), "undo recording already active");
+        self.undo = Some(Vec::new());
+    }
+
+    /// Stop recording and keep the changes.
+    pub fn commit_undo(&mut self) {
+        self.undo = None;
+    }
+
+    /// Stop recording and put every recorded key back as it was, newest
+    /// change first. The nodes involved are already dirty in memory, so
+    /// this reads nothing from disk except after a split or merge moved
+    /// entries into clean siblings; an error here leaves the tree changed.
+    pub fn rollback(&mut self) -> Result<()> {
+        let Some(undo) = self.undo.take() else {
+            return Ok(());
+        };
+        for (k, old) in undo.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.insert_inner(&k, &v)?;
+                }
+                None => {
+                    self.remove_inner(&k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_inner(&mut self, key: &[u8], val: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_sizes(key, val)?;
         let Some(root) = self.root.clone() else {
             let id = self.new_dirty(Node {
@@ -346,8 +400,7 @@ impl Tree {
         Ok((old, None))
     }
 
-    /// Remove a key; returns its value if it was there.
-    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn remove_inner(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         // Look first so that removing an absent key dirties nothing.
         if self.get(key)?.is_none() {
             return Ok(None);

@@ -214,3 +214,42 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// A recorded batch of changes rolled back leaves exactly the tree before
+/// it, across splits and merges, committed state or not.
+#[test]
+fn rollback_restores_the_tree_exactly() {
+    let (pool, _dev) = fresh_pool(64 << 20, 4096);
+    let cache = NodeCache::new(4096);
+    let mut tree = Tree::open(pool.clone(), cache, 7, &TreeRoot::default());
+    let mut model = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(77);
+    for round in 0..60 {
+        // Some kept changes...
+        for _ in 0..200 {
+            let k = random_key(&mut rng, 5_000);
+            let v = vec![rng.gen::<u8>(); rng.gen_range(0..300)];
+            tree.insert(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        if round % 5 == 0 {
+            commit(&pool, &mut tree);
+        }
+        // ...then a batch that is undone.
+        tree.begin_undo();
+        for _ in 0..rng.gen_range(1..400) {
+            let k = random_key(&mut rng, 5_000);
+            if rng.gen_bool(0.5) {
+                tree.insert(&k, &vec![9u8; rng.gen_range(0..300)]).unwrap();
+            } else {
+                tree.remove(&k).unwrap();
+            }
+        }
+        tree.rollback().unwrap();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = tree.iter().map(|e| e.unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(got, want, "round {round}");
+        assert_eq!(tree.len(), model.len() as u64);
+    }
+}

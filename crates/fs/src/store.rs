@@ -73,6 +73,9 @@ pub struct Store {
     pub(crate) opts: StoreOptions,
     pub(crate) commit_lock: Mutex<()>,
     pub(crate) sync: SyncThread,
+    /// Set when a failed change could not be undone: the in-memory trees
+    /// may hold half of it, so nothing more may change or commit.
+    pub(crate) broken: Mutex<Option<String>>,
     report: OpenReport,
 }
 
@@ -183,6 +186,7 @@ impl Store {
             opts,
             commit_lock: Mutex::new(()),
             sync: SyncThread::default(),
+            broken: Mutex::new(None),
             report,
         }
     }
@@ -234,8 +238,28 @@ impl Store {
             let mut t = self.trees.write();
             match self.check_space(&t, ds, class, ops.max(1)) {
                 Ok(()) => {
+                    if let Some(why) = self.broken.lock().as_ref() {
+                        return Err(FsError::Invalid(format!(
+                            "an earlier change could not be undone ({why}); remount"
+                        )));
+                    }
                     let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
-                    let r = f(tree)?;
+                    // A failed operation is undone whole: no half-applied
+                    // change may reach the next commit.
+                    tree.begin_undo();
+                    let r = match f(tree) {
+                        Ok(r) => {
+                            tree.commit_undo();
+                            r
+                        }
+                        Err(e) => {
+                            if let Err(u) = tree.rollback() {
+                                tracing::error!(error = %u, "undo of a failed change failed");
+                                *self.broken.lock() = Some(u.to_string());
+                            }
+                            return Err(e);
+                        }
+                    };
                     let dirty = (t.dirty_nodes() as u64) * self.pool.block_size() as u64;
                     drop(t);
                     if dirty > self.opts.dirty_limit {

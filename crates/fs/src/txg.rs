@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dataset::dataset_key;
-use crate::error::Result;
+use crate::error::{FsError, Result};
 use crate::store::Store;
 
 /// The sync thread's control, shared on its own so that a waiting thread
@@ -67,6 +67,11 @@ impl Store {
     /// the committed txg number.
     pub fn commit(&self) -> Result<u64> {
         let _serial = self.commit_lock.lock();
+        if let Some(why) = self.broken.lock().as_ref() {
+            return Err(FsError::Invalid(format!(
+                "not committing: a failed change could not be undone ({why})"
+            )));
+        }
         let mut guard = self.trees.write();
         let t = &mut *guard;
         for (&id, tree) in t.datasets.iter_mut() {

@@ -108,7 +108,7 @@ fn put_record(
     if let Some(old) = &old {
         r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
         if let FileRecord::Block { bp, .. } = old {
-            pool.free(bp)?;
+            tx.to_free.push(bp.clone());
         }
     }
     if bytes.is_empty() {
@@ -129,6 +129,7 @@ fn put_record(
             class: AllocClass::Normal,
         };
         let bp = pool.write_block(&bytes, &props)?;
+        tx.written.push(bp.clone());
         FileRecord::Block {
             len: bytes.len() as u32,
             bp,
@@ -242,10 +243,9 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
 
 /// Free every record of a file being deleted.
 pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
-    let pool = tx.pool();
     for (k, v) in tx.items(ino, keys::DATA)? {
         if let FileRecord::Block { bp, .. } = FileRecord::decode(&v)? {
-            pool.free(&bp)?;
+            tx.to_free.push(bp);
         }
         tx.tree.remove(&k)?;
     }

@@ -229,29 +229,60 @@ impl DiskFs {
             return Err(FsError::ReadOnly);
         }
         let mut out: Option<Result<R>> = None;
-        self.store.with_tree_ops(self.ds, class, ops, |tree| {
+        let mut written = Vec::new();
+        let mut to_free = Vec::new();
+        let stored = self.store.with_tree_ops(self.ds, class, ops, |tree| {
             let mut m = meta.clone();
             let mut tx = Tx {
                 tree,
                 meta: &mut m,
                 meta_dirty: false,
                 now: now_ns(),
+                written: Vec::new(),
+                to_free: Vec::new(),
             };
-            let r = f(&mut tx);
+            let mut r = f(&mut tx);
             let dirty = tx.meta_dirty;
+            written = std::mem::take(&mut tx.written);
+            to_free = std::mem::take(&mut tx.to_free);
             if r.is_ok() && dirty {
-                if let Err(e) = tree.insert(&keys::meta(), &m.encode()) {
-                    out = Some(Err(e.into()));
-                    return Ok(());
+                let enc = tx.meta.encode();
+                if let Err(e) = tx.tree.insert(&keys::meta(), &enc) {
+                    r = Err(e.into());
                 }
             }
+            let failed = r.is_err();
             if r.is_ok() {
                 *meta = m;
             }
             out = Some(r);
+            if failed {
+                // Makes the store undo every tree change of this closure.
+                return Err(aegis_fs::FsError::Invalid("operation failed".into()));
+            }
             Ok(())
-        })?;
-        out.expect("with_tree_ops ran the closure")
+        });
+        let pool = self.store.pool();
+        match (stored, out) {
+            (Ok(()), Some(r)) => {
+                // Old blocks are freed only once the change stands.
+                for bp in &to_free {
+                    pool.free(bp)?;
+                }
+                r
+            }
+            (Err(_), Some(Err(e))) => {
+                // Undone: the blocks it wrote belong to nothing.
+                for bp in &written {
+                    if let Err(f) = pool.free(bp) {
+                        tracing::warn!(error = %f, "could not free a block of an undone change");
+                    }
+                }
+                Err(e)
+            }
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), None) => unreachable!("with_tree_ops ran the closure"),
+        }
     }
 
     fn view<R>(&self, f: impl FnOnce(&aegis_btree::Tree) -> Result<R>) -> Result<R> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use aegis_btree::Tree;
 use aegis_fs::posix::{keys, DatasetMeta, InodeRecord};
-use aegis_pool::Pool;
+use aegis_pool::{BlockPtr, Pool};
 
 use crate::error::{FsError, Result};
 
@@ -22,6 +22,10 @@ pub(crate) struct Tx<'a> {
     pub meta: &'a mut DatasetMeta,
     pub meta_dirty: bool,
     pub now: i64,
+    /// Blocks written by this operation: freed again if it fails.
+    pub written: Vec<BlockPtr>,
+    /// Blocks this operation stops using: freed only if it succeeds.
+    pub to_free: Vec<BlockPtr>,
 }
 
 impl Tx<'_> {
