@@ -87,10 +87,12 @@ struct State {
     next_fh: Fh,
 }
 
-/// Tree operations of a namespace change (entries, index items,
-/// back-references, two or three inodes, the meta record), for the ENOSPC
-/// check.
-const NAMESPACE_OPS: u64 = 24;
+/// Paths a namespace change dirties, for the ENOSPC check: its keys sit in
+/// a few places of the tree (the parent's entries and index, the child's
+/// inode and back-references, the meta object), each one path that may
+/// split. Overestimating here makes deletes fail on a full pool, whose
+/// reserve is only 1/32 of it.
+const NAMESPACE_OPS: u64 = 6;
 
 /// The on-disk filesystem. See the [module documentation](self).
 pub struct DiskFs {
@@ -211,6 +213,14 @@ impl DiskFs {
     /// Commit the open transaction group (sync(2), fsync).
     pub fn sync(&self) -> Result<()> {
         if !self.read_only {
+            // Orphans a full pool kept from being freed get another try.
+            {
+                let mut st = self.state.lock();
+                let pending: Vec<Ino> = st.orphans.iter().copied().collect();
+                for ino in pending {
+                    self.release_orphan(&mut st, ino);
+                }
+            }
             self.store.commit()?;
         }
         Ok(())
@@ -321,6 +331,16 @@ impl DiskFs {
         Ok(())
     }
 
+    /// After a change that succeeded: free `ino` if it became an
+    /// unreferenced orphan. A failure here does not undo that change, so it
+    /// is not the caller's error: the orphan stays listed on disk and is
+    /// freed on the next release, forget or mount.
+    fn release_orphan(&self, st: &mut State, ino: Ino) {
+        if let Err(e) = self.maybe_free(st, ino) {
+            tracing::warn!(ino, error = %e, "could not free an orphan inode yet");
+        }
+    }
+
     /// Delete `ino` if it is an orphan nothing references any more.
     fn maybe_free(&self, st: &mut State, ino: Ino) -> Result<()> {
         let referenced = st
@@ -334,7 +354,9 @@ impl DiskFs {
             return Ok(());
         }
         let records = self.view(|t| file::record_count(t, ino))?;
-        self.tx(&mut st.meta, 16 + records / 8, AllocClass::Reserved, |tx| {
+        // The object's keys are contiguous: removing them dirties a few
+        // leaves per hundred records, not a path per key.
+        self.tx(&mut st.meta, 4 + records / 64, AllocClass::Reserved, |tx| {
             file::free_all(tx, ino)?;
             let items = tx::scan(tx.tree, &keys::item_start(ino, 0), &keys::object_end(ino))?;
             for (k, _) in items {
@@ -574,10 +596,7 @@ impl FileSystem for DiskFs {
         let mut st = self.state.lock();
         if let Some(r) = st.refs.get_mut(&ino) {
             r.lookups = r.lookups.saturating_sub(nlookup);
-            if let Err(e) = self.maybe_free(&mut st, ino) {
-                // The orphan stays on disk and the next mount frees it.
-                tracing::warn!(ino, error = %e, "could not free an orphan inode");
-            }
+            self.release_orphan(&mut st, ino);
         }
     }
 
@@ -694,7 +713,8 @@ impl FileSystem for DiskFs {
             }
             Ok(f.ino)
         })?;
-        self.maybe_free(st, ino)
+        self.release_orphan(st, ino);
+        Ok(())
     }
 
     fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
@@ -725,7 +745,8 @@ impl FileSystem for DiskFs {
             self.orphan(tx, &mut st.orphans, f.ino)?;
             Ok(f.ino)
         })?;
-        self.maybe_free(st, ino)
+        self.release_orphan(st, ino);
+        Ok(())
     }
 
     fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
@@ -916,10 +937,10 @@ impl FileSystem for DiskFs {
                 Ok(freed)
             },
         )?;
-        match freed {
-            Some(ino) => self.maybe_free(st, ino),
-            None => Ok(()),
+        if let Some(ino) = freed {
+            self.release_orphan(st, ino);
         }
+        Ok(())
     }
 
     fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
@@ -1060,7 +1081,8 @@ impl FileSystem for DiskFs {
         if let Some(r) = st.refs.get_mut(&ino) {
             r.opens = r.opens.saturating_sub(1);
         }
-        self.maybe_free(&mut st, ino)
+        self.release_orphan(&mut st, ino);
+        Ok(())
     }
 
     fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {

@@ -1,0 +1,315 @@
+//! Fault injection under the filesystem: device read, write and flush
+//! errors at random points, and a pool filled to ENOSPC. The rules: no
+//! panic; an operation that fails changed nothing (the RamFs oracle, which
+//! skips failed operations, must still equal the filesystem); a failed
+//! commit leaves the last committed state, which the next mount shows; and
+//! the image passes fsck afterwards.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_block::{DeviceRef, FaultConfig, FaultDevice, FaultKind, MemDevice};
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::posix::{format, FormatOptions};
+use aegis_fs::{Store, StoreOptions};
+use aegis_pool::{CreateOptions, OpenOptions};
+use aegis_vfs::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+mod common;
+use common::dump;
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        sync_interval: Duration::from_secs(3600),
+        // A small cache, so tree reads reach the (faulty) device.
+        cache_nodes: 64,
+        ..Default::default()
+    }
+}
+
+fn fresh(size: u64) -> Arc<MemDevice> {
+    let dev = Arc::new(MemDevice::new(size));
+    let store = Store::create(
+        vec![dev.clone() as DeviceRef],
+        &CreateOptions::default(),
+        opts(),
+    )
+    .unwrap();
+    format(
+        &store,
+        ROOT_DATASET,
+        &FormatOptions {
+            record_size: 16 << 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store.shutdown().unwrap();
+    dev
+}
+
+fn mount(dev: DeviceRef) -> Result<Arc<DiskFs>> {
+    let store = Store::open(vec![dev], &OpenOptions::default(), opts()).map_err(FsError::from)?;
+    DiskFs::open(
+        store,
+        DiskFsOptions {
+            atime: AtimeMode::Noatime,
+            ..Default::default()
+        },
+    )
+}
+
+fn fsck_clean(dev: &Arc<MemDevice>) {
+    let store = Store::open(
+        vec![dev.clone() as DeviceRef],
+        &OpenOptions::default(),
+        opts(),
+    )
+    .unwrap();
+    let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).unwrap();
+    assert_eq!(r.uncorrected(), 0, "fsck: {:?}", r.errors);
+    store.shutdown().unwrap();
+}
+
+/// One random operation by name path, on `fs`; the result as text.
+fn op(fs: &dyn FileSystem, rng: &mut StdRng) -> (String, std::result::Result<String, i32>) {
+    let names = ["a", "b", "c", "d", "e"];
+    let n = names[rng.gen_range(0..names.len())];
+    let m = names[rng.gen_range(0..names.len())];
+    let req = Request::root();
+    let len = rng.gen_range(0..70_000);
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    let off = rng.gen_range(0..100_000u64);
+    let kind = rng.gen_range(0..8);
+    let look = |name: &str| {
+        fs.lookup(ROOT_INO, OsStr::new(name)).map(|a| {
+            fs.forget(a.ino, 1);
+            a.ino
+        })
+    };
+    let r: Result<String> = (|| match kind {
+        0 => fs
+            .mknod(&req, ROOT_INO, OsStr::new(n), libc::S_IFREG | 0o644, 0)
+            .map(|a| {
+                fs.forget(a.ino, 1);
+                String::new()
+            }),
+        1 | 2 => {
+            let ino = look(n)?;
+            let fh = fs.open(ino, libc::O_WRONLY)?;
+            let r = fs.write(ino, fh, off, &data).map(|w| w.to_string());
+            fs.release(ino, fh)?;
+            r
+        }
+        3 => fs.unlink(ROOT_INO, OsStr::new(n)).map(|_| String::new()),
+        4 => fs
+            .rename(ROOT_INO, OsStr::new(n), ROOT_INO, OsStr::new(m), 0)
+            .map(|_| String::new()),
+        5 => {
+            let ino = look(n)?;
+            let set = SetAttr {
+                size: Some(off),
+                ..Default::default()
+            };
+            fs.setattr(&req, ino, &set, None)
+                .map(|a| a.size.to_string())
+        }
+        6 => {
+            let ino = look(n)?;
+            fs.setxattr(ino, OsStr::new("user.x"), &data[..data.len().min(3000)], 0)
+                .map(|_| String::new())
+        }
+        _ => {
+            let ino = look(n)?;
+            fs.link(ino, ROOT_INO, OsStr::new(m)).map(|a| {
+                fs.forget(a.ino, 1);
+                String::new()
+            })
+        }
+    })();
+    (format!("{kind} {n} {m}"), r.map_err(|e| e.errno()))
+}
+
+#[test]
+fn device_errors_never_half_apply_an_operation() {
+    let mut ops_failed = 0;
+    let mut commits_failed = 0;
+    for seed in 0..24u64 {
+        let dev = fresh(64 << 20);
+        let faulty = Arc::new(FaultDevice::new(dev.clone() as DeviceRef, seed));
+        let kind = [
+            FaultKind::WriteError,
+            FaultKind::ReadError,
+            FaultKind::FlushError,
+        ][seed as usize % 3];
+        let fs = mount(faulty.clone() as DeviceRef).unwrap();
+        let ram = RamFs::new();
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Faults start after a while and hit a fraction of the I/Os.
+        faulty.add(
+            FaultConfig::new(kind)
+                .after(rng.gen_range(0..200))
+                .probability(0.1),
+        );
+        let mut committed = dump(&ram);
+        let mut dead = false;
+        for i in 0..400 {
+            let mut r1 = rng.clone();
+            let (what, got) = op(&*fs, &mut rng);
+            match got {
+                Err(e) if e == libc::EIO || e == libc::EINVAL => {
+                    // Failed on the device: nothing may have changed.
+                    ops_failed += 1;
+                    faulty.set_enabled(false);
+                    let now = dump(&*fs);
+                    faulty.set_enabled(true);
+                    assert_eq!(
+                        now,
+                        dump(&ram),
+                        "seed {seed} op {i} ({what}) failed with {e} but changed the tree"
+                    );
+                }
+                _ => {
+                    let (_, want) = op(&ram, &mut r1);
+                    assert_eq!(got, want, "seed {seed} op {i} ({what})");
+                }
+            }
+            if i % 25 == 24 {
+                // Half the seeds spare the commits, so their runs go on
+                // and collect failures of single operations.
+                let spare = seed % 2 == 0;
+                faulty.set_enabled(!spare);
+                let synced = fs.sync();
+                faulty.set_enabled(true);
+                match synced {
+                    Ok(()) => committed = dump(&ram),
+                    Err(_) => {
+                        commits_failed += 1;
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+        }
+        // Crash or clean end; either way the next mount (no faults) shows
+        // the last committed tree, or the final one after a clean unmount.
+        faulty.set_enabled(false);
+        let want = if dead {
+            drop(fs);
+            committed
+        } else {
+            fs.unmount().unwrap();
+            dump(&ram)
+        };
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        assert_eq!(dump(&*fs), want, "seed {seed}: remounted tree");
+        fs.unmount().unwrap();
+        fsck_clean(&dev);
+    }
+    eprintln!("{ops_failed} operations failed on injected errors, {commits_failed} commits failed");
+    assert!(
+        ops_failed >= 20 && commits_failed >= 4,
+        "too few faults to test anything"
+    );
+}
+
+#[test]
+fn a_full_pool_refuses_cleanly_and_still_deletes() {
+    for (seed, size) in [(1u64, 16u64 << 20), (2, 20 << 20), (3, 24 << 20)] {
+        let dev = fresh(size);
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        let ram = RamFs::new();
+        let req = Request::root();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut nospc = 0;
+        for i in 0..400 {
+            let name = format!("f{}", i % 60);
+            let data: Vec<u8> = (0..rng.gen_range(1..300_000)).map(|_| rng.gen()).collect();
+            let run = |fs: &dyn FileSystem| -> Result<()> {
+                let ino = match fs.lookup(ROOT_INO, OsStr::new(&name)) {
+                    Ok(a) => {
+                        fs.forget(a.ino, 1);
+                        a.ino
+                    }
+                    Err(_) => {
+                        let a =
+                            fs.mknod(&req, ROOT_INO, OsStr::new(&name), libc::S_IFREG | 0o644, 0)?;
+                        fs.forget(a.ino, 1);
+                        a.ino
+                    }
+                };
+                let fh = fs.open(ino, libc::O_WRONLY)?;
+                let r = fs.write(ino, fh, rng_off(i), &data).map(|_| ());
+                fs.release(ino, fh)?;
+                r
+            };
+            match run(&*fs) {
+                Err(FsError::NoSpace) => {
+                    nospc += 1;
+                    // The refused write changed nothing; the create before
+                    // it may have happened: mirror just that.
+                    if fs
+                        .lookup(ROOT_INO, OsStr::new(&name))
+                        .map(|a| fs.forget(a.ino, 1))
+                        .is_ok()
+                        && ram
+                            .lookup(ROOT_INO, OsStr::new(&name))
+                            .map(|a| ram.forget(a.ino, 1))
+                            .is_err()
+                    {
+                        let a = ram
+                            .mknod(&req, ROOT_INO, OsStr::new(&name), libc::S_IFREG | 0o644, 0)
+                            .unwrap();
+                        ram.forget(a.ino, 1);
+                    }
+                    assert_eq!(
+                        dump(&*fs),
+                        dump(&ram),
+                        "seed {seed} op {i}: ENOSPC changed the tree"
+                    );
+                }
+                Err(e) => panic!("seed {seed} op {i}: {e}"),
+                Ok(()) => run(&ram).unwrap(),
+            }
+        }
+        assert!(nospc > 0, "seed {seed}: the pool never filled");
+        // Deletes work on a full pool, and give the space back.
+        for i in 0..60 {
+            let name = format!("f{i}");
+            let a = fs.unlink(ROOT_INO, OsStr::new(&name));
+            let b = ram.unlink(ROOT_INO, OsStr::new(&name));
+            assert_eq!(a.is_ok(), b.is_ok(), "seed {seed}: unlink {name}: {a:?}");
+        }
+        fs.sync().unwrap();
+        let a = fs
+            .mknod(
+                &req,
+                ROOT_INO,
+                OsStr::new("after"),
+                libc::S_IFREG | 0o644,
+                0,
+            )
+            .unwrap();
+        let fh = fs.open(a.ino, libc::O_WRONLY).unwrap();
+        fs.write(a.ino, fh, 0, &vec![1u8; 1 << 20]).unwrap();
+        fs.release(a.ino, fh).unwrap();
+        fs.forget(a.ino, 1);
+        fs.unmount().unwrap();
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        assert_eq!(
+            fs.getattr(fs.lookup(ROOT_INO, OsStr::new("after")).unwrap().ino)
+                .unwrap()
+                .size,
+            1 << 20
+        );
+        fs.unmount().unwrap();
+        fsck_clean(&dev);
+    }
+}
+
+fn rng_off(i: usize) -> u64 {
+    (i as u64 * 7919) % 200_000
+}
