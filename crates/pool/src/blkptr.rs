@@ -170,12 +170,18 @@ impl BlockPtr {
             )));
         }
         let block_type = BlockType::from_u8(r.u8()?)?;
-        let _ec_k = r.u8()?;
+        // Reserved fields must be zero: a value this build does not know
+        // could mean something to a newer one, and bytes that decode must
+        // encode back to themselves.
+        let ec_k = r.u8()?;
         let level = r.u8()?;
-        r.skip(2)?;
+        let reserved16 = r.u16()?;
         let logical_size = r.u32()?;
         let physical_size = r.u32()?;
-        r.skip(4)?;
+        let reserved32 = r.u32()?;
+        if ec_k != 0 || reserved16 != 0 || reserved32 != 0 {
+            return Err(bad("reserved fields are not zero".into()));
+        }
         let birth_txg = r.u64()?;
         let checksum = r.array::<32>()?;
         if physical_size == 0 || physical_size > logical_size || logical_size > MAX_BLOCK_BYTES {
@@ -191,7 +197,9 @@ impl BlockPtr {
         let mut addrs = Vec::with_capacity(naddr);
         for _ in 0..naddr {
             let device = r.u32()?;
-            r.skip(4)?;
+            if r.u32()? != 0 {
+                return Err(bad("reserved address field is not zero".into()));
+            }
             let offset = r.u64()?;
             let d = Dva { device, offset };
             if addrs.contains(&d) {
@@ -214,8 +222,14 @@ impl BlockPtr {
         })
     }
 
+    /// Decode a block pointer that is exactly `b` (no trailing bytes).
     pub fn decode_slice(b: &[u8]) -> Result<BlockPtr> {
-        BlockPtr::decode(&mut Reader::new(b, "block pointer"))
+        let mut r = Reader::new(b, "block pointer");
+        let bp = BlockPtr::decode(&mut r)?;
+        if r.remaining() != 0 {
+            return Err(PoolError::corrupt("block pointer", "trailing bytes"));
+        }
+        Ok(bp)
     }
 
     /// Bytes each copy occupies on its device.
@@ -266,7 +280,16 @@ pub fn decode_optional_field(r: &mut Reader<'_>) -> Result<Option<BlockPtr>> {
         }
         return Ok(None);
     }
-    BlockPtr::decode_slice(field).map(Some)
+    let mut r = Reader::new(field, "block pointer field");
+    let bp = BlockPtr::decode(&mut r)?;
+    // The field is padded with zeroes past the pointer.
+    if r.bytes(r.remaining())?.iter().any(|&b| b != 0) {
+        return Err(PoolError::corrupt(
+            "block pointer field",
+            "non-zero bytes after the pointer",
+        ));
+    }
+    Ok(Some(bp))
 }
 
 #[cfg(test)]

@@ -97,7 +97,9 @@ impl InodeRecord {
         if r.u8()? != VERSION {
             return Err(bad("unknown version"));
         }
-        r.skip(3)?;
+        if r.bytes(3)? != [0, 0, 0] {
+            return Err(bad("reserved bytes are not zero"));
+        }
         let mode = r.u32()?;
         let (uid, gid, nlink) = (r.u32()?, r.u32()?, r.u32()?);
         if r.u32()? != 0 {

@@ -1,0 +1,128 @@
+//! The seed corpus, made from real encodings of each structure (the image
+//! target's base filesystem supplies labels, uberblocks, nodes and space
+//! map blocks), so mutations start from valid bytes.
+
+use std::sync::Arc;
+
+use aegis_block::{DeviceRef, MemDevice};
+use aegis_fs::dataset::DatasetRecord;
+use aegis_fs::posix::{keys, DatasetMeta, DirentValue, FileRecord, InodeRecord};
+use aegis_fs::Store;
+use aegis_pool::label::UBER_RING_OFFSET;
+use aegis_pool::uberblock::{UBER_MAGIC, UBER_SLOTS, UBER_SLOT_SIZE};
+use aegis_pool::{OpenOptions, TreeRoot};
+
+pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let img = crate::image::base_bytes();
+    let label = img[..4096].to_vec();
+    let mut ubers = Vec::new();
+    for s in 0..UBER_SLOTS as usize {
+        let at = UBER_RING_OFFSET as usize + s * UBER_SLOT_SIZE;
+        if img[at..at + 8] == UBER_MAGIC {
+            ubers.push(img[at..at + UBER_SLOT_SIZE].to_vec());
+        }
+    }
+    let dev = Arc::new(MemDevice::from_bytes(img.to_vec()));
+    let store = Store::open(
+        vec![dev as DeviceRef],
+        &OpenOptions {
+            read_only: true,
+            rewind_txg: None,
+        },
+        Default::default(),
+    )
+    .expect("base image opens");
+    let pool = store.pool().clone();
+    let ub = pool.last_uberblock().expect("uberblock");
+    let mut bps = Vec::new();
+    let mut nodes = Vec::new();
+    let mut roots = vec![ub.pool_root.encode()];
+    if let Some(bp) = &ub.pool_root.root {
+        bps.push(bp.encode());
+        nodes.push(pool.read_block(bp).expect("pool root node"));
+    }
+    let rec = store
+        .dataset_record(aegis_fs::dataset::ROOT_DATASET)
+        .expect("root dataset");
+    roots.push(rec.root.encode());
+    roots.push(TreeRoot::default().encode());
+    if let Some(bp) = &rec.root.root {
+        bps.push(bp.encode());
+        nodes.push(pool.read_block(bp).expect("dataset root node"));
+    }
+    let space: Vec<Vec<u8>> = pool
+        .space_map_chain()
+        .iter()
+        .take(4)
+        .map(|bp| pool.read_block(bp).expect("space map block"))
+        .collect();
+    // Leaf values of the dataset tree, by item type.
+    let mut inodes = Vec::new();
+    let mut dirents = Vec::new();
+    let mut records = Vec::new();
+    let mut keys_seen = Vec::new();
+    store
+        .read_tree(aegis_fs::dataset::ROOT_DATASET, |t| {
+            for item in t.iter() {
+                let (k, v) = item?;
+                match k.get(8) {
+                    Some(&keys::INODE) if inodes.len() < 8 => inodes.push(v),
+                    Some(&keys::DIRENT) if dirents.len() < 8 => dirents.push(v),
+                    Some(&keys::DATA) if records.len() < 8 => records.push(v),
+                    _ => {}
+                }
+                if keys_seen.len() < 32 {
+                    keys_seen.push(k);
+                }
+            }
+            Ok(())
+        })
+        .expect("walk the base tree");
+    records.push(
+        DatasetMeta {
+            compression: aegis_pool::Compression::Lz4,
+            record_size: 128 << 10,
+            next_ino: 9,
+            inodes: 3,
+        }
+        .encode(),
+    );
+    records.push(FileRecord::Inline(b"hello".to_vec()).encode());
+    inodes.push(InodeRecord::default().encode());
+    dirents.push(
+        DirentValue {
+            ino: 2,
+            file_type: 0o100000,
+            name: b"x".to_vec(),
+        }
+        .encode(),
+    );
+    let dataset = vec![
+        rec.encode(),
+        DatasetRecord {
+            name: "x".into(),
+            ..rec.clone()
+        }
+        .encode(),
+    ];
+    let image = vec![
+        Vec::new(),
+        vec![0, 0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
+        vec![1, 3, 0, 16, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+        vec![1, 0, 0, 0, 0, 2, 0, 0, 2, 7, 0, 9, 0, 1, 0x80],
+    ];
+    vec![
+        ("label", vec![label]),
+        ("uberblock", ubers),
+        ("blkptr", bps),
+        ("tree_root", roots),
+        ("space_map", space),
+        ("tree_node", nodes),
+        ("dataset_record", dataset),
+        ("inode", inodes),
+        ("dirent", dirents),
+        ("file_record", records),
+        ("posix_keys", keys_seen),
+        ("image", image),
+    ]
+}
