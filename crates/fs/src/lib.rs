@@ -5,9 +5,10 @@
 pub mod dataset;
 pub mod error;
 pub mod fsck;
+pub mod intent_log;
 pub mod posix;
 pub mod store;
 mod txg;
 
 pub use error::{FsError, Result};
-pub use store::{Store, StoreOptions};
+pub use store::{CommitHook, Store, StoreOptions};

@@ -66,6 +66,9 @@ impl Trees {
     }
 }
 
+/// See [`Store::set_commit_hook`].
+pub type CommitHook = Arc<dyn Fn(&mut Tree) -> Result<()> + Send + Sync>;
+
 pub struct Store {
     pub(crate) pool: Arc<Pool>,
     pub(crate) cache: Arc<NodeCache>,
@@ -76,6 +79,9 @@ pub struct Store {
     /// Set when a failed change could not be undone: the in-memory trees
     /// may hold half of it, so nothing more may change or commit.
     pub(crate) broken: Mutex<Option<String>>,
+    /// Per dataset: called inside every commit that writes its tree, under
+    /// the trees lock, just before the tree is flushed.
+    pub(crate) commit_hooks: Mutex<BTreeMap<u64, CommitHook>>,
     report: OpenReport,
 }
 
@@ -187,8 +193,15 @@ impl Store {
             commit_lock: Mutex::new(()),
             sync: SyncThread::default(),
             broken: Mutex::new(None),
+            commit_hooks: Mutex::new(BTreeMap::new()),
             report,
         }
+    }
+
+    /// Run `hook` on dataset `ds`'s tree inside every commit that writes
+    /// it (replacing an earlier hook). It must not call back into the store.
+    pub fn set_commit_hook(&self, ds: u64, hook: CommitHook) {
+        self.commit_hooks.lock().insert(ds, hook);
     }
 
     pub fn pool(&self) -> &Arc<Pool> {

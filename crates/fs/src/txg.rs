@@ -74,9 +74,15 @@ impl Store {
         }
         let mut guard = self.trees.write();
         let t = &mut *guard;
+        let hooks = self.commit_hooks.lock().clone();
         for (&id, tree) in t.datasets.iter_mut() {
             if !tree.is_dirty() {
                 continue;
+            }
+            // The layer above records what belongs with this txg (the
+            // intent log's next chain) while nothing else can change it.
+            if let Some(hook) = hooks.get(&id) {
+                hook(tree)?;
             }
             let flushed = tree.flush()?;
             for bp in &flushed.freed {

@@ -766,6 +766,89 @@ impl Pool {
         free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
     }
 
+    /// Allocate `len` bytes (rounded to the block size) of one copy on the
+    /// first device, for an intent log block: written in place, outside
+    /// the tree, and checksummed by its own header.
+    pub fn alloc_log(&self, len: u64) -> Result<Extent> {
+        self.check_writable()?;
+        let mut e = self.alloc.lock().alloc(len, 1, AllocClass::Normal)?;
+        Ok(e.remove(0))
+    }
+
+    /// Give a log extent back. `now` only for an extent allocated in the
+    /// open txg and never made reachable by a commit; otherwise it waits out
+    /// the deferral like any freed block.
+    pub fn free_log(&self, e: Extent, now: bool) -> Result<()> {
+        self.check_writable()?;
+        let txg = self.open_txg();
+        self.alloc.lock().free(e, txg, now)
+    }
+
+    /// Mark `e` allocated (replay claims the log blocks a crash left, as
+    /// ZFS's zil_claim does, so nothing overwrites them before the log is
+    /// replayed and freed).
+    pub fn claim_log(&self, e: Extent) -> Result<()> {
+        self.check_writable()?;
+        self.check_extent(e)?;
+        self.alloc.lock().claim(e)
+    }
+
+    /// Write `data` at the start of a log extent (it must fit).
+    pub fn write_log(&self, e: Extent, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        if data.len() as u64 > e.len {
+            return Err(PoolError::Invalid(format!(
+                "log write of {} bytes into an extent of {}",
+                data.len(),
+                e.len
+            )));
+        }
+        self.check_extent(e)?;
+        self.devices[e.device as usize].write_at(data, e.offset)?;
+        Ok(())
+    }
+
+    /// Read a log extent whole; its bounds are checked first, since they
+    /// come from disk.
+    pub fn read_log(&self, e: Extent) -> Result<Vec<u8>> {
+        self.check_extent(e)?;
+        let mut buf = vec![0u8; e.len as usize];
+        self.devices[e.device as usize].read_at(&mut buf, e.offset)?;
+        Ok(buf)
+    }
+
+    /// Make every write so far durable (the log's fsync).
+    pub fn flush_devices(&self) -> Result<()> {
+        for d in &self.devices {
+            d.flush()?;
+        }
+        Ok(())
+    }
+
+    fn check_extent(&self, e: Extent) -> Result<()> {
+        let bs = self.config.block_size as u64;
+        let ok = e.len > 0
+            && e.len <= MAX_BLOCK_BYTES as u64
+            && self.config.devices.get(e.device as usize).is_some_and(|d| {
+                e.offset % bs == 0
+                    && e.offset >= d.data_start
+                    && e.offset
+                        .checked_add(e.len)
+                        .is_some_and(|end| end <= d.data_end)
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(PoolError::corrupt(
+                "log extent",
+                format!(
+                    "{}:{}+{} is outside the data area",
+                    e.device, e.offset, e.len
+                ),
+            ))
+        }
+    }
+
     /// Replace the in-memory space state with exactly `allocated` (fsck
     /// repair: the reachable set is the truth). The next commit writes it
     /// as a condensed space map.

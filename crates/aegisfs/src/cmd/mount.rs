@@ -32,7 +32,8 @@ pub struct Args {
     pub mountpoint: PathBuf,
     /// Mount options, comma separated: ro, rw, noatime, relatime,
     /// strictatime, allow_other, allow_root, dev, nodev, suid, nosuid,
-    /// exec, noexec, auto_unmount, fsname=NAME, threads=N.
+    /// exec, noexec, auto_unmount, fsname=NAME, threads=N, nolog (fsync
+    /// commits a transaction group instead of writing the intent log).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// Stay in the foreground (logs go to stderr) until unmounted.
@@ -78,7 +79,9 @@ pub fn strip_mount8_options(spec: &str) -> String {
 
 pub fn run(a: Args) -> CliResult<u8> {
     let spec = a.options.join(",");
-    let mut parsed = parse_options(&spec, &[]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut parsed =
+        parse_options(&spec, &["nolog"]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut intent_log = true;
     let mut atime = AtimeMode::Relatime;
     let mut read_only = false;
     for FsOption { name, .. } in &parsed.fs {
@@ -88,6 +91,7 @@ pub fn run(a: Args) -> CliResult<u8> {
             "noatime" => atime = AtimeMode::Noatime,
             "relatime" => atime = AtimeMode::Relatime,
             "strictatime" => atime = AtimeMode::Strictatime,
+            "nolog" => intent_log = false,
             _ => {}
         }
     }
@@ -129,6 +133,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         store.clone(),
         DiskFsOptions {
             atime,
+            intent_log,
             ..Default::default()
         },
     )

@@ -35,6 +35,8 @@ pub const SYMLINK: u8 = 6;
 pub const DATA: u8 = 7;
 pub const META: u8 = 16;
 pub const ORPHAN: u8 = 17;
+/// Object 0: where the intent log chain of the next txg starts.
+pub const LOG_HEAD: u8 = 18;
 
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
@@ -160,6 +162,10 @@ pub fn data_offset(k: &[u8]) -> Option<u64> {
 
 pub fn meta() -> Vec<u8> {
     key(META_OBJECT, META, 0)
+}
+
+pub fn log_head() -> Vec<u8> {
+    key(META_OBJECT, LOG_HEAD, 0)
 }
 
 pub fn orphan(ino: u64) -> Vec<u8> {

@@ -20,6 +20,7 @@
 mod dir;
 mod file;
 mod inode;
+mod log;
 mod tx;
 mod xattr;
 
@@ -53,6 +54,8 @@ pub struct DiskFsOptions {
     /// The dataset holding the filesystem.
     pub dataset: u64,
     pub atime: AtimeMode,
+    /// `fsync` writes the intent log (true) or commits a txg (false).
+    pub intent_log: bool,
 }
 
 impl Default for DiskFsOptions {
@@ -60,6 +63,7 @@ impl Default for DiskFsOptions {
         DiskFsOptions {
             dataset: aegis_fs::dataset::ROOT_DATASET,
             atime: AtimeMode::Relatime,
+            intent_log: true,
         }
     }
 }
@@ -103,6 +107,7 @@ pub struct DiskFs {
     /// The dataset's record size (fixed at mkfs), readable without the lock.
     record_size: u32,
     state: Mutex<State>,
+    log: log::SharedLog,
 }
 
 fn bytes(name: &OsStr) -> &[u8] {
@@ -166,6 +171,7 @@ impl DiskFs {
             opts,
             read_only,
             record_size: meta.record_size,
+            log: Default::default(),
             state: Mutex::new(State {
                 meta,
                 handles: HashMap::new(),
@@ -175,6 +181,15 @@ impl DiskFs {
             }),
         });
         fs.view(|t| read_inode(t, ROOT_INO).map(|_| ()))?;
+        if !read_only {
+            fs.store.set_commit_hook(
+                ds,
+                log::commit_hook(fs.log.clone(), fs.store.pool().clone()),
+            );
+            fs.replay_log()?;
+        } else if fs.view(|t| Ok(t.get(&keys::log_head())?.is_some()))? {
+            tracing::warn!("read-only mount: the intent log is not replayed; changes fsynced after the last commit are not shown");
+        }
         if !read_only && !orphans.is_empty() {
             tracing::info!(
                 count = orphans.len(),
@@ -250,6 +265,7 @@ impl DiskFs {
                 now: now_ns(),
                 written: Vec::new(),
                 to_free: Vec::new(),
+                log: Vec::new(),
             };
             let mut r = f(&mut tx);
             let dirty = tx.meta_dirty;
@@ -261,9 +277,15 @@ impl DiskFs {
                     r = Err(e.into());
                 }
             }
+            let recs = std::mem::take(&mut tx.log);
             let failed = r.is_err();
             if r.is_ok() {
                 *meta = m;
+                // Appended under the trees lock: no commit can fall between
+                // this change and its record.
+                if !recs.is_empty() {
+                    self.log.lock().append(recs);
+                }
             }
             out = Some(r);
             if failed {
@@ -350,7 +372,12 @@ impl DiskFs {
         if !referenced {
             st.refs.remove(&ino);
         }
-        if referenced || ino == ROOT_INO || !st.orphans.contains(&ino) || self.read_only {
+        if referenced
+            || ino == ROOT_INO
+            || !st.orphans.contains(&ino)
+            || self.read_only
+            || self.log.lock().replaying
+        {
             return Ok(());
         }
         let records = self.view(|t| file::record_count(t, ino))?;
@@ -398,6 +425,7 @@ impl DiskFs {
             if dir::find(tx.tree, parent, name)?.is_some() {
                 return Err(FsError::Exists);
             }
+            let perm_in = perm;
             let mut perm = perm & 0o7777;
             let mut gid = req.gid;
             if p.mode & libc::S_ISGID != 0 {
@@ -432,6 +460,25 @@ impl DiskFs {
             if let Some(t) = target {
                 xattr::write_symlink(tx, ino, t)?;
             }
+            tx.log.push(match target {
+                Some(t) => log::LogRec::Symlink {
+                    parent,
+                    name: name.to_vec(),
+                    target: t.to_vec(),
+                    uid: req.uid,
+                    gid: req.gid,
+                    ino,
+                },
+                None => log::LogRec::Mknod {
+                    parent,
+                    name: name.to_vec(),
+                    mode: ftype | (perm_in & 0o7777),
+                    rdev,
+                    uid: req.uid,
+                    gid: req.gid,
+                    ino,
+                },
+            });
             dir::insert(tx, parent, &mut p, name, ino, ftype)?;
             touch_modified(&mut p, now);
             if is_dir {
@@ -468,6 +515,14 @@ impl DiskFs {
                 let mut r = tx.inode(ino)?;
                 file::truncate(tx, ino, &mut r, 0)?;
                 touch_modified(&mut r, tx.now);
+                tx.log.push(log::LogRec::SetAttr {
+                    ino,
+                    mode: None,
+                    uid: None,
+                    gid: None,
+                    size: Some(0),
+                    times: [None, Some(r.mtime), Some(r.ctime), None],
+                });
                 tx.put_inode(ino, &r)
             })?;
         }
@@ -500,6 +555,50 @@ impl DiskFs {
             let mut r = tx.inode(ino)?;
             file::write(tx, ino, &mut r, offset, data)?;
             touch_modified(&mut r, tx.now);
+            tx.log.push(log::LogRec::Write {
+                ino,
+                offset,
+                data: data.to_vec(),
+            });
+            tx.put_inode(ino, &r)
+        })
+    }
+
+    /// Zero `[offset, end)` of a file (a hole afterwards); with
+    /// `grow_to`, also extend it to at least that size.
+    fn punch_locked(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        offset: u64,
+        end: u64,
+        grow_to: Option<u64>,
+    ) -> Result<()> {
+        let ops = 4 + (end - offset) / self.record_size as u64 / 8;
+        self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            file::punch(tx, ino, &mut r, offset, end)?;
+            touch_modified(&mut r, tx.now);
+            tx.log.push(log::LogRec::Punch { ino, offset, end });
+            if let Some(size) = grow_to {
+                if size > r.size {
+                    r.size = size;
+                    tx.log.push(log::LogRec::Extend { ino, size });
+                }
+            }
+            tx.put_inode(ino, &r)
+        })
+    }
+
+    /// Grow a file to `size` (a hole), as fallocate mode 0 does.
+    fn extend_locked(&self, st: &mut State, ino: Ino, size: u64) -> Result<()> {
+        self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if size > r.size {
+                r.size = size;
+                touch_modified(&mut r, tx.now);
+                tx.log.push(log::LogRec::Extend { ino, size });
+            }
             tx.put_inode(ino, &r)
         })
     }
@@ -556,9 +655,215 @@ impl DiskFs {
         Ok(rows)
     }
 
+    /// fsync and fsyncdir: write the intent log and flush; a txg commit
+    /// when the log is off or cannot take it.
     fn sync_handle(&self, ino: Ino, fh: Fh) -> Result<()> {
         Self::handle(&self.state.lock(), ino, fh)?;
-        self.sync()
+        if self.read_only {
+            return Ok(());
+        }
+        if !self.opts.intent_log {
+            return self.sync();
+        }
+        match log::write_pending(&self.log, self.store.pool())? {
+            log::Logged::Done => Ok(()),
+            log::Logged::NeedCommit => self.sync(),
+        }
+    }
+
+    /// Replay the intent log a crash left: claim its places, re-run its
+    /// records on the last txg, commit. A record that does not apply ends
+    /// the replay there, as a torn block does.
+    fn replay_log(&self) -> Result<()> {
+        let Some(head) = self.view(|t| match t.get(&keys::log_head())? {
+            Some(v) => Ok(Some(aegis_fs::intent_log::LogHead::decode(&v)?)),
+            None => Ok(None),
+        })?
+        else {
+            return Ok(());
+        };
+        let pool = self.store.pool().clone();
+        let (records, places) = log::read_chain(&pool, head);
+        {
+            let mut l = self.log.lock();
+            // The head was allocated by the last commit; the later places
+            // only in memory before the crash: claim them so nothing
+            // allocates over the chain while it is replayed.
+            l.places.push(head.place);
+            for p in &places {
+                if pool.claim_log(*p).is_ok() {
+                    l.places.push(*p);
+                }
+            }
+            l.replaying = true;
+        }
+        let total = records.len();
+        let mut applied = 0;
+        for r in &records {
+            let res = log::LogRec::decode(r).and_then(|rec| self.apply(&rec));
+            if let Err(e) = res {
+                tracing::warn!(applied, total, error = %e, "intent log replay stopped at a record that does not apply");
+                break;
+            }
+            applied += 1;
+        }
+        self.log.lock().replaying = false;
+        // The chain is spent: drop its head in this txg, which also makes
+        // sure the commit below runs the hook that frees its places.
+        {
+            let mut st = self.state.lock();
+            self.tx(&mut st.meta, 1, AllocClass::Reserved, |tx| {
+                tx.tree.remove(&keys::log_head())?;
+                Ok(())
+            })?;
+        }
+        if total > 0 {
+            tracing::info!(
+                applied,
+                total,
+                chain = head.chain,
+                "replayed the intent log"
+            );
+        }
+        // Orphans made by the replay (names removed while open) go now.
+        {
+            let mut st = self.state.lock();
+            let pending: Vec<Ino> = st.orphans.iter().copied().collect();
+            for ino in pending {
+                self.release_orphan(&mut st, ino);
+            }
+        }
+        self.store.commit()?;
+        Ok(())
+    }
+
+    /// Re-run one logged change.
+    fn apply(&self, rec: &log::LogRec) -> Result<()> {
+        use log::LogRec as L;
+        let name = |n: &[u8]| OsStr::from_bytes(n).to_owned();
+        match rec {
+            L::Mknod {
+                parent,
+                name: n,
+                mode,
+                rdev,
+                uid,
+                gid,
+                ino,
+            } => {
+                let req = Request {
+                    uid: *uid,
+                    gid: *gid,
+                    pid: 0,
+                };
+                let mut st = self.state.lock();
+                let a = self.create_node(
+                    &mut st,
+                    &req,
+                    *parent,
+                    n,
+                    mode & S_IFMT,
+                    mode & 0o7777,
+                    *rdev,
+                    None,
+                )?;
+                Self::forget_locked(&mut st, a.ino);
+                self.check_replayed_ino(a.ino, *ino)
+            }
+            L::Symlink {
+                parent,
+                name: n,
+                target,
+                uid,
+                gid,
+                ino,
+            } => {
+                let req = Request {
+                    uid: *uid,
+                    gid: *gid,
+                    pid: 0,
+                };
+                let mut st = self.state.lock();
+                let a =
+                    self.create_node(&mut st, &req, *parent, n, S_IFLNK, 0o777, 0, Some(target))?;
+                Self::forget_locked(&mut st, a.ino);
+                self.check_replayed_ino(a.ino, *ino)
+            }
+            L::Unlink { parent, name: n } => self.unlink(*parent, &name(n)),
+            L::Rmdir { parent, name: n } => self.rmdir(*parent, &name(n)),
+            L::Rename {
+                parent,
+                name: n,
+                newparent,
+                newname,
+                flags,
+            } => self.rename(*parent, &name(n), *newparent, &name(newname), *flags),
+            L::Link {
+                ino,
+                newparent,
+                newname,
+            } => {
+                let a = self.link(*ino, *newparent, &name(newname))?;
+                self.forget(a.ino, 1);
+                Ok(())
+            }
+            L::SetAttr {
+                ino,
+                mode,
+                uid,
+                gid,
+                size,
+                times,
+            } => {
+                let t = |v: Option<i64>| v.map(|n| TimeOrNow::Time(inode::from_ns(n)));
+                let set = SetAttr {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    size: *size,
+                    atime: t(times[0]),
+                    mtime: t(times[1]),
+                    ctime: times[2].map(inode::from_ns),
+                    crtime: times[3].map(inode::from_ns),
+                };
+                self.setattr(&Request::root(), *ino, &set, None).map(|_| ())
+            }
+            L::Write { ino, offset, data } => {
+                let mut st = self.state.lock();
+                self.write_locked(&mut st, *ino, *offset, data)
+            }
+            L::Punch { ino, offset, end } => {
+                let mut st = self.state.lock();
+                self.punch_locked(&mut st, *ino, *offset, *end, None)
+            }
+            L::Extend { ino, size } => {
+                let mut st = self.state.lock();
+                self.extend_locked(&mut st, *ino, *size)
+            }
+            L::SetXattr {
+                ino,
+                name: n,
+                value,
+                flags,
+            } => self.setxattr(*ino, &name(n), value, *flags),
+            L::RemoveXattr { ino, name: n } => self.removexattr(*ino, &name(n)),
+        }
+    }
+
+    fn check_replayed_ino(&self, got: Ino, want: Ino) -> Result<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(FsError::Io(format!(
+                "intent log replay created inode {got} where the log says {want}"
+            )))
+        }
+    }
+
+    fn forget_locked(st: &mut State, ino: Ino) {
+        if let Some(r) = st.refs.get_mut(&ino) {
+            r.lookups = r.lookups.saturating_sub(1);
+        }
     }
 }
 
@@ -658,6 +963,20 @@ impl FileSystem for DiskFs {
                 r.ctime = now;
             }
             tx.put_inode(ino, &r)?;
+            let t = |on: bool, v: i64| on.then_some(v);
+            tx.log.push(log::LogRec::SetAttr {
+                ino,
+                mode: set.mode.map(|m| m & 0o7777),
+                uid: set.uid,
+                gid: set.gid,
+                size: set.size,
+                times: [
+                    t(set.atime.is_some(), r.atime),
+                    t(set.mtime.is_some() || set.size.is_some(), r.mtime),
+                    Some(r.ctime),
+                    t(set.crtime.is_some(), r.crtime),
+                ],
+            });
             Ok(r)
         })?;
         Ok(self.attr_of(ino, &r, &st))
@@ -711,6 +1030,10 @@ impl FileSystem for DiskFs {
             if c.nlink == 0 {
                 self.orphan(tx, &mut st.orphans, f.ino)?;
             }
+            tx.log.push(log::LogRec::Unlink {
+                parent,
+                name: name.to_vec(),
+            });
             Ok(f.ino)
         })?;
         self.release_orphan(st, ino);
@@ -743,6 +1066,10 @@ impl FileSystem for DiskFs {
             c.ctime = tx.now;
             tx.put_inode(f.ino, &c)?;
             self.orphan(tx, &mut st.orphans, f.ino)?;
+            tx.log.push(log::LogRec::Rmdir {
+                parent,
+                name: name.to_vec(),
+            });
             Ok(f.ino)
         })?;
         self.release_orphan(st, ino);
@@ -794,11 +1121,20 @@ impl FileSystem for DiskFs {
         let mut st = self.state.lock();
         let st = &mut *st;
         let limit = st.meta.inodes;
+        let rec = log::LogRec::Rename {
+            parent,
+            name: name.to_vec(),
+            newparent,
+            newname: newname.to_vec(),
+            flags,
+        };
         let freed = self.tx(
             &mut st.meta,
             2 * NAMESPACE_OPS,
             AllocClass::Reserved,
             |tx| {
+                // Kept only if the rename succeeds (a no-op one replays as one).
+                tx.log.push(rec.clone());
                 let now = tx.now;
                 let p = tx.inode(parent)?;
                 if !p.is_dir() {
@@ -971,6 +1307,11 @@ impl FileSystem for DiskFs {
             r.nlink += 1;
             r.ctime = tx.now;
             tx.put_inode(ino, &r)?;
+            tx.log.push(log::LogRec::Link {
+                ino,
+                newparent,
+                newname: newname.to_vec(),
+            });
             Ok(r)
         })?;
         Self::add_lookup(&mut st, ino);
@@ -1184,6 +1525,12 @@ impl FileSystem for DiskFs {
             }
             xattr::set(tx, ino, name, value)?;
             r.ctime = tx.now;
+            tx.log.push(log::LogRec::SetXattr {
+                ino,
+                name: name.to_vec(),
+                value: value.to_vec(),
+                flags,
+            });
             tx.put_inode(ino, &r)
         })
     }
@@ -1224,6 +1571,10 @@ impl FileSystem for DiskFs {
             }
             xattr::remove(tx, ino, name)?;
             r.ctime = tx.now;
+            tx.log.push(log::LogRec::RemoveXattr {
+                ino,
+                name: name.to_vec(),
+            });
             tx.put_inode(ino, &r)
         })
     }
@@ -1252,25 +1603,11 @@ impl FileSystem for DiskFs {
             // neither): allocation only extends the size.
             0 | KEEP => {
                 if mode == 0 && end > r.size {
-                    self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
-                        let mut r = tx.inode(ino)?;
-                        r.size = end;
-                        touch_modified(&mut r, tx.now);
-                        tx.put_inode(ino, &r)
-                    })?;
+                    self.extend_locked(&mut st, ino, end)?;
                 }
                 Ok(())
             }
-            PUNCH => {
-                let rs = st.meta.record_size as u64;
-                let ops = 4 + length / rs / 8;
-                self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
-                    let mut r = tx.inode(ino)?;
-                    file::punch(tx, ino, &mut r, offset, end)?;
-                    touch_modified(&mut r, tx.now);
-                    tx.put_inode(ino, &r)
-                })
-            }
+            PUNCH => self.punch_locked(&mut st, ino, offset, end, None),
             _ => Err(FsError::NotSupported),
         }
     }
@@ -1349,12 +1686,7 @@ impl FileSystem for DiskFs {
             let at = offset_out + done;
             if buf.iter().all(|&b| b == 0) {
                 // A hole stays a hole: punch, and extend the size if needed.
-                self.tx(&mut st.meta, 4, AllocClass::Normal, |tx| {
-                    let mut r = tx.inode(ino_out)?;
-                    file::punch(tx, ino_out, &mut r, at, at + piece)?;
-                    r.size = r.size.max(at + piece);
-                    tx.put_inode(ino_out, &r)
-                })?;
+                self.punch_locked(&mut st, ino_out, at, at + piece, Some(at + piece))?;
             } else {
                 self.write_locked(&mut st, ino_out, at, &buf)?;
             }

@@ -26,6 +26,8 @@ pub(crate) struct Tx<'a> {
     pub written: Vec<BlockPtr>,
     /// Blocks this operation stops using: freed only if it succeeds.
     pub to_free: Vec<BlockPtr>,
+    /// Intent log records of this operation, appended if it succeeds.
+    pub log: Vec<super::log::LogRec>,
 }
 
 impl Tx<'_> {

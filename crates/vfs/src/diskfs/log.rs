@@ -1,0 +1,615 @@
+//! The filesystem's intent log: what each change records, how `fsync`
+//! writes the records, and how mount replays them.
+//!
+//! Every change made through [`DiskFs`](super::DiskFs) appends a record
+//! inside its tree transaction, so records and txgs cut the history at the
+//! same points: a commit covers exactly the records appended before it
+//! (the commit hook drops them and starts a new chain). `fsync` writes the
+//! records not yet logged, in order, as one block of the chain and flushes
+//! (see `aegis_fs::intent_log` for the block format). Replay re-runs the
+//! records on top of the last txg, in order; inode numbers come out the
+//! same because allocation is deterministic, and each create checks it.
+//!
+//! Records: u8 type, then fields (little-endian; names and values with a
+//! u16 or u32 length). Times set explicitly are recorded resolved, so a
+//! replayed `utimensat(..., UTIME_NOW)` gives the original time.
+
+use std::sync::Arc;
+
+use aegis_fs::intent_log::{payload_len, LogBlock, LogHead, LOG_BLOCK_SIZE, LOG_HEADER, MAX_CHAIN};
+use aegis_fs::posix::keys;
+use aegis_fs::CommitHook;
+use aegis_pool::codec::{Reader, Writer};
+use aegis_pool::{Extent, Pool};
+use parking_lot::Mutex;
+
+use crate::error::{FsError, Result};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LogRec {
+    /// mknod, create and mkdir: `mode` holds the type, as given (before
+    /// setgid inheritance); `ino` is what it created.
+    Mknod {
+        parent: u64,
+        name: Vec<u8>,
+        mode: u32,
+        rdev: u64,
+        uid: u32,
+        gid: u32,
+        ino: u64,
+    },
+    Symlink {
+        parent: u64,
+        name: Vec<u8>,
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        ino: u64,
+    },
+    Unlink {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Rmdir {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Rename {
+        parent: u64,
+        name: Vec<u8>,
+        newparent: u64,
+        newname: Vec<u8>,
+        flags: u32,
+    },
+    Link {
+        ino: u64,
+        newparent: u64,
+        newname: Vec<u8>,
+    },
+    /// The attributes after the change (`None` = untouched).
+    SetAttr {
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        times: [Option<i64>; 4],
+    },
+    Write {
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Punch {
+        ino: u64,
+        offset: u64,
+        end: u64,
+    },
+    Extend {
+        ino: u64,
+        size: u64,
+    },
+    SetXattr {
+        ino: u64,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: i32,
+    },
+    RemoveXattr {
+        ino: u64,
+        name: Vec<u8>,
+    },
+}
+
+fn put_bytes(w: &mut Writer, b: &[u8]) {
+    w.u32(b.len() as u32);
+    w.bytes(b);
+}
+
+fn get_bytes(r: &mut Reader<'_>) -> Result<Vec<u8>> {
+    let n = r.u32()? as usize;
+    Ok(r.bytes(n)?.to_vec())
+}
+
+fn opt32(w: &mut Writer, v: Option<u32>) {
+    w.u8(v.is_some() as u8);
+    w.u32(v.unwrap_or(0));
+}
+
+fn opt64(w: &mut Writer, v: Option<u64>) {
+    w.u8(v.is_some() as u8);
+    w.u64(v.unwrap_or(0));
+}
+
+fn get_opt32(r: &mut Reader<'_>) -> Result<Option<u32>> {
+    let some = r.u8()? != 0;
+    let v = r.u32()?;
+    Ok(some.then_some(v))
+}
+
+fn get_opt64(r: &mut Reader<'_>) -> Result<Option<u64>> {
+    let some = r.u8()? != 0;
+    let v = r.u64()?;
+    Ok(some.then_some(v))
+}
+
+impl LogRec {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            LogRec::Mknod {
+                parent,
+                name,
+                mode,
+                rdev,
+                uid,
+                gid,
+                ino,
+            } => {
+                w.u8(1);
+                w.u64(*parent);
+                w.u32(*mode);
+                w.u64(*rdev);
+                w.u32(*uid);
+                w.u32(*gid);
+                w.u64(*ino);
+                put_bytes(&mut w, name);
+            }
+            LogRec::Symlink {
+                parent,
+                name,
+                target,
+                uid,
+                gid,
+                ino,
+            } => {
+                w.u8(2);
+                w.u64(*parent);
+                w.u32(*uid);
+                w.u32(*gid);
+                w.u64(*ino);
+                put_bytes(&mut w, name);
+                put_bytes(&mut w, target);
+            }
+            LogRec::Unlink { parent, name } | LogRec::Rmdir { parent, name } => {
+                w.u8(if matches!(self, LogRec::Unlink { .. }) {
+                    3
+                } else {
+                    4
+                });
+                w.u64(*parent);
+                put_bytes(&mut w, name);
+            }
+            LogRec::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                flags,
+            } => {
+                w.u8(5);
+                w.u64(*parent);
+                w.u64(*newparent);
+                w.u32(*flags);
+                put_bytes(&mut w, name);
+                put_bytes(&mut w, newname);
+            }
+            LogRec::Link {
+                ino,
+                newparent,
+                newname,
+            } => {
+                w.u8(6);
+                w.u64(*ino);
+                w.u64(*newparent);
+                put_bytes(&mut w, newname);
+            }
+            LogRec::SetAttr {
+                ino,
+                mode,
+                uid,
+                gid,
+                size,
+                times,
+            } => {
+                w.u8(7);
+                w.u64(*ino);
+                opt32(&mut w, *mode);
+                opt32(&mut w, *uid);
+                opt32(&mut w, *gid);
+                opt64(&mut w, *size);
+                for t in times {
+                    opt64(&mut w, t.map(|v| v as u64));
+                }
+            }
+            LogRec::Write { ino, offset, data } => {
+                w.u8(8);
+                w.u64(*ino);
+                w.u64(*offset);
+                put_bytes(&mut w, data);
+            }
+            LogRec::Punch { ino, offset, end } => {
+                w.u8(9);
+                w.u64(*ino);
+                w.u64(*offset);
+                w.u64(*end);
+            }
+            LogRec::Extend { ino, size } => {
+                w.u8(10);
+                w.u64(*ino);
+                w.u64(*size);
+            }
+            LogRec::SetXattr {
+                ino,
+                name,
+                value,
+                flags,
+            } => {
+                w.u8(11);
+                w.u64(*ino);
+                w.u32(*flags as u32);
+                put_bytes(&mut w, name);
+                put_bytes(&mut w, value);
+            }
+            LogRec::RemoveXattr { ino, name } => {
+                w.u8(12);
+                w.u64(*ino);
+                put_bytes(&mut w, name);
+            }
+        }
+        w.into_inner()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<LogRec> {
+        let mut r = Reader::new(b, "log record");
+        let rec = match r.u8()? {
+            1 => {
+                let (parent, mode, rdev, uid, gid, ino) =
+                    (r.u64()?, r.u32()?, r.u64()?, r.u32()?, r.u32()?, r.u64()?);
+                LogRec::Mknod {
+                    parent,
+                    name: get_bytes(&mut r)?,
+                    mode,
+                    rdev,
+                    uid,
+                    gid,
+                    ino,
+                }
+            }
+            2 => {
+                let (parent, uid, gid, ino) = (r.u64()?, r.u32()?, r.u32()?, r.u64()?);
+                let name = get_bytes(&mut r)?;
+                LogRec::Symlink {
+                    parent,
+                    name,
+                    target: get_bytes(&mut r)?,
+                    uid,
+                    gid,
+                    ino,
+                }
+            }
+            t @ (3 | 4) => {
+                let parent = r.u64()?;
+                let name = get_bytes(&mut r)?;
+                if t == 3 {
+                    LogRec::Unlink { parent, name }
+                } else {
+                    LogRec::Rmdir { parent, name }
+                }
+            }
+            5 => {
+                let (parent, newparent, flags) = (r.u64()?, r.u64()?, r.u32()?);
+                let name = get_bytes(&mut r)?;
+                LogRec::Rename {
+                    parent,
+                    name,
+                    newparent,
+                    newname: get_bytes(&mut r)?,
+                    flags,
+                }
+            }
+            6 => {
+                let (ino, newparent) = (r.u64()?, r.u64()?);
+                LogRec::Link {
+                    ino,
+                    newparent,
+                    newname: get_bytes(&mut r)?,
+                }
+            }
+            7 => {
+                let ino = r.u64()?;
+                let (mode, uid, gid, size) = (
+                    get_opt32(&mut r)?,
+                    get_opt32(&mut r)?,
+                    get_opt32(&mut r)?,
+                    get_opt64(&mut r)?,
+                );
+                let mut times = [None; 4];
+                for t in &mut times {
+                    *t = get_opt64(&mut r)?.map(|v| v as i64);
+                }
+                LogRec::SetAttr {
+                    ino,
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                    times,
+                }
+            }
+            8 => {
+                let (ino, offset) = (r.u64()?, r.u64()?);
+                LogRec::Write {
+                    ino,
+                    offset,
+                    data: get_bytes(&mut r)?,
+                }
+            }
+            9 => LogRec::Punch {
+                ino: r.u64()?,
+                offset: r.u64()?,
+                end: r.u64()?,
+            },
+            10 => LogRec::Extend {
+                ino: r.u64()?,
+                size: r.u64()?,
+            },
+            11 => {
+                let (ino, flags) = (r.u64()?, r.u32()? as i32);
+                let name = get_bytes(&mut r)?;
+                LogRec::SetXattr {
+                    ino,
+                    name,
+                    value: get_bytes(&mut r)?,
+                    flags,
+                }
+            }
+            12 => {
+                let ino = r.u64()?;
+                LogRec::RemoveXattr {
+                    ino,
+                    name: get_bytes(&mut r)?,
+                }
+            }
+            t => return Err(FsError::Io(format!("log record of unknown type {t}"))),
+        };
+        if r.remaining() != 0 {
+            return Err(FsError::Io("log record with trailing bytes".into()));
+        }
+        Ok(rec)
+    }
+}
+
+/// The log between two commits. Lock order: the store's trees lock, then
+/// this (ops append inside their transaction; the commit hook runs inside
+/// the commit); `fsync` takes only this.
+#[derive(Default)]
+pub(crate) struct LogState {
+    /// Records since the last commit, in order.
+    pub pending: Vec<Vec<u8>>,
+    /// How many of `pending` are durable in the chain.
+    pub logged: usize,
+    /// The chain being written: id, next sequence number, next place.
+    pub chain: u64,
+    pub seq: u64,
+    pub cursor: Option<Extent>,
+    /// Places of this chain to free once a commit covers it: (extent,
+    /// whether a committed space map holds it allocated).
+    pub places: Vec<Extent>,
+    /// Keep a chain ready at each commit (set by the first fsync).
+    pub armed: bool,
+    /// Replaying: changes are not logged again.
+    pub replaying: bool,
+    /// Bytes of `pending` encoded.
+    pub bytes: usize,
+    /// More changed than the log can hold: the next fsync commits.
+    pub overflow: bool,
+}
+
+pub(crate) type SharedLog = Arc<Mutex<LogState>>;
+
+/// Records kept between commits at most: what one log block holds. Past
+/// it the log gives up until the next commit (fsync commits instead), so
+/// a large write does not keep its data twice in memory.
+const PENDING_LIMIT: usize = LOG_BLOCK_SIZE as usize - LOG_HEADER;
+
+impl LogState {
+    pub fn append(&mut self, recs: Vec<LogRec>) {
+        if self.replaying || self.overflow {
+            return;
+        }
+        for r in recs {
+            let e = r.encode();
+            self.bytes += 4 + e.len();
+            self.pending.push(e);
+        }
+        if self.bytes > PENDING_LIMIT {
+            self.overflow = true;
+            self.pending.clear();
+            self.logged = 0;
+        }
+    }
+}
+
+/// The hook the store calls inside each commit of the dataset: the
+/// records are covered now, the old chain's places are freed (deferred:
+/// older txgs may still point at the head), and a new chain starts,
+/// recorded in the tree so it is durable with this txg.
+pub(crate) fn commit_hook(log: SharedLog, pool: Arc<Pool>) -> CommitHook {
+    Arc::new(move |tree| {
+        let mut l = log.lock();
+        l.pending.clear();
+        l.logged = 0;
+        l.bytes = 0;
+        l.overflow = false;
+        for e in std::mem::take(&mut l.places) {
+            pool.free_log(e, false)?;
+        }
+        l.cursor = None;
+        if l.armed && !l.replaying {
+            let place = pool.alloc_log(LOG_BLOCK_SIZE)?;
+            l.chain = pool.open_txg();
+            l.seq = 0;
+            l.cursor = Some(place);
+            l.places.push(place);
+            let head = LogHead {
+                chain: l.chain,
+                place,
+            };
+            tree.insert(&keys::log_head(), &head.encode())?;
+        } else if tree.get(&keys::log_head())?.is_some() {
+            tree.remove(&keys::log_head())?;
+        }
+        Ok(())
+    })
+}
+
+/// What `fsync` must do after trying the log.
+pub(crate) enum Logged {
+    /// Everything is durable.
+    Done,
+    /// The log cannot take it (no chain yet, or too much for one block):
+    /// commit a txg instead.
+    NeedCommit,
+}
+
+/// Write the records not yet logged as the next block of the chain and
+/// flush.
+pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
+    let mut l = log.lock();
+    if l.overflow {
+        return Ok(Logged::NeedCommit);
+    }
+    if l.logged == l.pending.len() {
+        return Ok(Logged::Done);
+    }
+    let Some(place) = l.cursor else {
+        l.armed = true;
+        return Ok(Logged::NeedCommit);
+    };
+    let records = l.pending[l.logged..].to_vec();
+    if LOG_HEADER + payload_len(&records) > LOG_BLOCK_SIZE as usize {
+        return Ok(Logged::NeedCommit);
+    }
+    let next = match pool.alloc_log(LOG_BLOCK_SIZE) {
+        Ok(e) => e,
+        Err(_) => return Ok(Logged::NeedCommit),
+    };
+    l.places.push(next);
+    let block = LogBlock {
+        chain: l.chain,
+        seq: l.seq,
+        next,
+        records,
+    };
+    pool.write_log(place, &block.encode())?;
+    pool.flush_devices()?;
+    l.seq += 1;
+    l.cursor = Some(next);
+    l.logged = l.pending.len();
+    Ok(Logged::Done)
+}
+
+/// Read the chain that starts at `head`: its records in order, and the
+/// places it used after the head (to claim before anything allocates).
+pub(crate) fn read_chain(pool: &Pool, head: LogHead) -> (Vec<Vec<u8>>, Vec<Extent>) {
+    let mut records = Vec::new();
+    let mut places = Vec::new();
+    let mut place = head.place;
+    for seq in 0..MAX_CHAIN {
+        let Ok(buf) = pool.read_log(place) else { break };
+        let Some(block) = LogBlock::decode(&buf, head.chain, seq) else {
+            break;
+        };
+        records.extend(block.records);
+        places.push(block.next);
+        place = block.next;
+    }
+    (records, places)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let recs = vec![
+            LogRec::Mknod {
+                parent: 1,
+                name: b"a".to_vec(),
+                mode: 0o100644,
+                rdev: 0,
+                uid: 5,
+                gid: 6,
+                ino: 9,
+            },
+            LogRec::Symlink {
+                parent: 1,
+                name: b"s".to_vec(),
+                target: b"t/u".to_vec(),
+                uid: 0,
+                gid: 0,
+                ino: 10,
+            },
+            LogRec::Unlink {
+                parent: 1,
+                name: b"a".to_vec(),
+            },
+            LogRec::Rmdir {
+                parent: 1,
+                name: b"d".to_vec(),
+            },
+            LogRec::Rename {
+                parent: 1,
+                name: b"x".to_vec(),
+                newparent: 2,
+                newname: b"y".to_vec(),
+                flags: 2,
+            },
+            LogRec::Link {
+                ino: 9,
+                newparent: 1,
+                newname: b"b".to_vec(),
+            },
+            LogRec::SetAttr {
+                ino: 9,
+                mode: Some(0o600),
+                uid: None,
+                gid: Some(3),
+                size: Some(7),
+                times: [Some(-5), None, Some(1 << 60), None],
+            },
+            LogRec::Write {
+                ino: 9,
+                offset: 4096,
+                data: vec![1, 2, 3],
+            },
+            LogRec::Punch {
+                ino: 9,
+                offset: 1,
+                end: 2,
+            },
+            LogRec::Extend {
+                ino: 9,
+                size: 1 << 40,
+            },
+            LogRec::SetXattr {
+                ino: 9,
+                name: b"user.a".to_vec(),
+                value: vec![0; 100],
+                flags: 1,
+            },
+            LogRec::RemoveXattr {
+                ino: 9,
+                name: b"user.a".to_vec(),
+            },
+        ];
+        for r in recs {
+            let e = r.encode();
+            assert_eq!(LogRec::decode(&e).unwrap(), r);
+            assert!(LogRec::decode(&e[..e.len() - 1]).is_err());
+        }
+        assert!(LogRec::decode(&[99]).is_err());
+    }
+}
