@@ -1,4 +1,5 @@
-//! Fuzz targets: every decoder of on-disk bytes, and open + fsck + mount +
+//! Fuzz targets: every decoder of on-disk bytes (intent log blocks and
+//! records included), and open + fsck + mount +
 //! walk of a small damaged image. A target must return (Ok or Err) for any
 //! input: a panic, a hang or an allocation blow-up is a finding.
 //!
@@ -75,6 +76,14 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "posix_keys",
             run: posix_keys,
+        },
+        Target {
+            name: "log_block",
+            run: log_block,
+        },
+        Target {
+            name: "log_record",
+            run: log_record,
         },
         Target {
             name: "image",
@@ -164,4 +173,30 @@ fn posix_keys(data: &[u8]) {
     let _ = keys::dirindex_cookie(data);
     let _ = keys::data_offset(data);
     let _ = keys::name_hash(data);
+}
+
+fn log_block(data: &[u8]) {
+    use aegis_fs::intent_log::{LogBlock, LogHead, LOG_HEADER};
+    // Re-seal the checksum so mutations reach the parser behind it.
+    let mut b = data.to_vec();
+    if b.len() >= LOG_HEADER {
+        let plen = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+        if LOG_HEADER + plen <= b.len() {
+            b[64..96].fill(0);
+            let sum = blake3::hash(&b[..LOG_HEADER + plen]);
+            b[64..96].copy_from_slice(sum.as_bytes());
+        }
+        let chain = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
+        let seq = u64::from_le_bytes(b[24..32].try_into().expect("8 bytes"));
+        if let Some(block) = LogBlock::decode(&b, chain, seq) {
+            for r in &block.records {
+                let _ = aegis_vfs::fuzz_log_record(r);
+            }
+        }
+    }
+    let _ = LogHead::decode(data);
+}
+
+fn log_record(data: &[u8]) {
+    let _ = aegis_vfs::fuzz_log_record(data);
 }

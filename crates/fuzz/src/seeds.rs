@@ -111,7 +111,25 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         vec![1, 3, 0, 16, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
         vec![1, 0, 0, 0, 0, 2, 0, 0, 2, 7, 0, 9, 0, 1, 0x80],
     ];
+    let place = aegis_pool::Extent {
+        device: 0,
+        offset: 1 << 20,
+        len: aegis_fs::intent_log::LOG_BLOCK_SIZE,
+    };
+    let log_records = aegis_vfs::sample_log_records();
+    let log_blocks = vec![
+        aegis_fs::intent_log::LogBlock {
+            chain: 9,
+            seq: 0,
+            next: place,
+            records: log_records.clone(),
+        }
+        .encode(),
+        aegis_fs::intent_log::LogHead { chain: 9, place }.encode(),
+    ];
     vec![
+        ("log_block", log_blocks),
+        ("log_record", log_records),
         ("label", vec![label]),
         ("uberblock", ubers),
         ("blkptr", bps),

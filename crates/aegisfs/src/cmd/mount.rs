@@ -79,8 +79,7 @@ pub fn strip_mount8_options(spec: &str) -> String {
 
 pub fn run(a: Args) -> CliResult<u8> {
     let spec = a.options.join(",");
-    let mut parsed =
-        parse_options(&spec, &["nolog"]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut parsed = parse_options(&spec, &["nolog"]).map_err(|e| CliError::new(e.to_string()))?;
     let mut intent_log = true;
     let mut atime = AtimeMode::Relatime;
     let mut read_only = false;

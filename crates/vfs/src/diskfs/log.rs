@@ -121,16 +121,24 @@ fn opt64(w: &mut Writer, v: Option<u64>) {
     w.u64(v.unwrap_or(0));
 }
 
+/// An optional field: a flag 0 or 1, then the value (zero when absent),
+/// so every record has one encoding.
+fn get_opt(flag: u8, v: u64) -> Result<Option<u64>> {
+    match (flag, v) {
+        (0, 0) => Ok(None),
+        (1, v) => Ok(Some(v)),
+        _ => Err(FsError::Io("log record with a malformed optional field".into())),
+    }
+}
+
 fn get_opt32(r: &mut Reader<'_>) -> Result<Option<u32>> {
-    let some = r.u8()? != 0;
-    let v = r.u32()?;
-    Ok(some.then_some(v))
+    let flag = r.u8()?;
+    Ok(get_opt(flag, r.u32()? as u64)?.map(|v| v as u32))
 }
 
 fn get_opt64(r: &mut Reader<'_>) -> Result<Option<u64>> {
-    let some = r.u8()? != 0;
-    let v = r.u64()?;
-    Ok(some.then_some(v))
+    let flag = r.u8()?;
+    get_opt(flag, r.u64()?)
 }
 
 impl LogRec {
@@ -528,83 +536,88 @@ pub(crate) fn read_chain(pool: &Pool, head: LogHead) -> (Vec<Vec<u8>>, Vec<Exten
     (records, places)
 }
 
+/// One record of each kind (tests and fuzz seeds).
+pub(crate) fn samples() -> Vec<LogRec> {
+    vec![
+        LogRec::Mknod {
+            parent: 1,
+            name: b"a".to_vec(),
+            mode: 0o100644,
+            rdev: 0,
+            uid: 5,
+            gid: 6,
+            ino: 9,
+        },
+        LogRec::Symlink {
+            parent: 1,
+            name: b"s".to_vec(),
+            target: b"t/u".to_vec(),
+            uid: 0,
+            gid: 0,
+            ino: 10,
+        },
+        LogRec::Unlink {
+            parent: 1,
+            name: b"a".to_vec(),
+        },
+        LogRec::Rmdir {
+            parent: 1,
+            name: b"d".to_vec(),
+        },
+        LogRec::Rename {
+            parent: 1,
+            name: b"x".to_vec(),
+            newparent: 2,
+            newname: b"y".to_vec(),
+            flags: 2,
+        },
+        LogRec::Link {
+            ino: 9,
+            newparent: 1,
+            newname: b"b".to_vec(),
+        },
+        LogRec::SetAttr {
+            ino: 9,
+            mode: Some(0o600),
+            uid: None,
+            gid: Some(3),
+            size: Some(7),
+            times: [Some(-5), None, Some(1 << 60), None],
+        },
+        LogRec::Write {
+            ino: 9,
+            offset: 4096,
+            data: vec![1, 2, 3],
+        },
+        LogRec::Punch {
+            ino: 9,
+            offset: 1,
+            end: 2,
+        },
+        LogRec::Extend {
+            ino: 9,
+            size: 1 << 40,
+        },
+        LogRec::SetXattr {
+            ino: 9,
+            name: b"user.a".to_vec(),
+            value: vec![0; 100],
+            flags: 1,
+        },
+        LogRec::RemoveXattr {
+            ino: 9,
+            name: b"user.a".to_vec(),
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn records_round_trip() {
-        let recs = vec![
-            LogRec::Mknod {
-                parent: 1,
-                name: b"a".to_vec(),
-                mode: 0o100644,
-                rdev: 0,
-                uid: 5,
-                gid: 6,
-                ino: 9,
-            },
-            LogRec::Symlink {
-                parent: 1,
-                name: b"s".to_vec(),
-                target: b"t/u".to_vec(),
-                uid: 0,
-                gid: 0,
-                ino: 10,
-            },
-            LogRec::Unlink {
-                parent: 1,
-                name: b"a".to_vec(),
-            },
-            LogRec::Rmdir {
-                parent: 1,
-                name: b"d".to_vec(),
-            },
-            LogRec::Rename {
-                parent: 1,
-                name: b"x".to_vec(),
-                newparent: 2,
-                newname: b"y".to_vec(),
-                flags: 2,
-            },
-            LogRec::Link {
-                ino: 9,
-                newparent: 1,
-                newname: b"b".to_vec(),
-            },
-            LogRec::SetAttr {
-                ino: 9,
-                mode: Some(0o600),
-                uid: None,
-                gid: Some(3),
-                size: Some(7),
-                times: [Some(-5), None, Some(1 << 60), None],
-            },
-            LogRec::Write {
-                ino: 9,
-                offset: 4096,
-                data: vec![1, 2, 3],
-            },
-            LogRec::Punch {
-                ino: 9,
-                offset: 1,
-                end: 2,
-            },
-            LogRec::Extend {
-                ino: 9,
-                size: 1 << 40,
-            },
-            LogRec::SetXattr {
-                ino: 9,
-                name: b"user.a".to_vec(),
-                value: vec![0; 100],
-                flags: 1,
-            },
-            LogRec::RemoveXattr {
-                ino: 9,
-                name: b"user.a".to_vec(),
-            },
-        ];
+        let recs = samples();
         for r in recs {
             let e = r.encode();
             assert_eq!(LogRec::decode(&e).unwrap(), r);

@@ -48,6 +48,21 @@ use crate::validate::{
     check_xattr_name, xattr_reply,
 };
 
+/// Decode one intent log record, for the fuzzer: `Ok` if the bytes are a
+/// record (which must then encode back to them).
+#[doc(hidden)]
+pub fn fuzz_log_record(b: &[u8]) -> Result<()> {
+    let r = log::LogRec::decode(b)?;
+    assert_eq!(r.encode(), b, "log record does not round-trip");
+    Ok(())
+}
+
+/// Encoded sample log records, one of each kind (fuzz seeds).
+#[doc(hidden)]
+pub fn sample_log_records() -> Vec<Vec<u8>> {
+    log::samples().iter().map(|r| r.encode()).collect()
+}
+
 /// How a [`DiskFs`] is mounted.
 #[derive(Debug, Clone)]
 pub struct DiskFsOptions {
