@@ -574,6 +574,46 @@ fn data_survives_unmount_and_kill_after_sync() {
     assert_eq!(fs::read(m.p("keep/synced")).unwrap(), &data[..100_000]);
     assert_eq!(fs::read(m.p("keep/big")).unwrap(), data);
     assert_eq!(fs::read(m.p("keep/small")).unwrap(), b"tiny");
+
+    // Through the intent log: the first fsync of a mount starts the chain
+    // (a commit), the next ones only write the log. Then kill -9.
+    let mut f = File::create(m.p("keep/log1")).unwrap();
+    f.write_all(b"first").unwrap();
+    f.sync_all().unwrap();
+    let mut g = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(m.p("keep/log2"))
+        .unwrap();
+    for i in 0..50u32 {
+        g.write_all(&i.to_le_bytes()).unwrap();
+        g.sync_data().unwrap();
+    }
+    drop(g);
+    fs::rename(m.p("keep/log1"), m.p("keep/renamed")).unwrap();
+    File::open(m.p("keep")).unwrap().sync_all().unwrap();
+    m.kill();
+    // A writable mount that must replay refuses norecovery...
+    let out = Command::new(BIN)
+        .args(["mount", "--foreground", "-o", "norecovery"])
+        .arg(&m.img)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("needs 'ro'"),
+        "{out:?}"
+    );
+    // ...a read-only one with norecovery shows the last commit...
+    m.mount_with("ro,norecovery");
+    assert!(m.p("keep/synced").exists());
+    m.unmount();
+    // ...and a normal mount replays the log.
+    m.mount();
+    let want: Vec<u8> = (0..50u32).flat_map(|i| i.to_le_bytes()).collect();
+    assert_eq!(fs::read(m.p("keep/log2")).unwrap(), want);
+    assert_eq!(fs::read(m.p("keep/renamed")).unwrap(), b"first");
+    assert!(!m.p("keep/log1").exists());
     m.finish();
 }
 

@@ -33,7 +33,9 @@ pub struct Args {
     /// Mount options, comma separated: ro, rw, noatime, relatime,
     /// strictatime, allow_other, allow_root, dev, nodev, suid, nosuid,
     /// exec, noexec, auto_unmount, fsname=NAME, threads=N, nolog (fsync
-    /// commits a transaction group instead of writing the intent log).
+    /// commits a transaction group instead of writing the intent log),
+    /// norecovery (with ro: do not replay the intent log; a read-only mount
+    /// never replays it).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// Stay in the foreground (logs go to stderr) until unmounted.
@@ -79,8 +81,10 @@ pub fn strip_mount8_options(spec: &str) -> String {
 
 pub fn run(a: Args) -> CliResult<u8> {
     let spec = a.options.join(",");
-    let mut parsed = parse_options(&spec, &["nolog"]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut parsed =
+        parse_options(&spec, &["nolog", "norecovery"]).map_err(|e| CliError::new(e.to_string()))?;
     let mut intent_log = true;
+    let mut norecovery = false;
     let mut atime = AtimeMode::Relatime;
     let mut read_only = false;
     for FsOption { name, .. } in &parsed.fs {
@@ -91,8 +95,14 @@ pub fn run(a: Args) -> CliResult<u8> {
             "relatime" => atime = AtimeMode::Relatime,
             "strictatime" => atime = AtimeMode::Strictatime,
             "nolog" => intent_log = false,
+            "norecovery" => norecovery = true,
             _ => {}
         }
+    }
+    if norecovery && !read_only {
+        return Err(CliError::new(
+            "mount option 'norecovery' needs 'ro': a writable mount must replay the intent log",
+        ));
     }
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
     if !a.image.exists() {

@@ -127,7 +127,9 @@ fn get_opt(flag: u8, v: u64) -> Result<Option<u64>> {
     match (flag, v) {
         (0, 0) => Ok(None),
         (1, v) => Ok(Some(v)),
-        _ => Err(FsError::Io("log record with a malformed optional field".into())),
+        _ => Err(FsError::Io(
+            "log record with a malformed optional field".into(),
+        )),
     }
 }
 
@@ -527,6 +529,12 @@ pub(crate) fn read_chain(pool: &Pool, head: LogHead) -> (Vec<Vec<u8>>, Vec<Exten
     for seq in 0..MAX_CHAIN {
         let Ok(buf) = pool.read_log(place) else { break };
         let Some(block) = LogBlock::decode(&buf, head.chain, seq) else {
+            if seq == 0 && buf.starts_with(&aegis_fs::intent_log::LOG_MAGIC) {
+                tracing::info!(
+                    chain = head.chain,
+                    "the intent log place holds a block of another chain (an older txg or another pool): ignored, nothing to replay"
+                );
+            }
             break;
         };
         records.extend(block.records);

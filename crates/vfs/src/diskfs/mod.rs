@@ -201,7 +201,11 @@ impl DiskFs {
                 ds,
                 log::commit_hook(fs.log.clone(), fs.store.pool().clone()),
             );
-            fs.replay_log()?;
+            fs.replay_log().map_err(|e| {
+                FsError::Io(format!(
+                    "replaying the intent log failed ({e}); mount with -o ro,norecovery to copy the data out"
+                ))
+            })?;
         } else if fs.view(|t| Ok(t.get(&keys::log_head())?.is_some()))? {
             tracing::warn!("read-only mount: the intent log is not replayed; changes fsynced after the last commit are not shown");
         }
