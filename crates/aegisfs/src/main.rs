@@ -30,6 +30,10 @@ enum Command {
     Mount(cmd::mount::Args),
     /// Quick start: create aegisfs.img (1 GiB) if missing and mount it at ./mnt.
     Up(cmd::up::Args),
+    /// Set a property of files or directories on a mounted AegisFS (logging=full|metadata|none).
+    Set(cmd::property::SetArgs),
+    /// Show a property of files or directories on a mounted AegisFS.
+    Get(cmd::property::GetArgs),
     /// Show a pool's identity, features, newest txg, space and trees.
     Info(cmd::info::Args),
     /// Check every reachable block; exit 0 clean, 1 corrected, 4 errors left, 8 operational error.
@@ -65,6 +69,8 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Mount(a) => cmd::mount::run(a),
         Command::Up(a) => cmd::up::run(a),
+        Command::Set(a) => cmd::property::set(a),
+        Command::Get(a) => cmd::property::get(a),
     }
 }
 

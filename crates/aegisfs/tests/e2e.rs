@@ -796,3 +796,51 @@ fn special_files_atime_modes_sigterm_and_the_mount_helper() {
     }
     m.fsck();
 }
+
+#[test]
+fn logging_policy_set_and_get_through_the_cli() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mount::new("64M");
+    let cli = |args: &[&std::ffi::OsStr]| Command::new(BIN).args(args).output().unwrap();
+    fs::create_dir(m.p("db")).unwrap();
+    let db = m.p("db");
+    let out = cli(&["get".as_ref(), "logging".as_ref(), db.as_os_str()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{}: logging=full", db.display())
+    );
+    let out = cli(&["set".as_ref(), "logging=metadata".as_ref(), db.as_os_str()]);
+    assert!(out.status.success(), "{out:?}");
+    // New entries inherit it.
+    fs::write(m.p("db/table"), b"rows").unwrap();
+    let t = m.p("db/table");
+    let out = cli(&["get".as_ref(), "logging".as_ref(), t.as_os_str()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{}: logging=metadata", t.display())
+    );
+    // Bad input: one line, non-zero.
+    for (args, needle) in [
+        (vec!["set", "logging=fast"], "not full, metadata or none"),
+        (vec!["set", "compression=lz4"], "unknown property"),
+        (vec!["set", "logging"], "PROPERTY=VALUE"),
+    ] {
+        let mut a: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_ref()).collect();
+        a.push(db.as_os_str());
+        let out = cli(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.lines().count() == 1 && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+    // Not on AegisFS.
+    let out = cli(&["get".as_ref(), "logging".as_ref(), "/tmp".as_ref()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not on a mounted AegisFS"),
+        "{out:?}"
+    );
+    m.finish();
+}

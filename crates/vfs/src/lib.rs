@@ -19,7 +19,9 @@ pub mod ramfs;
 pub mod types;
 pub mod validate;
 
-pub use diskfs::{fuzz_log_record, sample_log_records, AtimeMode, DiskFs, DiskFsOptions};
+pub use diskfs::{
+    fuzz_log_record, sample_log_records, AtimeMode, DiskFs, DiskFsOptions, LogPolicy, POLICY_XATTR,
+};
 pub use error::{FsError, Result};
 pub use filesystem::FileSystem;
 pub use ramfs::{RamFs, RamFsConfig};

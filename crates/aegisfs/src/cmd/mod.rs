@@ -4,6 +4,7 @@ pub mod fsck;
 pub mod info;
 pub mod mkfs;
 pub mod mount;
+pub mod property;
 pub mod up;
 
 use std::path::Path;

@@ -93,6 +93,12 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
                 Ok(())
             }
             keys::XATTR | keys::SYMLINK => Ok(()),
+            keys::POLICY => {
+                if !(v.len() == 1 && (1..=3).contains(&v[0])) {
+                    bad(&mut out, format!("object {obj}: bad log policy {v:?}"));
+                }
+                Ok(())
+            }
             keys::DATA => FileRecord::decode(&v).map(|rec| {
                 if let Some(off) = keys::data_offset(&k) {
                     let inline = matches!(rec, FileRecord::Inline(_));

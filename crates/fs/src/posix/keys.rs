@@ -14,6 +14,7 @@
 //! | [`XATTR`] | name · 0x00 · chunk u16 | a slice of the value |
 //! | [`SYMLINK`] | chunk u16 | a slice of the target |
 //! | [`DATA`] | record offset u64 | [`FileRecord`](super::FileRecord) |
+//! | [`POLICY`] | — | intent log policy, one byte |
 //!
 //! Object 0 holds the dataset's own items: [`META`] (the
 //! [`DatasetMeta`](super::DatasetMeta)) and one [`ORPHAN`] key per inode
@@ -33,6 +34,8 @@ pub const BACKREF: u8 = 4;
 pub const XATTR: u8 = 5;
 pub const SYMLINK: u8 = 6;
 pub const DATA: u8 = 7;
+/// The object's intent log policy (one byte: 1 full, 2 metadata, 3 none).
+pub const POLICY: u8 = 8;
 pub const META: u8 = 16;
 pub const ORPHAN: u8 = 17;
 /// Object 0: where the intent log chain of the next txg starts.
@@ -158,6 +161,10 @@ pub fn data(ino: u64, offset: u64) -> Vec<u8> {
 /// The record offset of a [`DATA`] key.
 pub fn data_offset(k: &[u8]) -> Option<u64> {
     (k.len() == 17 && k[8] == DATA).then(|| be64(&k[9..17]))
+}
+
+pub fn policy(ino: u64) -> Vec<u8> {
+    key(ino, POLICY, 0)
 }
 
 pub fn meta() -> Vec<u8> {

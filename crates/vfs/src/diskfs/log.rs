@@ -25,6 +25,50 @@ use parking_lot::Mutex;
 
 use crate::error::{FsError, Result};
 
+/// How changes to a file or directory are logged (`aegisfs set
+/// logging=... PATH`). New entries inherit their directory's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogPolicy {
+    /// Every change, file data included, goes to the log: fsync is fast and
+    /// makes everything durable.
+    Full = 1,
+    /// Metadata changes go to the log; file data becomes durable at the next
+    /// txg commit (within 5 s), so after a crash recently fsynced data of
+    /// such a file may read as zeroes where it was written.
+    Metadata = 2,
+    /// Nothing about it is logged: its fsync commits a txg.
+    None = 3,
+}
+
+impl LogPolicy {
+    pub fn parse(s: &str) -> Option<LogPolicy> {
+        match s {
+            "full" => Some(LogPolicy::Full),
+            "metadata" => Some(LogPolicy::Metadata),
+            "none" => Some(LogPolicy::None),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            LogPolicy::Full => "full",
+            LogPolicy::Metadata => "metadata",
+            LogPolicy::None => "none",
+        }
+    }
+    pub fn from_u8(v: u8) -> Option<LogPolicy> {
+        match v {
+            1 => Some(LogPolicy::Full),
+            2 => Some(LogPolicy::Metadata),
+            3 => Some(LogPolicy::None),
+            _ => None,
+        }
+    }
+}
+
+/// The xattr name through which the policy is set and read.
+pub const POLICY_XATTR: &[u8] = b"user.aegisfs.logging";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LogRec {
     /// mknod, create and mkdir: `mode` holds the type, as given (before
@@ -144,6 +188,26 @@ fn get_opt64(r: &mut Reader<'_>) -> Result<Option<u64>> {
 }
 
 impl LogRec {
+    /// The inodes whose policy governs this record.
+    pub fn inos(&self) -> Vec<u64> {
+        match self {
+            LogRec::Mknod { parent, ino, .. } | LogRec::Symlink { parent, ino, .. } => {
+                vec![*parent, *ino]
+            }
+            LogRec::Unlink { parent, .. } | LogRec::Rmdir { parent, .. } => vec![*parent],
+            LogRec::Rename {
+                parent, newparent, ..
+            } => vec![*parent, *newparent],
+            LogRec::Link { ino, newparent, .. } => vec![*ino, *newparent],
+            LogRec::SetAttr { ino, .. }
+            | LogRec::Write { ino, .. }
+            | LogRec::Punch { ino, .. }
+            | LogRec::Extend { ino, .. }
+            | LogRec::SetXattr { ino, .. }
+            | LogRec::RemoveXattr { ino, .. } => vec![*ino],
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
@@ -424,11 +488,32 @@ pub(crate) type SharedLog = Arc<Mutex<LogState>>;
 const PENDING_LIMIT: usize = LOG_BLOCK_SIZE as usize - LOG_HEADER;
 
 impl LogState {
-    pub fn append(&mut self, recs: Vec<LogRec>) {
+    /// Append an operation's records; `policy` gives each inode's policy.
+    /// A record touching a `none` object stops the log until the next
+    /// commit (fsync then commits); data of a `metadata` file is left out.
+    pub fn append(&mut self, recs: Vec<LogRec>, policy: impl Fn(u64) -> LogPolicy) {
         if self.replaying || self.overflow {
             return;
         }
         for r in recs {
+            let ps: Vec<LogPolicy> = r.inos().into_iter().map(&policy).collect();
+            if ps.contains(&LogPolicy::None) {
+                self.overflow = true;
+                self.pending.clear();
+                self.logged = 0;
+                return;
+            }
+            // A metadata-only file logs the size a write gave it, not the
+            // bytes.
+            let r = match r {
+                LogRec::Write { ino, offset, data } if ps.contains(&LogPolicy::Metadata) => {
+                    LogRec::Extend {
+                        ino,
+                        size: offset + data.len() as u64,
+                    }
+                }
+                r => r,
+            };
             let e = r.encode();
             self.bytes += 4 + e.len();
             self.pending.push(e);
@@ -487,6 +572,9 @@ pub(crate) enum Logged {
 /// flush.
 pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
     let mut l = log.lock();
+    // Whatever happens now, the next commit starts a chain for the
+    // fsyncs after it.
+    l.armed = true;
     if l.overflow {
         return Ok(Logged::NeedCommit);
     }
@@ -494,7 +582,6 @@ pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
         return Ok(Logged::Done);
     }
     let Some(place) = l.cursor else {
-        l.armed = true;
         return Ok(Logged::NeedCommit);
     };
     let records = l.pending[l.logged..].to_vec();

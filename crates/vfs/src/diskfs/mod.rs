@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 
 pub use self::inode::AtimeMode;
 use self::inode::{atime_due, attr, kind_of, now_ns, to_ns, touch_modified};
+pub use self::log::{LogPolicy, POLICY_XATTR};
 use self::tx::{read_inode, Tx};
 use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
@@ -298,13 +299,14 @@ impl DiskFs {
             }
             let recs = std::mem::take(&mut tx.log);
             let failed = r.is_err();
-            if r.is_ok() {
-                *meta = m;
+            if r.is_ok() && !recs.is_empty() {
                 // Appended under the trees lock: no commit can fall between
                 // this change and its record.
-                if !recs.is_empty() {
-                    self.log.lock().append(recs);
-                }
+                let tree = &*tx.tree;
+                self.log.lock().append(recs, |ino| policy_of(tree, ino));
+            }
+            if r.is_ok() {
+                *meta = m;
             }
             out = Some(r);
             if failed {
@@ -479,6 +481,10 @@ impl DiskFs {
             if let Some(t) = target {
                 xattr::write_symlink(tx, ino, t)?;
             }
+            // New entries inherit their directory's log policy.
+            if let Some(p) = tx.tree.get(&keys::policy(parent))? {
+                tx.tree.insert(&keys::policy(ino), &p)?;
+            }
             tx.log.push(match target {
                 Some(t) => log::LogRec::Symlink {
                     parent,
@@ -580,6 +586,34 @@ impl DiskFs {
                 data: data.to_vec(),
             });
             tx.put_inode(ino, &r)
+        })
+    }
+
+    /// Set the intent log policy of a file or directory (`full`,
+    /// `metadata`, `none`); logged like any change.
+    fn set_policy(&self, ino: Ino, value: &[u8]) -> Result<()> {
+        let p = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| log::LogPolicy::parse(v.trim_end_matches(['\n', '\0'])))
+            .ok_or(FsError::InvalidArgument(
+                "logging policy is full, metadata or none",
+            ))?;
+        let mut st = self.state.lock();
+        self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if !(r.is_reg() || r.is_dir()) {
+                return Err(FsError::NotPermitted);
+            }
+            tx.tree.insert(&keys::policy(ino), &[p as u8])?;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)?;
+            tx.log.push(log::LogRec::SetXattr {
+                ino,
+                name: log::POLICY_XATTR.to_vec(),
+                value: p.name().as_bytes().to_vec(),
+                flags: 0,
+            });
+            Ok(())
         })
     }
 
@@ -883,6 +917,16 @@ impl DiskFs {
         if let Some(r) = st.refs.get_mut(&ino) {
             r.lookups = r.lookups.saturating_sub(1);
         }
+    }
+}
+
+/// An object's intent log policy; `full` unless set (or unreadable).
+fn policy_of(tree: &aegis_btree::Tree, ino: Ino) -> log::LogPolicy {
+    match tree.get(&keys::policy(ino)) {
+        Ok(Some(v)) if v.len() == 1 => {
+            log::LogPolicy::from_u8(v[0]).unwrap_or(log::LogPolicy::Full)
+        }
+        _ => log::LogPolicy::Full,
     }
 }
 
@@ -1515,6 +1559,9 @@ impl FileSystem for DiskFs {
 
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = bytes(name);
+        if name == log::POLICY_XATTR {
+            return self.set_policy(ino, value);
+        }
         let user = check_xattr_name(name)?;
         let mut st = self.state.lock();
         let ops = 4 + value.len() as u64 / 128;
@@ -1556,6 +1603,13 @@ impl FileSystem for DiskFs {
 
     fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
         let name = bytes(name);
+        if name == log::POLICY_XATTR {
+            let p = self.view(|t| {
+                read_inode(t, ino)?;
+                Ok(policy_of(t, ino))
+            })?;
+            return xattr_reply(p.name().as_bytes().to_vec(), size);
+        }
         check_xattr_name(name)?;
         let _st = self.state.lock();
         let v = self.view(|t| {
