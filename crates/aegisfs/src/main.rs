@@ -34,6 +34,8 @@ enum Command {
     Set(cmd::property::SetArgs),
     /// Show a property of files or directories on a mounted AegisFS.
     Get(cmd::property::GetArgs),
+    /// Run a workload script on a recorded in-memory AegisFS and check every crash state.
+    Crashtest(cmd::crashtest::Args),
     /// Show a pool's identity, features, newest txg, space and trees.
     Info(cmd::info::Args),
     /// Check every reachable block; exit 0 clean, 1 corrected, 4 errors left, 8 operational error.
@@ -70,6 +72,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Mount(a) => cmd::mount::run(a),
         Command::Up(a) => cmd::up::run(a),
         Command::Set(a) => cmd::property::set(a),
+        Command::Crashtest(a) => cmd::crashtest::run(a),
         Command::Get(a) => cmd::property::get(a),
     }
 }

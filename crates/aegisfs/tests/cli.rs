@@ -589,3 +589,33 @@ fn fsck_on_non_aegisfs_exits_8() {
     );
     assert!(!missing.exists());
 }
+
+#[test]
+fn crashtest_runs_the_documented_script_and_refuses_bad_lines() {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/crashtest/kernel-patterns.txt");
+    let out = aegisfs([OsStr::new("crashtest"), script.as_os_str()]);
+    assert_success(&out, "crashtest of the documented script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let states: usize = text
+        .split_whitespace()
+        .zip(text.split_whitespace().skip(1))
+        .find(|(_, w)| *w == "crash")
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("a count of crash states");
+    assert!(
+        states >= 50 && text.contains(&format!("{states} passed")),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (body, needle) in [
+        ("mkdir a\nfrobnicate a\n", "unknown operation"),
+        ("write a x 5\n", "not a number"),
+        ("rename a\n", "takes 2 argument"),
+    ] {
+        let p = dir.path().join("w.txt");
+        fs::write(&p, body).unwrap();
+        let out = aegisfs([OsStr::new("crashtest"), p.as_os_str()]);
+        assert_one_line_failure(&out, &[], &[needle], body);
+    }
+}

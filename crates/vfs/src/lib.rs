@@ -12,6 +12,7 @@
 //! - lookup counts and open handles keep unlinked inodes alive;
 //! - every error is an [`FsError`] with one errno.
 
+pub mod crashtest;
 pub mod diskfs;
 pub mod error;
 pub mod filesystem;

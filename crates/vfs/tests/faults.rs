@@ -18,8 +18,7 @@ use aegis_vfs::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-mod common;
-use common::dump;
+use aegis_vfs::crashtest::dump;
 
 fn opts() -> StoreOptions {
     StoreOptions {

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the shared error and device opening.
 
+pub mod crashtest;
 pub mod fsck;
 pub mod info;
 pub mod mkfs;

@@ -1,0 +1,470 @@
+//! Crash testing of the filesystem on a recording device, for the test
+//! suite and for `aegisfs crashtest`.
+//!
+//! A [`Recorder`] runs a workload on [`DiskFs`] over a
+//! [`RecordingDevice`]; after each acknowledged fsync the workload calls
+//! [`Recorder::fsynced`], which remembers the whole tree. [`Recorder::check`]
+//! then builds crash images — every flush point, and random subsets and
+//! orders of the writes between two flushes — mounts each (intent log
+//! replayed, orphans freed), and requires the tree of one remembered fsync
+//! at or after the newest acknowledged one, and a clean fsck. Before the
+//! first acknowledged fsync (an interrupted mkfs) a refusal to mount is
+//! accepted.
+//!
+//! [`run_script`] drives a recorder from a small text workload, one
+//! operation per line (see its documentation).
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_block::{DeviceRef, MemDevice, RecordedOp, RecordingDevice};
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::posix::{format, FormatOptions};
+use aegis_fs::{Store, StoreOptions};
+use aegis_pool::{CreateOptions, OpenOptions};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{FsError, Result};
+use crate::types::*;
+use crate::{AtimeMode, DiskFs, DiskFsOptions, FileSystem};
+
+fn store_opts() -> StoreOptions {
+    // No timer commits: every txg is one the workload caused.
+    StoreOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// The whole tree as text, one line per entry: path, kind, mode, links,
+/// size, xattrs, content hash or symlink target. Times are left out.
+pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
+    fn walk(fs: &dyn FileSystem, ino: Ino, path: &mut Vec<u8>, out: &mut Vec<String>) {
+        let Ok(fh) = fs.opendir(ino, 0) else { return };
+        let mut es = fs.readdir(ino, fh, 0, usize::MAX).unwrap_or_default();
+        let _ = fs.releasedir(ino, fh);
+        es.retain(|e| e.offset > 2);
+        es.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in es {
+            path.push(b'/');
+            path.extend_from_slice(&e.name);
+            let line = match fs.getattr(e.ino) {
+                Ok(a) => {
+                    let x = fs.listxattr(e.ino, 1 << 20);
+                    let mut line = format!(
+                        "{} {:?} {:o} n{} s{} x{:?}",
+                        String::from_utf8_lossy(path),
+                        a.kind,
+                        a.perm,
+                        a.nlink,
+                        a.size,
+                        x
+                    );
+                    match a.kind {
+                        FileType::RegularFile => {
+                            let d = fs.open(e.ino, libc::O_RDONLY).and_then(|fh| {
+                                let d = fs.read(e.ino, fh, 0, a.size.min(u32::MAX as u64) as u32);
+                                let _ = fs.release(e.ino, fh);
+                                d
+                            });
+                            match d {
+                                Ok(d) => line += &format!(" {}", blake3::hash(&d).to_hex()),
+                                Err(err) => line += &format!(" unreadable: {err}"),
+                            }
+                        }
+                        FileType::Symlink => match fs.readlink(e.ino) {
+                            Ok(t) => line += &format!(" -> {}", String::from_utf8_lossy(&t)),
+                            Err(err) => line += &format!(" unreadable: {err}"),
+                        },
+                        _ => {}
+                    }
+                    if a.kind == FileType::Directory {
+                        out.push(line);
+                        walk(fs, e.ino, path, out);
+                        path.truncate(path.len() - e.name.len() - 1);
+                        continue;
+                    }
+                    line
+                }
+                Err(err) => format!("{} unreadable: {err}", String::from_utf8_lossy(path)),
+            };
+            out.push(line);
+            path.truncate(path.len() - e.name.len() - 1);
+        }
+    }
+    let mut out = Vec::new();
+    walk(fs, ROOT_INO, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A workload on a recording device, remembering the tree at every fsync.
+pub struct Recorder {
+    rec: Arc<RecordingDevice>,
+    store: Arc<Store>,
+    fs: Arc<DiskFs>,
+    /// Per fsync: the op index after it (acknowledged from there) and the tree.
+    points: Vec<(usize, Vec<String>)>,
+    last_txg: u64,
+    logged: usize,
+    committed: usize,
+}
+
+/// What [`Recorder::check`] found.
+#[derive(Debug, Default, Clone)]
+pub struct CrashReport {
+    pub fsyncs: usize,
+    /// Of those, how many only wrote the intent log, and how many committed.
+    pub logged: usize,
+    pub committed: usize,
+    pub flushes: usize,
+    /// Crash images built and checked.
+    pub states: usize,
+    /// Images that showed an fsync later than the newest acknowledged one.
+    pub newer: usize,
+    /// Images before the first acknowledged fsync that refused to mount.
+    pub refused: usize,
+    /// What went wrong (empty when every state passed); at most 20.
+    pub failures: Vec<String>,
+}
+
+impl Recorder {
+    /// A fresh 48 MiB filesystem with records of `record_size` bytes.
+    pub fn new(record_size: u32) -> std::result::Result<Recorder, String> {
+        let rec = Arc::new(RecordingDevice::new(MemDevice::new(48 << 20)));
+        let store = Store::create(
+            vec![rec.clone() as DeviceRef],
+            &CreateOptions::default(),
+            store_opts(),
+        )
+        .map_err(|e| e.to_string())?;
+        format(
+            &store,
+            ROOT_DATASET,
+            &FormatOptions {
+                record_size,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let fs =
+            DiskFs::open(store.clone(), DiskFsOptions::default()).map_err(|e| e.to_string())?;
+        let last_txg = store.pool().last_uberblock().map_or(0, |u| u.txg);
+        let mut r = Recorder {
+            rec,
+            store,
+            fs,
+            points: Vec::new(),
+            last_txg,
+            logged: 0,
+            committed: 0,
+        };
+        r.points.push((r.rec.len(), dump(&*r.fs)));
+        Ok(r)
+    }
+
+    pub fn fs(&self) -> &Arc<DiskFs> {
+        &self.fs
+    }
+
+    /// Call right after an fsync (or sync) returned: from here on the tree
+    /// as it is now must survive a crash.
+    pub fn fsynced(&mut self) {
+        let t = self.store.pool().last_uberblock().map_or(0, |u| u.txg);
+        if t == self.last_txg {
+            self.logged += 1;
+        } else {
+            self.committed += 1;
+        }
+        self.last_txg = t;
+        self.points.push((self.rec.len(), dump(&*self.fs)));
+    }
+
+    /// Build and check the crash images: every flush point, and up to
+    /// `subsets` random subsets (in random order) of the writes between
+    /// two flushes, drawn with `seed`.
+    pub fn check(self, subsets: usize, seed: u64) -> CrashReport {
+        let ops = self.rec.ops();
+        let flushes = self.rec.flush_points();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut report = CrashReport {
+            fsyncs: self.points.len() - 1,
+            logged: self.logged,
+            committed: self.committed,
+            flushes: flushes.len(),
+            ..Default::default()
+        };
+        let check = |prefix: usize, extra: Vec<usize>, report: &mut CrashReport| {
+            report.states += 1;
+            let acked = self.points.iter().rposition(|(i, _)| *i <= prefix);
+            let fail = |report: &mut CrashReport, what: String| {
+                if report.failures.len() < 20 {
+                    report
+                        .failures
+                        .push(format!("crash after op {prefix} + {extra:?}: {what}"));
+                }
+            };
+            match (recover(self.rec.image_with(prefix, &extra)), acked) {
+                (Ok(tree), Some(a)) => match self.points[a..].iter().position(|(_, t)| *t == tree) {
+                    Some(0) => {}
+                    Some(_) => report.newer += 1,
+                    None => fail(report, format!(
+                        "the tree is not the one of fsync {a} or any later one:\n  got {tree:?}\n  wanted {:?}",
+                        self.points[a].1
+                    )),
+                },
+                (Err(_), None) => report.refused += 1,
+                (Ok(_), None) => {}
+                (Err(e), Some(a)) => fail(report, format!("fsync {a} was acknowledged but the image fails: {e}")),
+            }
+        };
+        let mut prev = 0;
+        for &f in &flushes {
+            check(f + 1, Vec::new(), &mut report);
+            let gap: Vec<usize> = (prev..f)
+                .filter(|&i| !matches!(ops[i], RecordedOp::Flush))
+                .collect();
+            if !gap.is_empty() {
+                for _ in 0..subsets.min(gap.len()) {
+                    let mut pick: Vec<usize> =
+                        gap.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+                    pick.shuffle(&mut rng);
+                    check(prev, pick, &mut report);
+                }
+            }
+            prev = f + 1;
+        }
+        report
+    }
+}
+
+/// Mount a crash image, return its tree, and fsck it after unmounting.
+fn recover(img: MemDevice) -> std::result::Result<Vec<String>, String> {
+    let dev = Arc::new(img);
+    let store = Store::open(
+        vec![dev.clone() as DeviceRef],
+        &OpenOptions::default(),
+        store_opts(),
+    )
+    .map_err(|e| e.to_string())?;
+    let fs = DiskFs::open(
+        store,
+        DiskFsOptions {
+            atime: AtimeMode::Noatime,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let tree = dump(&*fs);
+    fs.unmount().map_err(|e| e.to_string())?;
+    let store = Store::open(
+        vec![dev as DeviceRef],
+        &OpenOptions::default(),
+        store_opts(),
+    )
+    .map_err(|e| e.to_string())?;
+    let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    if r.uncorrected() > 0 {
+        return Err(format!(
+            "fsck: {:?}",
+            r.errors.iter().map(|f| &f.what).collect::<Vec<_>>()
+        ));
+    }
+    Ok(tree)
+}
+
+/// Look up `path` (slash-separated, from the root).
+pub fn lookup(fs: &dyn FileSystem, path: &str) -> Option<Ino> {
+    let mut ino = ROOT_INO;
+    for c in path.split('/').filter(|c| !c.is_empty()) {
+        let a = fs.lookup(ino, OsStr::new(c)).ok()?;
+        fs.forget(a.ino, 1);
+        ino = a.ino;
+    }
+    Some(ino)
+}
+
+fn split(path: &str) -> (&str, &str) {
+    let path = path.trim_matches('/');
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// fsync (`datasync`: fdatasync) of a file or fsyncdir of a directory.
+pub fn fsync_path(fs: &DiskFs, path: &str, datasync: bool) -> Result<()> {
+    let ino = lookup(fs, path).ok_or(FsError::NotFound)?;
+    if fs.getattr(ino)?.kind == FileType::Directory {
+        let fh = fs.opendir(ino, 0)?;
+        let r = fs.fsyncdir(ino, fh, datasync);
+        fs.releasedir(ino, fh)?;
+        r
+    } else {
+        let fh = fs.open(ino, libc::O_RDONLY)?;
+        let r = fs.fsync(ino, fh, datasync);
+        fs.release(ino, fh)?;
+        r
+    }
+}
+
+/// Run a workload script on a fresh recorded filesystem and check every
+/// crash state. One operation per line; `#` starts a comment. Paths are
+/// relative to the root; data is generated from the line number.
+///
+/// ```text
+/// mkdir PATH            rmdir PATH            unlink PATH
+/// create PATH           write PATH OFFSET LEN  append PATH LEN
+/// truncate PATH SIZE    punch PATH OFFSET LEN  fallocate PATH SIZE
+/// rename FROM TO        exchange A B          link FROM TO
+/// symlink TARGET PATH   setxattr PATH NAME VALUE
+/// fsync PATH            fdatasync PATH        sync
+/// ```
+///
+/// A line that does not parse is an error naming it; an operation that
+/// fails (e.g. ENOENT) is reported and the script goes on, as a program
+/// would.
+pub fn run_script(
+    text: &str,
+    subsets: usize,
+    seed: u64,
+) -> std::result::Result<(CrashReport, Vec<String>), String> {
+    let mut r = Recorder::new(16 << 10)?;
+    let mut notes = Vec::new();
+    let req = Request::root();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // (arguments, which of them are numbers)
+        let (argc, numeric): (usize, &[usize]) = match w[0] {
+            "mkdir" | "rmdir" | "unlink" | "create" | "fsync" | "fdatasync" => (1, &[]),
+            "write" | "punch" => (3, &[2, 3]),
+            "append" | "truncate" | "fallocate" => (2, &[2]),
+            "rename" | "exchange" | "link" | "symlink" => (2, &[]),
+            "setxattr" => (3, &[]),
+            "sync" => (0, &[]),
+            other => return Err(format!("line {}: unknown operation '{other}'", n + 1)),
+        };
+        if w.len() != argc + 1 {
+            return Err(format!(
+                "line {}: '{line}': {} takes {argc} argument(s)",
+                n + 1,
+                w[0]
+            ));
+        }
+        let mut nums = [0u64; 4];
+        for &i in numeric {
+            nums[i] = w[i]
+                .parse()
+                .map_err(|_| format!("line {}: '{line}': '{}' is not a number", n + 1, w[i]))?;
+        }
+        let fs = r.fs().clone();
+        let data = |len: u64| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8) ^ (n as u8).wrapping_mul(31))
+                .collect()
+        };
+        let parent = |p: &str| lookup(&*fs, split(p).0).ok_or(FsError::NotFound);
+        let name = |p: &str| OsStr::new(split(p).1).to_owned();
+        let open_rw = |p: &str, create: bool| -> Result<(Ino, Fh)> {
+            match lookup(&*fs, p) {
+                Some(ino) => Ok((ino, fs.open(ino, libc::O_RDWR)?)),
+                None if create => {
+                    let (a, fh) = fs.create(&req, parent(p)?, &name(p), 0o644, libc::O_RDWR)?;
+                    fs.forget(a.ino, 1);
+                    Ok((a.ino, fh))
+                }
+                None => Err(FsError::NotFound),
+            }
+        };
+        let mut synced = false;
+        let res: Result<()> = (|| match w[0] {
+            "mkdir" => fs
+                .mkdir(&req, parent(w[1])?, &name(w[1]), 0o755)
+                .map(|a| fs.forget(a.ino, 1)),
+            "rmdir" => fs.rmdir(parent(w[1])?, &name(w[1])),
+            "unlink" => fs.unlink(parent(w[1])?, &name(w[1])),
+            "create" => open_rw(w[1], true).and_then(|(i, fh)| fs.release(i, fh)),
+            "write" | "append" => {
+                let (i, fh) = open_rw(w[1], true)?;
+                let (at, len) = if w[0] == "write" {
+                    (nums[2], nums[3])
+                } else {
+                    (fs.getattr(i)?.size, nums[2])
+                };
+                let r = fs.write(i, fh, at, &data(len)).map(|_| ());
+                fs.release(i, fh)?;
+                r
+            }
+            "truncate" => {
+                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
+                let set = SetAttr {
+                    size: Some(nums[2]),
+                    ..Default::default()
+                };
+                fs.setattr(&req, i, &set, None).map(|_| ())
+            }
+            "punch" | "fallocate" => {
+                let (i, fh) = open_rw(w[1], false)?;
+                let r = if w[0] == "punch" {
+                    fs.fallocate(
+                        i,
+                        fh,
+                        nums[2],
+                        nums[3],
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    )
+                } else {
+                    fs.fallocate(i, fh, 0, nums[2], 0)
+                };
+                fs.release(i, fh)?;
+                r
+            }
+            "rename" | "exchange" => {
+                let flags = if w[0] == "exchange" {
+                    RENAME_EXCHANGE
+                } else {
+                    0
+                };
+                fs.rename(
+                    parent(w[1])?,
+                    &name(w[1]),
+                    parent(w[2])?,
+                    &name(w[2]),
+                    flags,
+                )
+            }
+            "link" => {
+                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
+                fs.link(i, parent(w[2])?, &name(w[2]))
+                    .map(|a| fs.forget(a.ino, 1))
+            }
+            "symlink" => fs
+                .symlink(&req, parent(w[2])?, &name(w[2]), OsStr::new(w[1]))
+                .map(|a| fs.forget(a.ino, 1)),
+            "setxattr" => {
+                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
+                fs.setxattr(i, OsStr::new(w[2]), w[3].as_bytes(), 0)
+            }
+            "fsync" | "fdatasync" => {
+                fsync_path(&fs, w[1], w[0] == "fdatasync")?;
+                synced = true;
+                Ok(())
+            }
+            _ => {
+                fs.sync()?;
+                synced = true;
+                Ok(())
+            }
+        })();
+        if synced {
+            r.fsynced();
+        }
+        if let Err(e) = res {
+            notes.push(format!("line {}: '{line}': {e}", n + 1));
+        }
+    }
+    Ok((r.check(subsets, seed), notes))
+}
