@@ -132,6 +132,10 @@ pub struct Allocator {
     /// This txg's records, persisted by the next commit.
     log: Vec<SpaceEntry>,
     reserve: u64,
+    /// Allocations made so far, and the one to refuse with ENOSPC (fault
+    /// injection: tests make every allocation point of a workload fail).
+    allocs: u64,
+    fail_at: Option<u64>,
 }
 
 impl Allocator {
@@ -152,7 +156,20 @@ impl Allocator {
             deferred_bytes: 0,
             log: Vec::new(),
             reserve,
+            allocs: 0,
+            fail_at: None,
         }
+    }
+
+    /// Refuse the `n`th allocation from now (1 = the next) with NoSpace;
+    /// `None` stops refusing.
+    pub fn inject_no_space(&mut self, n: Option<u64>) {
+        self.fail_at = n.map(|n| self.allocs + n.max(1));
+    }
+
+    /// Allocations made since the allocator was built.
+    pub fn allocation_count(&self) -> u64 {
+        self.allocs
     }
 
     pub fn block_size(&self) -> u64 {
@@ -187,6 +204,13 @@ impl Allocator {
     /// one device (ditto blocks half a device apart). All or nothing.
     pub fn alloc(&mut self, len: u64, copies: usize, class: AllocClass) -> Result<Vec<Extent>> {
         assert!(copies >= 1 && len > 0);
+        self.allocs += 1;
+        if self.fail_at == Some(self.allocs) {
+            return Err(PoolError::NoSpace {
+                needed: len,
+                available: 0,
+            });
+        }
         let len = self.round(len);
         let needed = len * copies as u64;
         if needed > self.available(class) {

@@ -766,6 +766,18 @@ impl Pool {
         free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
     }
 
+    /// Fault injection: refuse the `n`th allocation from now with ENOSPC
+    /// (`None` stops). Every allocation counts: data blocks, tree nodes and
+    /// space map blocks at commit, intent log places.
+    pub fn inject_no_space(&self, n: Option<u64>) {
+        self.alloc.lock().inject_no_space(n);
+    }
+
+    /// Allocations made since the pool was opened.
+    pub fn allocation_count(&self) -> u64 {
+        self.alloc.lock().allocation_count()
+    }
+
     /// Allocate `len` bytes (rounded to the block size) of one copy on the
     /// first device, for an intent log block: written in place, outside
     /// the tree, and checksummed by its own header.

@@ -312,3 +312,81 @@ fn a_full_pool_refuses_cleanly_and_still_deletes() {
 fn rng_off(i: usize) -> u64 {
     (i as u64 * 7919) % 200_000
 }
+
+/// Run the seeded workload of [`op`] on `fs` (and on the oracle for what
+/// succeeds), syncing every 20 operations. Returns the oracle's tree at
+/// the last successful sync and whether a sync failed (the pool is then
+/// out of service until remounted).
+fn injected_run(fs: &DiskFs, seed: u64, n_ops: usize, what: &str) -> (Vec<String>, bool) {
+    let ram = RamFs::new();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut committed = dump(&ram);
+    for i in 0..n_ops {
+        let mut r1 = rng.clone();
+        let (desc, got) = op(fs, &mut rng);
+        match got {
+            Err(e) if e == libc::ENOSPC => {
+                assert_eq!(
+                    dump(fs),
+                    dump(&ram),
+                    "{what}: op {i} ({desc}) failed with ENOSPC but changed the tree"
+                );
+            }
+            _ => {
+                let (_, want) = op(&ram, &mut r1);
+                assert_eq!(got, want, "{what}: op {i} ({desc})");
+            }
+        }
+        if i % 20 == 19 {
+            match fs.sync() {
+                Ok(()) => committed = dump(&ram),
+                Err(_) => return (committed, true),
+            }
+        }
+    }
+    (dump(&ram), false)
+}
+
+#[test]
+fn enospc_at_every_allocation_point_of_a_workload() {
+    const OPS: usize = 200;
+    const SEED: u64 = 99;
+    // Count the workload's allocations once, with no injection.
+    let total = {
+        let dev = fresh(32 << 20);
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        let a = fs.store().pool().allocation_count();
+        injected_run(&fs, SEED, OPS, "count");
+        let n = fs.store().pool().allocation_count() - a;
+        fs.unmount().unwrap();
+        n
+    };
+    assert!(
+        total > 50,
+        "the workload allocates too little ({total}) to test anything"
+    );
+    let mut refused_ops = 0;
+    for n in 1..=total {
+        let dev = fresh(32 << 20);
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        fs.store().pool().inject_no_space(Some(n));
+        let what = format!("allocation {n} of {total}");
+        let (committed, dead) = injected_run(&fs, SEED, OPS, &what);
+        fs.store().pool().inject_no_space(None);
+        // A failed commit leaves the last committed tree; otherwise the
+        // refused operation changed nothing and the run went on, and a
+        // clean unmount keeps everything.
+        if dead {
+            drop(fs);
+        } else {
+            refused_ops += 1;
+            fs.unmount().unwrap();
+        }
+        let want = committed;
+        let fs = mount(dev.clone() as DeviceRef).unwrap();
+        assert_eq!(dump(&*fs), want, "{what}: remounted tree");
+        fs.unmount().unwrap();
+        fsck_clean(&dev);
+    }
+    eprintln!("ENOSPC injected at each of {total} allocation points; {refused_ops} runs refused an operation and went on");
+}
