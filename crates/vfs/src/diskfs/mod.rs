@@ -589,6 +589,51 @@ impl DiskFs {
         })
     }
 
+    /// unlink (`rmdir` false) or rmdir (`rmdir` true) of `parent/name`: the
+    /// entry goes, the child loses a link and becomes an orphan at zero.
+    fn remove_entry(&self, parent: Ino, name: &[u8], rmdir: bool) -> Result<()> {
+        check_removable_name(name)?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir);
+            }
+            let f = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
+            let mut c = tx.inode(f.ino)?;
+            match (rmdir, c.is_dir()) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) if c.size != 0 => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+            dir::remove(tx, parent, &mut p, name, &f)?;
+            touch_modified(&mut p, tx.now);
+            if rmdir {
+                p.nlink -= 1;
+                c.nlink = 0;
+            } else {
+                c.nlink -= 1;
+            }
+            tx.put_inode(parent, &p)?;
+            c.ctime = tx.now;
+            tx.put_inode(f.ino, &c)?;
+            if c.nlink == 0 {
+                self.orphan(tx, &mut st.orphans, f.ino)?;
+            }
+            let name = name.to_vec();
+            tx.log.push(if rmdir {
+                log::LogRec::Rmdir { parent, name }
+            } else {
+                log::LogRec::Unlink { parent, name }
+            });
+            Ok(f.ino)
+        })?;
+        self.release_orphan(st, ino);
+        Ok(())
+    }
+
     /// Set the intent log policy of a file or directory (`full`,
     /// `metadata`, `none`); logged like any change.
     fn set_policy(&self, ino: Ino, value: &[u8]) -> Result<()> {
@@ -1070,73 +1115,11 @@ impl FileSystem for DiskFs {
     }
 
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        let name = bytes(name);
-        check_removable_name(name)?;
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
-            let mut p = tx.inode(parent)?;
-            if !p.is_dir() {
-                return Err(FsError::NotDir);
-            }
-            let f = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
-            let mut c = tx.inode(f.ino)?;
-            if c.is_dir() {
-                return Err(FsError::IsDir);
-            }
-            dir::remove(tx, parent, &mut p, name, &f)?;
-            touch_modified(&mut p, tx.now);
-            tx.put_inode(parent, &p)?;
-            c.nlink -= 1;
-            c.ctime = tx.now;
-            tx.put_inode(f.ino, &c)?;
-            if c.nlink == 0 {
-                self.orphan(tx, &mut st.orphans, f.ino)?;
-            }
-            tx.log.push(log::LogRec::Unlink {
-                parent,
-                name: name.to_vec(),
-            });
-            Ok(f.ino)
-        })?;
-        self.release_orphan(st, ino);
-        Ok(())
+        self.remove_entry(parent, bytes(name), false)
     }
 
     fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        let name = bytes(name);
-        check_removable_name(name)?;
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
-            let mut p = tx.inode(parent)?;
-            if !p.is_dir() {
-                return Err(FsError::NotDir);
-            }
-            let f = dir::find(tx.tree, parent, name)?.ok_or(FsError::NotFound)?;
-            let mut c = tx.inode(f.ino)?;
-            if !c.is_dir() {
-                return Err(FsError::NotDir);
-            }
-            if c.size != 0 {
-                return Err(FsError::NotEmpty);
-            }
-            dir::remove(tx, parent, &mut p, name, &f)?;
-            touch_modified(&mut p, tx.now);
-            p.nlink -= 1;
-            tx.put_inode(parent, &p)?;
-            c.nlink = 0;
-            c.ctime = tx.now;
-            tx.put_inode(f.ino, &c)?;
-            self.orphan(tx, &mut st.orphans, f.ino)?;
-            tx.log.push(log::LogRec::Rmdir {
-                parent,
-                name: name.to_vec(),
-            });
-            Ok(f.ino)
-        })?;
-        self.release_orphan(st, ino);
-        Ok(())
+        self.remove_entry(parent, bytes(name), true)
     }
 
     fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
