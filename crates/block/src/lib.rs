@@ -33,6 +33,14 @@ pub trait BlockDevice: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
     /// Make every completed write durable (fdatasync for files).
     fn flush(&self) -> Result<()>;
+    /// Write `buf` at `offset` and make that write durable, without
+    /// necessarily flushing other writes (the intent log's path: an image
+    /// file uses `RWF_DSYNC`, which writes back only this range). The
+    /// default writes and then flushes everything.
+    fn write_durable(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.write_at(buf, offset)?;
+        self.flush()
+    }
     /// Tell the device a range no longer holds data (hole punch for files).
     /// Reads of a discarded range return zeroes or the old bytes; callers
     /// never depend on which.

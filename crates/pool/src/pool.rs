@@ -829,7 +829,23 @@ impl Pool {
         Ok(buf)
     }
 
-    /// Make every write so far durable (the log's fsync).
+    /// Write `data` at the start of a log extent and make just that write
+    /// durable (the log's fsync).
+    pub fn write_log_durable(&self, e: Extent, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        if data.len() as u64 > e.len {
+            return Err(PoolError::Invalid(format!(
+                "log write of {} bytes into an extent of {}",
+                data.len(),
+                e.len
+            )));
+        }
+        self.check_extent(e)?;
+        self.devices[e.device as usize].write_durable(data, e.offset)?;
+        Ok(())
+    }
+
+    /// Make every write so far durable.
     pub fn flush_devices(&self) -> Result<()> {
         for d in &self.devices {
             d.flush()?;
