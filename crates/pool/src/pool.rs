@@ -805,21 +805,6 @@ impl Pool {
         self.alloc.lock().claim(e)
     }
 
-    /// Write `data` at the start of a log extent (it must fit).
-    pub fn write_log(&self, e: Extent, data: &[u8]) -> Result<()> {
-        self.check_writable()?;
-        if data.len() as u64 > e.len {
-            return Err(PoolError::Invalid(format!(
-                "log write of {} bytes into an extent of {}",
-                data.len(),
-                e.len
-            )));
-        }
-        self.check_extent(e)?;
-        self.devices[e.device as usize].write_at(data, e.offset)?;
-        Ok(())
-    }
-
     /// Read a log extent whole; its bounds are checked first, since they
     /// come from disk.
     pub fn read_log(&self, e: Extent) -> Result<Vec<u8>> {
@@ -842,14 +827,6 @@ impl Pool {
         }
         self.check_extent(e)?;
         self.devices[e.device as usize].write_durable(data, e.offset)?;
-        Ok(())
-    }
-
-    /// Make every write so far durable.
-    pub fn flush_devices(&self) -> Result<()> {
-        for d in &self.devices {
-            d.flush()?;
-        }
         Ok(())
     }
 
