@@ -490,39 +490,39 @@ const PENDING_LIMIT: usize = LOG_BLOCK_SIZE as usize - LOG_HEADER;
 impl LogState {
     /// Append an operation's records; `policy` gives each inode's policy.
     /// A record touching a `none` object stops the log until the next
-    /// commit (fsync then commits); data of a `metadata` file is left out.
+    /// commit (fsync then commits).
     pub fn append(&mut self, recs: Vec<LogRec>, policy: impl Fn(u64) -> LogPolicy) {
         if self.replaying || self.overflow {
             return;
         }
         for r in recs {
-            let ps: Vec<LogPolicy> = r.inos().into_iter().map(&policy).collect();
-            if ps.contains(&LogPolicy::None) {
-                self.overflow = true;
-                self.pending.clear();
-                self.logged = 0;
-                return;
+            if r.inos().into_iter().any(|i| policy(i) == LogPolicy::None) {
+                return self.unlogged();
             }
-            // A metadata-only file logs the size a write gave it, not the
-            // bytes.
-            let r = match r {
-                LogRec::Write { ino, offset, data } if ps.contains(&LogPolicy::Metadata) => {
-                    LogRec::Extend {
-                        ino,
-                        size: offset + data.len() as u64,
-                    }
-                }
-                r => r,
-            };
             let e = r.encode();
             self.bytes += 4 + e.len();
             self.pending.push(e);
         }
         if self.bytes > PENDING_LIMIT {
-            self.overflow = true;
-            self.pending.clear();
-            self.logged = 0;
+            self.unlogged();
         }
+    }
+
+    /// Whether a write record of `len` data bytes would still fit, so its
+    /// data is worth copying at all.
+    pub fn takes(&self, len: usize) -> bool {
+        !self.replaying && !self.overflow && self.bytes + len + 64 <= PENDING_LIMIT
+    }
+
+    /// A change happened that the log does not hold: until the next commit
+    /// the log cannot describe the state, so fsync must commit.
+    pub fn unlogged(&mut self) {
+        if self.replaying {
+            return;
+        }
+        self.overflow = true;
+        self.pending.clear();
+        self.logged = 0;
     }
 }
 

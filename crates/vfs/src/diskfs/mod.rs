@@ -210,15 +210,12 @@ impl DiskFs {
         } else if fs.view(|t| Ok(t.get(&keys::log_head())?.is_some()))? {
             tracing::warn!("read-only mount: the intent log is not replayed; changes fsynced after the last commit are not shown");
         }
-        if !read_only && !orphans.is_empty() {
-            tracing::info!(
-                count = orphans.len(),
-                "freeing orphans left by an unclean unmount"
-            );
-            let mut st = fs.state.lock();
-            for ino in orphans {
-                fs.maybe_free(&mut st, ino)?;
-            }
+        // Orphans a crash left, and those the log replay made (names
+        // removed while open), go now.
+        if !read_only && !fs.state.lock().orphans.is_empty() {
+            tracing::info!(count = fs.state.lock().orphans.len(), "freeing orphans");
+            fs.release_orphans(&mut fs.state.lock());
+            fs.store.commit()?;
         }
         Ok(fs)
     }
@@ -235,10 +232,9 @@ impl DiskFs {
             st.refs.clear();
             st.handles.clear();
             if !self.read_only {
-                let orphans: Vec<Ino> = st.orphans.iter().copied().collect();
-                for ino in orphans {
-                    self.maybe_free(&mut st, ino)?;
-                }
+                // One that cannot be freed now stays listed on disk and
+                // goes at the next mount.
+                self.release_orphans(&mut st);
             }
         }
         self.store.shutdown()?;
@@ -249,13 +245,7 @@ impl DiskFs {
     pub fn sync(&self) -> Result<()> {
         if !self.read_only {
             // Orphans a full pool kept from being freed get another try.
-            {
-                let mut st = self.state.lock();
-                let pending: Vec<Ino> = st.orphans.iter().copied().collect();
-                for ino in pending {
-                    self.release_orphan(&mut st, ino);
-                }
-            }
+            self.release_orphans(&mut self.state.lock());
             self.store.commit()?;
         }
         Ok(())
@@ -286,6 +276,7 @@ impl DiskFs {
                 written: Vec::new(),
                 to_free: Vec::new(),
                 log: Vec::new(),
+                unlogged: false,
             };
             let mut r = f(&mut tx);
             let dirty = tx.meta_dirty;
@@ -299,11 +290,17 @@ impl DiskFs {
             }
             let recs = std::mem::take(&mut tx.log);
             let failed = r.is_err();
-            if r.is_ok() && !recs.is_empty() {
-                // Appended under the trees lock: no commit can fall between
-                // this change and its record.
+            // Appended under the trees lock: no commit can fall between
+            // this change and its record. With the log off, fsync commits
+            // and records would only cost time.
+            if r.is_ok() && self.opts.intent_log {
                 let tree = &*tx.tree;
-                self.log.lock().append(recs, |ino| policy_of(tree, ino));
+                let mut log = self.log.lock();
+                if tx.unlogged {
+                    log.unlogged();
+                } else if !recs.is_empty() {
+                    log.append(recs, |ino| policy_of(tree, ino));
+                }
             }
             if r.is_ok() {
                 *meta = m;
@@ -351,8 +348,8 @@ impl DiskFs {
         self.view(|t| read_inode(t, ino))
     }
 
-    fn attr_of(&self, ino: Ino, r: &InodeRecord, st: &State) -> Attr {
-        attr(ino, r, st.meta.record_size)
+    fn attr_of(&self, ino: Ino, r: &InodeRecord) -> Attr {
+        attr(ino, r, self.record_size)
     }
 
     fn handle(st: &State, ino: Ino, fh: Fh) -> Result<Handle> {
@@ -366,12 +363,30 @@ impl DiskFs {
         st.refs.entry(ino).or_default().lookups += 1;
     }
 
-    /// The inode lost its last name: keep it as an orphan while the kernel
-    /// or a handle still references it, else delete it now.
-    fn orphan(&self, tx: &mut Tx<'_>, st_orphans: &mut HashSet<Ino>, ino: Ino) -> Result<()> {
+    /// The inode lost its last name: list it as an orphan on disk. The
+    /// caller adds it to `State::orphans` once the change stands (a rolled
+    /// back change must not leave a live inode marked for deletion).
+    fn orphan(tx: &mut Tx<'_>, ino: Ino) -> Result<()> {
         tx.tree.insert(&keys::orphan(ino), &[])?;
-        st_orphans.insert(ino);
         Ok(())
+    }
+
+    /// After a change that stood: `ino`, if it lost its last name, becomes
+    /// an orphan, freed now unless still referenced.
+    fn orphaned(&self, st: &mut State, ino: Option<Ino>) {
+        if let Some(ino) = ino {
+            st.orphans.insert(ino);
+            self.release_orphan(st, ino);
+        }
+    }
+
+    /// Try to free every orphan nothing references (after replay, at
+    /// unmount, and on sync, where a full pool may have kept some).
+    fn release_orphans(&self, st: &mut State) {
+        let pending: Vec<Ino> = st.orphans.iter().copied().collect();
+        for ino in pending {
+            self.release_orphan(st, ino);
+        }
     }
 
     /// After a change that succeeded: free `ino` if it became an
@@ -513,7 +528,7 @@ impl DiskFs {
             Ok((ino, rec))
         })?;
         Self::add_lookup(st, ino);
-        Ok(self.attr_of(ino, &rec, st))
+        Ok(self.attr_of(ino, &rec))
     }
 
     fn new_handle(st: &mut State, h: Handle) -> Fh {
@@ -573,18 +588,29 @@ impl DiskFs {
 
     fn write_locked(&self, st: &mut State, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
         check_range(offset, data.len() as u64)?;
-        let rs = st.meta.record_size as u64;
+        let rs = self.record_size as u64;
         self.check_data_space(file::write_cost(rs, offset, data.len() as u64))?;
         let records = data.len() as u64 / rs + 2;
         self.tx(&mut st.meta, records + 2, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             file::write(tx, ino, &mut r, offset, data)?;
             touch_modified(&mut r, tx.now);
-            tx.log.push(log::LogRec::Write {
-                ino,
-                offset,
-                data: data.to_vec(),
-            });
+            // The data is copied into a record only if the log can take
+            // it; a metadata-only file logs just the size the write gave.
+            if policy_of(tx.tree, ino) == log::LogPolicy::Metadata {
+                tx.log.push(log::LogRec::Extend {
+                    ino,
+                    size: offset + data.len() as u64,
+                });
+            } else if self.opts.intent_log && self.log.lock().takes(data.len()) {
+                tx.log.push(log::LogRec::Write {
+                    ino,
+                    offset,
+                    data: data.to_vec(),
+                });
+            } else {
+                tx.unlogged = true;
+            }
             tx.put_inode(ino, &r)
         })
     }
@@ -620,7 +646,7 @@ impl DiskFs {
             c.ctime = tx.now;
             tx.put_inode(f.ino, &c)?;
             if c.nlink == 0 {
-                self.orphan(tx, &mut st.orphans, f.ino)?;
+                Self::orphan(tx, f.ino)?;
             }
             let name = name.to_vec();
             tx.log.push(if rmdir {
@@ -628,9 +654,9 @@ impl DiskFs {
             } else {
                 log::LogRec::Unlink { parent, name }
             });
-            Ok(f.ino)
+            Ok((c.nlink == 0).then_some(f.ino))
         })?;
-        self.release_orphan(st, ino);
+        self.orphaned(st, ino);
         Ok(())
     }
 
@@ -708,36 +734,45 @@ impl DiskFs {
         offset: u64,
         max: usize,
         plus: bool,
-    ) -> Result<Vec<(DirEntry, Attr)>> {
+    ) -> Result<Vec<(DirEntry, Option<Attr>)>> {
         let mut st = self.state.lock();
         let h = Self::handle(&st, ino, fh)?;
         if !h.dir {
             return Err(FsError::BadHandle);
         }
-        let rs = st.meta.record_size;
+        let rs = self.record_size;
         let rows = self.view(|t| {
             let d = read_inode(t, ino)?;
             if !d.is_dir() {
                 return Err(FsError::NotDir);
             }
-            let mut out: Vec<(DirEntry, Attr)> = Vec::new();
+            let mut out: Vec<(DirEntry, Option<Attr>)> = Vec::new();
             if offset < 1 {
-                out.push((dot(ino, 1, b"."), attr(ino, &d, rs)));
+                out.push((dot(ino, 1, b"."), plus.then(|| attr(ino, &d, rs))));
             }
             if offset < 2 {
-                let p = read_inode(t, d.parent)?;
-                out.push((dot(d.parent, 2, b".."), attr(d.parent, &p, rs)));
+                let a = match plus {
+                    true => Some(attr(d.parent, &read_inode(t, d.parent)?, rs)),
+                    false => None,
+                };
+                out.push((dot(d.parent, 2, b".."), a));
             }
             if out.len() < max {
                 for (cookie, e) in dir::list_after(t, ino, offset.max(2), max - out.len())? {
-                    let child = read_inode(t, e.ino)?;
+                    // Plain readdir needs only the entry: the child's inode
+                    // is read for readdirplus alone.
+                    let a = if plus {
+                        Some(attr(e.ino, &read_inode(t, e.ino)?, rs))
+                    } else {
+                        None
+                    };
                     let entry = DirEntry {
                         ino: e.ino,
                         offset: cookie,
                         kind: kind_of(e.file_type),
                         name: e.name,
                     };
-                    out.push((entry, attr(e.ino, &child, rs)));
+                    out.push((entry, a));
                 }
             }
             out.truncate(max);
@@ -822,14 +857,6 @@ impl DiskFs {
                 chain = head.chain,
                 "replayed the intent log"
             );
-        }
-        // Orphans made by the replay (names removed while open) go now.
-        {
-            let mut st = self.state.lock();
-            let pending: Vec<Ino> = st.orphans.iter().copied().collect();
-            for ino in pending {
-                self.release_orphan(&mut st, ino);
-            }
         }
         self.store.commit()?;
         Ok(())
@@ -1002,7 +1029,7 @@ impl FileSystem for DiskFs {
             Ok((ino, read_inode(t, ino)?))
         })?;
         Self::add_lookup(&mut st, ino);
-        Ok(self.attr_of(ino, &rec, &st))
+        Ok(self.attr_of(ino, &rec))
     }
 
     fn forget(&self, ino: Ino, nlookup: u64) {
@@ -1087,7 +1114,7 @@ impl FileSystem for DiskFs {
             });
             Ok(r)
         })?;
-        Ok(self.attr_of(ino, &r, &st))
+        Ok(self.attr_of(ino, &r))
     }
 
     fn mknod(
@@ -1292,7 +1319,7 @@ impl FileSystem for DiskFs {
                     tx.put_inode(newparent, &np)?;
                     tx.put_inode(df.ino, &d)?;
                     if d.nlink == 0 {
-                        self.orphan(tx, &mut st.orphans, df.ino)?;
+                        Self::orphan(tx, df.ino)?;
                         freed = Some(df.ino);
                     }
                 }
@@ -1319,9 +1346,7 @@ impl FileSystem for DiskFs {
                 Ok(freed)
             },
         )?;
-        if let Some(ino) = freed {
-            self.release_orphan(st, ino);
-        }
+        self.orphaned(st, freed);
         Ok(())
     }
 
@@ -1361,7 +1386,7 @@ impl FileSystem for DiskFs {
             Ok(r)
         })?;
         Self::add_lookup(&mut st, ino);
-        Ok(self.attr_of(ino, &r, &st))
+        Ok(self.attr_of(ino, &r))
     }
 
     fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
@@ -1400,7 +1425,7 @@ impl FileSystem for DiskFs {
             let fh = self.open_locked(&mut st, f.ino, flags)?;
             Self::add_lookup(&mut st, f.ino);
             let r = self.inode(f.ino)?;
-            return Ok((self.attr_of(f.ino, &r, &st), fh));
+            return Ok((self.attr_of(f.ino, &r), fh));
         }
         let attr = self.create_node(&mut st, req, parent, name, S_IFREG, mode, 0, None)?;
         let fh = self.open_locked(&mut st, attr.ino, flags & !libc::O_TRUNC)?;
@@ -1508,7 +1533,11 @@ impl FileSystem for DiskFs {
         offset: u64,
         max_entries: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
-        self.list(ino, fh, offset, max_entries, true)
+        Ok(self
+            .list(ino, fh, offset, max_entries, true)?
+            .into_iter()
+            .map(|(e, a)| (e, a.expect("readdirplus lists attributes")))
+            .collect())
     }
 
     fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
@@ -1534,7 +1563,7 @@ impl FileSystem for DiskFs {
             // No inode table: any free block can hold inodes.
             files: st.meta.inodes + bavail,
             ffree: bavail,
-            bsize: st.meta.record_size,
+            bsize: self.record_size,
             namelen: NAME_MAX as u32,
             frsize: bs as u32,
         })
@@ -1671,7 +1700,7 @@ impl FileSystem for DiskFs {
     fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
         let st = self.state.lock();
         Self::handle(&st, ino, fh)?;
-        let rs = st.meta.record_size as u64;
+        let rs = self.record_size as u64;
         let r = self.inode(ino)?;
         regular(&r)?;
         let neg = FsError::InvalidArgument("negative offset");
@@ -1733,7 +1762,7 @@ impl FileSystem for DiskFs {
         if n == 0 {
             return Ok(0);
         }
-        let rs = st.meta.record_size as u64;
+        let rs = self.record_size as u64;
         let mut done = 0u64;
         while done < n {
             let piece = (n - done).min(rs - (offset_out + done) % rs);

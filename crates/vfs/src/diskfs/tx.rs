@@ -28,6 +28,9 @@ pub(crate) struct Tx<'a> {
     pub to_free: Vec<BlockPtr>,
     /// Intent log records of this operation, appended if it succeeds.
     pub log: Vec<super::log::LogRec>,
+    /// The operation changed something it did not record (a write too
+    /// large for the log): the log is spent until the next commit.
+    pub unlogged: bool,
 }
 
 impl Tx<'_> {
