@@ -333,28 +333,43 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
     for bp in pool.space_map_chain() {
         w.visit_block(&bp);
     }
-    // The intent log's next place is allocated by the commit that recorded
-    // it, outside every tree: it is reachable through that record.
+    // A dataset's intent log ring is allocated once, outside every tree:
+    // it is reachable through its record. The log head only names a
+    // position inside it.
     for (id, tree) in &trees.datasets {
-        match tree.get(&posix::keys::log_head()) {
-            Ok(Some(v)) => match crate::intent_log::LogHead::decode(&v) {
-                Ok(h) => {
-                    let e = h.place;
-                    let len = e.len.div_ceil(pool.block_size() as u64) * pool.block_size() as u64;
-                    if let Some(prev) = w.overlapping(e.device, e.offset, len) {
-                        w.error(
-                            format!("dataset {id}: the intent log head overlaps {prev}"),
-                            false,
-                        );
-                    }
-                    w.report.bytes_reachable += len;
-                    w.owned.insert(
-                        (e.device, e.offset),
-                        (len, format!("dataset {id} intent log head")),
+        let ring = match tree.get(&posix::keys::log_ring()) {
+            Ok(Some(v)) => crate::intent_log::LogRing::decode(&v, pool.block_size())
+                .and_then(|r| Ok(pool.check_ring(r.extent).map(|()| Some(r))?)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        let has_ring = matches!(ring, Ok(Some(_)));
+        match ring {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                let e = r.extent;
+                if let Some(prev) = w.overlapping(e.device, e.offset, e.len) {
+                    w.error(
+                        format!("dataset {id}: the intent log ring overlaps {prev}"),
+                        false,
                     );
                 }
-                Err(e) => w.error(format!("dataset {id}: {e}"), false),
-            },
+                w.report.bytes_reachable += e.len;
+                w.owned.insert(
+                    (e.device, e.offset),
+                    (e.len, format!("dataset {id} intent log ring")),
+                );
+            }
+            Err(e) => w.error(format!("dataset {id}: {e}"), false),
+        }
+        match tree.get(&posix::keys::log_head()) {
+            Ok(Some(v)) => {
+                if let Err(e) = crate::intent_log::LogHead::decode(&v) {
+                    w.error(format!("dataset {id}: {e}"), false);
+                } else if !has_ring {
+                    w.error(format!("dataset {id}: an intent log head without a usable ring"), false);
+                }
+            }
             Ok(None) => {}
             Err(e) => w.error(format!("dataset {id}: {e}"), false),
         }

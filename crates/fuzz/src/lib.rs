@@ -176,7 +176,7 @@ fn posix_keys(data: &[u8]) {
 }
 
 fn log_block(data: &[u8]) {
-    use aegis_fs::intent_log::{LogBlock, LogHead, LOG_HEADER};
+    use aegis_fs::intent_log::{LogBlock, LogHead, LogRing, LOG_HEADER};
     // Re-seal the checksum so mutations reach the parser behind it.
     let mut b = data.to_vec();
     if b.len() >= LOG_HEADER {
@@ -188,13 +188,16 @@ fn log_block(data: &[u8]) {
         }
         let chain = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
         let seq = u64::from_le_bytes(b[24..32].try_into().expect("8 bytes"));
-        if let Some(block) = LogBlock::decode(&b, chain, seq) {
+        let pos = u64::from_le_bytes(b[32..40].try_into().expect("8 bytes"));
+        let _ = LogBlock::peek_len(&b, chain, seq, pos, 4096);
+        if let Some(block) = LogBlock::decode(&b, chain, seq, pos, 4096) {
             for r in &block.records {
                 let _ = aegis_vfs::fuzz_log_record(r);
             }
         }
     }
     let _ = LogHead::decode(data);
+    let _ = LogRing::decode(data, 4096);
 }
 
 fn log_record(data: &[u8]) {

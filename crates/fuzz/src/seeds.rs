@@ -111,21 +111,24 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         vec![1, 3, 0, 16, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
         vec![1, 0, 0, 0, 0, 2, 0, 0, 2, 7, 0, 9, 0, 1, 0x80],
     ];
-    let place = aegis_pool::Extent {
-        device: 0,
-        offset: 1 << 20,
-        len: aegis_fs::intent_log::LOG_BLOCK_SIZE,
+    let ring = aegis_fs::intent_log::LogRing {
+        extent: aegis_pool::Extent {
+            device: 0,
+            offset: 1 << 20,
+            len: 4 << 20,
+        },
     };
     let log_records = aegis_vfs::sample_log_records();
     let log_blocks = vec![
         aegis_fs::intent_log::LogBlock {
             chain: 9,
             seq: 0,
-            next: place,
+            pos: 8 << 20,
             records: log_records.clone(),
         }
-        .encode(),
-        aegis_fs::intent_log::LogHead { chain: 9, place }.encode(),
+        .encode(4096),
+        aegis_fs::intent_log::LogHead { chain: 9, pos: 8 << 20 }.encode(),
+        ring.encode(),
     ];
     vec![
         ("log_block", log_blocks),

@@ -778,62 +778,47 @@ impl Pool {
         self.alloc.lock().allocation_count()
     }
 
-    /// Allocate `len` bytes (rounded to the block size) of one copy on the
-    /// first device, for an intent log block: written in place, outside
-    /// the tree, and checksummed by its own header.
-    pub fn alloc_log(&self, len: u64) -> Result<Extent> {
+    /// Allocate an intent log ring of `len` bytes (whole blocks, one
+    /// contiguous copy) and fill it with zeroes, so the device, or the
+    /// image file under it, holds every block of it before the first log
+    /// write: a write into a hole of a sparse image would make its host
+    /// filesystem allocate and journal on every fsync. The zeroes become
+    /// durable with the next commit's flush; the ring belongs to whoever
+    /// records it in a tree, and is never written through `write_block`.
+    pub fn alloc_log_ring(&self, len: u64) -> Result<Extent> {
         self.check_writable()?;
-        let mut e = self.alloc.lock().alloc(len, 1, AllocClass::Normal)?;
-        Ok(e.remove(0))
-    }
-
-    /// Give a log extent back. `now` only for an extent allocated in the
-    /// open txg and never made reachable by a commit; otherwise it waits out
-    /// the deferral like any freed block.
-    pub fn free_log(&self, e: Extent, now: bool) -> Result<()> {
-        self.check_writable()?;
-        let txg = self.open_txg();
-        self.alloc.lock().free(e, txg, now)
-    }
-
-    /// Mark `e` allocated (replay claims the log blocks a crash left, as
-    /// ZFS's zil_claim does, so nothing overwrites them before the log is
-    /// replayed and freed).
-    pub fn claim_log(&self, e: Extent) -> Result<()> {
-        self.check_writable()?;
-        self.check_extent(e)?;
-        self.alloc.lock().claim(e)
-    }
-
-    /// Read a log extent whole; its bounds are checked first, since they
-    /// come from disk.
-    pub fn read_log(&self, e: Extent) -> Result<Vec<u8>> {
-        self.check_extent(e)?;
-        let mut buf = vec![0u8; e.len as usize];
-        self.devices[e.device as usize].read_at(&mut buf, e.offset)?;
-        Ok(buf)
-    }
-
-    /// Write `data` at the start of a log extent and make just that write
-    /// durable (the log's fsync).
-    pub fn write_log_durable(&self, e: Extent, data: &[u8]) -> Result<()> {
-        self.check_writable()?;
-        if data.len() as u64 > e.len {
+        let bs = self.config.block_size as u64;
+        if len == 0 || len % bs != 0 {
             return Err(PoolError::Invalid(format!(
-                "log write of {} bytes into an extent of {}",
-                data.len(),
-                e.len
+                "log ring of {len} bytes is not a whole number of {bs}-byte blocks"
             )));
         }
-        self.check_extent(e)?;
-        self.devices[e.device as usize].write_durable(data, e.offset)?;
-        Ok(())
+        let e = self.alloc.lock().alloc(len, 1, AllocClass::Normal)?.remove(0);
+        let zeroes = vec![0u8; (1 << 20).min(len) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeroes.len() as u64) as usize;
+            if let Err(err) = self.devices[e.device as usize].write_at(&zeroes[..n], e.offset + done) {
+                self.free_unrecorded(e)?;
+                return Err(err.into());
+            }
+            done += n as u64;
+        }
+        Ok(e)
     }
 
-    fn check_extent(&self, e: Extent) -> Result<()> {
+    /// Give back an extent this txg allocated that nothing records (a log
+    /// ring whose tree record failed): reusable at once.
+    pub fn free_unrecorded(&self, e: Extent) -> Result<()> {
+        self.alloc.lock().free(e, self.open_txg(), true)
+    }
+
+    /// Check that a log ring named on disk lies inside a device's data
+    /// area, before anything reads or writes it.
+    pub fn check_ring(&self, e: Extent) -> Result<()> {
         let bs = self.config.block_size as u64;
         let ok = e.len > 0
-            && e.len <= MAX_BLOCK_BYTES as u64
+            && e.len % bs == 0
             && self.config.devices.get(e.device as usize).is_some_and(|d| {
                 e.offset % bs == 0
                     && e.offset >= d.data_start
@@ -845,13 +830,44 @@ impl Pool {
             Ok(())
         } else {
             Err(PoolError::corrupt(
-                "log extent",
+                "log ring",
                 format!(
                     "{}:{}+{} is outside the data area",
                     e.device, e.offset, e.len
                 ),
             ))
         }
+    }
+
+    /// Read `buf.len()` bytes at `offset` inside the log ring `ring`.
+    pub fn read_log(&self, ring: Extent, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_ring(ring)?;
+        self.check_in_ring(ring, offset, buf.len())?;
+        self.devices[ring.device as usize].read_at(buf, ring.offset + offset)?;
+        Ok(())
+    }
+
+    /// Write `data` at `offset` inside the log ring `ring` and make just
+    /// that write durable (the log's fsync).
+    pub fn write_log_durable(&self, ring: Extent, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        self.check_ring(ring)?;
+        self.check_in_ring(ring, offset, data.len())?;
+        self.devices[ring.device as usize].write_durable(data, ring.offset + offset)?;
+        Ok(())
+    }
+
+    fn check_in_ring(&self, ring: Extent, offset: u64, len: usize) -> Result<()> {
+        if len == 0
+            || len as u64 > MAX_BLOCK_BYTES as u64
+            || offset.checked_add(len as u64).map_or(true, |end| end > ring.len)
+        {
+            return Err(PoolError::Invalid(format!(
+                "log I/O of {len} bytes at {offset} outside a ring of {}",
+                ring.len
+            )));
+        }
+        Ok(())
     }
 
     /// Replace the in-memory space state with exactly `allocated` (fsck

@@ -126,6 +126,8 @@ pub struct CrashReport {
     pub newer: usize,
     /// Images before the first acknowledged fsync that refused to mount.
     pub refused: usize,
+    /// What the intent log did during the workload.
+    pub log: crate::LogStats,
     /// What went wrong (empty when every state passed); at most 20.
     pub failures: Vec<String>,
 }
@@ -194,6 +196,7 @@ impl Recorder {
             logged: self.logged,
             committed: self.committed,
             flushes: flushes.len(),
+            log: self.fs.log_stats(),
             ..Default::default()
         };
         let check = |prefix: usize, extra: Vec<usize>, report: &mut CrashReport| {

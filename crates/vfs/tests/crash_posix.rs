@@ -184,8 +184,8 @@ fn every_crash_state_mounts_to_an_acknowledged_or_newer_commit() {
     for seed in 1u64..=10 {
         let r = record(seed, rounds).check(subsets, seed ^ 0xC4A5);
         eprintln!(
-            "seed {seed}: {} fsyncs ({} in the log, {} commits), {} flushes, {} states",
-            r.fsyncs, r.logged, r.committed, r.flushes, r.states
+            "seed {seed}: {} fsyncs ({} in the log, {} commits; {} log blocks, {} over the ring's end, {} ring full), {} flushes, {} states",
+            r.fsyncs, r.logged, r.committed, r.log.blocks, r.log.wrapped, r.log.ring_full, r.flushes, r.states
         );
         assert!(r.failures.is_empty(), "seed {seed}: {:#?}", r.failures);
         assert!(
@@ -196,6 +196,7 @@ fn every_crash_state_mounts_to_an_acknowledged_or_newer_commit() {
         total.states += r.states;
         total.newer += r.newer;
         total.refused += r.refused;
+        total.log.wrapped += r.log.wrapped;
     }
     eprintln!(
         "{} crash states checked: {} showed an fsync newer than the last acknowledged one, {} (an interrupted mkfs) refused",
@@ -203,4 +204,8 @@ fn every_crash_state_mounts_to_an_acknowledged_or_newer_commit() {
     );
     assert!(total.states >= 10_000 || std::env::var("AEGIS_CRASH_ROUNDS").is_ok());
     assert!(total.newer > 0, "no crash image caught an fsync in flight");
+    assert!(
+        total.log.wrapped > 0,
+        "no log block went over the ring's end: the wrap was not tested"
+    );
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aegis_block::{BlockDevice, DeviceRef, FileDevice, OpenMode};
 use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::intent_log::{MAX_RING, MIN_RING};
 use aegis_fs::posix::{format, FormatOptions, MAX_RECORD_SIZE, MIN_RECORD_SIZE};
 use aegis_fs::{Store, StoreOptions};
 use aegis_pool::label::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
@@ -37,6 +38,10 @@ pub struct Args {
     /// Record size of files: a power of two from 4K to 1M.
     #[arg(long, short = 'r', default_value = "128K")]
     pub record_size: String,
+    /// Size of the intent log ring that fsync writes (256K to 1G, whole
+    /// blocks); the default is 1/64 of the pool, 256K to 64M.
+    #[arg(long)]
+    pub log_size: Option<String>,
     /// Copies of each metadata block (1-3).
     #[arg(long, default_value_t = 2)]
     pub metadata_copies: u8,
@@ -93,6 +98,20 @@ pub fn run(a: Args) -> CliResult<u8> {
                 a.record_size
             ))
         })?;
+    let log_ring = match a.log_size.as_deref() {
+        None => 0,
+        Some(v) => {
+            let n = parse_size(v).map_err(|e| CliError::new(format!("--log-size: {e}")))?;
+            if !(MIN_RING..=MAX_RING).contains(&n) || n % bs as u64 != 0 {
+                return Err(CliError::new(format!(
+                    "--log-size: {v} is not a multiple of the block size from {} to {}",
+                    human(MIN_RING),
+                    human(MAX_RING)
+                )));
+            }
+            n
+        }
+    };
     if !(1..=3).contains(&a.metadata_copies) {
         return Err(CliError::new("--metadata-copies: must be 1, 2 or 3"));
     }
@@ -166,6 +185,7 @@ pub fn run(a: Args) -> CliResult<u8> {
                 root_uid: uid,
                 root_gid: gid,
                 root_mode: 0o755,
+                log_ring,
             };
             if let Err(e) = format(&store, ROOT_DATASET, &fmt).and_then(|_| store.shutdown()) {
                 if created {

@@ -46,6 +46,7 @@ pub fn run(a: Args) -> CliResult<u8> {
             checksum: "blake3".into(),
             compression: "lz4".into(),
             record_size: "128K".into(),
+            log_size: None,
             metadata_copies: 2,
             force: false,
         })?;

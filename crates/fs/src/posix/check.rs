@@ -61,7 +61,7 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
         let obj = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
         if obj == keys::META_OBJECT {
             match (k[8], keys::parse_orphan(&k)) {
-                (keys::META, _) | (keys::LOG_HEAD, _) => {}
+                (keys::META, _) | (keys::LOG_HEAD, _) | (keys::LOG_RING, _) => {}
                 (keys::ORPHAN, Some(ino)) => {
                     orphans.insert(ino);
                 }

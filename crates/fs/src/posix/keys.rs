@@ -17,8 +17,9 @@
 //! | [`POLICY`] | — | intent log policy, one byte |
 //!
 //! Object 0 holds the dataset's own items: [`META`] (the
-//! [`DatasetMeta`](super::DatasetMeta)) and one [`ORPHAN`] key per inode
-//! whose last name is gone while it is still open.
+//! [`DatasetMeta`](super::DatasetMeta)), one [`ORPHAN`] key per inode
+//! whose last name is gone while it is still open, and the intent log's
+//! [`LOG_RING`] and [`LOG_HEAD`] (see `crate::intent_log`).
 //!
 //! Directory entries are keyed by a 64-bit hash of the name *and* the
 //! entry's cookie, so two names with the same hash are two keys: a lookup
@@ -40,6 +41,8 @@ pub const META: u8 = 16;
 pub const ORPHAN: u8 = 17;
 /// Object 0: where the intent log chain of the next txg starts.
 pub const LOG_HEAD: u8 = 18;
+/// Object 0: the extent of the dataset's intent log ring.
+pub const LOG_RING: u8 = 19;
 
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
@@ -173,6 +176,10 @@ pub fn meta() -> Vec<u8> {
 
 pub fn log_head() -> Vec<u8> {
     key(META_OBJECT, LOG_HEAD, 0)
+}
+
+pub fn log_ring() -> Vec<u8> {
+    key(META_OBJECT, LOG_RING, 0)
 }
 
 pub fn orphan(ino: u64) -> Vec<u8> {

@@ -21,9 +21,10 @@ pub use file_record::{FileRecord, MAX_RECORD_SIZE};
 pub use inode::InodeRecord;
 pub use meta::{DatasetMeta, DEFAULT_RECORD_SIZE, MIN_RECORD_SIZE};
 
-use aegis_pool::{AllocClass, Compression};
+use aegis_pool::{AllocClass, Compression, Extent};
 
 use crate::error::{FsError, Result};
+use crate::intent_log;
 use crate::store::{now_ns, Store};
 
 /// The root directory's inode number (FUSE's root).
@@ -40,6 +41,9 @@ pub struct FormatOptions {
     pub root_uid: u32,
     pub root_gid: u32,
     pub root_mode: u32,
+    /// Bytes of the intent log ring; 0 picks 1/64 of the pool (256 KiB
+    /// to 64 MiB).
+    pub log_ring: u64,
 }
 
 impl Default for FormatOptions {
@@ -50,6 +54,7 @@ impl Default for FormatOptions {
             root_uid: 0,
             root_gid: 0,
             root_mode: 0o755,
+            log_ring: 0,
         }
     }
 }
@@ -94,6 +99,40 @@ pub fn format(store: &Store, ds: u64, opts: &FormatOptions) -> Result<()> {
         t.insert(&keys::inode(ROOT_INO), &root.encode())?;
         Ok(())
     })?;
+    create_log_ring(store, ds, opts.log_ring)?;
     store.commit()?;
     Ok(())
+}
+
+/// Give dataset `ds` an intent log ring of `len` bytes (0: the default for
+/// the pool's size), zero-filled and recorded in its tree; durable with
+/// the next commit.
+pub fn create_log_ring(store: &Store, ds: u64, len: u64) -> Result<Extent> {
+    let pool = store.pool();
+    let bs = pool.block_size();
+    let len = match len {
+        0 => intent_log::default_ring_len(pool.space().total, bs),
+        n => n,
+    };
+    if !(intent_log::MIN_RING..=intent_log::MAX_RING).contains(&len) || len % bs as u64 != 0 {
+        return Err(FsError::Invalid(format!(
+            "log ring size {len} is not a multiple of the block size ({bs}) from {} to {}",
+            intent_log::MIN_RING,
+            intent_log::MAX_RING
+        )));
+    }
+    let extent = pool.alloc_log_ring(len)?;
+    let ring = intent_log::LogRing { extent };
+    let recorded = store.with_tree(ds, AllocClass::Normal, |t| {
+        if t.get(&keys::log_ring())?.is_some() {
+            return Err(FsError::Invalid("the dataset has a log ring already".into()));
+        }
+        t.insert(&keys::log_ring(), &ring.encode())?;
+        Ok(())
+    });
+    if let Err(e) = recorded {
+        pool.free_unrecorded(extent)?;
+        return Err(e);
+    }
+    Ok(extent)
 }

@@ -5,8 +5,9 @@
 //! inside its tree transaction, so records and txgs cut the history at the
 //! same points: a commit covers exactly the records appended before it
 //! (the commit hook drops them and starts a new chain). `fsync` writes the
-//! records not yet logged, in order, as one block of the chain and flushes
-//! (see `aegis_fs::intent_log` for the block format). Replay re-runs the
+//! records not yet logged, in order, as the next block of the chain in the
+//! dataset's log ring and makes that one write durable (see
+//! `aegis_fs::intent_log` for the ring and block format). Replay re-runs the
 //! records on top of the last txg, in order; inode numbers come out the
 //! same because allocation is deterministic, and each create checks it.
 //!
@@ -16,7 +17,7 @@
 
 use std::sync::Arc;
 
-use aegis_fs::intent_log::{payload_len, LogBlock, LogHead, LOG_BLOCK_SIZE, LOG_HEADER, MAX_CHAIN};
+use aegis_fs::intent_log::{block_len, LogBlock, LogHead, LOG_HEADER, MAX_CHAIN, MAX_LOG_WRITE};
 use aegis_fs::posix::keys;
 use aegis_fs::CommitHook;
 use aegis_pool::codec::{Reader, Writer};
@@ -459,35 +460,64 @@ impl LogRec {
 /// the commit); `fsync` takes only this.
 #[derive(Default)]
 pub(crate) struct LogState {
-    /// Records since the last commit, in order.
+    /// The dataset's ring; without one, fsync commits.
+    pub ring: Option<Extent>,
+    /// Records appended since the last block was written, in order.
     pub pending: Vec<Vec<u8>>,
-    /// How many of `pending` are durable in the chain.
-    pub logged: usize,
-    /// The chain being written: id, next sequence number, next place.
+    /// Bytes of `pending` encoded.
+    pub bytes: usize,
+    /// The chain being written: id, next sequence number, and the position
+    /// of its next block.
     pub chain: u64,
     pub seq: u64,
-    pub cursor: Option<Extent>,
-    /// Places of this chain to free once a commit covers it: (extent,
-    /// whether a committed space map holds it allocated).
-    pub places: Vec<Extent>,
+    pub cursor: u64,
+    /// Whether a chain is open (a commit recorded its head).
+    pub open: bool,
+    /// The oldest position a crash could still need: the head the last
+    /// durable commit names (or the replayed chain's). The writer never
+    /// passes `floor + ring length`.
+    pub floor: u64,
+    /// The floor once the given txg is durable: set by the commit hook,
+    /// which runs before the commit has reached the disk.
+    pub next_floor: Option<(u64, u64)>,
+    /// The txg of the last commit whose hook dropped records unwritten:
+    /// until it is durable, an fsync must not report them safe.
+    pub covered_txg: u64,
     /// Keep a chain ready at each commit (set by the first fsync).
     pub armed: bool,
     /// Replaying: changes are not logged again.
     pub replaying: bool,
-    /// Bytes of `pending` encoded.
-    pub bytes: usize,
     /// More changed than the log can hold: the next fsync commits.
     pub overflow: bool,
+    pub stats: LogStats,
+}
+
+/// What the log has done since mount (`DiskFs::log_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Blocks written, and the bytes they took in the ring.
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Blocks that went over the ring's end (written in two pieces).
+    pub wrapped: u64,
+    /// fsyncs that committed because the ring had no room for their block.
+    pub ring_full: u64,
+    /// Records replayed at mount.
+    pub replayed: u64,
 }
 
 pub(crate) type SharedLog = Arc<Mutex<LogState>>;
 
-/// Records kept between commits at most: what one log block holds. Past
-/// it the log gives up until the next commit (fsync commits instead), so
-/// a large write does not keep its data twice in memory.
-const PENDING_LIMIT: usize = LOG_BLOCK_SIZE as usize - LOG_HEADER;
-
 impl LogState {
+    /// The most `pending` may hold: what one log block takes, and at most
+    /// half the ring. Past it the log gives up until the next commit
+    /// (fsync commits instead), so a large write does not keep its data
+    /// twice in memory.
+    fn limit(&self) -> usize {
+        let ring = self.ring.map_or(0, |r| r.len);
+        (MAX_LOG_WRITE.min(ring / 2) as usize).saturating_sub(LOG_HEADER)
+    }
+
     /// Append an operation's records; `policy` gives each inode's policy.
     /// A record touching a `none` object stops the log until the next
     /// commit (fsync then commits).
@@ -503,7 +533,7 @@ impl LogState {
             self.bytes += 4 + e.len();
             self.pending.push(e);
         }
-        if self.bytes > PENDING_LIMIT {
+        if self.bytes > self.limit() {
             self.unlogged();
         }
     }
@@ -511,7 +541,7 @@ impl LogState {
     /// Whether a write record of `len` data bytes would still fit, so its
     /// data is worth copying at all.
     pub fn takes(&self, len: usize) -> bool {
-        !self.replaying && !self.overflow && self.bytes + len + 64 <= PENDING_LIMIT
+        !self.replaying && !self.overflow && self.bytes + len + 64 <= self.limit()
     }
 
     /// A change happened that the log does not hold: until the next commit
@@ -522,34 +552,51 @@ impl LogState {
         }
         self.overflow = true;
         self.pending.clear();
-        self.logged = 0;
+        self.bytes = 0;
+    }
+
+    /// Move the floor up to the head of the last commit that is durable.
+    fn settle_floor(&mut self, durable_txg: u64) {
+        if let Some((txg, pos)) = self.next_floor {
+            if txg <= durable_txg {
+                self.floor = pos;
+                self.next_floor = None;
+            }
+        }
     }
 }
 
 /// The hook the store calls inside each commit of the dataset: the
-/// records are covered now, the old chain's places are freed (deferred:
-/// older txgs may still point at the head), and a new chain starts,
-/// recorded in the tree so it is durable with this txg.
+/// records are covered now, and a new chain starts at the position after
+/// the last block written, recorded in the tree so it is durable with this
+/// txg. The old chain stays untouched until this commit is durable.
 pub(crate) fn commit_hook(log: SharedLog, pool: Arc<Pool>) -> CommitHook {
     Arc::new(move |tree| {
         let mut l = log.lock();
+        let txg = pool.open_txg();
+        // Commits are serialised: the one before this is durable (or the
+        // pool has failed and nothing more is written).
+        l.settle_floor(txg.saturating_sub(1));
+        if !l.pending.is_empty() {
+            l.covered_txg = txg;
+        }
         l.pending.clear();
-        l.logged = 0;
         l.bytes = 0;
         l.overflow = false;
-        for e in std::mem::take(&mut l.places) {
-            pool.free_log(e, false)?;
-        }
-        l.cursor = None;
-        if l.armed && !l.replaying {
-            let place = pool.alloc_log(LOG_BLOCK_SIZE)?;
-            l.chain = pool.open_txg();
+        l.next_floor = Some((txg, l.cursor));
+        l.open = false;
+        if l.armed && !l.replaying && l.ring.is_some() {
+            l.chain = loop {
+                let c = rand::random::<u64>();
+                if c != 0 && c != l.chain {
+                    break c;
+                }
+            };
             l.seq = 0;
-            l.cursor = Some(place);
-            l.places.push(place);
+            l.open = true;
             let head = LogHead {
                 chain: l.chain,
-                place,
+                pos: l.cursor,
             };
             tree.insert(&keys::log_head(), &head.encode())?;
         } else if tree.get(&keys::log_head())?.is_some() {
@@ -563,74 +610,120 @@ pub(crate) fn commit_hook(log: SharedLog, pool: Arc<Pool>) -> CommitHook {
 pub(crate) enum Logged {
     /// Everything is durable.
     Done,
-    /// The log cannot take it (no chain yet, or too much for one block):
-    /// commit a txg instead.
+    /// The log cannot take it (no chain yet, too much for one block, the
+    /// ring full, or a commit covering it still in flight): commit a txg
+    /// instead.
     NeedCommit,
 }
 
 /// Write the records not yet logged as the next block of the chain and
-/// flush.
+/// make it durable.
 pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
     let mut l = log.lock();
     // Whatever happens now, the next commit starts a chain for the
     // fsyncs after it.
     l.armed = true;
+    let durable = pool.open_txg().saturating_sub(1);
+    l.settle_floor(durable);
     if l.overflow {
         return Ok(Logged::NeedCommit);
     }
-    if l.logged == l.pending.len() {
-        return Ok(Logged::Done);
+    if l.pending.is_empty() {
+        // What a commit in flight took over is safe only once it lands.
+        return Ok(if l.covered_txg > durable {
+            Logged::NeedCommit
+        } else {
+            Logged::Done
+        });
     }
-    let Some(place) = l.cursor else {
+    let (Some(ring), true) = (l.ring, l.open) else {
         return Ok(Logged::NeedCommit);
     };
-    let records = l.pending[l.logged..].to_vec();
-    if LOG_HEADER + payload_len(&records) > LOG_BLOCK_SIZE as usize {
+    let bs = pool.block_size();
+    let len = block_len(&l.pending, bs);
+    if len > MAX_LOG_WRITE {
         return Ok(Logged::NeedCommit);
     }
-    let next = match pool.alloc_log(LOG_BLOCK_SIZE) {
-        Ok(e) => e,
-        Err(_) => return Ok(Logged::NeedCommit),
-    };
-    l.places.push(next);
+    if l.cursor + len > l.floor + ring.len {
+        l.stats.ring_full += 1;
+        return Ok(Logged::NeedCommit);
+    }
     let block = LogBlock {
         chain: l.chain,
         seq: l.seq,
-        next,
-        records,
+        pos: l.cursor,
+        records: std::mem::take(&mut l.pending),
     };
+    let bytes = block.encode(bs);
     // Only this block needs to be durable: its records carry their data,
-    // and everything older is in a committed txg. (On an image file this
-    // is one RWF_DSYNC write, which writes back nothing else.)
-    pool.write_log_durable(place, &block.encode())?;
+    // and everything older is in a committed txg or an earlier block. (On
+    // an image file this is one RWF_DSYNC write, which writes back nothing
+    // else.) A block over the ring's end is written in two pieces.
+    let off = l.cursor % ring.len;
+    let first = (ring.len - off).min(len) as usize;
+    let written = pool
+        .write_log_durable(ring, off, &bytes[..first])
+        .and_then(|()| match first < bytes.len() {
+            true => pool.write_log_durable(ring, 0, &bytes[first..]),
+            false => Ok(()),
+        });
+    if let Err(e) = written {
+        // The records are not durable: the next fsync commits them. The
+        // position is spent: a torn block may sit there.
+        l.cursor += len;
+        l.unlogged();
+        return Err(e.into());
+    }
     l.seq += 1;
-    l.cursor = Some(next);
-    l.logged = l.pending.len();
+    l.cursor += len;
+    l.bytes = 0;
+    l.stats.blocks += 1;
+    l.stats.bytes += len;
+    l.stats.wrapped += (first < bytes.len()) as u64;
     Ok(Logged::Done)
 }
 
-/// Read the chain that starts at `head`: its records in order, and the
-/// places it used after the head (to claim before anything allocates).
-pub(crate) fn read_chain(pool: &Pool, head: LogHead) -> (Vec<Vec<u8>>, Vec<Extent>) {
+/// Read the chain that starts at `head` in `ring`: its records in order,
+/// and the position after its last block.
+pub(crate) fn read_chain(pool: &Pool, ring: Extent, head: LogHead) -> (Vec<Vec<u8>>, u64) {
+    let bs = pool.block_size();
     let mut records = Vec::new();
-    let mut places = Vec::new();
-    let mut place = head.place;
+    let mut pos = head.pos;
+    let mut header = vec![0u8; bs as usize];
     for seq in 0..MAX_CHAIN {
-        let Ok(buf) = pool.read_log(place) else { break };
-        let Some(block) = LogBlock::decode(&buf, head.chain, seq) else {
-            if seq == 0 && buf.starts_with(&aegis_fs::intent_log::LOG_MAGIC) {
+        let off = pos % ring.len;
+        if pool.read_log(ring, off, &mut header).is_err() {
+            break;
+        }
+        let Some(len) = LogBlock::peek_len(&header, head.chain, seq, pos, bs) else {
+            if seq == 0 && header.starts_with(&aegis_fs::intent_log::LOG_MAGIC) {
                 tracing::info!(
                     chain = head.chain,
-                    "the intent log place holds a block of another chain (an older txg or another pool): ignored, nothing to replay"
+                    "the intent log's first place holds a block of another chain (an older lap or another pool): ignored, nothing to replay"
                 );
             }
             break;
         };
+        // A chain never laps its own head.
+        if pos + len > head.pos + ring.len {
+            break;
+        }
+        let mut buf = vec![0u8; len as usize];
+        let first = (ring.len - off).min(len) as usize;
+        let read = pool.read_log(ring, off, &mut buf[..first]).and_then(|()| match first < buf.len() {
+            true => pool.read_log(ring, 0, &mut buf[first..]),
+            false => Ok(()),
+        });
+        if read.is_err() {
+            break;
+        }
+        let Some(block) = LogBlock::decode(&buf, head.chain, seq, pos, bs) else {
+            break;
+        };
         records.extend(block.records);
-        places.push(block.next);
-        place = block.next;
+        pos += len;
     }
-    (records, places)
+    (records, pos)
 }
 
 /// One record of each kind (tests and fuzz seeds).

@@ -33,13 +33,14 @@ use aegis_fs::posix::inode::{
     S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use aegis_fs::posix::{keys, DatasetMeta, InodeRecord, FIRST_COOKIE};
+use aegis_fs::intent_log::{LogHead, LogRing};
 use aegis_fs::Store;
 use aegis_pool::AllocClass;
 use parking_lot::Mutex;
 
 pub use self::inode::AtimeMode;
 use self::inode::{atime_due, attr, kind_of, now_ns, to_ns, touch_modified};
-pub use self::log::{LogPolicy, POLICY_XATTR};
+pub use self::log::{LogPolicy, LogStats, POLICY_XATTR};
 use self::tx::{read_inode, Tx};
 use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
@@ -222,6 +223,11 @@ impl DiskFs {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// What the intent log has done since mount.
+    pub fn log_stats(&self) -> LogStats {
+        self.log.lock().stats
     }
 
     /// Drop every kernel reference (the kernel forgets all at unmount), free
@@ -580,7 +586,17 @@ impl DiskFs {
 
     /// Fail with ENOSPC unless the pool can take `bytes` more of data.
     fn check_data_space(&self, bytes: u64) -> Result<()> {
-        if bytes > self.store.pool().available(AllocClass::Normal) {
+        let pool = self.store.pool();
+        // Space freed in the last txgs comes back only after DEFER_TXGS
+        // commits: pay for those before refusing, as the store does for
+        // tree space.
+        for _ in 0..=aegis_pool::DEFER_TXGS {
+            if bytes <= pool.available(AllocClass::Normal) || pool.space().deferred == 0 {
+                break;
+            }
+            self.store.commit()?;
+        }
+        if bytes > pool.available(AllocClass::Normal) {
             return Err(FsError::NoSpace);
         }
         Ok(())
@@ -804,30 +820,59 @@ impl DiskFs {
         }
     }
 
-    /// Replay the intent log a crash left: claim its places, re-run its
-    /// records on the last txg, commit. A record that does not apply ends
-    /// the replay there, as a torn block does.
+    /// Find the dataset's log ring (a writable mount of an image made
+    /// without one makes it now), then replay the log a crash left: re-run
+    /// its records on the last txg, commit. A record that does not apply
+    /// ends the replay there, as a torn block does.
     fn replay_log(&self) -> Result<()> {
-        let Some(head) = self.view(|t| match t.get(&keys::log_head())? {
-            Some(v) => Ok(Some(aegis_fs::intent_log::LogHead::decode(&v)?)),
-            None => Ok(None),
-        })?
-        else {
-            return Ok(());
-        };
         let pool = self.store.pool().clone();
-        let (records, places) = log::read_chain(&pool, head);
-        {
-            let mut l = self.log.lock();
-            // The head was allocated by the last commit; the later places
-            // only in memory before the crash: claim them so nothing
-            // allocates over the chain while it is replayed.
-            l.places.push(head.place);
-            for p in &places {
-                if pool.claim_log(*p).is_ok() {
-                    l.places.push(*p);
+        let bs = pool.block_size();
+        let (ring, head) = self.view(|t| {
+            let ring = match t.get(&keys::log_ring())? {
+                Some(v) => {
+                    let r = LogRing::decode(&v, bs)?;
+                    pool.check_ring(r.extent)?;
+                    Some(r.extent)
+                }
+                None => None,
+            };
+            let head = match t.get(&keys::log_head())? {
+                Some(v) => Some(LogHead::decode(&v)?),
+                None => None,
+            };
+            Ok((ring, head))
+        })?;
+        let ring = match ring {
+            Some(r) => Some(r),
+            None if self.opts.intent_log => {
+                match aegis_fs::posix::create_log_ring(&self.store, self.ds, 0) {
+                    Ok(r) => {
+                        tracing::info!(bytes = r.len, "made an intent log ring for this dataset");
+                        Some(r)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no intent log ring could be made: every fsync commits a transaction group");
+                        None
+                    }
                 }
             }
+            None => None,
+        };
+        let (records, end) = match (ring, head) {
+            (Some(r), Some(h)) => log::read_chain(&pool, r, h),
+            (None, Some(_)) => {
+                tracing::warn!("an intent log head without a ring: ignored, nothing to replay");
+                (Vec::new(), 0)
+            }
+            (_, None) => (Vec::new(), 0),
+        };
+        {
+            let mut l = self.log.lock();
+            l.ring = ring;
+            // New chains start after the replayed one, which stays intact
+            // until the commit below is durable.
+            l.cursor = end;
+            l.floor = head.map_or(end, |h| h.pos);
             l.replaying = true;
         }
         let total = records.len();
@@ -840,23 +885,26 @@ impl DiskFs {
             }
             applied += 1;
         }
-        self.log.lock().replaying = false;
-        // The chain is spent: drop its head in this txg, which also makes
-        // sure the commit below runs the hook that frees its places.
+        {
+            let mut l = self.log.lock();
+            l.replaying = false;
+            l.stats.replayed = applied as u64;
+        }
+        if head.is_none() && !self.store.is_dirty() {
+            return Ok(());
+        }
+        // The chain is spent: drop its head in this txg.
         {
             let mut st = self.state.lock();
             self.tx(&mut st.meta, 1, AllocClass::Reserved, |tx| {
-                tx.tree.remove(&keys::log_head())?;
+                if tx.tree.get(&keys::log_head())?.is_some() {
+                    tx.tree.remove(&keys::log_head())?;
+                }
                 Ok(())
             })?;
         }
-        if total > 0 {
-            tracing::info!(
-                applied,
-                total,
-                chain = head.chain,
-                "replayed the intent log"
-            );
+        if let Some(h) = head.filter(|_| total > 0) {
+            tracing::info!(applied, total, chain = h.chain, "replayed the intent log");
         }
         self.store.commit()?;
         Ok(())
