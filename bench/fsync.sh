@@ -11,11 +11,14 @@ BENCH_DIR=${BENCH_DIR:-/tmp/aegis-fsync}
 COUNT=${COUNT:-2000}
 FIO_SECS=${FIO_SECS:-15}
 command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
+command -v fusermount3 >/dev/null || { apt-get update -qq && apt-get install -y -qq fuse3 >/dev/null; }
+unmount() { fusermount3 -u "$1" 2>/dev/null || umount "$1"; }
 rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"/{ext4,log,nolog}
 PIDS=()
 cleanup() {
-  for m in "$BENCH_DIR"/log "$BENCH_DIR"/nolog; do mountpoint -q "$m" && fusermount3 -u "$m" || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for m in "$BENCH_DIR"/log "$BENCH_DIR"/nolog; do mountpoint -q "$m" && unmount "$m" || true; done
+  # A mount that did not come up, or did not go, must not keep us waiting.
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   mountpoint -q "$BENCH_DIR/ext4" && umount "$BENCH_DIR/ext4" || true
   rm -rf "$BENCH_DIR"
 }
@@ -41,6 +44,6 @@ for t in ext4 log nolog; do
   name=$t; [[ $t == log ]] && name="AegisFS (intent log)"; [[ $t == nolog ]] && name="AegisFS (-o nolog: commit per fsync)"
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %s | %s | %s | %s | %s |" % (sys.argv[2], r["p50_us"], r["p99_us"], r["ops_s"], sys.argv[3]))' "$lat" "$name" "$iops"
 done
-for v in log nolog; do fusermount3 -u "$BENCH_DIR/$v"; done
+for v in log nolog; do unmount "$BENCH_DIR/$v"; done
 for p in "${PIDS[@]}"; do wait "$p"; done; PIDS=()
 for v in log nolog; do "$AEGISFS_BIN" fsck "$BENCH_DIR/$v.img" >/dev/null || { echo "fsck of $v failed" >&2; exit 1; }; done

@@ -184,8 +184,8 @@ fn changes_stay_in_memory_until_commit() {
     assert!(contents(&other).is_empty(), "uncommitted keys on disk");
     drop(other);
 
-    // The commit: nodes (children before parents), space map, flush, one
-    // uberblock per label, flush.
+    // The commit: nodes and space map, flush, one uberblock per label,
+    // flush.
     let first_op = rec.len();
     assert_eq!(store.commit().unwrap(), 2);
     assert_eq!(txg(&store), 2);
@@ -232,33 +232,21 @@ fn changes_stay_in_memory_until_commit() {
             .collect();
         (*idx.iter().min().unwrap(), *idx.iter().max().unwrap())
     };
+    // Every block of the txg is on the device before the first flush; their
+    // order among themselves does not matter (nothing is reachable until
+    // the uberblock after that flush), so the pool writes them sorted by
+    // offset.
     let nodes = committed_nodes(&store);
     assert!(nodes.len() > 20, "only {} nodes", nodes.len());
     for (bp, kids) in &nodes {
         assert_eq!(bp.birth_txg, 2);
-        let (first, _) = at(bp);
+        at(bp);
         for k in kids {
-            let (_, last) = at(k);
-            assert!(last < first, "{} written before its child", bp.describe());
+            at(k);
         }
     }
-    let ds_root = at(&nodes[0].0).1;
-    let pool_root = store
-        .pool()
-        .last_uberblock()
-        .unwrap()
-        .pool_root
-        .root
-        .unwrap();
-    assert!(
-        at(&pool_root).0 > ds_root,
-        "pool tree before the dataset root"
-    );
     let sm = store.pool().last_uberblock().unwrap().space_map.unwrap();
-    assert!(
-        at(&sm).0 > at(&pool_root).1,
-        "space map before the pool tree"
-    );
+    at(&sm);
 
     let other = open_copy(&rec.live());
     assert_eq!(txg(&other), 2);

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod space_map;
 pub mod tree_root;
 pub mod uberblock;
+pub mod write_behind;
 
 pub use allocator::{AllocClass, Extent, DEFER_TXGS};
 pub use blkptr::{BlockPtr, BlockType, Dva};

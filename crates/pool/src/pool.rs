@@ -35,6 +35,7 @@ use crate::label::{
 use crate::space_map::{entries_per_block, SpaceMapBlock, FLAG_CONDENSED};
 use crate::tree_root::TreeRoot;
 use crate::uberblock::{Uberblock, UBER_SLOTS, UBER_SLOT_SIZE};
+use crate::write_behind::WriteBehind;
 
 /// Hard cap on a space map chain walked at open: a damaged uberblock must
 /// not send the loader around forever.
@@ -152,6 +153,8 @@ pub struct Pool {
     alloc: Mutex<Allocator>,
     state: Mutex<State>,
     counters: Counters,
+    /// New blocks of the open txg, written out by the commit.
+    behind: Mutex<WriteBehind>,
 }
 
 fn now_ns() -> u64 {
@@ -269,6 +272,7 @@ impl Pool {
                 force_condense: false,
             }),
             counters: Counters::default(),
+            behind: Mutex::new(WriteBehind::default()),
             heal_log: Mutex::new(Vec::new()),
         }
     }
@@ -600,13 +604,27 @@ impl Pool {
             .alloc(stored.len() as u64, copies, props.class)?;
         let txg = self.open_txg();
         let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
-        if let Err(e) = self.write_copies(&bp, stored, 0..extents.len()) {
-            let mut a = self.alloc.lock();
-            for x in &extents {
-                // Born in this txg and never referenced: reusable at once.
-                let _ = a.free(*x, txg, true);
+        // The copies wait for the commit (see write_behind.rs).
+        let mut padded = stored.to_vec();
+        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        let padded = Arc::new(padded);
+        let mut wb = self.behind.lock();
+        for a in &bp.addrs {
+            wb.insert(a.device, a.offset, padded.clone());
+        }
+        if wb.bytes() > wb.limit {
+            if let Err(e) = wb.write_out(&self.devices) {
+                for a in &bp.addrs {
+                    wb.drop_copy(a.device, a.offset);
+                }
+                drop(wb);
+                let mut a = self.alloc.lock();
+                for x in &extents {
+                    // Born in this txg and never referenced: reusable at once.
+                    let _ = a.free(*x, txg, true);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         Ok(bp)
     }
@@ -653,8 +671,15 @@ impl Pool {
     /// Read copy `i`'s stored bytes and verify them against the checksum.
     fn read_copy(&self, bp: &BlockPtr, i: usize) -> std::result::Result<Vec<u8>, String> {
         let a = bp.addrs[i];
+        let buffered = self.behind.lock().get(a.device, a.offset);
         let mut buf = vec![0u8; bp.physical_size as usize];
-        if let Err(e) = self.devices[a.device as usize].read_at(&mut buf, a.offset) {
+        if let Some(b) = buffered {
+            // Still checked: a pointer to the wrong block must not pass.
+            match b.get(..buf.len()) {
+                Some(src) => buf.copy_from_slice(src),
+                None => return Err("buffered copy shorter than the block".into()),
+            }
+        } else if let Err(e) = self.devices[a.device as usize].read_at(&mut buf, a.offset) {
             self.counters.io_errors.fetch_add(1, Ordering::Relaxed);
             return Err(format!("read error: {e}"));
         }
@@ -763,7 +788,20 @@ impl Pool {
     pub fn free(&self, bp: &BlockPtr) -> Result<()> {
         self.check_writable()?;
         let txg = self.open_txg();
+        if bp.birth_txg == txg {
+            let mut wb = self.behind.lock();
+            for a in &bp.addrs {
+                wb.drop_copy(a.device, a.offset);
+            }
+        }
         free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
+    }
+
+    /// Hold at most `bytes` of new blocks until the commit (default
+    /// `WRITE_BEHIND_LIMIT`); 0 writes each block at once (fault tests aim
+    /// device write errors at single operations with it).
+    pub fn set_write_behind(&self, bytes: u64) {
+        self.behind.lock().limit = bytes;
     }
 
     /// Fault injection: refuse the `n`th allocation from now with ENOSPC
@@ -908,6 +946,7 @@ impl Pool {
 
     fn commit_inner(&self, txg: u64, pool_root: &TreeRoot) -> Result<()> {
         let (head, nblocks) = self.write_space_map(txg)?;
+        self.behind.lock().write_out(&self.devices)?;
         for d in &self.devices {
             d.flush()?;
         }

@@ -178,7 +178,7 @@ fn record(seed: u64, rounds: usize) -> Recorder {
 
 #[test]
 fn every_crash_state_mounts_to_an_acknowledged_or_newer_commit() {
-    let rounds = env("AEGIS_CRASH_ROUNDS", 800);
+    let rounds = env("AEGIS_CRASH_ROUNDS", 1100);
     let subsets = env("AEGIS_CRASH_SUBSETS", 10);
     let mut total = CrashReport::default();
     for seed in 1u64..=10 {

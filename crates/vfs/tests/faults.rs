@@ -145,6 +145,13 @@ fn device_errors_never_half_apply_an_operation() {
             FaultKind::FlushError,
         ][seed as usize % 3];
         let fs = mount(faulty.clone() as DeviceRef).unwrap();
+        // Most seeds write each block at once, so write errors hit single
+        // operations; seeds 3, 9, 15 and 21 keep new blocks until the
+        // commit, so their write errors hit the commit that writes them
+        // out.
+        if seed % 6 != 3 {
+            fs.store().pool().set_write_behind(0);
+        }
         let ram = RamFs::new();
         let mut rng = StdRng::seed_from_u64(seed);
         // Faults start after a while and hit a fraction of the I/Os.
