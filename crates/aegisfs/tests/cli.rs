@@ -331,6 +331,10 @@ fn mkfs_rejects_bad_arguments_before_touching_anything() {
         (vec!["--checksum", "md5"], &["checksum"]),
         (vec!["--compression", "gzip"], &["compression"]),
         (vec!["--label", &long_label], &["label"]),
+        (vec!["--log-size", "100K"], &["log-size"]),
+        (vec!["--log-size", "2G"], &["log-size"]),
+        (vec!["--log-size", "257K"], &["log-size"]),
+        (vec!["--log-size", "lots"], &["log-size"]),
     ];
     for (i, (extra, needles)) in cases.iter().enumerate() {
         // A new image: nothing may be created.

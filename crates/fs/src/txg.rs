@@ -5,8 +5,10 @@
 //! every parent pointer carries its child's checksum), records the new
 //! dataset roots in the pool tree, flushes the pool tree, frees the blocks
 //! the txg replaced (the pool defers those frees DEFER_TXGS commits), and
-//! hands the pool tree root to `Pool::commit`, which writes the space map,
-//! flushes, writes the uberblock to every label and flushes again.
+//! hands the pool tree root to `Pool::commit`, which writes the space map
+//! and every new block the txg still holds in memory (the pool's
+//! write-behind buffer), flushes, writes the uberblock to every label and
+//! flushes again.
 //!
 //! Commits are serialised by `commit_lock`; while one runs, writers wait on
 //! the tree lock, so a txg never mixes half of an operation.
