@@ -44,6 +44,18 @@ for t in ext4 log nolog; do
   name=$t; [[ $t == log ]] && name="AegisFS (intent log)"; [[ $t == nolog ]] && name="AegisFS (-o nolog: commit per fsync)"
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("| %s | %s | %s | %s | %s |" % (sys.argv[2], r["p50_us"], r["p99_us"], r["ops_s"], sys.argv[3]))' "$lat" "$name" "$iops"
 done
+# The device's floor for one durable log write: 8 KiB pwritev2(RWF_DSYNC)
+# into an already written region of a file on the same disk.
+python3 - "$BENCH_DIR/raw" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b"\0" * (1 << 20)); os.fsync(fd)
+buf = os.urandom(8192); lat = []
+for i in range(1000):
+    t = time.perf_counter(); os.pwritev(fd, [buf], (i % 128) * 8192, os.RWF_DSYNC); lat.append(time.perf_counter() - t)
+lat.sort(); os.close(fd)
+print("| device floor: 8 KiB pwritev2(RWF_DSYNC), no FUSE | %.1f | %.1f | | |" % (lat[500] * 1e6, lat[990] * 1e6))
+PY
 for v in log nolog; do unmount "$BENCH_DIR/$v"; done
 for p in "${PIDS[@]}"; do wait "$p"; done; PIDS=()
 for v in log nolog; do "$AEGISFS_BIN" fsck "$BENCH_DIR/$v.img" >/dev/null || { echo "fsck of $v failed" >&2; exit 1; }; done
