@@ -266,32 +266,6 @@ impl Allocator {
         Ok(out)
     }
 
-    /// Mark a free extent allocated (claiming log blocks a crash left).
-    pub fn claim(&mut self, e: Extent) -> Result<()> {
-        let e = Extent {
-            len: self.round(e.len),
-            ..e
-        };
-        let d = self
-            .devices
-            .get_mut(e.device as usize)
-            .ok_or_else(|| PoolError::corrupt("log extent", format!("no device {}", e.device)))?;
-        if !d.take(e.offset, e.len) {
-            return Err(PoolError::corrupt(
-                "log extent",
-                format!("{}:{}+{} is not free", e.device, e.offset, e.len),
-            ));
-        }
-        self.log.push(SpaceEntry {
-            op: SpaceOp::Alloc,
-            device: e.device,
-            offset: e.offset,
-            len: e.len,
-            txg: 0,
-        });
-        Ok(())
-    }
-
     /// Free an extent. `now` frees (the block was born in the open txg, so no
     /// committed root references it) are reusable at once; others wait.
     pub fn free(&mut self, e: Extent, free_txg: u64, now: bool) -> Result<()> {
