@@ -367,7 +367,10 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
                 if let Err(e) = crate::intent_log::LogHead::decode(&v) {
                     w.error(format!("dataset {id}: {e}"), false);
                 } else if !has_ring {
-                    w.error(format!("dataset {id}: an intent log head without a usable ring"), false);
+                    w.error(
+                        format!("dataset {id}: an intent log head without a usable ring"),
+                        false,
+                    );
                 }
             }
             Ok(None) => {}

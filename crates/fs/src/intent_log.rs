@@ -268,31 +268,48 @@ mod tests {
         let mut enc = b.encode(BS);
         assert_eq!(enc.len() as u64, block_len(&b.records, BS));
         assert_eq!(enc.len() % BS as usize, 0);
-        assert_eq!(LogBlock::peek_len(&enc[..BS as usize], 7, 3, b.pos, BS), Some(enc.len() as u64));
+        assert_eq!(
+            LogBlock::peek_len(&enc[..BS as usize], 7, 3, b.pos, BS),
+            Some(enc.len() as u64)
+        );
         assert_eq!(LogBlock::decode(&enc, 7, 3, b.pos, BS), Some(b.clone()));
         // Another chain, another place in the sequence or the ring: not ours.
         assert_eq!(LogBlock::decode(&enc, 8, 3, b.pos, BS), None);
         assert_eq!(LogBlock::decode(&enc, 7, 4, b.pos, BS), None);
         assert_eq!(LogBlock::decode(&enc, 7, 3, b.pos + (1 << 20), BS), None);
         // Torn: the tail missing or any byte changed, padding included.
-        assert_eq!(LogBlock::decode(&enc[..enc.len() - 1], 7, 3, b.pos, BS), None);
+        assert_eq!(
+            LogBlock::decode(&enc[..enc.len() - 1], 7, 3, b.pos, BS),
+            None
+        );
         for i in [0, 20, 50, 70, 100, 5100, enc.len() - 1] {
             enc[i] ^= 1;
             assert_eq!(LogBlock::decode(&enc, 7, 3, b.pos, BS), None, "byte {i}");
             enc[i] ^= 1;
         }
-        let h = LogHead { chain: 7, pos: 1 << 40 };
+        let h = LogHead {
+            chain: 7,
+            pos: 1 << 40,
+        };
         assert_eq!(LogHead::decode(&h.encode()).unwrap(), h);
         assert!(LogHead::decode(&h.encode()[1..]).is_err());
         let r = LogRing {
-            extent: Extent { device: 0, offset: 1 << 20, len: 4 << 20 },
+            extent: Extent {
+                device: 0,
+                offset: 1 << 20,
+                len: 4 << 20,
+            },
         };
         assert_eq!(LogRing::decode(&r.encode(), BS).unwrap(), r);
         let mut e = r.encode();
         e[8] = 1; // offset no longer aligned
         assert!(LogRing::decode(&e, BS).is_err());
         let huge = LogRing {
-            extent: Extent { device: 0, offset: 0, len: MAX_RING + BS as u64 },
+            extent: Extent {
+                device: 0,
+                offset: 0,
+                len: MAX_RING + BS as u64,
+            },
         };
         assert!(LogRing::decode(&huge.encode(), BS).is_err());
     }

@@ -127,7 +127,11 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             records: log_records.clone(),
         }
         .encode(4096),
-        aegis_fs::intent_log::LogHead { chain: 9, pos: 8 << 20 }.encode(),
+        aegis_fs::intent_log::LogHead {
+            chain: 9,
+            pos: 8 << 20,
+        }
+        .encode(),
         ring.encode(),
     ];
     vec![

@@ -168,7 +168,9 @@ mod tests {
         let mut mixed = rnd(128 << 10);
         mixed[..64 << 10].fill(7);
         mixed[96 << 10..].fill(9);
-        let z = Compression::Lz4.compress(&mixed).expect("half zeros compress");
+        let z = Compression::Lz4
+            .compress(&mixed)
+            .expect("half zeros compress");
         assert_eq!(Compression::Lz4.decompress(z, mixed.len()).unwrap(), mixed);
     }
 

@@ -831,12 +831,18 @@ impl Pool {
                 "log ring of {len} bytes is not a whole number of {bs}-byte blocks"
             )));
         }
-        let e = self.alloc.lock().alloc(len, 1, AllocClass::Normal)?.remove(0);
+        let e = self
+            .alloc
+            .lock()
+            .alloc(len, 1, AllocClass::Normal)?
+            .remove(0);
         let zeroes = vec![0u8; (1 << 20).min(len) as usize];
         let mut done = 0;
         while done < len {
             let n = (len - done).min(zeroes.len() as u64) as usize;
-            if let Err(err) = self.devices[e.device as usize].write_at(&zeroes[..n], e.offset + done) {
+            if let Err(err) =
+                self.devices[e.device as usize].write_at(&zeroes[..n], e.offset + done)
+            {
                 self.free_unrecorded(e)?;
                 return Err(err.into());
             }
@@ -898,7 +904,9 @@ impl Pool {
     fn check_in_ring(&self, ring: Extent, offset: u64, len: usize) -> Result<()> {
         if len == 0
             || len as u64 > MAX_BLOCK_BYTES as u64
-            || offset.checked_add(len as u64).map_or(true, |end| end > ring.len)
+            || offset
+                .checked_add(len as u64)
+                .map_or(true, |end| end > ring.len)
         {
             return Err(PoolError::Invalid(format!(
                 "log I/O of {len} bytes at {offset} outside a ring of {}",

@@ -21,7 +21,8 @@ pub mod types;
 pub mod validate;
 
 pub use diskfs::{
-    fuzz_log_record, sample_log_records, AtimeMode, DiskFs, DiskFsOptions, LogPolicy, LogStats, POLICY_XATTR,
+    fuzz_log_record, sample_log_records, AtimeMode, DiskFs, DiskFsOptions, LogPolicy, LogStats,
+    POLICY_XATTR,
 };
 pub use error::{FsError, Result};
 pub use filesystem::FileSystem;

@@ -125,7 +125,9 @@ pub fn create_log_ring(store: &Store, ds: u64, len: u64) -> Result<Extent> {
     let ring = intent_log::LogRing { extent };
     let recorded = store.with_tree(ds, AllocClass::Normal, |t| {
         if t.get(&keys::log_ring())?.is_some() {
-            return Err(FsError::Invalid("the dataset has a log ring already".into()));
+            return Err(FsError::Invalid(
+                "the dataset has a log ring already".into(),
+            ));
         }
         t.insert(&keys::log_ring(), &ring.encode())?;
         Ok(())

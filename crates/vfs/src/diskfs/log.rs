@@ -710,10 +710,12 @@ pub(crate) fn read_chain(pool: &Pool, ring: Extent, head: LogHead) -> (Vec<Vec<u
         }
         let mut buf = vec![0u8; len as usize];
         let first = (ring.len - off).min(len) as usize;
-        let read = pool.read_log(ring, off, &mut buf[..first]).and_then(|()| match first < buf.len() {
-            true => pool.read_log(ring, 0, &mut buf[first..]),
-            false => Ok(()),
-        });
+        let read =
+            pool.read_log(ring, off, &mut buf[..first])
+                .and_then(|()| match first < buf.len() {
+                    true => pool.read_log(ring, 0, &mut buf[first..]),
+                    false => Ok(()),
+                });
         if read.is_err() {
             break;
         }

@@ -29,11 +29,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
+use aegis_fs::intent_log::{LogHead, LogRing};
 use aegis_fs::posix::inode::{
     S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use aegis_fs::posix::{keys, DatasetMeta, InodeRecord, FIRST_COOKIE};
-use aegis_fs::intent_log::{LogHead, LogRing};
 use aegis_fs::Store;
 use aegis_pool::AllocClass;
 use parking_lot::Mutex;
