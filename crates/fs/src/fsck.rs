@@ -337,17 +337,11 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
     // it is reachable through its record. The log head only names a
     // position inside it.
     for (id, tree) in &trees.datasets {
-        let ring = match tree.get(&posix::keys::log_ring()) {
-            Ok(Some(v)) => crate::intent_log::LogRing::decode(&v, pool.block_size())
-                .and_then(|r| Ok(pool.check_ring(r.extent).map(|()| Some(r))?)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.into()),
-        };
+        let ring = crate::intent_log::recorded_ring(tree, pool);
         let has_ring = matches!(ring, Ok(Some(_)));
         match ring {
             Ok(None) => {}
-            Ok(Some(r)) => {
-                let e = r.extent;
+            Ok(Some(e)) => {
                 if let Some(prev) = w.overlapping(e.device, e.offset, e.len) {
                     w.error(
                         format!("dataset {id}: the intent log ring overlaps {prev}"),

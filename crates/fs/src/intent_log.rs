@@ -32,10 +32,12 @@
 //! checksum (32, computed with this field zero). Payload: each record as
 //! u32 length + bytes.
 
+use aegis_btree::Tree;
 use aegis_pool::codec::{Reader, Writer};
-use aegis_pool::Extent;
+use aegis_pool::{Extent, Pool};
 
 use crate::error::{FsError, Result};
+use crate::posix::keys;
 
 pub const LOG_MAGIC: [u8; 8] = *b"AEGISLOG";
 pub const LOG_VERSION: u16 = 2;
@@ -49,6 +51,32 @@ pub const MIN_RING: u64 = 256 << 10;
 pub const MAX_RING: u64 = 1 << 30;
 /// Longest chain replay follows, whatever the blocks claim.
 pub const MAX_CHAIN: u64 = 1 << 20;
+
+/// Whether `len` is a ring size this format allows with `block_size`:
+/// whole blocks, from `MIN_RING` to `MAX_RING`. The one rule mkfs, format
+/// and the decoder share.
+pub fn check_ring_len(len: u64, block_size: u32) -> std::result::Result<(), String> {
+    let bs = block_size as u64;
+    if bs == 0 || len % bs != 0 || !(MIN_RING..=MAX_RING).contains(&len) {
+        return Err(format!(
+            "{len} bytes is not a whole number of {bs}-byte blocks from {} KiB to {} MiB",
+            MIN_RING >> 10,
+            MAX_RING >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// The ring dataset tree `tree` records, checked against the pool's data
+/// area before anyone reads or writes it; `None` if it has none.
+pub fn recorded_ring(tree: &Tree, pool: &Pool) -> Result<Option<Extent>> {
+    let Some(v) = tree.get(&keys::log_ring())? else {
+        return Ok(None);
+    };
+    let ring = LogRing::decode(&v, pool.block_size())?;
+    pool.check_ring(ring.extent)?;
+    Ok(Some(ring.extent))
+}
 
 /// The ring's default size for a pool of `pool_bytes`: 1/64 of it, from
 /// 256 KiB to 64 MiB, in whole blocks.
@@ -95,12 +123,9 @@ impl LogRing {
             offset: r.u64()?,
             len: r.u64()?,
         };
-        let bs = block_size as u64;
-        if bs == 0 || extent.offset % bs != 0 || extent.len % bs != 0 {
-            return Err(bad("not block aligned"));
-        }
-        if !(MIN_RING..=MAX_RING).contains(&extent.len) {
-            return Err(bad(&format!("size {} out of range", extent.len)));
+        check_ring_len(extent.len, block_size).map_err(|d| bad(&d))?;
+        if extent.offset % block_size as u64 != 0 {
+            return Err(bad("offset not block aligned"));
         }
         Ok(LogRing { extent })
     }

@@ -104,14 +104,9 @@ impl Store {
         Ok(self.pool.commit(&flushed.root)?)
     }
 
-    /// Whether anything changed since the last commit.
-    pub fn is_dirty(&self) -> bool {
-        self.trees.read().is_dirty()
-    }
-
     /// Commit only if something changed since the last commit.
     pub fn sync_if_dirty(&self) -> Result<Option<u64>> {
-        if self.is_dirty() {
+        if self.trees.read().is_dirty() {
             self.commit().map(Some)
         } else {
             Ok(None)

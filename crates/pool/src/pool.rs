@@ -605,9 +605,7 @@ impl Pool {
         let txg = self.open_txg();
         let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
         // The copies wait for the commit (see write_behind.rs).
-        let mut padded = stored.to_vec();
-        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
-        let padded = Arc::new(padded);
+        let padded = Arc::new(self.padded(&bp, stored));
         let mut wb = self.behind.lock();
         for a in &bp.addrs {
             wb.insert(a.device, a.offset, padded.clone());
@@ -629,6 +627,13 @@ impl Pool {
         Ok(bp)
     }
 
+    /// `stored` zero padded to the whole blocks `bp` occupies.
+    fn padded(&self, bp: &BlockPtr, stored: &[u8]) -> Vec<u8> {
+        let mut p = stored.to_vec();
+        p.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        p
+    }
+
     /// Write `stored`, zero padded to whole blocks, to the copies `which`
     /// of `bp` (new blocks, or self-heal of damaged copies).
     fn write_copies(
@@ -637,8 +642,7 @@ impl Pool {
         stored: &[u8],
         which: impl IntoIterator<Item = usize>,
     ) -> Result<()> {
-        let mut padded = stored.to_vec();
-        padded.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        let padded = self.padded(bp, stored);
         for i in which {
             let a = bp.addrs[i];
             self.devices[a.device as usize].write_at(&padded, a.offset)?;

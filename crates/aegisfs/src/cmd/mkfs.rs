@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aegis_block::{BlockDevice, DeviceRef, FileDevice, OpenMode};
 use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::intent_log::{MAX_RING, MIN_RING};
+use aegis_fs::intent_log::check_ring_len;
 use aegis_fs::posix::{format, FormatOptions, MAX_RECORD_SIZE, MIN_RECORD_SIZE};
 use aegis_fs::{Store, StoreOptions};
 use aegis_pool::label::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
@@ -102,13 +102,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         None => 0,
         Some(v) => {
             let n = parse_size(v).map_err(|e| CliError::new(format!("--log-size: {e}")))?;
-            if !(MIN_RING..=MAX_RING).contains(&n) || n % bs as u64 != 0 {
-                return Err(CliError::new(format!(
-                    "--log-size: {v} is not a multiple of the block size from {} to {}",
-                    human(MIN_RING),
-                    human(MAX_RING)
-                )));
-            }
+            check_ring_len(n, bs).map_err(|e| CliError::new(format!("--log-size: {v}: {e}")))?;
             n
         }
     };

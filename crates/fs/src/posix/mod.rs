@@ -114,13 +114,7 @@ pub fn create_log_ring(store: &Store, ds: u64, len: u64) -> Result<Extent> {
         0 => intent_log::default_ring_len(pool.space().total, bs),
         n => n,
     };
-    if !(intent_log::MIN_RING..=intent_log::MAX_RING).contains(&len) || len % bs as u64 != 0 {
-        return Err(FsError::Invalid(format!(
-            "log ring size {len} is not a multiple of the block size ({bs}) from {} to {}",
-            intent_log::MIN_RING,
-            intent_log::MAX_RING
-        )));
-    }
+    intent_log::check_ring_len(len, bs).map_err(|e| FsError::Invalid(format!("log ring: {e}")))?;
     let extent = pool.alloc_log_ring(len)?;
     let ring = intent_log::LogRing { extent };
     let recorded = store.with_tree(ds, AllocClass::Normal, |t| {

@@ -641,9 +641,8 @@ pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
     };
     let bs = pool.block_size();
     let len = block_len(&l.pending, bs);
-    if len > MAX_LOG_WRITE {
-        return Ok(Logged::NeedCommit);
-    }
+    // `append` keeps `pending` within one block's worth.
+    assert!(len <= MAX_LOG_WRITE, "log block of {len} bytes");
     if l.cursor + len > l.floor + ring.len {
         l.stats.ring_full += 1;
         return Ok(Logged::NeedCommit);
@@ -658,13 +657,12 @@ pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
     // Only this block needs to be durable: its records carry their data,
     // and everything older is in a committed txg or an earlier block. (On
     // an image file this is one RWF_DSYNC write, which writes back nothing
-    // else.) A block over the ring's end is written in two pieces.
-    let off = l.cursor % ring.len;
-    let first = (ring.len - off).min(len) as usize;
+    // else.)
+    let [(off, a), (_, b)] = pieces(ring, l.cursor, bytes.len());
     let written = pool
-        .write_log_durable(ring, off, &bytes[..first])
-        .and_then(|()| match first < bytes.len() {
-            true => pool.write_log_durable(ring, 0, &bytes[first..]),
+        .write_log_durable(ring, off, &bytes[..a])
+        .and_then(|()| match b > 0 {
+            true => pool.write_log_durable(ring, 0, &bytes[a..]),
             false => Ok(()),
         });
     if let Err(e) = written {
@@ -679,24 +677,42 @@ pub(crate) fn write_pending(log: &SharedLog, pool: &Pool) -> Result<Logged> {
     l.bytes = 0;
     l.stats.blocks += 1;
     l.stats.bytes += len;
-    l.stats.wrapped += (first < bytes.len()) as u64;
+    l.stats.wrapped += (b > 0) as u64;
     Ok(Logged::Done)
+}
+
+/// Where `len` bytes at position `pos` lie in `ring`: (offset, length)
+/// up to the ring's end, then (0, the rest), which is empty unless the
+/// bytes go over the end.
+fn pieces(ring: Extent, pos: u64, len: usize) -> [(u64, usize); 2] {
+    let off = pos % ring.len;
+    let first = (ring.len - off).min(len as u64) as usize;
+    [(off, first), (0, len - first)]
+}
+
+/// Read `buf.len()` bytes at position `pos` of `ring`.
+fn read_at(pool: &Pool, ring: Extent, pos: u64, buf: &mut [u8]) -> Result<()> {
+    let [(off, a), (_, b)] = pieces(ring, pos, buf.len());
+    pool.read_log(ring, off, &mut buf[..a])?;
+    if b > 0 {
+        pool.read_log(ring, 0, &mut buf[a..])?;
+    }
+    Ok(())
 }
 
 /// Read the chain that starts at `head` in `ring`: its records in order,
 /// and the position after its last block.
 pub(crate) fn read_chain(pool: &Pool, ring: Extent, head: LogHead) -> (Vec<Vec<u8>>, u64) {
-    let bs = pool.block_size();
+    let bs = pool.block_size() as usize;
     let mut records = Vec::new();
     let mut pos = head.pos;
-    let mut header = vec![0u8; bs as usize];
     for seq in 0..MAX_CHAIN {
-        let off = pos % ring.len;
-        if pool.read_log(ring, off, &mut header).is_err() {
+        let mut buf = vec![0u8; bs];
+        if read_at(pool, ring, pos, &mut buf).is_err() {
             break;
         }
-        let Some(len) = LogBlock::peek_len(&header, head.chain, seq, pos, bs) else {
-            if seq == 0 && header.starts_with(&aegis_fs::intent_log::LOG_MAGIC) {
+        let Some(len) = LogBlock::peek_len(&buf, head.chain, seq, pos, bs as u32) else {
+            if seq == 0 && buf.starts_with(&aegis_fs::intent_log::LOG_MAGIC) {
                 tracing::info!(
                     chain = head.chain,
                     "the intent log's first place holds a block of another chain (an older lap or another pool): ignored, nothing to replay"
@@ -708,18 +724,12 @@ pub(crate) fn read_chain(pool: &Pool, ring: Extent, head: LogHead) -> (Vec<Vec<u
         if pos + len > head.pos + ring.len {
             break;
         }
-        let mut buf = vec![0u8; len as usize];
-        let first = (ring.len - off).min(len) as usize;
-        let read =
-            pool.read_log(ring, off, &mut buf[..first])
-                .and_then(|()| match first < buf.len() {
-                    true => pool.read_log(ring, 0, &mut buf[first..]),
-                    false => Ok(()),
-                });
-        if read.is_err() {
+        // The first block is read already; read the rest of this one.
+        buf.resize(len as usize, 0);
+        if len as usize > bs && read_at(pool, ring, pos + bs as u64, &mut buf[bs..]).is_err() {
             break;
         }
-        let Some(block) = LogBlock::decode(&buf, head.chain, seq, pos, bs) else {
+        let Some(block) = LogBlock::decode(&buf, head.chain, seq, pos, bs as u32) else {
             break;
         };
         records.extend(block.records);

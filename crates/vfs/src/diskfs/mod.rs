@@ -29,7 +29,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use aegis_fs::intent_log::{LogHead, LogRing};
+use aegis_fs::intent_log::{recorded_ring, LogHead};
 use aegis_fs::posix::inode::{
     S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
@@ -826,16 +826,8 @@ impl DiskFs {
     /// ends the replay there, as a torn block does.
     fn replay_log(&self) -> Result<()> {
         let pool = self.store.pool().clone();
-        let bs = pool.block_size();
         let (ring, head) = self.view(|t| {
-            let ring = match t.get(&keys::log_ring())? {
-                Some(v) => {
-                    let r = LogRing::decode(&v, bs)?;
-                    pool.check_ring(r.extent)?;
-                    Some(r.extent)
-                }
-                None => None,
-            };
+            let ring = recorded_ring(t, &pool)?;
             let head = match t.get(&keys::log_head())? {
                 Some(v) => Some(LogHead::decode(&v)?),
                 None => None,
@@ -890,23 +882,19 @@ impl DiskFs {
             l.replaying = false;
             l.stats.replayed = applied as u64;
         }
-        if head.is_none() && !self.store.is_dirty() {
-            return Ok(());
-        }
-        // The chain is spent: drop its head in this txg.
-        {
+        if let Some(h) = head {
+            // The chain is spent: drop its head in this txg.
             let mut st = self.state.lock();
             self.tx(&mut st.meta, 1, AllocClass::Reserved, |tx| {
-                if tx.tree.get(&keys::log_head())?.is_some() {
-                    tx.tree.remove(&keys::log_head())?;
-                }
+                tx.tree.remove(&keys::log_head())?;
                 Ok(())
             })?;
+            if total > 0 {
+                tracing::info!(applied, total, chain = h.chain, "replayed the intent log");
+            }
         }
-        if let Some(h) = head.filter(|_| total > 0) {
-            tracing::info!(applied, total, chain = h.chain, "replayed the intent log");
-        }
-        self.store.commit()?;
+        // Commit the replay and a ring just made.
+        self.store.sync_if_dirty()?;
         Ok(())
     }
 
