@@ -30,7 +30,8 @@ use crate::txg::SyncThread;
 pub struct StoreOptions {
     /// Decoded nodes kept in memory, shared by all trees.
     pub cache_nodes: usize,
-    /// Commit once this many bytes of dirty nodes have gathered.
+    /// Commit once this many bytes of dirty nodes and new blocks held in
+    /// memory have gathered.
     pub dirty_limit: u64,
     /// Commit at least this often while anything is dirty.
     pub sync_interval: Duration,
@@ -273,7 +274,9 @@ impl Store {
                             return Err(e);
                         }
                     };
-                    let dirty = (t.dirty_nodes() as u64) * self.pool.block_size() as u64;
+                    // New blocks the pool holds for the commit count too.
+                    let dirty = (t.dirty_nodes() as u64) * self.pool.block_size() as u64
+                        + self.pool.buffered_bytes();
                     drop(t);
                     if dirty > self.opts.dirty_limit {
                         self.commit()?;

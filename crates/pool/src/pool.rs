@@ -35,7 +35,7 @@ use crate::label::{
 use crate::space_map::{entries_per_block, SpaceMapBlock, FLAG_CONDENSED};
 use crate::tree_root::TreeRoot;
 use crate::uberblock::{Uberblock, UBER_SLOTS, UBER_SLOT_SIZE};
-use crate::write_behind::WriteBehind;
+use crate::write_behind::{Buffered, WriteBehind};
 
 /// Hard cap on a space map chain walked at open: a damaged uberblock must
 /// not send the loader around forever.
@@ -605,10 +605,14 @@ impl Pool {
         let txg = self.open_txg();
         let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
         // The copies wait for the commit (see write_behind.rs).
-        let padded = Arc::new(self.padded(&bp, stored));
+        let buffered = Buffered {
+            stored: Arc::new(self.padded(&bp, stored)),
+            checksum: bp.checksum,
+            logical: (compression != Compression::None).then(|| Arc::new(data.to_vec())),
+        };
         let mut wb = self.behind.lock();
         for a in &bp.addrs {
-            wb.insert(a.device, a.offset, padded.clone());
+            wb.insert(a.device, a.offset, buffered.clone());
         }
         if wb.bytes() > wb.limit {
             if let Err(e) = wb.write_out(&self.devices) {
@@ -679,7 +683,7 @@ impl Pool {
         let mut buf = vec![0u8; bp.physical_size as usize];
         if let Some(b) = buffered {
             // Still checked: a pointer to the wrong block must not pass.
-            match b.get(..buf.len()) {
+            match b.stored.get(..buf.len()) {
                 Some(src) => buf.copy_from_slice(src),
                 None => return Err("buffered copy shorter than the block".into()),
             }
@@ -699,6 +703,23 @@ impl Pool {
     /// Read, verify and decompress a block, healing bad copies from a good one.
     pub fn read_block(&self, bp: &BlockPtr) -> Result<Vec<u8>> {
         self.check_addrs(bp)?;
+        if let Some(b) = self
+            .behind
+            .lock()
+            .get(bp.addrs[0].device, bp.addrs[0].offset)
+        {
+            // A block of this txg, still in memory: it is the one `bp`
+            // names if its checksum is the one computed from these bytes.
+            if b.checksum == bp.checksum {
+                let logical = match &b.logical {
+                    Some(l) => Some(&l[..]),
+                    None => b.stored.get(..bp.physical_size as usize),
+                };
+                if let Some(l) = logical.filter(|l| l.len() == bp.logical_size as usize) {
+                    return Ok(l.to_vec());
+                }
+            }
+        }
         let mut bad = Vec::new();
         let mut good = None;
         for i in 0..bp.addrs.len() {
@@ -799,6 +820,12 @@ impl Pool {
             }
         }
         free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
+    }
+
+    /// Bytes of new blocks held for the commit (the store counts them as
+    /// dirty, so they bring the next commit closer as dirty nodes do).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.behind.lock().bytes()
     }
 
     /// Hold at most `bytes` of new blocks until the commit (default

@@ -6,12 +6,17 @@
 //! writes within one txg reaches the device once, a block freed in the
 //! txg that made it never does, and no writeback of such short-lived
 //! blocks competes with the intent log's durable writes between commits.
-//! Reads of a buffered copy are served from here.
+//! Reads of a buffered copy are served from here: `Pool::read_block`
+//! takes the block's logical bytes as they were given, once the pointer's
+//! checksum equals the one computed from these very bytes when they were
+//! written (the check that the pointer names this block), without
+//! decompressing or hashing again; a small write into a record written in
+//! the same txg thus costs no decompression.
 //!
 //! Invariants: an entry is a whole copy (zero padded to whole blocks) of a
 //! block born in the open txg, keyed by its (device, offset); freeing the
-//! block drops it; past `limit` bytes everything is written out (as
-//! before the buffer existed, to bound memory), and an entry leaves only
+//! block drops it; past `limit` bytes everything is written out (to
+//! bound memory when no commit comes), and an entry leaves only
 //! once its device accepted it, so a failed write-out loses nothing the
 //! next commit could still write.
 
@@ -22,11 +27,29 @@ use aegis_block::DeviceRef;
 
 use crate::error::Result;
 
-/// What the buffer holds at most before it writes itself out.
-pub const WRITE_BEHIND_LIMIT: u64 = 32 << 20;
+/// What the buffer holds at most before it writes itself out: a backstop.
+/// The store counts buffered bytes as dirty and commits long before this
+/// (at its dirty limit, 64 MiB by default).
+pub const WRITE_BEHIND_LIMIT: u64 = 256 << 20;
+
+/// One buffered copy: the stored bytes (zero padded to whole blocks), the
+/// checksum they were written with, and the logical bytes when they differ
+/// (a compressed block). Copies of one block share them.
+#[derive(Clone)]
+pub(crate) struct Buffered {
+    pub stored: Arc<Vec<u8>>,
+    pub checksum: [u8; 32],
+    pub logical: Option<Arc<Vec<u8>>>,
+}
+
+impl Buffered {
+    fn bytes(&self) -> u64 {
+        (self.stored.len() + self.logical.as_ref().map_or(0, |l| l.len())) as u64
+    }
+}
 
 pub(crate) struct WriteBehind {
-    blocks: BTreeMap<(u32, u64), Arc<Vec<u8>>>,
+    blocks: BTreeMap<(u32, u64), Buffered>,
     bytes: u64,
     /// Past this many bytes, the pool writes everything out.
     pub limit: u64,
@@ -43,23 +66,25 @@ impl Default for WriteBehind {
 }
 
 impl WriteBehind {
-    pub fn insert(&mut self, device: u32, offset: u64, data: Arc<Vec<u8>>) {
-        self.bytes += data.len() as u64;
-        if let Some(old) = self.blocks.insert((device, offset), data) {
-            // Only a self-heal of a buffered copy rewrites one in place.
-            self.bytes -= old.len() as u64;
+    pub fn insert(&mut self, device: u32, offset: u64, b: Buffered) {
+        // Copies sharing bytes are counted once each: a bound, not a tally.
+        self.bytes += b.bytes();
+        if let Some(old) = self.blocks.insert((device, offset), b) {
+            // An allocator handing out a buffered address twice.
+            debug_assert!(false, "buffered copy {device}:{offset} written twice");
+            self.bytes -= old.bytes();
         }
     }
 
     /// The buffered copy at (device, offset), if any.
-    pub fn get(&self, device: u32, offset: u64) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, device: u32, offset: u64) -> Option<Buffered> {
         self.blocks.get(&(device, offset)).cloned()
     }
 
     /// The copy at (device, offset) is freed: it need never be written.
     pub fn drop_copy(&mut self, device: u32, offset: u64) {
         if let Some(old) = self.blocks.remove(&(device, offset)) {
-            self.bytes -= old.len() as u64;
+            self.bytes -= old.bytes();
         }
     }
 
@@ -71,9 +96,9 @@ impl WriteBehind {
     /// the allocator placed blocks together). Entries written leave; on an
     /// error the rest stay for the next try.
     pub fn write_out(&mut self, devices: &[DeviceRef]) -> Result<()> {
-        while let Some((&(dev, off), data)) = self.blocks.first_key_value() {
-            devices[dev as usize].write_at(data, off)?;
-            self.bytes -= data.len() as u64;
+        while let Some((&(dev, off), b)) = self.blocks.first_key_value() {
+            devices[dev as usize].write_at(&b.stored, off)?;
+            self.bytes -= b.bytes();
             self.blocks.pop_first();
         }
         debug_assert_eq!(self.bytes, 0);
@@ -90,10 +115,15 @@ mod tests {
     fn freed_copies_are_never_written_and_the_rest_are() {
         let dev = Arc::new(MemDevice::new(1 << 20));
         let mut wb = WriteBehind::default();
-        wb.insert(0, 4096, Arc::new(vec![1; 4096]));
-        wb.insert(0, 8192, Arc::new(vec![2; 8192]));
+        let buffered = |fill: u8, n: usize| Buffered {
+            stored: Arc::new(vec![fill; n]),
+            checksum: [fill; 32],
+            logical: None,
+        };
+        wb.insert(0, 4096, buffered(1, 4096));
+        wb.insert(0, 8192, buffered(2, 8192));
         assert_eq!(wb.bytes(), 12288);
-        assert_eq!(wb.get(0, 4096).unwrap()[0], 1);
+        assert_eq!(wb.get(0, 4096).unwrap().stored[0], 1);
         wb.drop_copy(0, 8192);
         assert_eq!(wb.bytes(), 4096);
         wb.write_out(&[dev.clone() as DeviceRef]).unwrap();
