@@ -2,7 +2,7 @@
 //! filesystem by accident. Offsets and magics are those blkid uses.
 
 use aegis_block::BlockDevice;
-use aegis_pool::label::{label_offsets, LABEL_MAGIC, LABEL_SIZE, MIN_DEVICE_SIZE};
+use aegis_fs::limits::{label_offsets, LABEL_MAGIC, LABEL_SIZE, MIN_DEVICE_SIZE};
 
 /// Name of the filesystem or container found on `dev`, if any.
 pub fn detect(dev: &dyn BlockDevice) -> Option<&'static str> {

@@ -1,4 +1,8 @@
 //! Errors of the filesystem layer.
+//!
+//! No errno here: the one mapping from engine errors to errno sits at the
+//! VFS edge (the on-disk filesystem crate); this type only says what went
+//! wrong and offers the two classifications that mapping needs.
 
 use aegis_btree::TreeError;
 use aegis_pool::PoolError;
@@ -12,28 +16,45 @@ pub enum FsError {
     Pool(#[from] PoolError),
     #[error("no dataset with id {0}")]
     NoDataset(u64),
+    /// No inode record under this number (a POSIX "no such file").
+    #[error("no inode {0}")]
+    NoInode(u64),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    /// An object's items disagree with each other (a malformed key, a
+    /// count that would underflow): the message names the object.
+    #[error("{0}")]
+    Damaged(String),
+    /// A value that needs more chunks than a chunk index can count.
+    #[error("value needs too many chunks")]
+    ValueTooLong,
     #[error("{0}")]
     Invalid(String),
 }
 
 impl FsError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            FsError::Tree(e) => e.errno(),
-            FsError::Pool(e) => e.errno(),
-            FsError::NoDataset(_) => 2,
-            FsError::Corrupt { .. } => 5,
-            FsError::Invalid(_) => 22,
-        }
-    }
     pub fn is_no_space(&self) -> bool {
         matches!(
             self,
             FsError::Pool(PoolError::NoSpace { .. })
                 | FsError::Tree(TreeError::Pool(PoolError::NoSpace { .. }))
         )
+    }
+
+    /// A write refused because the pool, or the device under it, is
+    /// read-only.
+    pub fn is_read_only(&self) -> bool {
+        let pool = match self {
+            FsError::Pool(p) | FsError::Tree(TreeError::Pool(p)) => p,
+            _ => return false,
+        };
+        match pool {
+            PoolError::ReadOnly => true,
+            PoolError::Block(aegis_block::BlockError::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+            }
+            _ => false,
+        }
     }
 }
 

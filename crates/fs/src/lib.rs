@@ -1,6 +1,8 @@
-//! The filesystem layer: datasets on trees, transaction groups, and the
-//! consistency checker. POSIX objects (inodes, directories, file records)
-//! are stored in a dataset's tree on top of this.
+//! The filesystem layer: datasets on trees, transaction groups, the one
+//! transaction type ([`Tx`]), the POSIX objects and the operations that
+//! keep their items consistent, the intent log, and the consistency
+//! checker. The on-disk filesystem above (`aegis_diskfs`) gives these
+//! objects POSIX semantics and reaches the engine only through here.
 
 pub mod dataset;
 pub mod error;
@@ -8,7 +10,25 @@ pub mod fsck;
 pub mod intent_log;
 pub mod posix;
 pub mod store;
+mod tx;
 mod txg;
 
 pub use error::{FsError, Result};
-pub use store::{CommitHook, Store, StoreOptions};
+pub use store::{Store, StoreOptions};
+pub use tx::{ObjectRead, Tx, TxSize, View};
+
+pub use aegis_pool::label::LabelConfig;
+
+/// The pool format's limits and label places, for argument checks and
+/// for recognising a device that already holds a pool.
+pub mod limits {
+    pub use aegis_pool::label::{
+        label_offsets, BLOCK_SIZES, LABEL_MAGIC, LABEL_SIZE, MAX_LABEL_NAME, MIN_DEVICE_SIZE,
+    };
+}
+/// Pool types the layers above name when they create, open or describe a
+/// pool; they reach the pool itself only through [`Store`].
+pub use aegis_pool::{
+    AllocClass, ChecksumType, Compression, CreateOptions, OpenOptions, OpenReport, SpaceInfo,
+    Uberblock,
+};

@@ -2,10 +2,11 @@
 //! mount, info and fsck open.
 //!
 //! The pool tree holds one record per dataset; each dataset has its own
-//! object tree. Changes go into the open transaction group in memory
-//! (dirty tree nodes) through [`Store::with_tree`], which refuses with
-//! ENOSPC *before* changing anything when the pool could not hold what the
-//! commit will write. Committing is in `txg.rs`.
+//! object tree and, on a writable mount, its intent log. Changes go into
+//! the open transaction group in memory (dirty tree nodes) through
+//! [`Store::transact`] (`tx.rs`), which refuses with ENOSPC *before*
+//! changing anything when the pool could not hold what the commit will
+//! write. Committing is in `txg.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -14,16 +15,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aegis_block::DeviceRef;
 use aegis_btree::{NodeCache, Tree};
+use aegis_pool::label::LabelConfig;
 use aegis_pool::{
-    AllocClass, CreateOptions, OpenOptions, OpenReport, Pool, PoolError, TreeRoot, Uberblock,
-    DEFER_TXGS,
+    AllocClass, CreateOptions, OpenOptions, OpenReport, Pool, PoolError, SpaceInfo, TreeRoot,
+    Uberblock, DEFER_TXGS,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::dataset::{
     dataset_key, parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND, ROOT_DATASET,
 };
 use crate::error::{FsError, Result};
+use crate::intent_log::IntentLog;
 use crate::txg::SyncThread;
 
 #[derive(Clone, Debug)]
@@ -51,10 +54,13 @@ pub(crate) struct Trees {
     pub pool_tree: Tree,
     pub datasets: BTreeMap<u64, Tree>,
     pub records: BTreeMap<u64, DatasetRecord>,
+    /// The intent log of each dataset mounted writable; each commit that
+    /// writes a dataset's tree closes its log's chain.
+    pub logs: BTreeMap<u64, Arc<IntentLog>>,
 }
 
 impl Trees {
-    fn dirty_nodes(&self) -> usize {
+    pub(crate) fn dirty_nodes(&self) -> usize {
         self.pool_tree.dirty_nodes()
             + self
                 .datasets
@@ -67,9 +73,6 @@ impl Trees {
     }
 }
 
-/// See [`Store::set_commit_hook`].
-pub type CommitHook = Arc<dyn Fn(&mut Tree) -> Result<()> + Send + Sync>;
-
 pub struct Store {
     pub(crate) pool: Arc<Pool>,
     pub(crate) cache: Arc<NodeCache>,
@@ -80,9 +83,6 @@ pub struct Store {
     /// Set when a failed change could not be undone: the in-memory trees
     /// may hold half of it, so nothing more may change or commit.
     pub(crate) broken: Mutex<Option<String>>,
-    /// Per dataset: called inside every commit that writes its tree, under
-    /// the trees lock, just before the tree is flushed.
-    pub(crate) commit_hooks: Mutex<BTreeMap<u64, CommitHook>>,
     report: OpenReport,
 }
 
@@ -116,6 +116,7 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
         pool_tree,
         datasets,
         records,
+        logs: BTreeMap::new(),
     })
 }
 
@@ -194,19 +195,40 @@ impl Store {
             commit_lock: Mutex::new(()),
             sync: SyncThread::default(),
             broken: Mutex::new(None),
-            commit_hooks: Mutex::new(BTreeMap::new()),
             report,
         }
     }
 
-    /// Run `hook` on dataset `ds`'s tree inside every commit that writes
-    /// it (replacing an earlier hook). It must not call back into the store.
-    pub fn set_commit_hook(&self, ds: u64, hook: CommitHook) {
-        self.commit_hooks.lock().insert(ds, hook);
-    }
-
+    /// The pool, for the engine's own tools and tests (fsck, the fuzzer's
+    /// seeds, fault tests). The layers above never call it: they use the
+    /// store's own methods below.
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+    pub fn is_read_only(&self) -> bool {
+        self.pool.is_read_only()
+    }
+    /// The txg changes go into now (a new inode's generation).
+    pub fn open_txg(&self) -> u64 {
+        self.pool.open_txg()
+    }
+    pub fn block_size(&self) -> u32 {
+        self.pool.block_size()
+    }
+    /// The pool's configuration as its labels hold it.
+    pub fn config(&self) -> &LabelConfig {
+        self.pool.config()
+    }
+    /// The uberblock of the txg this store opened or last committed.
+    pub fn last_uberblock(&self) -> Option<Uberblock> {
+        self.pool.last_uberblock()
+    }
+    pub fn space(&self) -> SpaceInfo {
+        self.pool.space()
+    }
+    /// Bytes that writes of `class` may still allocate.
+    pub fn available(&self, class: AllocClass) -> u64 {
+        self.pool.available(class)
     }
     pub fn cache(&self) -> &Arc<NodeCache> {
         &self.cache
@@ -247,9 +269,41 @@ impl Store {
         if self.pool.is_read_only() {
             return Err(PoolError::ReadOnly.into());
         }
-        let mut tries = 0;
-        loop {
-            let mut t = self.trees.write();
+        let mut t = self.reserve_tree(ds, class, ops)?;
+        let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
+        // A failed operation is undone whole: no half-applied change may
+        // reach the next commit.
+        tree.begin_undo();
+        let r = match f(tree) {
+            Ok(r) => {
+                tree.commit_undo();
+                r
+            }
+            Err(e) => {
+                if let Err(u) = tree.rollback() {
+                    tracing::error!(error = %u, "undo of a failed change failed");
+                    *self.broken.lock() = Some(u.to_string());
+                }
+                return Err(e);
+            }
+        };
+        let dirty_nodes = t.dirty_nodes();
+        drop(t);
+        self.after_change(dirty_nodes)?;
+        Ok(r)
+    }
+
+    /// The trees, write-locked, once the commit of everything dirty plus
+    /// `ops` more operations on `ds` fits. Space held by deferred frees
+    /// comes back after DEFER_TXGS commits: pay for them before giving up.
+    pub(crate) fn reserve_tree(
+        &self,
+        ds: u64,
+        class: AllocClass,
+        ops: u64,
+    ) -> Result<RwLockWriteGuard<'_, Trees>> {
+        for tries in 0..=DEFER_TXGS + 1 {
+            let t = self.trees.write();
             match self.check_space(&t, ds, class, ops.max(1)) {
                 Ok(()) => {
                     if let Some(why) = self.broken.lock().as_ref() {
@@ -257,47 +311,32 @@ impl Store {
                             "an earlier change could not be undone ({why}); remount"
                         )));
                     }
-                    let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
-                    // A failed operation is undone whole: no half-applied
-                    // change may reach the next commit.
-                    tree.begin_undo();
-                    let r = match f(tree) {
-                        Ok(r) => {
-                            tree.commit_undo();
-                            r
-                        }
-                        Err(e) => {
-                            if let Err(u) = tree.rollback() {
-                                tracing::error!(error = %u, "undo of a failed change failed");
-                                *self.broken.lock() = Some(u.to_string());
-                            }
-                            return Err(e);
-                        }
-                    };
-                    // New blocks the pool holds for the commit count too.
-                    let dirty = (t.dirty_nodes() as u64) * self.pool.block_size() as u64
-                        + self.pool.buffered_bytes();
-                    drop(t);
-                    if dirty > self.opts.dirty_limit {
-                        self.commit()?;
-                    } else if dirty > self.opts.dirty_limit / 2 {
-                        self.sync.request();
-                    }
-                    return Ok(r);
+                    return Ok(t);
                 }
-                // Space held by deferred frees comes back after DEFER_TXGS
-                // commits: pay for them before giving up.
                 Err(e)
                     if tries <= DEFER_TXGS && (self.pool.space().deferred > 0 || t.is_dirty()) =>
                 {
                     drop(t);
-                    tries += 1;
                     tracing::debug!(error = %e, "space short; committing to release deferred frees");
                     self.commit()?;
                 }
                 Err(e) => return Err(e),
             }
         }
+        unreachable!("the last try returns its error")
+    }
+
+    /// After a change stood: commit once too much is dirty, or ask the
+    /// sync thread to. New blocks the pool holds for the commit count too.
+    pub(crate) fn after_change(&self, dirty_nodes: usize) -> Result<()> {
+        let dirty =
+            (dirty_nodes as u64) * self.pool.block_size() as u64 + self.pool.buffered_bytes();
+        if dirty > self.opts.dirty_limit {
+            self.commit()?;
+        } else if dirty > self.opts.dirty_limit / 2 {
+            self.sync.request();
+        }
+        Ok(())
     }
 
     /// Would the commit of everything dirty plus `ops` more worst-case

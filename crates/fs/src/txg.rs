@@ -76,24 +76,21 @@ impl Store {
         }
         let mut guard = self.trees.write();
         let t = &mut *guard;
-        let hooks = self.commit_hooks.lock().clone();
         for (&id, tree) in t.datasets.iter_mut() {
             if !tree.is_dirty() {
                 continue;
             }
-            // The layer above records what belongs with this txg (the
-            // intent log's next chain) while nothing else can change it.
-            if let Some(hook) = hooks.get(&id) {
-                hook(tree)?;
+            // The dataset's intent log closes its chain and records the
+            // next one's head in this txg, while nothing else can change
+            // the tree.
+            if let Some(log) = t.logs.get(&id) {
+                log.on_commit(tree)?;
             }
             let flushed = tree.flush()?;
             for bp in &flushed.freed {
                 self.pool.free(bp)?;
             }
-            let rec = t
-                .records
-                .get_mut(&id)
-                .expect("every dataset tree has a record");
+            let rec = t.records.get_mut(&id).ok_or(FsError::NoDataset(id))?;
             rec.root = flushed.root;
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
         }

@@ -85,30 +85,3 @@ impl FsError {
 
 /// Result of a VFS operation.
 pub type Result<T> = std::result::Result<T, FsError>;
-
-/// Errors of the layers below, at the VFS edge: space and read-only keep
-/// their errno, everything else (corruption, device errors) is EIO with the
-/// lower layer's message, which names the damaged block.
-impl From<aegis_fs::FsError> for FsError {
-    fn from(e: aegis_fs::FsError) -> Self {
-        if e.is_no_space() {
-            return FsError::NoSpace;
-        }
-        match e.errno() {
-            libc::EROFS => FsError::ReadOnly,
-            _ => FsError::Io(e.to_string()),
-        }
-    }
-}
-
-impl From<aegis_btree::TreeError> for FsError {
-    fn from(e: aegis_btree::TreeError) -> Self {
-        aegis_fs::FsError::from(e).into()
-    }
-}
-
-impl From<aegis_pool::PoolError> for FsError {
-    fn from(e: aegis_pool::PoolError) -> Self {
-        aegis_fs::FsError::from(e).into()
-    }
-}

@@ -2,8 +2,9 @@
 //!
 //! [`FileSystem`] is the inode-level seam of AegisFS: the FUSE adapter, the
 //! embedded API and the differential tests all call it, and both
-//! [`RamFs`] (in memory, the test oracle) and [`DiskFs`] (the on-disk
-//! filesystem, over `aegis_fs`) implement it. It is object safe: use it as `Arc<dyn FileSystem>`.
+//! [`RamFs`] (in memory, the test oracle) and `aegis_diskfs::DiskFs` (the
+//! on-disk filesystem, over `aegis_fs`) implement it. This crate depends
+//! on no part of the storage engine. It is object safe: use it as `Arc<dyn FileSystem>`.
 //!
 //! Conventions (see [`filesystem`] for each method):
 //! - inode numbers, [`ROOT_INO`] = 1, names as raw bytes;
@@ -12,18 +13,12 @@
 //! - lookup counts and open handles keep unlinked inodes alive;
 //! - every error is an [`FsError`] with one errno.
 
-pub mod crashtest;
-pub mod diskfs;
 pub mod error;
 pub mod filesystem;
 pub mod ramfs;
 pub mod types;
 pub mod validate;
 
-pub use diskfs::{
-    fuzz_log_record, sample_log_records, AtimeMode, DiskFs, DiskFsOptions, LogPolicy, LogStats,
-    POLICY_XATTR,
-};
 pub use error::{FsError, Result};
 pub use filesystem::FileSystem;
 pub use ramfs::{RamFs, RamFsConfig};

@@ -3,12 +3,12 @@
 //! state (each flush point, and random subsets of the writes between two
 //! flushes): each must mount with the intent log replayed, hold exactly
 //! what an acknowledged fsync (or a later one) left, and pass fsck. The
-//! script format is in `aegis_vfs::crashtest::run_script` and the README.
+//! script format is in `aegis_crashtest::run_script` and the README.
 //! Exit 0 when every state passed, 1 when some failed.
 
 use std::path::PathBuf;
 
-use aegis_vfs::crashtest::run_script;
+use aegis_crashtest::run_script;
 
 use super::{CliError, CliResult};
 

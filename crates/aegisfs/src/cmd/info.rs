@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
+use aegis_fs::OpenOptions;
 use aegis_fs::fsck::{tree_shapes, TreeShape};
-use aegis_pool::OpenOptions;
 use serde::Serialize;
 
-use super::{open_store, CliResult};
+use super::{open_store, CliError, CliResult};
 use crate::units::human;
 
 #[derive(clap::Args)]
@@ -61,10 +61,11 @@ pub fn run(a: Args) -> CliResult<u8> {
             rewind_txg: None,
         },
     )?;
-    let pool = store.pool();
-    let cfg = pool.config();
-    let ub = pool.last_uberblock().expect("opened");
-    let sp = pool.space();
+    let cfg = store.config();
+    let ub = store
+        .last_uberblock()
+        .ok_or_else(|| CliError::new(format!("{}: no uberblock", a.image.display())))?;
+    let sp = store.space();
     let rep = store.open_report();
     let info = Info {
         pool_uuid: uuid::Uuid::from_bytes(cfg.pool_uuid).to_string(),

@@ -4,12 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aegis_block::{BlockDevice, DeviceRef, FileDevice, OpenMode};
-use aegis_fs::dataset::ROOT_DATASET;
+use aegis_diskfs::{FormatOptions, MountOptions};
 use aegis_fs::intent_log::check_ring_len;
-use aegis_fs::posix::{format, FormatOptions, MAX_RECORD_SIZE, MIN_RECORD_SIZE};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::label::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
-use aegis_pool::{ChecksumType, Compression, CreateOptions};
+use aegis_fs::limits::{BLOCK_SIZES, MAX_LABEL_NAME, MIN_DEVICE_SIZE};
+use aegis_fs::posix::{MAX_RECORD_SIZE, MIN_RECORD_SIZE};
+use aegis_fs::{ChecksumType, Compression, CreateOptions};
 
 use super::{CliError, CliResult};
 use crate::signature;
@@ -167,27 +166,26 @@ pub fn run(a: Args) -> CliResult<u8> {
         metadata_compression: compression,
     };
     let dev_size = dev.size();
-    match Store::create(vec![dev], &opts, StoreOptions::default()) {
-        Ok(store) => {
-            // The root directory belongs to whoever makes the filesystem,
-            // as with mkfs.ext4 -E root_owner.
-            // SAFETY: getuid/getgid cannot fail and touch no memory.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            let fmt = FormatOptions {
-                record_size,
-                compression,
-                root_uid: uid,
-                root_gid: gid,
-                root_mode: 0o755,
-                log_ring,
-            };
-            if let Err(e) = format(&store, ROOT_DATASET, &fmt).and_then(|_| store.shutdown()) {
-                if created {
-                    let _ = std::fs::remove_file(path);
-                }
-                return Err(CliError::new(format!("{}: {e}", path.display())));
-            }
-            let cfg = store.pool().config();
+    // The root directory belongs to whoever makes the filesystem, as with
+    // mkfs.ext4 -E root_owner.
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fmt = FormatOptions {
+        record_size,
+        compression,
+        root_uid: uid,
+        root_gid: gid,
+        root_mode: 0o755,
+        log_ring,
+    };
+    let made = aegis_diskfs::create(vec![dev], &opts, &fmt, &MountOptions::default())
+        .map_err(|e| e.to_string())
+        .and_then(|fs| {
+            let cfg = fs.store().config().clone();
+            fs.unmount().map(|()| cfg).map_err(|e| e.to_string())
+        });
+    match made {
+        Ok(cfg) => {
             println!(
                 "created AegisFS pool '{}' on {}: {}, block size {}, record size {}, pool {}",
                 cfg.label,

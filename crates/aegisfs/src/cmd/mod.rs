@@ -12,8 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::OpenOptions;
+use aegis_fs::{OpenOptions, Store, StoreOptions};
 
 /// A CLI failure: one line of context, and the exit code it maps to.
 #[derive(Debug, thiserror::Error)]

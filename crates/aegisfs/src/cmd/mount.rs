@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
-use aegis_fs::{Store, StoreOptions};
+use aegis_diskfs::{AtimeMode, DiskFsOptions, MountOptions};
+use aegis_fs::OpenOptions;
 use aegis_fuse::{check_mountpoint, parse_options, FsOption};
-use aegis_pool::OpenOptions;
-use aegis_vfs::{AtimeMode, DiskFs, DiskFsOptions, FileSystem};
+use aegis_vfs::FileSystem;
 
 use super::{CliError, CliResult};
 
@@ -128,28 +128,21 @@ pub fn run(a: Args) -> CliResult<u8> {
         .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
     dev.lock_exclusive()
         .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
-    let opts = OpenOptions {
-        read_only,
-        rewind_txg: None,
-    };
-    let store = Store::open(
-        vec![Arc::new(dev) as DeviceRef],
-        &opts,
-        StoreOptions::default(),
-    )
-    .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
-    let fs = DiskFs::open(
-        store.clone(),
-        DiskFsOptions {
+    let opts = MountOptions {
+        pool: OpenOptions {
+            read_only,
+            rewind_txg: None,
+        },
+        fs: DiskFsOptions {
             atime,
             intent_log,
             ..Default::default()
         },
-    )
-    .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
-    if !read_only {
-        store.start_sync_thread();
-    }
+        sync_thread: true,
+        ..Default::default()
+    };
+    let fs = aegis_diskfs::open(vec![Arc::new(dev) as DeviceRef], &opts)
+        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
     if parsed.mount.fsname == "aegisfs" {
         parsed.mount.fsname = image.display().to_string();
     }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use aegis_vfs::{LogPolicy, POLICY_XATTR};
+use aegis_diskfs::{LogPolicy, POLICY_XATTR};
 
 use super::{CliError, CliResult};
 

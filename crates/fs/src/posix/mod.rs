@@ -1,7 +1,10 @@
-//! POSIX objects stored in a dataset's tree: the records and keys the
-//! on-disk filesystem (`aegis_vfs::DiskFs`, the ZPL of this design) reads
-//! and writes. This module owns the bytes; the POSIX semantics (rename
-//! rules, link counts, open handles) live in the VFS layer above.
+//! POSIX objects stored in a dataset's tree: the records and keys, and
+//! the typed operations on them that a [`Tx`](crate::Tx) offers
+//! (directory entries with their index and back-references, file data
+//! records, xattr and symlink chunks). This module owns the bytes and
+//! keeps each object's items consistent with each other; the POSIX
+//! semantics (rename rules, link counts, open handles) live in the
+//! on-disk filesystem crate above (`aegis_diskfs`, the ZPL of this design).
 //!
 //! Invariants the upper layer keeps and fsck may check: every directory
 //! entry has an index item with the same cookie and a back-reference on the
@@ -10,13 +13,18 @@
 //! while listed as an orphan.
 
 pub mod check;
+pub(crate) mod directory;
 pub mod dirent;
+pub(crate) mod file_data;
 pub mod file_record;
 pub mod inode;
 pub mod keys;
 pub mod meta;
+pub(crate) mod xattr;
 
+pub use directory::Found;
 pub use dirent::DirentValue;
+pub use file_data::write_size_bytes;
 pub use file_record::{FileRecord, MAX_RECORD_SIZE};
 pub use inode::InodeRecord;
 pub use meta::{DatasetMeta, DEFAULT_RECORD_SIZE, MIN_RECORD_SIZE};

@@ -19,22 +19,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_block::{DeviceRef, MemDevice, RecordedOp, RecordingDevice};
-use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::posix::{format, FormatOptions};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{CreateOptions, OpenOptions};
+use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, FormatOptions, LogStats, MountOptions};
+use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
+use aegis_vfs::{
+    FileSystem, FileType, Fh, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE, ROOT_INO,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::error::{FsError, Result};
-use crate::types::*;
-use crate::{AtimeMode, DiskFs, DiskFsOptions, FileSystem};
-
-fn store_opts() -> StoreOptions {
-    // No timer commits: every txg is one the workload caused.
-    StoreOptions {
-        sync_interval: Duration::from_secs(3600),
+/// No timer commits: every txg is one the workload caused.
+fn mount_opts(atime: AtimeMode) -> MountOptions {
+    MountOptions {
+        store: StoreOptions {
+            sync_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        fs: DiskFsOptions {
+            atime,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -103,7 +107,6 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
 /// A workload on a recording device, remembering the tree at every fsync.
 pub struct Recorder {
     rec: Arc<RecordingDevice>,
-    store: Arc<Store>,
     fs: Arc<DiskFs>,
     /// Per fsync: the op index after it (acknowledged from there) and the tree.
     points: Vec<(usize, Vec<String>)>,
@@ -127,7 +130,7 @@ pub struct CrashReport {
     /// Images before the first acknowledged fsync that refused to mount.
     pub refused: usize,
     /// What the intent log did during the workload.
-    pub log: crate::LogStats,
+    pub log: LogStats,
     /// What went wrong (empty when every state passed); at most 20.
     pub failures: Vec<String>,
 }
@@ -136,27 +139,19 @@ impl Recorder {
     /// A fresh 48 MiB filesystem with records of `record_size` bytes.
     pub fn new(record_size: u32) -> std::result::Result<Recorder, String> {
         let rec = Arc::new(RecordingDevice::new(MemDevice::new(48 << 20)));
-        let store = Store::create(
+        let fs = aegis_diskfs::create(
             vec![rec.clone() as DeviceRef],
             &CreateOptions::default(),
-            store_opts(),
-        )
-        .map_err(|e| e.to_string())?;
-        format(
-            &store,
-            ROOT_DATASET,
             &FormatOptions {
                 record_size,
                 ..Default::default()
             },
+            &mount_opts(AtimeMode::default()),
         )
         .map_err(|e| e.to_string())?;
-        let fs =
-            DiskFs::open(store.clone(), DiskFsOptions::default()).map_err(|e| e.to_string())?;
-        let last_txg = store.pool().last_uberblock().map_or(0, |u| u.txg);
+        let last_txg = fs.store().last_uberblock().map_or(0, |u| u.txg);
         let mut r = Recorder {
             rec,
-            store,
             fs,
             points: Vec::new(),
             last_txg,
@@ -174,7 +169,7 @@ impl Recorder {
     /// Call right after an fsync (or sync) returned: from here on the tree
     /// as it is now must survive a crash.
     pub fn fsynced(&mut self) {
-        let t = self.store.pool().last_uberblock().map_or(0, |u| u.txg);
+        let t = self.fs.store().last_uberblock().map_or(0, |u| u.txg);
         if t == self.last_txg {
             self.logged += 1;
         } else {
@@ -246,18 +241,9 @@ impl Recorder {
 /// Mount a crash image, return its tree, and fsck it after unmounting.
 fn recover(img: MemDevice) -> std::result::Result<Vec<String>, String> {
     let dev = Arc::new(img);
-    let store = Store::open(
+    let fs = aegis_diskfs::open(
         vec![dev.clone() as DeviceRef],
-        &OpenOptions::default(),
-        store_opts(),
-    )
-    .map_err(|e| e.to_string())?;
-    let fs = DiskFs::open(
-        store,
-        DiskFsOptions {
-            atime: AtimeMode::Noatime,
-            ..Default::default()
-        },
+        &mount_opts(AtimeMode::Noatime),
     )
     .map_err(|e| e.to_string())?;
     let tree = dump(&*fs);
@@ -265,7 +251,7 @@ fn recover(img: MemDevice) -> std::result::Result<Vec<String>, String> {
     let store = Store::open(
         vec![dev as DeviceRef],
         &OpenOptions::default(),
-        store_opts(),
+        mount_opts(AtimeMode::Noatime).store,
     )
     .map_err(|e| e.to_string())?;
     let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).map_err(|e| e.to_string())?;

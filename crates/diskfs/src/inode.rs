@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aegis_fs::posix::inode::S_IFMT;
 use aegis_fs::posix::InodeRecord;
 
-use crate::types::{Attr, FileType, Ino};
+use aegis_vfs::{Attr, FileType, Ino};
 
 /// Size a directory reports per entry, `.` and `..` included (as tmpfs
 /// and ramfs do).

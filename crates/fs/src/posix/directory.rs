@@ -3,14 +3,15 @@
 //! its child. The three items of one entry are always written and removed
 //! together.
 
-use aegis_fs::posix::{keys, DirentValue, InodeRecord, ROOT_INO};
+use aegis_btree::Tree;
 
-use super::tx::{read_inode, scan, Tx};
+use super::{keys, DirentValue, InodeRecord, ROOT_INO};
 use crate::error::{FsError, Result};
+use crate::tx::{scan, Tx};
 
 /// An entry found by name.
 #[derive(Debug, Clone)]
-pub(crate) struct Found {
+pub struct Found {
     pub cookie: u64,
     pub ino: u64,
     pub file_type: u32,
@@ -18,13 +19,13 @@ pub(crate) struct Found {
 
 /// Look `name` up in directory `dir`: scan the entries of its hash (almost
 /// always one) and compare names.
-pub(crate) fn find(tree: &aegis_btree::Tree, dir: u64, name: &[u8]) -> Result<Option<Found>> {
+pub(crate) fn find(tree: &Tree, dir: u64, name: &[u8]) -> Result<Option<Found>> {
     let (lo, hi) = keys::dirent_hash_range(dir, keys::name_hash(name));
     for (k, v) in scan(tree, &lo, &hi)? {
         let d = DirentValue::decode(&v)?;
         if d.name == name {
             let cookie = keys::dirent_cookie(&k)
-                .ok_or_else(|| FsError::Io(format!("directory {dir}: malformed entry key")))?;
+                .ok_or_else(|| FsError::Damaged(format!("directory {dir}: malformed entry key")))?;
             return Ok(Some(Found {
                 cookie,
                 ino: d.ino,
@@ -70,8 +71,10 @@ pub(crate) fn remove(
     name: &[u8],
     f: &Found,
 ) -> Result<()> {
-    assert!(drec.size > 0, "directory {dir} entry count underflow");
-    drec.size -= 1;
+    drec.size = drec
+        .size
+        .checked_sub(1)
+        .ok_or_else(|| FsError::Damaged(format!("directory {dir}: entry count underflow")))?;
     tx.tree
         .remove(&keys::dirent(dir, keys::name_hash(name), f.cookie))?;
     tx.tree.remove(&keys::dirindex(dir, f.cookie))?;
@@ -105,7 +108,7 @@ pub(crate) fn repoint(
 
 /// Entries of `dir` with a cookie above `after`, at most `max`.
 pub(crate) fn list_after(
-    tree: &aegis_btree::Tree,
+    tree: &Tree,
     dir: u64,
     after: u64,
     max: usize,
@@ -122,7 +125,7 @@ pub(crate) fn list_after(
         }
         let (k, v) = item?;
         let cookie = keys::dirindex_cookie(&k)
-            .ok_or_else(|| FsError::Io(format!("directory {dir}: malformed index key")))?;
+            .ok_or_else(|| FsError::Damaged(format!("directory {dir}: malformed index key")))?;
         out.push((cookie, DirentValue::decode(&v)?));
     }
     Ok(out)
@@ -130,12 +133,7 @@ pub(crate) fn list_after(
 
 /// Is `ancestor` equal to `ino` or above it? Walks `..` links, at most
 /// `limit` steps, so a damaged tree cannot make it loop.
-pub(crate) fn is_ancestor(
-    tree: &aegis_btree::Tree,
-    ancestor: u64,
-    mut ino: u64,
-    limit: u64,
-) -> Result<bool> {
+pub(crate) fn is_ancestor(tree: &Tree, ancestor: u64, mut ino: u64, limit: u64) -> Result<bool> {
     for _ in 0..=limit {
         if ino == ancestor {
             return Ok(true);
@@ -149,7 +147,53 @@ pub(crate) fn is_ancestor(
         }
         ino = r.parent;
     }
-    Err(FsError::Io(format!(
+    Err(FsError::Damaged(format!(
         "directory {ino}: parent chain longer than the inode count"
     )))
+}
+
+pub(crate) fn read_inode(tree: &Tree, ino: u64) -> Result<InodeRecord> {
+    match tree.get(&keys::inode(ino))? {
+        Some(v) => Ok(InodeRecord::decode(&v)?),
+        None => Err(FsError::NoInode(ino)),
+    }
+}
+
+impl Tx<'_> {
+    /// Add `name → ino` to directory `dir`, whose record `drec` the caller
+    /// holds and writes back; returns the entry's cookie.
+    pub fn add_entry(
+        &mut self,
+        dir: u64,
+        drec: &mut InodeRecord,
+        name: &[u8],
+        ino: u64,
+        file_type: u32,
+    ) -> Result<u64> {
+        insert(self, dir, drec, name, ino, file_type)
+    }
+
+    /// Remove entry `name` (found as `f`) from `dir`.
+    pub fn remove_entry(
+        &mut self,
+        dir: u64,
+        drec: &mut InodeRecord,
+        name: &[u8],
+        f: &Found,
+    ) -> Result<()> {
+        remove(self, dir, drec, name, f)
+    }
+
+    /// Point entry `name` (found as `f`) of `dir` at another inode, keeping
+    /// its cookie (RENAME_EXCHANGE).
+    pub fn repoint_entry(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        f: &Found,
+        ino: u64,
+        file_type: u32,
+    ) -> Result<()> {
+        repoint(self, dir, name, f, ino, file_type)
+    }
 }

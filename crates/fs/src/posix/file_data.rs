@@ -10,25 +10,26 @@
 //! the old record, changes it and writes a new block (copy-on-write); the
 //! old block is freed through the pool's deferral.
 
-use aegis_fs::posix::{keys, FileRecord, InodeRecord};
-use aegis_pool::{AllocClass, BlockType, WriteProps};
+use aegis_btree::Tree;
+use aegis_pool::{AllocClass, BlockType, Pool, WriteProps};
 
-use super::tx::{scan, Tx};
+use super::{keys, FileRecord, InodeRecord};
 use crate::error::{FsError, Result};
+use crate::tx::{scan, Tx};
 
 /// Largest inline record: what fits a tree value, at most 4 KiB.
-pub(crate) fn inline_max(tree: &aegis_btree::Tree) -> usize {
+pub(crate) fn inline_max(tree: &Tree) -> usize {
     tree.max_value_len(17).saturating_sub(5).min(4096)
 }
 
-fn record_bytes(pool: &aegis_pool::Pool, rec: &FileRecord) -> Result<Vec<u8>> {
+fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     match rec {
         FileRecord::Inline(b) => Ok(b.clone()),
         FileRecord::Block { bp, .. } => Ok(pool.read_block(bp)?),
     }
 }
 
-fn get_record(tree: &aegis_btree::Tree, ino: u64, start: u64) -> Result<Option<FileRecord>> {
+fn get_record(tree: &Tree, ino: u64, start: u64) -> Result<Option<FileRecord>> {
     match tree.get(&keys::data(ino, start))? {
         Some(v) => Ok(Some(FileRecord::decode(&v)?)),
         None => Ok(None),
@@ -36,12 +37,7 @@ fn get_record(tree: &aegis_btree::Tree, ino: u64, start: u64) -> Result<Option<F
 }
 
 /// Records of `ino` whose start lies in `[lo, hi)`, in order.
-fn records_in(
-    tree: &aegis_btree::Tree,
-    ino: u64,
-    lo: u64,
-    hi: u64,
-) -> Result<Vec<(u64, FileRecord)>> {
+fn records_in(tree: &Tree, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, FileRecord)>> {
     let end = if hi == u64::MAX {
         keys::item_end(ino, keys::DATA)
     } else {
@@ -50,7 +46,7 @@ fn records_in(
     let mut out = Vec::new();
     for (k, v) in scan(tree, &keys::data(ino, lo), &end)? {
         let start = keys::data_offset(&k)
-            .ok_or_else(|| FsError::Io(format!("inode {ino}: malformed data key")))?;
+            .ok_or_else(|| FsError::Damaged(format!("inode {ino}: malformed data key")))?;
         out.push((start, FileRecord::decode(&v)?));
     }
     Ok(out)
@@ -65,7 +61,8 @@ fn alloc_of(rec: &FileRecord, block_size: u32) -> u64 {
 
 /// Read `[offset, offset + size)` of a file of `r.size` bytes.
 pub(crate) fn read(
-    tree: &aegis_btree::Tree,
+    tree: &Tree,
+    pool: &Pool,
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
@@ -78,9 +75,8 @@ pub(crate) fn read(
     let end = r.size.min(offset.saturating_add(size as u64));
     let mut out = vec![0u8; (end - offset) as usize];
     let first = offset / record_size * record_size;
-    let pool = tree.pool().clone();
     for (start, rec) in records_in(tree, ino, first, end)? {
-        let bytes = record_bytes(&pool, &rec)?;
+        let bytes = record_bytes(pool, &rec)?;
         let (lo, hi) = (start.max(offset), (start + bytes.len() as u64).min(end));
         if lo < hi {
             out[(lo - offset) as usize..(hi - offset) as usize]
@@ -100,7 +96,7 @@ fn put_record(
     old: Option<FileRecord>,
     mut bytes: Vec<u8>,
 ) -> Result<()> {
-    let pool = tx.pool();
+    let pool = tx.pool_ref().clone();
     let bs = pool.block_size();
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(keep);
@@ -142,7 +138,7 @@ fn put_record(
 
 /// Bytes a write of `len` bytes may allocate, for the ENOSPC check made
 /// before anything changes: every touched record rewritten whole.
-pub(crate) fn write_cost(record_size: u64, offset: u64, len: u64) -> u64 {
+pub fn write_size_bytes(record_size: u64, offset: u64, len: u64) -> u64 {
     if len == 0 {
         return 0;
     }
@@ -173,7 +169,7 @@ pub(crate) fn write(
                 src.to_vec()
             } else {
                 let mut b = match &old {
-                    Some(o) => record_bytes(&tx.pool(), o)?,
+                    Some(o) => record_bytes(tx.pool_ref(), o)?,
                     None => Vec::new(),
                 };
                 let need = (piece_end - start) as usize;
@@ -209,7 +205,7 @@ pub(crate) fn punch(
         if lo <= start && rec_end <= hi {
             put_record(tx, ino, r, start, Some(rec), Vec::new())?;
         } else if lo < rec_end {
-            let mut b = record_bytes(&tx.pool(), &rec)?;
+            let mut b = record_bytes(tx.pool_ref(), &rec)?;
             let (a, z) = (
                 (lo.max(start) - start) as usize,
                 (hi.min(rec_end) - start) as usize,
@@ -231,7 +227,7 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
             if start >= size {
                 put_record(tx, ino, r, start, Some(rec), Vec::new())?;
             } else if start + rec.len() as u64 > size {
-                let mut b = record_bytes(&tx.pool(), &rec)?;
+                let mut b = record_bytes(tx.pool_ref(), &rec)?;
                 b.truncate((size - start) as usize);
                 put_record(tx, ino, r, start, Some(rec), b)?;
             }
@@ -243,7 +239,12 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
 
 /// Free every record of a file being deleted.
 pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
-    for (k, v) in tx.items(ino, keys::DATA)? {
+    let items = scan(
+        tx.tree,
+        &keys::item_start(ino, keys::DATA),
+        &keys::item_end(ino, keys::DATA),
+    )?;
+    for (k, v) in items {
         if let FileRecord::Block { bp, .. } = FileRecord::decode(&v)? {
             tx.to_free.push(bp);
         }
@@ -253,7 +254,7 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
 }
 
 /// Number of records of a file (for sizing a delete's transaction).
-pub(crate) fn record_count(tree: &aegis_btree::Tree, ino: u64) -> Result<u64> {
+pub(crate) fn record_count(tree: &Tree, ino: u64) -> Result<u64> {
     let mut n = 0;
     let (lo, hi) = (
         keys::item_start(ino, keys::DATA),
@@ -269,36 +270,38 @@ pub(crate) fn record_count(tree: &aegis_btree::Tree, ino: u64) -> Result<u64> {
     Ok(n)
 }
 
-/// SEEK_DATA: the first data at or after `offset`.
+/// SEEK_DATA: the first data at or after `offset`; `None` past the end
+/// or when only a hole follows.
 pub(crate) fn seek_data(
-    tree: &aegis_btree::Tree,
+    tree: &Tree,
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
     offset: u64,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     if offset >= r.size {
-        return Err(FsError::NoSuchOffset);
+        return Ok(None);
     }
     let first = offset / record_size * record_size;
     for (start, rec) in records_in(tree, ino, first, r.size)? {
         if start + rec.len() as u64 > offset {
-            return Ok(start.max(offset));
+            return Ok(Some(start.max(offset)));
         }
     }
-    Err(FsError::NoSuchOffset)
+    Ok(None)
 }
 
-/// SEEK_HOLE: the first hole at or after `offset`; the end of file is one.
+/// SEEK_HOLE: the first hole at or after `offset`; the end of file is
+/// one; `None` at or past the end.
 pub(crate) fn seek_hole(
-    tree: &aegis_btree::Tree,
+    tree: &Tree,
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
     offset: u64,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     if offset >= r.size {
-        return Err(FsError::NoSuchOffset);
+        return Ok(None);
     }
     let mut pos = offset;
     let first = offset / record_size * record_size;
@@ -312,5 +315,34 @@ pub(crate) fn seek_hole(
         }
         pos = rec_end;
     }
-    Ok(pos.min(r.size))
+    Ok(Some(pos.min(r.size)))
+}
+
+impl Tx<'_> {
+    /// Write `data` at `offset` of file `ino` (record `r`, which the
+    /// caller writes back), growing its size as needed.
+    pub fn write_file(
+        &mut self,
+        ino: u64,
+        r: &mut InodeRecord,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        write(self, ino, r, offset, data)
+    }
+
+    /// Zero `[lo, hi)` of file `ino` (a hole afterwards), keeping its size.
+    pub fn punch_file(&mut self, ino: u64, r: &mut InodeRecord, lo: u64, hi: u64) -> Result<()> {
+        punch(self, ino, r, lo, hi)
+    }
+
+    /// Set file `ino`'s size, dropping the data past a smaller one.
+    pub fn truncate_file(&mut self, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
+        truncate(self, ino, r, size)
+    }
+
+    /// Free every record of a file being deleted.
+    pub(crate) fn free_file_data(&mut self, ino: u64) -> Result<()> {
+        free_all(self, ino)
+    }
 }

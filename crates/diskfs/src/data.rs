@@ -1,0 +1,134 @@
+//! Open handles and file data: open, write, punch and extend, each logged
+//! as the intent log policy of the file says.
+
+
+use aegis_fs::intent_log::{LogPolicy, LogRec};
+use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
+use aegis_fs::posix::write_size_bytes;
+use aegis_fs::{AllocClass, ObjectRead, TxSize};
+use aegis_vfs::validate::*;
+use aegis_vfs::*;
+
+use crate::diskfs::*;
+use crate::inode::*;
+
+impl DiskFs {
+
+    pub(crate) fn new_handle(st: &mut State, h: Handle) -> Fh {
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(fh, h);
+        st.refs.entry(h.ino).or_default().opens += 1;
+        fh
+    }
+
+    pub(crate) fn open_locked(&self, st: &mut State, ino: Ino, flags: i32) -> Result<Fh> {
+        let r = self.inode(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let read = acc == libc::O_RDONLY || acc == libc::O_RDWR;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        match r.mode & S_IFMT {
+            S_IFDIR if write => return Err(FsError::IsDir.into()),
+            S_IFLNK => return Err(FsError::Loop.into()),
+            _ => {}
+        }
+        if write && flags & libc::O_TRUNC != 0 && r.is_reg() {
+            let records = self.view(|t| Ok(t.record_count(ino)?))?;
+            self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+                let mut r = tx.inode(ino)?;
+                tx.truncate_file(ino, &mut r, 0)?;
+                touch_modified(&mut r, tx.now);
+                tx.log(LogRec::SetAttr {
+                    ino,
+                    mode: None,
+                    uid: None,
+                    gid: None,
+                    size: Some(0),
+                    times: [None, Some(r.mtime), Some(r.ctime), None],
+                });
+                Ok(tx.put_inode(ino, &r)?)
+            })?;
+        }
+        Ok(Self::new_handle(
+            st,
+            Handle {
+                ino,
+                dir: false,
+                read,
+                write,
+                append: flags & libc::O_APPEND != 0,
+            },
+        ))
+    }
+
+    pub(crate) fn write_locked(&self, st: &mut State, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+        check_range(offset, data.len() as u64)?;
+        let rs = self.record_size as u64;
+        let size = TxSize {
+            ops: data.len() as u64 / rs + 4,
+            data_bytes: write_size_bytes(rs, offset, data.len() as u64),
+            class: AllocClass::Normal,
+        };
+        self.tx_sized(&mut st.meta, size, |tx| {
+            let mut r = tx.inode(ino)?;
+            tx.write_file(ino, &mut r, offset, data)?;
+            touch_modified(&mut r, tx.now);
+            // The data is copied into a record only if the log can take
+            // it; a metadata-only file logs just the size the write gave.
+            if tx.log_policy(ino) == LogPolicy::Metadata {
+                tx.log(LogRec::Extend {
+                    ino,
+                    size: offset + data.len() as u64,
+                });
+            } else if tx.log_takes(data.len()) {
+                tx.log(LogRec::Write {
+                    ino,
+                    offset,
+                    data: data.to_vec(),
+                });
+            } else {
+                tx.mark_unlogged();
+            }
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+
+    /// Zero `[offset, end)` of a file (a hole afterwards); with
+    /// `grow_to`, also extend it to at least that size.
+    pub(crate) fn punch_locked(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        offset: u64,
+        end: u64,
+        grow_to: Option<u64>,
+    ) -> Result<()> {
+        let ops = 4 + (end - offset) / self.record_size as u64 / 8;
+        self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            tx.punch_file(ino, &mut r, offset, end)?;
+            touch_modified(&mut r, tx.now);
+            tx.log(LogRec::Punch { ino, offset, end });
+            if let Some(size) = grow_to {
+                if size > r.size {
+                    r.size = size;
+                    tx.log(LogRec::Extend { ino, size });
+                }
+            }
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+
+    /// Grow a file to `size` (a hole), as fallocate mode 0 does.
+    pub(crate) fn extend_locked(&self, st: &mut State, ino: Ino, size: u64) -> Result<()> {
+        self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if size > r.size {
+                r.size = size;
+                touch_modified(&mut r, tx.now);
+                tx.log(LogRec::Extend { ino, size });
+            }
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+}

@@ -1,0 +1,644 @@
+//! The [`FileSystem`] trait for [`DiskFs`], call by call: argument checks
+//! and short operations here, the longer ones in the files of their
+//! concern.
+
+use std::ffi::OsStr;
+
+use aegis_fs::intent_log::LogRec;
+use aegis_fs::posix::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use aegis_fs::{AllocClass, ObjectRead};
+use aegis_vfs::validate::*;
+use aegis_vfs::*;
+
+use crate::diskfs::*;
+use crate::inode::*;
+use crate::POLICY_XATTR;
+
+impl FileSystem for DiskFs {
+    fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        let name = bytes(name);
+        check_name(name)?;
+        let mut st = self.state.lock();
+        let (ino, rec) = self.view(|t| {
+            let p = t.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            let ino = match name {
+                b"." => parent,
+                b".." => p.parent,
+                _ => t.find_entry(parent, name)?.ok_or(FsError::NotFound)?.ino,
+            };
+            Ok((ino, t.inode(ino)?))
+        })?;
+        Self::add_lookup(&mut st, ino);
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        let mut st = self.state.lock();
+        if let Some(r) = st.refs.get_mut(&ino) {
+            r.lookups = r.lookups.saturating_sub(nlookup);
+            self.release_orphan(&mut st, ino);
+        }
+    }
+
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        // A read of one record: no need to wait for the namespace lock.
+        let r = self.inode(ino)?;
+        Ok(attr(ino, &r, self.record_size))
+    }
+
+    fn setattr(&self, _req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+        let mut st = self.state.lock();
+        if let Some(fh) = fh {
+            Self::handle(&st, ino, fh)?;
+        }
+        let records = match set.size {
+            Some(_) => self.view(|t| Ok(t.record_count(ino)?))?,
+            None => 0,
+        };
+        let r = self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            let now = tx.now;
+            if let Some(size) = set.size {
+                regular(&r)?;
+                check_range(size, 0)?;
+                if size > r.size {
+                    // Growing allocates nothing; only the check above applies.
+                }
+                tx.truncate_file(ino, &mut r, size)?;
+                touch_modified(&mut r, now);
+            }
+            let mut changed = set.size.is_some();
+            if let Some(mode) = set.mode {
+                r.mode = (r.mode & S_IFMT) | (mode & 0o7777);
+                changed = true;
+            }
+            if let Some(uid) = set.uid {
+                r.uid = uid;
+                changed = true;
+            }
+            if let Some(gid) = set.gid {
+                r.gid = gid;
+                changed = true;
+            }
+            if let Some(t) = set.atime {
+                r.atime = set_time(t, now);
+                changed = true;
+            }
+            if let Some(t) = set.mtime {
+                r.mtime = set_time(t, now);
+                changed = true;
+            }
+            if let Some(t) = set.crtime {
+                r.crtime = to_ns(t);
+                changed = true;
+            }
+            if let Some(t) = set.ctime {
+                r.ctime = to_ns(t);
+            } else if changed {
+                r.ctime = now;
+            }
+            tx.put_inode(ino, &r)?;
+            let t = |on: bool, v: i64| on.then_some(v);
+            tx.log(LogRec::SetAttr {
+                ino,
+                mode: set.mode.map(|m| m & 0o7777),
+                uid: set.uid,
+                gid: set.gid,
+                size: set.size,
+                times: [
+                    t(set.atime.is_some(), r.atime),
+                    t(set.mtime.is_some() || set.size.is_some(), r.mtime),
+                    Some(r.ctime),
+                    t(set.crtime.is_some(), r.crtime),
+                ],
+            });
+            Ok(r)
+        })?;
+        Ok(self.attr_of(ino, &r))
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+    ) -> Result<Attr> {
+        let (ftype, rdev) = match mode & S_IFMT {
+            0 | S_IFREG => (S_IFREG, 0),
+            S_IFDIR => return Err(FsError::NotPermitted.into()),
+            t @ (S_IFCHR | S_IFBLK) => (t, rdev),
+            t @ (S_IFIFO | S_IFSOCK) => (t, 0),
+            _ => return Err(FsError::InvalidArgument("bad file type for mknod")),
+        };
+        let mut st = self.state.lock();
+        self.create_node(&mut st, req, parent, bytes(name), ftype, mode, rdev, None)
+    }
+
+    fn mkdir(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
+        let mut st = self.state.lock();
+        self.create_node(&mut st, req, parent, bytes(name), S_IFDIR, mode, 0, None)
+    }
+
+    fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        self.remove_entry(parent, bytes(name), false)
+    }
+
+    fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        self.remove_entry(parent, bytes(name), true)
+    }
+
+    fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
+        let target = bytes(target);
+        if target.is_empty() {
+            return Err(FsError::NotFound.into());
+        }
+        if target.len() > SYMLINK_MAX {
+            return Err(FsError::NameTooLong.into());
+        }
+        let mut st = self.state.lock();
+        self.create_node(
+            &mut st,
+            req,
+            parent,
+            bytes(name),
+            S_IFLNK,
+            0o777,
+            0,
+            Some(target),
+        )
+    }
+
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let _st = self.state.lock();
+        self.view(|t| {
+            let r = t.inode(ino)?;
+            if r.mode & S_IFMT != S_IFLNK {
+                return Err(FsError::InvalidArgument("not a symlink").into());
+            }
+            Ok(t.symlink_target(ino)?)
+        })
+    }
+
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        self.rename_entry(parent, name, newparent, newname, flags)
+    }
+
+    fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        let newname = bytes(newname);
+        check_new_name(newname)?;
+        let mut st = self.state.lock();
+        let r = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if r.is_dir() {
+                return Err(FsError::NotPermitted.into());
+            }
+            if r.nlink == 0 {
+                return Err(FsError::NotFound.into());
+            }
+            let mut np = tx.inode(newparent)?;
+            if !np.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            if np.nlink == 0 {
+                return Err(FsError::NotFound.into());
+            }
+            if tx.find_entry(newparent, newname)?.is_some() {
+                return Err(FsError::Exists.into());
+            }
+            tx.add_entry(newparent, &mut np, newname, ino, r.mode & S_IFMT)?;
+            touch_modified(&mut np, tx.now);
+            tx.put_inode(newparent, &np)?;
+            r.nlink += 1;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)?;
+            tx.log(LogRec::Link {
+                ino,
+                newparent,
+                newname: newname.to_vec(),
+            });
+            Ok(r)
+        })?;
+        Self::add_lookup(&mut st, ino);
+        Ok(self.attr_of(ino, &r))
+    }
+
+    fn open(&self, ino: Ino, flags: i32) -> Result<Fh> {
+        let mut st = self.state.lock();
+        self.open_locked(&mut st, ino, flags)
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Fh)> {
+        let name = bytes(name);
+        check_new_name(name)?;
+        let mut st = self.state.lock();
+        let existing = self.view(|t| {
+            let p = t.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            if p.nlink == 0 {
+                return Err(FsError::NotFound.into());
+            }
+            Ok(t.find_entry(parent, name)?)
+        })?;
+        if let Some(f) = existing {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists.into());
+            }
+            if f.file_type == S_IFDIR {
+                return Err(FsError::IsDir.into());
+            }
+            let fh = self.open_locked(&mut st, f.ino, flags)?;
+            Self::add_lookup(&mut st, f.ino);
+            let r = self.inode(f.ino)?;
+            return Ok((self.attr_of(f.ino, &r), fh));
+        }
+        let attr = self.create_node(&mut st, req, parent, name, S_IFREG, mode, 0, None)?;
+        let fh = self.open_locked(&mut st, attr.ino, flags & !libc::O_TRUNC)?;
+        Ok((attr, fh))
+    }
+
+    fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        // Reads run in parallel (the kernel sends several for readahead):
+        // the namespace lock only checks the handle, and the inode and its
+        // records are read under one tree read lock, so they agree.
+        let h = Self::handle(&self.state.lock(), ino, fh)?;
+        let rs = self.record_size as u64;
+        let (r, out) = self.view(|t| {
+            let r = t.inode(ino)?;
+            regular(&r)?;
+            if !h.read {
+                return Err(FsError::BadHandle.into());
+            }
+            let out = t.read_file(ino, &r, rs, offset, size)?;
+            Ok((r, out))
+        })?;
+        let now = now_ns();
+        if !self.read_only && atime_due(&r, now, self.opts.atime) {
+            let mut st = self.state.lock();
+            let touched = self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                let mut r = tx.inode(ino)?;
+                r.atime = tx.now;
+                Ok(tx.put_inode(ino, &r)?)
+            });
+            // The data was read: a full pool or a racing delete must not
+            // turn that into an error just because atime stayed behind.
+            if let Err(e) = touched {
+                tracing::debug!(ino, error = %e, "atime not updated");
+            }
+        }
+        Ok(out)
+    }
+
+    fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let len =
+            u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        if !h.write {
+            return Err(FsError::BadHandle.into());
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let offset = if h.append { r.size } else { offset };
+        self.write_locked(&mut st, ino, offset, data)?;
+        Ok(len)
+    }
+
+    fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
+        Self::handle(&self.state.lock(), ino, fh).map(|_| ())
+    }
+
+    fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
+        let mut st = self.state.lock();
+        Self::handle(&st, ino, fh)?;
+        st.handles.remove(&fh);
+        if let Some(r) = st.refs.get_mut(&ino) {
+            r.opens = r.opens.saturating_sub(1);
+        }
+        self.release_orphan(&mut st, ino);
+        Ok(())
+    }
+
+    fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.sync_handle(ino, fh)
+    }
+
+    fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
+        let mut st = self.state.lock();
+        if !self.inode(ino)?.is_dir() {
+            return Err(FsError::NotDir.into());
+        }
+        Ok(Self::new_handle(
+            &mut st,
+            Handle {
+                ino,
+                dir: true,
+                read: true,
+                write: false,
+                append: false,
+            },
+        ))
+    }
+
+    fn readdir(&self, ino: Ino, fh: Fh, offset: u64, max_entries: usize) -> Result<Vec<DirEntry>> {
+        Ok(self
+            .list(ino, fh, offset, max_entries, false)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        max_entries: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        Ok(self
+            .list(ino, fh, offset, max_entries, true)?
+            .into_iter()
+            .map(|(e, a)| (e, a.expect("readdirplus lists attributes")))
+            .collect())
+    }
+
+    fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
+        self.release(ino, fh)
+    }
+
+    fn fsyncdir(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.sync_handle(ino, fh)
+    }
+
+    fn statfs(&self, _ino: Ino) -> Result<StatFs> {
+        let st = self.state.lock();
+        let pool = self.store.pool();
+        let bs = pool.block_size() as u64;
+        let space = pool.space();
+        let blocks = space.total / bs;
+        let bfree = space.free / bs;
+        let bavail = pool.available(AllocClass::Normal) / bs;
+        Ok(StatFs {
+            blocks,
+            bfree,
+            bavail,
+            // No inode table: any free block can hold inodes.
+            files: st.meta.inodes + bavail,
+            ffree: bavail,
+            bsize: self.record_size,
+            namelen: NAME_MAX as u32,
+            frsize: bs as u32,
+        })
+    }
+
+    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        let name = bytes(name);
+        if name == POLICY_XATTR {
+            return self.set_policy(ino, value);
+        }
+        let user = check_xattr_name(name)?;
+        let mut st = self.state.lock();
+        let ops = 4 + value.len() as u64 / 128;
+        self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            if user && !(r.is_reg() || r.is_dir()) {
+                return Err(FsError::NotPermitted.into());
+            }
+            if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 || flags == XATTR_CREATE | XATTR_REPLACE
+            {
+                return Err(FsError::InvalidArgument("bad setxattr flags").into());
+            }
+            if value.len() > XATTR_SIZE_MAX {
+                return Err(FsError::XattrTooBig.into());
+            }
+            let names = tx.xattr_names(ino)?;
+            let exists = names.iter().any(|n| n == name);
+            if exists && flags == XATTR_CREATE {
+                return Err(FsError::Exists.into());
+            }
+            if !exists && flags == XATTR_REPLACE {
+                return Err(FsError::NoData.into());
+            }
+            let list_len: usize = names.iter().map(|n| n.len() + 1).sum();
+            if !exists && list_len + name.len() + 1 > XATTR_LIST_MAX {
+                return Err(FsError::NoSpace.into());
+            }
+            tx.set_xattr(ino, name, value)?;
+            r.ctime = tx.now;
+            tx.log(LogRec::SetXattr {
+                ino,
+                name: name.to_vec(),
+                value: value.to_vec(),
+                flags,
+            });
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+
+    fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
+        let name = bytes(name);
+        if name == POLICY_XATTR {
+            let p = self.view(|t| {
+                t.inode(ino)?;
+                Ok(t.log_policy(ino))
+            })?;
+            return xattr_reply(p.name().as_bytes().to_vec(), size);
+        }
+        check_xattr_name(name)?;
+        let _st = self.state.lock();
+        let v = self.view(|t| {
+            t.inode(ino)?;
+            Ok(t.xattr(ino, name)?.ok_or(FsError::NoData)?)
+        })?;
+        xattr_reply(v, size)
+    }
+
+    fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
+        let _st = self.state.lock();
+        let names = self.view(|t| {
+            t.inode(ino)?;
+            Ok(t.xattr_names(ino)?)
+        })?;
+        let mut out = Vec::new();
+        for n in names {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        xattr_reply(out, size)
+    }
+
+    fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        let name = bytes(name);
+        check_xattr_name(name)?;
+        let mut st = self.state.lock();
+        self.tx(&mut st.meta, 4 + 64, AllocClass::Reserved, |tx| {
+            let mut r = tx.inode(ino)?;
+            if tx.xattr(ino, name)?.is_none() {
+                return Err(FsError::NoData.into());
+            }
+            tx.remove_xattr(ino, name)?;
+            r.ctime = tx.now;
+            tx.log(LogRec::RemoveXattr {
+                ino,
+                name: name.to_vec(),
+            });
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+
+    fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()> {
+        let r = self.inode(ino)?;
+        check_access(req, r.uid, r.gid, r.mode & 0o7777, r.is_dir(), mask)
+    }
+
+    fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        if !h.write {
+            return Err(FsError::BadHandle.into());
+        }
+        if length == 0 {
+            return Err(FsError::InvalidArgument("fallocate length 0"));
+        }
+        let end = check_range(offset, length)?;
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        match mode {
+            // Copy-on-write cannot reserve blocks for later overwrites (ZFS
+            // neither): allocation only extends the size.
+            0 | KEEP => {
+                if mode == 0 && end > r.size {
+                    self.extend_locked(&mut st, ino, end)?;
+                }
+                Ok(())
+            }
+            PUNCH => self.punch_locked(&mut st, ino, offset, end, None),
+            _ => Err(FsError::NotSupported.into()),
+        }
+    }
+
+    fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
+        let st = self.state.lock();
+        Self::handle(&st, ino, fh)?;
+        let rs = self.record_size as u64;
+        let r = self.inode(ino)?;
+        regular(&r)?;
+        let neg = FsError::InvalidArgument("negative offset");
+        match whence {
+            Whence::Set => u64::try_from(offset).map_err(|_| neg),
+            Whence::End => {
+                let pos = (r.size as i128) + offset as i128;
+                u64::try_from(pos).map_err(|_| neg)
+            }
+            Whence::Data | Whence::Hole => {
+                let off = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
+                self.view(|t| {
+                    if whence == Whence::Data {
+                        t.seek_data(ino, &r, rs, off)?.ok_or(FsError::NoSuchOffset.into())
+                    } else {
+                        t.seek_hole(ino, &r, rs, off)?.ok_or(FsError::NoSuchOffset.into())
+                    }
+                })
+            }
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<u64> {
+        if flags != 0 {
+            return Err(FsError::InvalidArgument("copy_file_range flags"));
+        }
+        let mut st = self.state.lock();
+        let (hi, ho) = (
+            Self::handle(&st, ino_in, fh_in)?,
+            Self::handle(&st, ino_out, fh_out)?,
+        );
+        let rin = self.inode(ino_in)?;
+        regular(&rin)?;
+        regular(&self.inode(ino_out)?)?;
+        if !hi.read || !ho.write || ho.append {
+            return Err(FsError::BadHandle.into());
+        }
+        let n = len.min(rin.size.saturating_sub(offset_in));
+        check_range(offset_in, len)?;
+        check_range(offset_out, n)?;
+        if ino_in == ino_out
+            && offset_in < offset_out.saturating_add(len)
+            && offset_out < offset_in.saturating_add(len)
+        {
+            return Err(FsError::InvalidArgument(
+                "overlapping copy_file_range in one file",
+            ));
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let rs = self.record_size as u64;
+        let mut done = 0u64;
+        while done < n {
+            let piece = (n - done).min(rs - (offset_out + done) % rs);
+            let buf =
+                self.view(|t| Ok(t.read_file(ino_in, &rin, rs, offset_in + done, piece as u32)?))?;
+            let at = offset_out + done;
+            if buf.iter().all(|&b| b == 0) {
+                // A hole stays a hole: punch, and extend the size if needed.
+                self.punch_locked(&mut st, ino_out, at, at + piece, Some(at + piece))?;
+            } else {
+                self.write_locked(&mut st, ino_out, at, &buf)?;
+            }
+            done += piece;
+        }
+        let now = now_ns();
+        if !self.read_only && atime_due(&rin, now, self.opts.atime) {
+            self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+                let mut r = tx.inode(ino_in)?;
+                r.atime = tx.now;
+                tx.put_inode(ino_in, &r)?;
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                Ok(tx.put_inode(ino_out, &o)?)
+            })?;
+        } else {
+            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                Ok(tx.put_inode(ino_out, &o)?)
+            })?;
+        }
+        Ok(n)
+    }
+}

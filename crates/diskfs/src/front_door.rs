@@ -1,0 +1,70 @@
+//! The front door: a pool and its filesystem from a list of devices. The
+//! CLI, the fuzzer, the crash harness and embedded users all come in here,
+//! so a pool is made and mounted one way everywhere. (Tools that look at
+//! a pool without mounting it, `fsck` and `info`, open an
+//! [`aegis_fs::Store`] directly.)
+
+use std::sync::Arc;
+
+use aegis_block::DeviceRef;
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
+use thiserror::Error;
+
+use crate::diskfs::{DiskFs, DiskFsOptions};
+
+pub use aegis_fs::posix::FormatOptions;
+
+/// Why a pool could not be made or mounted: the engine's refusal (a bad
+/// label, no verifying uberblock, a bad format option) or the
+/// filesystem's (no filesystem in the dataset, a failed log replay), each
+/// with its own message.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Engine(#[from] aegis_fs::FsError),
+    #[error(transparent)]
+    Fs(#[from] aegis_vfs::FsError),
+}
+
+/// How [`open`] mounts: the pool (read-only, a txg to go back to), the
+/// store (cache, commit interval), and the filesystem (dataset, atime,
+/// intent log). [`create`] ignores `pool`.
+#[derive(Clone, Debug, Default)]
+pub struct MountOptions {
+    pub pool: OpenOptions,
+    pub store: StoreOptions,
+    pub fs: DiskFsOptions,
+    /// Start the thread that commits on a timer and on dirty size (a
+    /// mount does; a test that wants every txg to be one it caused does
+    /// not).
+    pub sync_thread: bool,
+}
+
+/// Format `devices` as a new pool holding an empty filesystem in its root
+/// dataset (committed), and mount it. `mkfs` unmounts it at once.
+pub fn create(
+    devices: Vec<DeviceRef>,
+    pool: &CreateOptions,
+    format: &FormatOptions,
+    mount: &MountOptions,
+) -> Result<Arc<DiskFs>, OpenError> {
+    let store = Store::create(devices, pool, mount.store.clone())?;
+    aegis_fs::posix::format(&store, ROOT_DATASET, format)?;
+    mount_store(store, mount)
+}
+
+/// Open the pool on `devices` and mount its filesystem (on a writable
+/// mount the intent log is replayed and orphans are freed).
+pub fn open(devices: Vec<DeviceRef>, mount: &MountOptions) -> Result<Arc<DiskFs>, OpenError> {
+    let store = Store::open(devices, &mount.pool, mount.store.clone())?;
+    mount_store(store, mount)
+}
+
+fn mount_store(store: Arc<Store>, mount: &MountOptions) -> Result<Arc<DiskFs>, OpenError> {
+    let fs = DiskFs::open(store.clone(), mount.fs.clone())?;
+    if mount.sync_thread && !store.is_read_only() {
+        store.start_sync_thread();
+    }
+    Ok(fs)
+}

@@ -1,0 +1,229 @@
+//! The namespace: making a node (file, directory, symlink, device) under
+//! a name, removing a name (unlink, rmdir), and listing a directory. An
+//! inode that loses its last name becomes an orphan, freed once nothing
+//! references it.
+
+
+use aegis_fs::intent_log::LogRec;
+use aegis_fs::posix::inode::S_IFDIR;
+use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
+use aegis_fs::{AllocClass, ObjectRead};
+use aegis_vfs::validate::*;
+use aegis_vfs::*;
+
+use crate::diskfs::*;
+use crate::inode::*;
+
+impl DiskFs {
+
+    /// Create an inode named `name` in `parent`, with one lookup.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_node(
+        &self,
+        st: &mut State,
+        req: &Request,
+        parent: Ino,
+        name: &[u8],
+        ftype: u32,
+        perm: u32,
+        rdev: u64,
+        target: Option<&[u8]>,
+    ) -> Result<Attr> {
+        check_new_name(name)?;
+        let generation = self.store.open_txg();
+        let ops = NAMESPACE_OPS + target.map_or(0, |t| t.len() as u64 / 256 + 1);
+        let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            if p.nlink == 0 {
+                return Err(FsError::NotFound.into());
+            }
+            if tx.find_entry(parent, name)?.is_some() {
+                return Err(FsError::Exists.into());
+            }
+            let perm_in = perm;
+            let mut perm = perm & 0o7777;
+            let mut gid = req.gid;
+            if p.mode & libc::S_ISGID != 0 {
+                gid = p.gid;
+                if ftype == S_IFDIR {
+                    perm |= libc::S_ISGID;
+                }
+            }
+            let ino = tx.meta.next_ino;
+            tx.meta.next_ino += 1;
+            tx.meta.inodes += 1;
+            tx.meta_dirty = true;
+            let is_dir = ftype == S_IFDIR;
+            let now = tx.now;
+            let rec = InodeRecord {
+                mode: ftype | perm,
+                uid: req.uid,
+                gid,
+                nlink: if is_dir { 2 } else { 1 },
+                size: target.map_or(0, |t| t.len() as u64),
+                rdev,
+                generation,
+                parent: if is_dir { parent } else { 0 },
+                next_cookie: if is_dir { FIRST_COOKIE } else { 0 },
+                alloc_bytes: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                crtime: now,
+            };
+            tx.put_inode(ino, &rec)?;
+            if let Some(t) = target {
+                tx.write_symlink(ino, t)?;
+            }
+            // New entries inherit their directory's log policy.
+            tx.inherit_log_policy(parent, ino)?;
+            tx.log(match target {
+                Some(t) => LogRec::Symlink {
+                    parent,
+                    name: name.to_vec(),
+                    target: t.to_vec(),
+                    uid: req.uid,
+                    gid: req.gid,
+                    ino,
+                },
+                None => LogRec::Mknod {
+                    parent,
+                    name: name.to_vec(),
+                    mode: ftype | (perm_in & 0o7777),
+                    rdev,
+                    uid: req.uid,
+                    gid: req.gid,
+                    ino,
+                },
+            });
+            tx.add_entry(parent, &mut p, name, ino, ftype)?;
+            touch_modified(&mut p, now);
+            if is_dir {
+                p.nlink += 1;
+            }
+            tx.put_inode(parent, &p)?;
+            Ok((ino, rec))
+        })?;
+        Self::add_lookup(st, ino);
+        Ok(self.attr_of(ino, &rec))
+    }
+
+    /// unlink (`rmdir` false) or rmdir (`rmdir` true) of `parent/name`: the
+    /// entry goes, the child loses a link and becomes an orphan at zero.
+    pub(crate) fn remove_entry(&self, parent: Ino, name: &[u8], rmdir: bool) -> Result<()> {
+        check_removable_name(name)?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+            let mut p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            let f = tx.find_entry(parent, name)?.ok_or(FsError::NotFound)?;
+            let mut c = tx.inode(f.ino)?;
+            match (rmdir, c.is_dir()) {
+                (false, true) => return Err(FsError::IsDir.into()),
+                (true, false) => return Err(FsError::NotDir.into()),
+                (true, true) if c.size != 0 => return Err(FsError::NotEmpty.into()),
+                _ => {}
+            }
+            tx.remove_entry(parent, &mut p, name, &f)?;
+            touch_modified(&mut p, tx.now);
+            if rmdir {
+                p.nlink -= 1;
+                c.nlink = 0;
+            } else {
+                c.nlink -= 1;
+            }
+            tx.put_inode(parent, &p)?;
+            c.ctime = tx.now;
+            tx.put_inode(f.ino, &c)?;
+            if c.nlink == 0 {
+                tx.add_orphan(f.ino)?;
+            }
+            let name = name.to_vec();
+            tx.log(if rmdir {
+                LogRec::Rmdir { parent, name }
+            } else {
+                LogRec::Unlink { parent, name }
+            });
+            Ok((c.nlink == 0).then_some(f.ino))
+        })?;
+        self.orphaned(st, ino);
+        Ok(())
+    }
+
+    pub(crate) fn list(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        max: usize,
+        plus: bool,
+    ) -> Result<Vec<(DirEntry, Option<Attr>)>> {
+        let mut st = self.state.lock();
+        let h = Self::handle(&st, ino, fh)?;
+        if !h.dir {
+            return Err(FsError::BadHandle.into());
+        }
+        let rs = self.record_size;
+        let rows = self.view(|t| {
+            let d = t.inode(ino)?;
+            if !d.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            let mut out: Vec<(DirEntry, Option<Attr>)> = Vec::new();
+            if offset < 1 {
+                out.push((dot(ino, 1, b"."), plus.then(|| attr(ino, &d, rs))));
+            }
+            if offset < 2 {
+                let a = match plus {
+                    true => Some(attr(d.parent, &t.inode(d.parent)?, rs)),
+                    false => None,
+                };
+                out.push((dot(d.parent, 2, b".."), a));
+            }
+            if out.len() < max {
+                for (cookie, e) in t.entries_after(ino, offset.max(2), max - out.len())? {
+                    // Plain readdir needs only the entry: the child's inode
+                    // is read for readdirplus alone.
+                    let a = if plus {
+                        Some(attr(e.ino, &t.inode(e.ino)?, rs))
+                    } else {
+                        None
+                    };
+                    let entry = DirEntry {
+                        ino: e.ino,
+                        offset: cookie,
+                        kind: kind_of(e.file_type),
+                        name: e.name,
+                    };
+                    out.push((entry, a));
+                }
+            }
+            out.truncate(max);
+            Ok(out)
+        })?;
+        if plus {
+            for (e, _) in &rows {
+                if e.offset > 2 {
+                    Self::add_lookup(&mut st, e.ino);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+pub(crate) fn dot(ino: Ino, cookie: u64, name: &[u8]) -> DirEntry {
+    DirEntry {
+        ino,
+        offset: cookie,
+        kind: FileType::Directory,
+        name: name.to_vec(),
+    }
+}
+

@@ -1,0 +1,162 @@
+//! Intent log replay at a writable mount: the records `aegis_fs` read
+//! from the chain the last txg names are re-run, in order, through the
+//! same operations that made them (inode numbers come out the same
+//! because allocation is deterministic; each create checks it). A record
+//! that does not apply ends the replay there, as a torn block does.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use aegis_fs::intent_log::{LogRec, Replay};
+use aegis_fs::posix::inode::{S_IFLNK, S_IFMT};
+use aegis_vfs::{FileSystem, FsError, Ino, Request, Result, SetAttr, TimeOrNow};
+
+use crate::diskfs::DiskFs;
+use crate::error::lower;
+use crate::inode::from_ns;
+
+impl DiskFs {
+    /// Re-run the records a crash left, then let the store drop the
+    /// spent chain and commit (with a ring just made).
+    pub(crate) fn replay(&self, replay: Replay) -> Result<()> {
+        let total = replay.records.len();
+        let mut applied = 0;
+        for r in &replay.records {
+            let res = LogRec::decode(r)
+                .map_err(lower)
+                .and_then(|rec| self.apply(&rec));
+            if let Err(e) = res {
+                tracing::warn!(applied, total, error = %e, "intent log replay stopped at a record that does not apply");
+                break;
+            }
+            applied += 1;
+        }
+        let log = self.log.as_ref().expect("a writable mount has its log");
+        self.store
+            .finish_replay(self.ds, log, replay, applied)
+            .map_err(lower)
+    }
+
+    /// Re-run one logged change.
+    fn apply(&self, rec: &LogRec) -> Result<()> {
+        use LogRec as L;
+        let name = |n: &[u8]| OsStr::from_bytes(n).to_owned();
+        match rec {
+            L::Mknod {
+                parent,
+                name: n,
+                mode,
+                rdev,
+                uid,
+                gid,
+                ino,
+            } => {
+                let req = Request {
+                    uid: *uid,
+                    gid: *gid,
+                    pid: 0,
+                };
+                let mut st = self.state.lock();
+                let a = self.create_node(
+                    &mut st,
+                    &req,
+                    *parent,
+                    n,
+                    mode & S_IFMT,
+                    mode & 0o7777,
+                    *rdev,
+                    None,
+                )?;
+                Self::forget_locked(&mut st, a.ino);
+                self.check_replayed_ino(a.ino, *ino)
+            }
+            L::Symlink {
+                parent,
+                name: n,
+                target,
+                uid,
+                gid,
+                ino,
+            } => {
+                let req = Request {
+                    uid: *uid,
+                    gid: *gid,
+                    pid: 0,
+                };
+                let mut st = self.state.lock();
+                let a =
+                    self.create_node(&mut st, &req, *parent, n, S_IFLNK, 0o777, 0, Some(target))?;
+                Self::forget_locked(&mut st, a.ino);
+                self.check_replayed_ino(a.ino, *ino)
+            }
+            L::Unlink { parent, name: n } => self.unlink(*parent, &name(n)),
+            L::Rmdir { parent, name: n } => self.rmdir(*parent, &name(n)),
+            L::Rename {
+                parent,
+                name: n,
+                newparent,
+                newname,
+                flags,
+            } => self.rename(*parent, &name(n), *newparent, &name(newname), *flags),
+            L::Link {
+                ino,
+                newparent,
+                newname,
+            } => {
+                let a = self.link(*ino, *newparent, &name(newname))?;
+                self.forget(a.ino, 1);
+                Ok(())
+            }
+            L::SetAttr {
+                ino,
+                mode,
+                uid,
+                gid,
+                size,
+                times,
+            } => {
+                let t = |v: Option<i64>| v.map(|n| TimeOrNow::Time(from_ns(n)));
+                let set = SetAttr {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    size: *size,
+                    atime: t(times[0]),
+                    mtime: t(times[1]),
+                    ctime: times[2].map(from_ns),
+                    crtime: times[3].map(from_ns),
+                };
+                self.setattr(&Request::root(), *ino, &set, None).map(|_| ())
+            }
+            L::Write { ino, offset, data } => {
+                let mut st = self.state.lock();
+                self.write_locked(&mut st, *ino, *offset, data)
+            }
+            L::Punch { ino, offset, end } => {
+                let mut st = self.state.lock();
+                self.punch_locked(&mut st, *ino, *offset, *end, None)
+            }
+            L::Extend { ino, size } => {
+                let mut st = self.state.lock();
+                self.extend_locked(&mut st, *ino, *size)
+            }
+            L::SetXattr {
+                ino,
+                name: n,
+                value,
+                flags,
+            } => self.setxattr(*ino, &name(n), value, *flags),
+            L::RemoveXattr { ino, name: n } => self.removexattr(*ino, &name(n)),
+        }
+    }
+
+    fn check_replayed_ino(&self, got: Ino, want: Ino) -> Result<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(FsError::Io(format!(
+                "intent log replay created inode {got} where the log says {want}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The transaction: one change of a dataset, applied whole or not at all.
+//!
+//! [`Store::transact`] runs a closure on a [`Tx`] inside the open txg,
+//! under the trees lock. Before it starts, the change's size (tree
+//! operations and data bytes) is checked against the free space, and when
+//! space is short the store commits (at most `DEFER_TXGS + 1` times) to
+//! release deferred frees: the one ENOSPC retry of the engine. The `Tx`
+//! covers the whole change: the tree undo, the data blocks it wrote (freed
+//! again if it fails), the blocks it replaced (freed only once it stands),
+//! the dataset meta record, and its intent log records (appended only once
+//! it stands, under the same lock, so no commit can fall between a change
+//! and its record).
+//!
+//! Reads go through [`ObjectRead`], which both a [`Tx`] and a read-only
+//! [`View`] implement; the typed POSIX operations themselves live in
+//! `posix/` (directories, file data, xattr chunks).
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aegis_btree::Tree;
+use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError, DEFER_TXGS};
+
+use crate::error::{FsError, Result};
+use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
+use crate::posix::DirentValue;
+use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
+use crate::store::Store;
+
+/// What a change may need, for the space check made before it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct TxSize {
+    /// Tree operations (inserts or removes), each of which may dirty a
+    /// path and split it.
+    pub ops: u64,
+    /// Bytes of new data blocks it may write.
+    pub data_bytes: u64,
+    /// `Reserved` for changes that free space (deletes), which must work
+    /// on a full pool.
+    pub class: AllocClass,
+}
+
+impl TxSize {
+    pub fn ops(ops: u64, class: AllocClass) -> TxSize {
+        TxSize {
+            ops,
+            data_bytes: 0,
+            class,
+        }
+    }
+}
+
+pub(crate) mod sealed {
+    /// The tree and pool a reader works on; only this crate implements it.
+    pub trait Parts {
+        fn tree(&self) -> &aegis_btree::Tree;
+        fn pool(&self) -> &aegis_pool::Pool;
+    }
+}
+
+/// Typed reads of a dataset's objects, for a [`View`] and a [`Tx`] alike.
+/// The POSIX reads (entries, file data, xattrs) are provided methods
+/// defined beside their objects in `posix/`.
+pub trait ObjectRead: sealed::Parts {
+    /// The inode record of `ino`; [`FsError::NoInode`] if there is none.
+    fn inode(&self, ino: u64) -> Result<InodeRecord> {
+        match self.tree().get(&keys::inode(ino))? {
+            Some(v) => Ok(InodeRecord::decode(&v)?),
+            None => Err(FsError::NoInode(ino)),
+        }
+    }
+
+    /// Whether a chain head is recorded (a log a read-only mount ignores).
+    fn has_log_head(&self) -> Result<bool> {
+        Ok(self.tree().get(&keys::log_head())?.is_some())
+    }
+
+    /// Inodes listed as orphans (no name left, kept while open).
+    fn orphans(&self) -> Result<Vec<u64>> {
+        let lo = keys::item_start(keys::META_OBJECT, keys::ORPHAN);
+        let hi = keys::item_end(keys::META_OBJECT, keys::ORPHAN);
+        Ok(scan(self.tree(), &lo, &hi)?
+            .iter()
+            .filter_map(|(k, _)| keys::parse_orphan(k))
+            .collect())
+    }
+
+    /// Entry `name` of directory `dir`.
+    fn find_entry(&self, dir: u64, name: &[u8]) -> Result<Option<Found>> {
+        directory::find(self.tree(), dir, name)
+    }
+
+    /// Entries of `dir` with a cookie above `after`, at most `max`, in
+    /// cookie order (readdir).
+    fn entries_after(&self, dir: u64, after: u64, max: usize) -> Result<Vec<(u64, DirentValue)>> {
+        directory::list_after(self.tree(), dir, after, max)
+    }
+
+    /// Is `ancestor` equal to `ino` or above it? At most `limit` steps up,
+    /// so a damaged tree cannot make it loop.
+    fn is_ancestor(&self, ancestor: u64, ino: u64, limit: u64) -> Result<bool> {
+        directory::is_ancestor(self.tree(), ancestor, ino, limit)
+    }
+
+    /// `[offset, offset + size)` of file `ino` (record `r`), holes as
+    /// zeroes, cut at the end of file.
+    fn read_file(
+        &self,
+        ino: u64,
+        r: &InodeRecord,
+        record_size: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>> {
+        file_data::read(self.tree(), self.pool(), ino, r, record_size, offset, size)
+    }
+
+    /// Number of data records of a file (to size its delete).
+    fn record_count(&self, ino: u64) -> Result<u64> {
+        file_data::record_count(self.tree(), ino)
+    }
+
+    /// SEEK_DATA; `None` when no data lies at or after `offset`.
+    fn seek_data(
+        &self,
+        ino: u64,
+        r: &InodeRecord,
+        record_size: u64,
+        offset: u64,
+    ) -> Result<Option<u64>> {
+        file_data::seek_data(self.tree(), ino, r, record_size, offset)
+    }
+
+    /// SEEK_HOLE; `None` at or past the end of file.
+    fn seek_hole(
+        &self,
+        ino: u64,
+        r: &InodeRecord,
+        record_size: u64,
+        offset: u64,
+    ) -> Result<Option<u64>> {
+        file_data::seek_hole(self.tree(), ino, r, record_size, offset)
+    }
+
+    fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        xattr::get(self.tree(), ino, name)
+    }
+
+    /// Names of all xattrs of `ino`, sorted.
+    fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        xattr::names(self.tree(), ino)
+    }
+
+    fn symlink_target(&self, ino: u64) -> Result<Vec<u8>> {
+        xattr::read_symlink(self.tree(), ino)
+    }
+
+    /// `ino`'s intent log policy (`full` unless set).
+    fn log_policy(&self, ino: u64) -> LogPolicy {
+        log_policy_of(self.tree(), ino)
+    }
+
+    /// The dataset's meta record; `None` if it holds no filesystem.
+    fn meta(&self) -> Result<Option<DatasetMeta>> {
+        match self.tree().get(&keys::meta())? {
+            Some(v) => Ok(Some(DatasetMeta::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<T: sealed::Parts> ObjectRead for T {}
+
+/// A read-only look at one dataset's objects.
+pub struct View<'a> {
+    tree: &'a Tree,
+    pool: &'a Pool,
+}
+
+impl sealed::Parts for View<'_> {
+    fn tree(&self) -> &Tree {
+        self.tree
+    }
+    fn pool(&self) -> &Pool {
+        self.pool
+    }
+}
+
+/// One change in progress. See the [module documentation](self).
+pub struct Tx<'a> {
+    pub(crate) tree: &'a mut Tree,
+    pool: &'a Arc<Pool>,
+    log: Option<&'a IntentLog>,
+    /// The dataset's meta record; written back if `meta_dirty`.
+    pub meta: DatasetMeta,
+    pub meta_dirty: bool,
+    /// The change's time, ns since the epoch.
+    pub now: i64,
+    /// Blocks written by this change: freed again if it fails.
+    pub(crate) written: Vec<BlockPtr>,
+    /// Blocks this change stops using: freed only if it succeeds.
+    pub(crate) to_free: Vec<BlockPtr>,
+    records: Vec<LogRec>,
+    unlogged: bool,
+}
+
+impl sealed::Parts for Tx<'_> {
+    fn tree(&self) -> &Tree {
+        self.tree
+    }
+    fn pool(&self) -> &Pool {
+        self.pool
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn pool_ref(&self) -> &Arc<Pool> {
+        self.pool
+    }
+
+    pub fn put_inode(&mut self, ino: u64, rec: &InodeRecord) -> Result<()> {
+        self.tree.insert(&keys::inode(ino), &rec.encode())?;
+        Ok(())
+    }
+
+    /// Record `rec` in the intent log once this change stands.
+    pub fn log(&mut self, rec: LogRec) {
+        self.records.push(rec);
+    }
+
+    /// This change did something it does not record (a write too large
+    /// for the log): the log is spent until the next commit.
+    pub fn mark_unlogged(&mut self) {
+        self.unlogged = true;
+    }
+
+    /// Whether the log would take a write record of `len` data bytes, so
+    /// its data is worth copying at all.
+    pub fn log_takes(&self, len: usize) -> bool {
+        self.log.is_some_and(|l| l.takes(len))
+    }
+
+    /// List `ino`, which lost its last name, as an orphan: a crash cannot
+    /// leak it, mount frees it.
+    pub fn add_orphan(&mut self, ino: u64) -> Result<()> {
+        self.tree.insert(&keys::orphan(ino), &[])?;
+        Ok(())
+    }
+
+    /// Delete orphan `ino` whole: its data blocks, every item of the
+    /// object, its orphan key, and one from the inode count.
+    pub fn remove_object(&mut self, ino: u64) -> Result<()> {
+        self.free_file_data(ino)?;
+        let items = scan(self.tree, &keys::item_start(ino, 0), &keys::object_end(ino))?;
+        for (k, _) in items {
+            self.tree.remove(&k)?;
+        }
+        self.tree.remove(&keys::orphan(ino))?;
+        self.meta.inodes = self.meta.inodes.saturating_sub(1);
+        self.meta_dirty = true;
+        Ok(())
+    }
+}
+
+/// All items in `[lo, hi)`.
+pub(crate) fn scan(tree: &Tree, lo: &[u8], hi: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for item in tree.range(Bound::Included(lo), Bound::Excluded(hi)) {
+        let (k, v) = item?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
+impl Store {
+    /// Read dataset `ds`'s objects.
+    pub fn view<R, E: From<FsError>>(
+        &self,
+        ds: u64,
+        f: impl FnOnce(&View<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let t = self.trees.read();
+        let tree = t.datasets.get(&ds).ok_or(FsError::NoDataset(ds))?;
+        f(&View {
+            tree,
+            pool: &self.pool,
+        })
+    }
+
+    /// Apply one change to dataset `ds` (see the [module
+    /// documentation](self)): `meta` is the caller's copy of the dataset
+    /// meta record, updated only if the change stands.
+    pub fn transact<R, E: From<FsError>>(
+        &self,
+        ds: u64,
+        meta: &mut DatasetMeta,
+        size: TxSize,
+        f: impl FnOnce(&mut Tx<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        if self.pool.is_read_only() {
+            return Err(FsError::from(PoolError::ReadOnly).into());
+        }
+        self.reserve_data(size.data_bytes)?;
+        let mut t = self.reserve_tree(ds, size.class, size.ops)?;
+        let trees = &mut *t;
+        let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
+        let log = trees.logs.get(&ds).map(|l| &**l);
+        tree.begin_undo();
+        let mut tx = Tx {
+            tree,
+            pool: &self.pool,
+            log,
+            meta: meta.clone(),
+            meta_dirty: false,
+            now: now_ns(),
+            written: Vec::new(),
+            to_free: Vec::new(),
+            records: Vec::new(),
+            unlogged: false,
+        };
+        let r = match f(&mut tx) {
+            Ok(r) => tx.write_meta().map(|()| r).map_err(E::from),
+            Err(e) => Err(e),
+        };
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                self.undo(tx);
+                return Err(e);
+            }
+        };
+        tx.tree.commit_undo();
+        if let Some(log) = tx.log {
+            let tree = &*tx.tree;
+            let policy = |ino| log_policy_of(tree, ino);
+            log.record(std::mem::take(&mut tx.records), tx.unlogged, policy);
+        }
+        *meta = tx.meta;
+        // Old blocks are freed only once the change stands.
+        for bp in &tx.to_free {
+            self.pool.free(bp).map_err(FsError::from)?;
+        }
+        let dirty_nodes = t.dirty_nodes();
+        drop(t);
+        self.after_change(dirty_nodes)?;
+        Ok(r)
+    }
+
+    /// A failed change is undone whole: no half of it may reach the next
+    /// commit, and the blocks it wrote belong to nothing.
+    fn undo(&self, tx: Tx<'_>) {
+        if let Err(u) = tx.tree.rollback() {
+            tracing::error!(error = %u, "undo of a failed change failed");
+            *self.broken.lock() = Some(u.to_string());
+        }
+        for bp in &tx.written {
+            if let Err(f) = self.pool.free(bp) {
+                tracing::warn!(error = %f, "could not free a block of an undone change");
+            }
+        }
+    }
+
+    /// Fail with ENOSPC unless the pool can take `bytes` more of data.
+    /// Space freed in the last txgs comes back only after DEFER_TXGS
+    /// commits: pay for those before refusing.
+    fn reserve_data(&self, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        for _ in 0..=DEFER_TXGS {
+            if bytes <= self.pool.available(AllocClass::Normal) || self.pool.space().deferred == 0 {
+                break;
+            }
+            self.commit()?;
+        }
+        let available = self.pool.available(AllocClass::Normal);
+        if bytes > available {
+            return Err(PoolError::NoSpace {
+                needed: bytes,
+                available,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Tx<'_> {
+    fn write_meta(&mut self) -> Result<()> {
+        if self.meta_dirty {
+            self.tree.insert(&keys::meta(), &self.meta.encode())?;
+        }
+        Ok(())
+    }
+}
