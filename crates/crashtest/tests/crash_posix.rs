@@ -17,7 +17,8 @@
 
 use std::ffi::OsStr;
 
-use aegis_vfs::crashtest::{fsync_path, lookup, CrashReport, Recorder};
+use aegis_crashtest::{fsync_path, lookup, CrashReport, Recorder};
+use aegis_diskfs::DiskFs;
 use aegis_vfs::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -11,58 +11,32 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aegis_block::{DeviceRef, MemDevice};
-use aegis_fs::posix::{format, FormatOptions};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{CreateOptions, OpenOptions};
+use aegis_block::MemDevice;
+use aegis_diskfs::DiskFs;
+use aegis_testkit::Kit;
 use aegis_vfs::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 const IMAGE: u64 = 256 << 20;
 
-fn store_opts() -> StoreOptions {
-    StoreOptions {
-        sync_interval: Duration::from_secs(3600),
-        ..Default::default()
-    }
-}
-
 struct Disk {
+    kit: Kit,
     dev: Arc<MemDevice>,
     fs: Option<Arc<DiskFs>>,
 }
 
 impl Disk {
     fn new(record_size: u32) -> Disk {
-        let dev = Arc::new(MemDevice::new(IMAGE));
-        let store = Store::create(
-            vec![dev.clone() as DeviceRef],
-            &CreateOptions::default(),
-            store_opts(),
-        )
-        .expect("create");
-        let opts = FormatOptions {
-            record_size,
-            ..Default::default()
-        };
-        format(&store, aegis_fs::dataset::ROOT_DATASET, &opts).expect("format");
-        store.shutdown().expect("shutdown");
-        drop(store);
-        let mut d = Disk { dev, fs: None };
+        let kit = Kit::default().size(IMAGE).record_size(record_size);
+        let dev = kit.fresh();
+        let mut d = Disk { kit, dev, fs: None };
         d.mount();
         d
     }
     fn mount(&mut self) {
-        let store = Store::open(
-            vec![self.dev.clone() as DeviceRef],
-            &OpenOptions::default(),
-            store_opts(),
-        )
-        .expect("open");
-        self.fs = Some(DiskFs::open(store, DiskFsOptions::default()).expect("mount"));
+        self.fs = Some(self.kit.mount(self.dev.clone()).expect("mount"));
     }
     fn unmount(&mut self) {
         if let Some(fs) = self.fs.take() {
@@ -74,15 +48,7 @@ impl Disk {
     }
     fn fsck(&mut self) {
         self.unmount();
-        let store = Store::open(
-            vec![self.dev.clone() as DeviceRef],
-            &OpenOptions::default(),
-            store_opts(),
-        )
-        .expect("open for fsck");
-        let report = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).expect("fsck");
-        assert_eq!(report.uncorrected(), 0, "fsck: {:?}", report.errors);
-        store.shutdown().expect("shutdown");
+        self.kit.fsck_clean(self.dev.clone());
     }
 }
 

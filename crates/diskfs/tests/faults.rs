@@ -7,70 +7,35 @@
 
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aegis_block::{DeviceRef, FaultConfig, FaultDevice, FaultKind, MemDevice};
-use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::posix::{format, FormatOptions};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{CreateOptions, OpenOptions};
+use aegis_diskfs::{AtimeMode, DiskFs};
+use aegis_testkit::Kit;
 use aegis_vfs::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use aegis_vfs::crashtest::dump;
+use aegis_crashtest::dump;
 
-fn opts() -> StoreOptions {
-    StoreOptions {
-        sync_interval: Duration::from_secs(3600),
-        // A small cache, so tree reads reach the (faulty) device.
-        cache_nodes: 64,
-        ..Default::default()
-    }
+/// 16 KiB records, and a small cache so tree reads reach the (faulty)
+/// device.
+fn kit() -> Kit {
+    Kit::default()
+        .record_size(16 << 10)
+        .cache_nodes(64)
+        .atime(AtimeMode::Noatime)
 }
 
 fn fresh(size: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(size));
-    let store = Store::create(
-        vec![dev.clone() as DeviceRef],
-        &CreateOptions::default(),
-        opts(),
-    )
-    .unwrap();
-    format(
-        &store,
-        ROOT_DATASET,
-        &FormatOptions {
-            record_size: 16 << 10,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    store.shutdown().unwrap();
-    dev
+    kit().size(size).fresh()
 }
 
 fn mount(dev: DeviceRef) -> Result<Arc<DiskFs>> {
-    let store = Store::open(vec![dev], &OpenOptions::default(), opts()).map_err(FsError::from)?;
-    DiskFs::open(
-        store,
-        DiskFsOptions {
-            atime: AtimeMode::Noatime,
-            ..Default::default()
-        },
-    )
+    kit().mount(dev)
 }
 
 fn fsck_clean(dev: &Arc<MemDevice>) {
-    let store = Store::open(
-        vec![dev.clone() as DeviceRef],
-        &OpenOptions::default(),
-        opts(),
-    )
-    .unwrap();
-    let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).unwrap();
-    assert_eq!(r.uncorrected(), 0, "fsck: {:?}", r.errors);
-    store.shutdown().unwrap();
+    kit().fsck_clean(dev.clone());
 }
 
 /// One random operation by name path, on `fs`; the result as text.
@@ -150,7 +115,7 @@ fn device_errors_never_half_apply_an_operation() {
         // commit, so their write errors hit the commit that writes them
         // out.
         if seed % 6 != 3 {
-            fs.store().pool().set_write_behind(0);
+            fs.store().set_write_behind(0);
         }
         let ram = RamFs::new();
         let mut rng = StdRng::seed_from_u64(seed);
@@ -374,9 +339,9 @@ fn enospc_at_every_allocation_point_of_a_workload() {
     let total = {
         let dev = fresh(32 << 20);
         let fs = mount(dev.clone() as DeviceRef).unwrap();
-        let a = fs.store().pool().allocation_count();
+        let a = fs.store().allocation_count();
         injected_run(&fs, SEED, OPS, "count");
-        let n = fs.store().pool().allocation_count() - a;
+        let n = fs.store().allocation_count() - a;
         fs.unmount().unwrap();
         n
     };
@@ -388,10 +353,10 @@ fn enospc_at_every_allocation_point_of_a_workload() {
     for n in 1..=total {
         let dev = fresh(32 << 20);
         let fs = mount(dev.clone() as DeviceRef).unwrap();
-        fs.store().pool().inject_no_space(Some(n));
+        fs.store().inject_no_space(Some(n));
         let what = format!("allocation {n} of {total}");
         let (committed, dead) = injected_run(&fs, SEED, OPS, &what);
-        fs.store().pool().inject_no_space(None);
+        fs.store().inject_no_space(None);
         // A failed commit leaves the last committed tree; otherwise the
         // refused operation changed nothing and the run went on, and a
         // clean unmount keeps everything.

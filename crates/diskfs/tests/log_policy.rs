@@ -4,34 +4,18 @@
 
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aegis_block::{DeviceRef, MemDevice};
-use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::posix::{format, FormatOptions};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{CreateOptions, OpenOptions};
+use aegis_block::MemDevice;
+use aegis_diskfs::DiskFs;
+use aegis_testkit::Kit;
 use aegis_vfs::*;
 
-fn opts() -> StoreOptions {
-    StoreOptions {
-        sync_interval: Duration::from_secs(3600),
-        ..Default::default()
-    }
-}
-
 fn mount(dev: &Arc<MemDevice>) -> Arc<DiskFs> {
-    let store = Store::open(
-        vec![dev.clone() as DeviceRef],
-        &OpenOptions::default(),
-        opts(),
-    )
-    .unwrap();
-    DiskFs::open(store, DiskFsOptions::default()).unwrap()
+    Kit::default().mount(dev.clone()).unwrap()
 }
 
 fn txg(fs: &DiskFs) -> u64 {
-    fs.store().pool().last_uberblock().unwrap().txg
+    fs.store().last_uberblock().unwrap().txg
 }
 
 fn policy(fs: &DiskFs, ino: Ino) -> String {
@@ -70,15 +54,8 @@ fn read_all(fs: &DiskFs, dir: Ino, name: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn fsync_under_each_policy_and_inheritance() {
-    let dev = Arc::new(MemDevice::new(64 << 20));
-    let store = Store::create(
-        vec![dev.clone() as DeviceRef],
-        &CreateOptions::default(),
-        opts(),
-    )
-    .unwrap();
-    format(&store, ROOT_DATASET, &FormatOptions::default()).unwrap();
-    let fs = DiskFs::open(store, DiskFsOptions::default()).unwrap();
+    let dev = Kit::default().fresh();
+    let fs = mount(&dev);
     let req = Request::root();
     let mk = |name: &str, p: &str| {
         let d = fs.mkdir(&req, ROOT_INO, OsStr::new(name), 0o755).unwrap();

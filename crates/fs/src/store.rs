@@ -226,6 +226,21 @@ impl Store {
     pub fn space(&self) -> SpaceInfo {
         self.pool.space()
     }
+    /// Fault-injection hooks for the test suites above this layer: the
+    /// write-behind buffer's bound, allocations counted, and ENOSPC after
+    /// the next `n` allocations.
+    #[doc(hidden)]
+    pub fn set_write_behind(&self, bytes: u64) {
+        self.pool.set_write_behind(bytes)
+    }
+    #[doc(hidden)]
+    pub fn allocation_count(&self) -> u64 {
+        self.pool.allocation_count()
+    }
+    #[doc(hidden)]
+    pub fn inject_no_space(&self, n: Option<u64>) {
+        self.pool.inject_no_space(n)
+    }
     /// Bytes that writes of `class` may still allocate.
     pub fn available(&self, class: AllocClass) -> u64 {
         self.pool.available(class)

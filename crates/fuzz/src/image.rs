@@ -13,11 +13,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aegis_block::{DeviceRef, MemDevice};
-use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::posix::{format, FormatOptions};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{CreateOptions, OpenOptions};
-use aegis_vfs::{AtimeMode, DiskFs, DiskFsOptions, FileSystem, FileType, Ino, Request, ROOT_INO};
+use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, FormatOptions, MountOptions};
+use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
+use aegis_vfs::{FileSystem, FileType, Ino, Request, ROOT_INO};
 
 const SIZE: u64 = 8 << 20;
 
@@ -39,22 +37,20 @@ fn base() -> &'static Base {
     static BASE: OnceLock<Base> = OnceLock::new();
     BASE.get_or_init(|| {
         let dev = Arc::new(MemDevice::new(SIZE));
-        let store = Store::create(
+        let fs = aegis_diskfs::create(
             vec![dev.clone() as DeviceRef],
             &CreateOptions::default(),
-            opts(),
-        )
-        .expect("create");
-        format(
-            &store,
-            ROOT_DATASET,
             &FormatOptions {
                 record_size: 4096,
                 ..Default::default()
             },
+            &MountOptions {
+                store: opts(),
+                ..Default::default()
+            },
         )
-        .expect("format");
-        let fs = DiskFs::open(store.clone(), DiskFsOptions::default()).expect("mount");
+        .expect("create");
+        let store = fs.store().clone();
         let req = Request::root();
         let d = fs
             .mkdir(&req, ROOT_INO, OsStr::new("dir"), 0o755)

@@ -192,7 +192,7 @@ fn log_block(data: &[u8]) {
         let _ = LogBlock::peek_len(&b, chain, seq, pos, 4096);
         if let Some(block) = LogBlock::decode(&b, chain, seq, pos, 4096) {
             for r in &block.records {
-                let _ = aegis_vfs::fuzz_log_record(r);
+                let _ = aegis_fs::intent_log::fuzz_record(r);
             }
         }
     }
@@ -201,5 +201,5 @@ fn log_block(data: &[u8]) {
 }
 
 fn log_record(data: &[u8]) {
-    let _ = aegis_vfs::fuzz_log_record(data);
+    let _ = aegis_fs::intent_log::fuzz_record(data);
 }

@@ -118,7 +118,10 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             len: 4 << 20,
         },
     };
-    let log_records = aegis_vfs::sample_log_records();
+    let log_records = aegis_fs::intent_log::samples()
+        .iter()
+        .map(|r| r.encode())
+        .collect::<Vec<_>>();
     let log_blocks = vec![
         aegis_fs::intent_log::LogBlock {
             chain: 9,

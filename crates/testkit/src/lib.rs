@@ -1,1 +1,129 @@
-//! placeholder
+//! The shared test kit: one way to make a pool in memory, mount its
+//! filesystem and check it with fsck, for every test suite of the
+//! workspace. A dev-dependency only.
+//!
+//! Fixtures here go through the front door (`aegis_diskfs::create` and
+//! `open`), as users do. Pools made here commit only when the test makes
+//! them (no timer), so every txg is one the test caused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_block::{DeviceRef, MemDevice};
+use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, FormatOptions, MountOptions};
+use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
+
+/// Store options for tests: no timer commits; `cache_nodes` decoded nodes
+/// (a small cache makes tree reads reach the device, for fault tests).
+pub fn store_opts(cache_nodes: usize) -> StoreOptions {
+    StoreOptions {
+        sync_interval: Duration::from_secs(3600),
+        cache_nodes,
+        ..Default::default()
+    }
+}
+
+/// How a test pool is made and mounted.
+#[derive(Clone, Debug)]
+pub struct Kit {
+    pub size_bytes: u64,
+    pub format: FormatOptions,
+    pub store: StoreOptions,
+    pub atime: AtimeMode,
+}
+
+impl Default for Kit {
+    fn default() -> Self {
+        Kit {
+            size_bytes: 64 << 20,
+            format: FormatOptions::default(),
+            store: store_opts(StoreOptions::default().cache_nodes),
+            atime: AtimeMode::default(),
+        }
+    }
+}
+
+impl Kit {
+    pub fn size(mut self, size_bytes: u64) -> Kit {
+        self.size_bytes = size_bytes;
+        self
+    }
+    pub fn record_size(mut self, record_size: u32) -> Kit {
+        self.format.record_size = record_size;
+        self
+    }
+    pub fn cache_nodes(mut self, n: usize) -> Kit {
+        self.store.cache_nodes = n;
+        self
+    }
+    pub fn atime(mut self, atime: AtimeMode) -> Kit {
+        self.atime = atime;
+        self
+    }
+
+    pub fn mount_opts(&self) -> MountOptions {
+        MountOptions {
+            pool: OpenOptions::default(),
+            store: self.store.clone(),
+            fs: DiskFsOptions {
+                atime: self.atime,
+                ..Default::default()
+            },
+            sync_thread: false,
+        }
+    }
+
+    /// A new formatted pool on `dev`, cleanly closed.
+    pub fn format_on(&self, dev: DeviceRef) {
+        let fs = aegis_diskfs::create(
+            vec![dev],
+            &CreateOptions::default(),
+            &self.format,
+            &self.mount_opts(),
+        )
+        .expect("create a test pool");
+        fs.unmount().expect("close a new test pool");
+    }
+
+    /// A new formatted pool in memory, cleanly closed.
+    pub fn fresh(&self) -> Arc<MemDevice> {
+        let dev = Arc::new(MemDevice::new(self.size_bytes));
+        self.format_on(dev.clone());
+        dev
+    }
+
+    /// Mount the filesystem on `dev`.
+    pub fn mount(&self, dev: DeviceRef) -> aegis_vfs::Result<Arc<DiskFs>> {
+        aegis_diskfs::open(vec![dev], &self.mount_opts()).map_err(|e| match e {
+            aegis_diskfs::OpenError::Fs(e) => e,
+            aegis_diskfs::OpenError::Engine(e) => aegis_vfs::FsError::Io(e.to_string()),
+        })
+    }
+
+    /// Open the pool on `dev` without mounting it (fsck, inspection).
+    pub fn open_store(&self, dev: DeviceRef) -> Arc<Store> {
+        Store::open(vec![dev], &OpenOptions::default(), self.store.clone())
+            .expect("open a test pool")
+    }
+
+    /// What fsck finds on `dev` that it cannot correct, as text.
+    pub fn fsck_findings(&self, dev: DeviceRef) -> Vec<String> {
+        let store = self.open_store(dev);
+        let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).expect("fsck runs");
+        store.shutdown().expect("close after fsck");
+        r.errors
+            .iter()
+            .filter(|f| !f.repaired)
+            .map(|f| f.what.clone())
+            .collect()
+    }
+
+    /// Fail the test unless fsck finds `dev` clean: the last step of every
+    /// integration test.
+    pub fn fsck_clean(&self, dev: DeviceRef) {
+        let store = self.open_store(dev);
+        let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).expect("fsck runs");
+        assert_eq!(r.uncorrected(), 0, "fsck: {:?}", r.errors);
+        store.shutdown().expect("close after fsck");
+    }
+}

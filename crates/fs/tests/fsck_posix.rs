@@ -3,29 +3,17 @@
 
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aegis_block::{DeviceRef, MemDevice};
+use aegis_block::MemDevice;
 use aegis_fs::dataset::ROOT_DATASET;
-use aegis_fs::posix::{format, keys, FormatOptions, InodeRecord};
-use aegis_fs::{Store, StoreOptions};
-use aegis_pool::{AllocClass, CreateOptions, OpenOptions};
-use aegis_vfs::{DiskFs, DiskFsOptions, FileSystem, Request, ROOT_INO};
-
-fn opts() -> StoreOptions {
-    StoreOptions {
-        sync_interval: Duration::from_secs(3600),
-        ..Default::default()
-    }
-}
+use aegis_fs::posix::{keys, InodeRecord};
+use aegis_fs::Store;
+use aegis_pool::AllocClass;
+use aegis_testkit::Kit;
+use aegis_vfs::{FileSystem, Request, ROOT_INO};
 
 fn open(dev: &Arc<MemDevice>) -> Arc<Store> {
-    Store::open(
-        vec![dev.clone() as DeviceRef],
-        &OpenOptions::default(),
-        opts(),
-    )
-    .unwrap()
+    Kit::default().open_store(dev.clone())
 }
 
 fn findings(dev: &Arc<MemDevice>) -> Vec<String> {
@@ -37,15 +25,9 @@ fn findings(dev: &Arc<MemDevice>) -> Vec<String> {
 
 /// A small tree: /d/f (300 KB, two names: /d/f and /g) and /d/sub.
 fn build() -> (Arc<MemDevice>, u64, u64) {
-    let dev = Arc::new(MemDevice::new(64 << 20));
-    let store = Store::create(
-        vec![dev.clone() as DeviceRef],
-        &CreateOptions::default(),
-        opts(),
-    )
-    .unwrap();
-    format(&store, ROOT_DATASET, &FormatOptions::default()).unwrap();
-    let fs = DiskFs::open(store, DiskFsOptions::default()).unwrap();
+    let kit = Kit::default();
+    let dev = kit.fresh();
+    let fs = kit.mount(dev.clone()).unwrap();
     let req = Request::root();
     let d = fs.mkdir(&req, ROOT_INO, OsStr::new("d"), 0o755).unwrap();
     fs.mkdir(&req, d.ino, OsStr::new("sub"), 0o755).unwrap();
