@@ -22,7 +22,7 @@ use aegis_block::{DeviceRef, MemDevice, RecordedOp, RecordingDevice};
 use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, FormatOptions, LogStats, MountOptions};
 use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
 use aegis_vfs::{
-    FileSystem, FileType, Fh, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE, ROOT_INO,
+    Fh, FileSystem, FileType, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE, ROOT_INO,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -1,6 +1,5 @@
 //! The intent log policy of a file or directory, set through its xattr.
 
-
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::{AllocClass, ObjectRead};
 use aegis_vfs::*;
@@ -9,7 +8,6 @@ use crate::diskfs::*;
 use crate::POLICY_XATTR;
 
 impl DiskFs {
-
     /// Set the intent log policy of a file or directory (`full`,
     /// `metadata`, `none`); logged like any change.
     pub(crate) fn set_policy(&self, ino: Ino, value: &[u8]) -> Result<()> {

@@ -1,7 +1,6 @@
 //! Open handles and file data: open, write, punch and extend, each logged
 //! as the intent log policy of the file says.
 
-
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
 use aegis_fs::posix::write_size_bytes;
@@ -13,7 +12,6 @@ use crate::diskfs::*;
 use crate::inode::*;
 
 impl DiskFs {
-
     pub(crate) fn new_handle(st: &mut State, h: Handle) -> Fh {
         let fh = st.next_fh;
         st.next_fh += 1;
@@ -61,7 +59,13 @@ impl DiskFs {
         ))
     }
 
-    pub(crate) fn write_locked(&self, st: &mut State, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+    pub(crate) fn write_locked(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
         check_range(offset, data.len() as u64)?;
         let rs = self.record_size as u64;
         let size = TxSize {

@@ -121,16 +121,17 @@ impl DiskFs {
     pub fn open(store: Arc<Store>, opts: DiskFsOptions) -> Result<Arc<DiskFs>> {
         let ds = opts.dataset;
         let read_only = store.is_read_only();
-        let (meta, orphans) = store
-            .view(ds, |t| -> TxResult<_> {
-                let meta = t.meta()?.ok_or_else(|| {
-                    FsError::Io(format!(
-                        "dataset {ds} holds no filesystem (was it made by mkfs?)"
-                    ))
-                })?;
-                Ok((meta, t.orphans()?))
+        let (meta, orphans) = store.view(ds, |t| -> TxResult<_> {
+            let meta = t.meta()?.ok_or_else(|| {
+                FsError::Io(format!(
+                    "dataset {ds} holds no filesystem (was it made by mkfs?)"
+                ))
             })?;
-        store.view(ds, |t| -> TxResult<_> { Ok(t.inode(ROOT_INO).map(|_| ())?) })?;
+            Ok((meta, t.orphans()?))
+        })?;
+        store.view(ds, |t| -> TxResult<_> {
+            Ok(t.inode(ROOT_INO).map(|_| ())?)
+        })?;
         let replay_failed = |e: FsError| {
             FsError::Io(format!(
                 "replaying the intent log failed ({e}); mount with -o ro,norecovery to copy the data out"

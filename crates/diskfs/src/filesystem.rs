@@ -5,7 +5,9 @@
 use std::ffi::OsStr;
 
 use aegis_fs::intent_log::LogRec;
-use aegis_fs::posix::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use aegis_fs::posix::inode::{
+    S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use aegis_fs::{AllocClass, ObjectRead};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
@@ -559,9 +561,11 @@ impl FileSystem for DiskFs {
                 let off = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
                 self.view(|t| {
                     if whence == Whence::Data {
-                        t.seek_data(ino, &r, rs, off)?.ok_or(FsError::NoSuchOffset.into())
+                        t.seek_data(ino, &r, rs, off)?
+                            .ok_or(FsError::NoSuchOffset.into())
                     } else {
-                        t.seek_hole(ino, &r, rs, off)?.ok_or(FsError::NoSuchOffset.into())
+                        t.seek_hole(ino, &r, rs, off)?
+                            .ok_or(FsError::NoSuchOffset.into())
                     }
                 })
             }
@@ -611,8 +615,8 @@ impl FileSystem for DiskFs {
         let mut done = 0u64;
         while done < n {
             let piece = (n - done).min(rs - (offset_out + done) % rs);
-            let buf =
-                self.view(|t| Ok(t.read_file(ino_in, &rin, rs, offset_in + done, piece as u32)?))?;
+            let buf = self
+                .view(|t| Ok(t.read_file(ino_in, &rin, rs, offset_in + done, piece as u32)?))?;
             let at = offset_out + done;
             if buf.iter().all(|&b| b == 0) {
                 // A hole stays a hole: punch, and extend the size if needed.

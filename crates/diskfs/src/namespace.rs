@@ -3,7 +3,6 @@
 //! inode that loses its last name becomes an orphan, freed once nothing
 //! references it.
 
-
 use aegis_fs::intent_log::LogRec;
 use aegis_fs::posix::inode::S_IFDIR;
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
@@ -15,7 +14,6 @@ use crate::diskfs::*;
 use crate::inode::*;
 
 impl DiskFs {
-
     /// Create an inode named `name` in `parent`, with one lookup.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create_node(
@@ -133,10 +131,10 @@ impl DiskFs {
             tx.remove_entry(parent, &mut p, name, &f)?;
             touch_modified(&mut p, tx.now);
             if rmdir {
-                p.nlink -= 1;
+                p.nlink = p.nlink.saturating_sub(1);
                 c.nlink = 0;
             } else {
-                c.nlink -= 1;
+                c.nlink = c.nlink.saturating_sub(1);
             }
             tx.put_inode(parent, &p)?;
             c.ctime = tx.now;
@@ -226,4 +224,3 @@ pub(crate) fn dot(ino: Ino, cookie: u64, name: &[u8]) -> DirEntry {
         name: name.to_vec(),
     }
 }
-

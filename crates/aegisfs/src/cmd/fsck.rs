@@ -5,8 +5,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use aegis_fs::OpenOptions;
 use aegis_fs::fsck::fsck;
+use aegis_fs::OpenOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{open_store, CliError, CliResult};

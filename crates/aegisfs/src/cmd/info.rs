@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use aegis_fs::OpenOptions;
 use aegis_fs::fsck::{tree_shapes, TreeShape};
+use aegis_fs::OpenOptions;
 use serde::Serialize;
 
 use super::{open_store, CliError, CliResult};
