@@ -6,7 +6,7 @@
 use aegis_fs::intent_log::LogRec;
 use aegis_fs::posix::inode::S_IFDIR;
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
-use aegis_fs::{AllocClass, ObjectRead};
+use aegis_fs::{AllocClass, ObjectRead, Tx};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
@@ -41,62 +41,24 @@ impl DiskFs {
             if tx.find_entry(parent, name)?.is_some() {
                 return Err(FsError::Exists.into());
             }
-            let perm_in = perm;
-            let mut perm = perm & 0o7777;
-            let mut gid = req.gid;
-            if p.mode & libc::S_ISGID != 0 {
-                gid = p.gid;
-                if ftype == S_IFDIR {
-                    perm |= libc::S_ISGID;
-                }
-            }
-            let ino = tx.meta.next_ino;
-            tx.meta.next_ino += 1;
-            tx.meta.inodes += 1;
-            tx.meta_dirty = true;
-            let is_dir = ftype == S_IFDIR;
-            let now = tx.now;
-            let rec = InodeRecord {
-                mode: ftype | perm,
-                uid: req.uid,
-                gid,
-                nlink: if is_dir { 2 } else { 1 },
-                size: target.map_or(0, |t| t.len() as u64),
+            let n = NewNode {
+                req,
+                parent,
+                name,
+                ftype,
+                perm,
                 rdev,
-                generation,
-                parent: if is_dir { parent } else { 0 },
-                next_cookie: if is_dir { FIRST_COOKIE } else { 0 },
-                alloc_bytes: 0,
-                atime: now,
-                mtime: now,
-                ctime: now,
-                crtime: now,
+                target,
             };
+            let (ino, rec) = alloc_inode(tx, &n, &p, generation);
             tx.put_inode(ino, &rec)?;
             if let Some(t) = target {
                 tx.write_symlink(ino, t)?;
             }
             // New entries inherit their directory's log policy.
             tx.inherit_log_policy(parent, ino)?;
-            tx.log(match target {
-                Some(t) => LogRec::Symlink {
-                    parent,
-                    name: name.to_vec(),
-                    target: t.to_vec(),
-                    uid: req.uid,
-                    gid: req.gid,
-                    ino,
-                },
-                None => LogRec::Mknod {
-                    parent,
-                    name: name.to_vec(),
-                    mode: ftype | (perm_in & 0o7777),
-                    rdev,
-                    uid: req.uid,
-                    gid: req.gid,
-                    ino,
-                },
-            });
+            tx.log(n.log_record(ino));
+            let (is_dir, now) = (ftype == S_IFDIR, tx.now);
             tx.add_entry(parent, &mut p, name, ino, ftype)?;
             touch_modified(&mut p, now);
             if is_dir {
@@ -223,4 +185,84 @@ pub(crate) fn dot(ino: Ino, cookie: u64, name: &[u8]) -> DirEntry {
         kind: FileType::Directory,
         name: name.to_vec(),
     }
+}
+
+/// What `create_node` is asked to make.
+struct NewNode<'a> {
+    req: &'a Request,
+    parent: Ino,
+    name: &'a [u8],
+    ftype: u32,
+    perm: u32,
+    rdev: u64,
+    target: Option<&'a [u8]>,
+}
+
+impl NewNode<'_> {
+    /// The record replay re-runs: the mode as given (before setgid
+    /// inheritance), so replay inherits the same way.
+    fn log_record(&self, ino: Ino) -> LogRec {
+        let (parent, name) = (self.parent, self.name.to_vec());
+        let (uid, gid) = (self.req.uid, self.req.gid);
+        match self.target {
+            Some(t) => LogRec::Symlink {
+                parent,
+                name,
+                target: t.to_vec(),
+                uid,
+                gid,
+                ino,
+            },
+            None => LogRec::Mknod {
+                parent,
+                name,
+                mode: self.ftype | (self.perm & 0o7777),
+                rdev: self.rdev,
+                uid,
+                gid,
+                ino,
+            },
+        }
+    }
+}
+
+/// The next inode number and the new inode's record: the group and a
+/// directory's setgid bit come from a setgid parent `p`.
+fn alloc_inode(
+    tx: &mut Tx<'_>,
+    n: &NewNode<'_>,
+    p: &InodeRecord,
+    generation: u64,
+) -> (Ino, InodeRecord) {
+    let mut perm = n.perm & 0o7777;
+    let mut gid = n.req.gid;
+    let is_dir = n.ftype == S_IFDIR;
+    if p.mode & libc::S_ISGID != 0 {
+        gid = p.gid;
+        if is_dir {
+            perm |= libc::S_ISGID;
+        }
+    }
+    let ino = tx.meta.next_ino;
+    tx.meta.next_ino += 1;
+    tx.meta.inodes += 1;
+    tx.meta_dirty = true;
+    let now = tx.now;
+    let rec = InodeRecord {
+        mode: n.ftype | perm,
+        uid: n.req.uid,
+        gid,
+        nlink: if is_dir { 2 } else { 1 },
+        size: n.target.map_or(0, |t| t.len() as u64),
+        rdev: n.rdev,
+        generation,
+        parent: if is_dir { n.parent } else { 0 },
+        next_cookie: if is_dir { FIRST_COOKIE } else { 0 },
+        alloc_bytes: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        crtime: now,
+    };
+    (ino, rec)
 }

@@ -37,6 +37,7 @@ impl DiskFs {
             .map_err(lower)
     }
 
+    // Not split: one arm per record type, each a call of the operation that made it.
     /// Re-run one logged change.
     fn apply(&self, rec: &LogRec) -> Result<()> {
         use LogRec as L;
