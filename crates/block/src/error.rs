@@ -28,15 +28,6 @@ impl BlockError {
             source,
         }
     }
-    /// The errno that best describes this error at a POSIX edge.
-    pub fn errno(&self) -> i32 {
-        match self {
-            BlockError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            BlockError::OutOfRange { .. } => libc::EIO,
-            BlockError::Injected { .. } => libc::EIO,
-            BlockError::Invalid(_) => libc::EINVAL,
-        }
-    }
 }
 
 pub type Result<T> = std::result::Result<T, BlockError>;

@@ -15,15 +15,4 @@ pub enum TreeError {
     ValueTooLarge { len: usize, max: usize },
 }
 
-impl TreeError {
-    pub fn errno(&self) -> i32 {
-        match self {
-            TreeError::Pool(e) => e.errno(),
-            TreeError::Corrupt { .. } => 5,
-            TreeError::KeyTooLarge { .. } => 36,  // ENAMETOOLONG
-            TreeError::ValueTooLarge { .. } => 7, // E2BIG
-        }
-    }
-}
-
 pub type Result<T> = std::result::Result<T, TreeError>;

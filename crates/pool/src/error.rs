@@ -43,17 +43,6 @@ impl PoolError {
             detail: detail.into(),
         }
     }
-
-    /// The errno a POSIX caller should see for this error.
-    pub fn errno(&self) -> i32 {
-        match self {
-            PoolError::Block(e) => e.errno(),
-            PoolError::NoSpace { .. } => 28, // ENOSPC
-            PoolError::ReadOnly => 30,       // EROFS
-            PoolError::Invalid(_) => 22,     // EINVAL
-            _ => 5,                          // EIO
-        }
-    }
 }
 
 pub type Result<T> = std::result::Result<T, PoolError>;
