@@ -167,7 +167,9 @@ impl Node {
         w.into_inner()
     }
 
-    /// Decode and validate a node read through `bp`.
+    /// Decode and validate a node read through `bp`. Kept whole although
+    /// long: one pass over the layout above, each check beside the field
+    /// it checks.
     pub fn decode(buf: &[u8], bp: &BlockPtr, tree_id: u64) -> Result<Node> {
         let bad = |d: String| TreeError::Corrupt {
             node: bp.describe(),
@@ -222,7 +224,10 @@ impl Node {
             } else {
                 node.keys.push(Key::from_slice(r.bytes(klen)?));
                 let child = BlockPtr::decode(&mut r)?;
-                if child.level + 1 != level || child.block_type != BlockType::TreeNode {
+                // `checked_add`: a child level of 255 is corruption, not an overflow.
+                if child.level.checked_add(1) != Some(level)
+                    || child.block_type != BlockType::TreeNode
+                {
                     return Err(bad(format!(
                         "child {} under a level-{level} node",
                         child.describe()
@@ -336,6 +341,18 @@ mod tests {
         assert!(!n.is_empty() && !right.is_empty());
         assert!(n.encoded_size(96) < total && right.encoded_size(96) < total);
         assert!(n.keys.last().unwrap() < &right.keys[0]);
+    }
+
+    #[test]
+    fn child_level_at_the_top_of_the_range_is_corruption() {
+        let internal = Node {
+            level: 1,
+            keys: vec![Key::new()],
+            vals: vec![],
+            children: vec![Child::Disk(ptr(u8::MAX, 2))],
+        };
+        let enc = internal.encode(7, 3);
+        assert!(Node::decode(&enc, &ptr(1, 3), 7).is_err());
     }
 
     proptest! {

@@ -49,6 +49,9 @@ pub struct Tree {
     cache: Arc<NodeCache>,
     root: Option<Child>,
     height: u8,
+    /// The shape counters start as the root record on disk says, so they
+    /// may be wrong on a damaged image; fsck compares them with what the
+    /// tree holds. Arithmetic on them saturates rather than overflowing.
     nodes: u64,
     entries: u64,
     dirty: HashMap<u64, Node>,
@@ -167,7 +170,7 @@ impl Tree {
     /// Follow child `i` of `node`, checking the level steps down by one.
     pub(crate) fn descend<'a>(&'a self, node: &Node, i: usize) -> Result<NodeRef<'a>> {
         let child = self.node(&node.children[i])?;
-        if child.level + 1 != node.level {
+        if child.level.checked_add(1) != Some(node.level) {
             return Err(TreeError::Corrupt {
                 node: format!("child {i} of a level-{} node", node.level),
                 detail: format!("has level {}", child.level),
@@ -242,10 +245,35 @@ impl Tree {
             Child::Dirty(id) => Ok(*id),
             Child::Disk(bp) => {
                 let node = (*self.load(bp)?).clone();
+                self.check_entry_sizes(&node, bp)?;
                 self.freed.push(bp.clone());
                 Ok(self.new_dirty(node))
             }
         }
+    }
+
+    /// A node from disk that is about to change must keep the size rule
+    /// every writer keeps (no leaf entry over a quarter of a node, see
+    /// [`Tree::max_value_len`]): a split relies on it to leave two halves
+    /// that fit, and `write_node` asserts that they do. A node that breaks
+    /// it was not written by this code. Internal entries need no check:
+    /// a key of at most `MAX_KEY` bytes and one pointer are always smaller.
+    fn check_entry_sizes(&self, node: &Node, bp: &BlockPtr) -> Result<()> {
+        if !node.is_leaf() {
+            return Ok(());
+        }
+        for (k, v) in node.keys.iter().zip(&node.vals) {
+            if v.len() > self.max_value_len(k.len()) {
+                return Err(TreeError::Corrupt {
+                    node: bp.describe(),
+                    detail: format!(
+                        "an entry of {} bytes, more than a quarter of a node",
+                        4 + k.len() + v.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn dirty_child(&mut self, parent: u64, i: usize) -> Result<u64> {
@@ -341,10 +369,10 @@ impl Tree {
             });
             self.root = Some(Child::Dirty(new_root));
             self.height += 1;
-            self.nodes += 1;
+            self.nodes = self.nodes.saturating_add(1);
         }
         if old.is_none() {
-            self.entries += 1;
+            self.entries = self.entries.saturating_add(1);
         }
         Ok(old)
     }
@@ -394,7 +422,7 @@ impl Tree {
             );
             let sep = right.keys[0].clone();
             let rid = self.new_dirty(right);
-            self.nodes += 1;
+            self.nodes = self.nodes.saturating_add(1);
             return Ok((old, Some((sep, rid))));
         }
         Ok((old, None))
@@ -404,6 +432,14 @@ impl Tree {
         // Look first so that removing an absent key dirties nothing.
         if self.get(key)?.is_none() {
             return Ok(None);
+        }
+        if self.entries == 0 {
+            // Checked before anything changes: the record on disk counts
+            // no entries, yet the tree holds this key.
+            return Err(TreeError::Corrupt {
+                node: "root".into(),
+                detail: "the tree records no entries but holds the key".into(),
+            });
         }
         let root = self.root.clone().expect("non-empty");
         let rid = self.make_dirty(&root)?;
@@ -417,10 +453,14 @@ impl Tree {
             let r = &self.dirty[&rid];
             if !r.is_leaf() && r.children.len() == 1 {
                 let child = r.children[0].clone();
-                self.dirty.remove(&rid);
-                self.height -= 1;
-                self.nodes -= 1;
+                // The child first: should it fail to load, the old root
+                // must still be in the arena for the root to name it.
                 let cid = self.make_dirty(&child)?;
+                self.dirty.remove(&rid);
+                // Saturating: the height comes from the root record, and
+                // a cached node is not checked against its pointer's level.
+                self.height = self.height.saturating_sub(1);
+                self.nodes = self.nodes.saturating_sub(1);
                 self.root = Some(Child::Dirty(cid));
             } else if r.is_leaf() && r.is_empty() {
                 self.dirty.remove(&rid);
@@ -475,7 +515,7 @@ impl Tree {
             let p = self.dirty.get_mut(&parent).expect("parent");
             p.keys.remove(r);
             p.children.remove(r);
-            self.nodes -= 1;
+            self.nodes = self.nodes.saturating_sub(1);
             // An empty left (both emptied) stays only until its parent
             // rebalances; a lone empty leaf root is cleared by `remove`.
         } else {

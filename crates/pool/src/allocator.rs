@@ -121,7 +121,7 @@ impl DeviceSpace {
 }
 
 #[derive(Clone, Debug)]
-pub struct Allocator {
+pub(crate) struct Allocator {
     block_size: u64,
     devices: Vec<DeviceSpace>,
     /// free txg → extents waiting out their deferral.
@@ -140,7 +140,7 @@ pub struct Allocator {
 
 impl Allocator {
     /// All of each device's data area `(start, end)` free.
-    pub fn new(areas: &[(u64, u64)], block_size: u32) -> Self {
+    pub(crate) fn new(areas: &[(u64, u64)], block_size: u32) -> Self {
         let devices: Vec<DeviceSpace> =
             areas.iter().map(|&(s, e)| DeviceSpace::new(s, e)).collect();
         let total: u64 = devices.iter().map(|d| d.end - d.start).sum();
@@ -163,32 +163,29 @@ impl Allocator {
 
     /// Refuse the `n`th allocation from now (1 = the next) with NoSpace;
     /// `None` stops refusing.
-    pub fn inject_no_space(&mut self, n: Option<u64>) {
+    pub(crate) fn inject_no_space(&mut self, n: Option<u64>) {
         self.fail_at = n.map(|n| self.allocs + n.max(1));
     }
 
     /// Allocations made since the allocator was built.
-    pub fn allocation_count(&self) -> u64 {
+    pub(crate) fn allocation_count(&self) -> u64 {
         self.allocs
     }
 
-    pub fn block_size(&self) -> u64 {
-        self.block_size
-    }
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.devices.iter().map(|d| d.end - d.start).sum()
     }
-    pub fn free_bytes(&self) -> u64 {
+    pub(crate) fn free_bytes(&self) -> u64 {
         self.devices.iter().map(|d| d.free_bytes).sum()
     }
-    pub fn deferred_bytes(&self) -> u64 {
+    pub(crate) fn deferred_bytes(&self) -> u64 {
         self.deferred_bytes
     }
-    pub fn reserve_bytes(&self) -> u64 {
+    pub(crate) fn reserve_bytes(&self) -> u64 {
         self.reserve
     }
     /// Bytes an allocation of `class` may still take.
-    pub fn available(&self, class: AllocClass) -> u64 {
+    pub(crate) fn available(&self, class: AllocClass) -> u64 {
         match class {
             AllocClass::Normal => self.free_bytes().saturating_sub(self.reserve),
             AllocClass::Reserved => self.free_bytes(),
@@ -202,7 +199,12 @@ impl Allocator {
     /// Allocate `copies` extents of `len` bytes (rounded up to the block
     /// size), on distinct devices while there are enough, else spread over
     /// one device (ditto blocks half a device apart). All or nothing.
-    pub fn alloc(&mut self, len: u64, copies: usize, class: AllocClass) -> Result<Vec<Extent>> {
+    pub(crate) fn alloc(
+        &mut self,
+        len: u64,
+        copies: usize,
+        class: AllocClass,
+    ) -> Result<Vec<Extent>> {
         assert!(copies >= 1 && len > 0);
         self.allocs += 1;
         if self.fail_at == Some(self.allocs) {
@@ -268,7 +270,7 @@ impl Allocator {
 
     /// Free an extent. `now` frees (the block was born in the open txg, so no
     /// committed root references it) are reusable at once; others wait.
-    pub fn free(&mut self, e: Extent, free_txg: u64, now: bool) -> Result<()> {
+    pub(crate) fn free(&mut self, e: Extent, free_txg: u64, now: bool) -> Result<()> {
         let e = Extent {
             len: self.round(e.len),
             ..e
@@ -342,7 +344,7 @@ impl Allocator {
 
     /// Free extents plus deferred ones: a cheap bound on the records a
     /// condensed space map needs.
-    pub fn extent_count(&self) -> usize {
+    pub(crate) fn extent_count(&self) -> usize {
         self.devices.iter().map(|d| d.free.len()).sum::<usize>() + self.deferred_index.len()
     }
 
@@ -361,7 +363,7 @@ impl Allocator {
     }
 
     /// After txg `committed` is durable: frees old enough become free space.
-    pub fn release_deferred(&mut self, committed: u64) {
+    pub(crate) fn release_deferred(&mut self, committed: u64) {
         let limit = committed.saturating_sub(DEFER_TXGS);
         let ready: Vec<u64> = self.deferred.range(..=limit).map(|(&t, _)| t).collect();
         for t in ready {
@@ -377,15 +379,15 @@ impl Allocator {
     }
 
     /// Take this txg's records for the commit to persist.
-    pub fn take_log(&mut self) -> Vec<SpaceEntry> {
+    pub(crate) fn take_log(&mut self) -> Vec<SpaceEntry> {
         std::mem::take(&mut self.log)
     }
-    pub fn log_len(&self) -> usize {
+    pub(crate) fn log_len(&self) -> usize {
         self.log.len()
     }
 
     /// Apply one persisted record while loading, as of committed txg `current`.
-    pub fn replay(&mut self, e: &SpaceEntry, current: u64) -> Result<()> {
+    pub(crate) fn replay(&mut self, e: &SpaceEntry, current: u64) -> Result<()> {
         let x = Extent {
             device: e.device,
             offset: e.offset,
@@ -397,7 +399,10 @@ impl Allocator {
                 format!("record {e:?} contradicts the records before it"),
             )
         };
-        if !x.len.is_multiple_of(self.block_size) || !x.offset.is_multiple_of(self.block_size) {
+        if !x.len.is_multiple_of(self.block_size)
+            || !x.offset.is_multiple_of(self.block_size)
+            || x.offset.checked_add(x.len).is_none()
+        {
             return Err(bad());
         }
         match e.op {
@@ -412,7 +417,12 @@ impl Allocator {
             }
             SpaceOp::Free => {
                 self.check_allocated(x).map_err(|_| bad())?;
-                if e.txg == 0 || e.txg + DEFER_TXGS <= current {
+                // The free's txg comes from disk: one too large to defer
+                // past is a contradiction, not an overflow.
+                let Some(release) = e.txg.checked_add(DEFER_TXGS) else {
+                    return Err(bad());
+                };
+                if e.txg == 0 || release <= current {
                     self.give(x)?;
                 } else {
                     self.defer(x, e.txg);
@@ -423,7 +433,7 @@ impl Allocator {
     }
 
     /// Allocated extents (neither free nor waiting out a deferral), sorted.
-    pub fn allocated_extents(&self) -> Vec<Extent> {
+    pub(crate) fn allocated_extents(&self) -> Vec<Extent> {
         let mut out = Vec::new();
         for (i, d) in self.devices.iter().enumerate() {
             let dev = i as u32;
@@ -466,7 +476,7 @@ impl Allocator {
 
     /// Records that rebuild this allocator's state from nothing: every
     /// non-free extent allocated, then the deferred ones freed at their txg.
-    pub fn condensed(&self) -> Vec<SpaceEntry> {
+    pub(crate) fn condensed(&self) -> Vec<SpaceEntry> {
         let mut out = Vec::new();
         for (i, d) in self.devices.iter().enumerate() {
             let mut pos = d.start;
@@ -498,7 +508,7 @@ impl Allocator {
     }
 
     /// Deferred extents with the txg they were freed in (for fsck).
-    pub fn deferred_extents(&self) -> Vec<(u64, Extent)> {
+    pub(crate) fn deferred_extents(&self) -> Vec<(u64, Extent)> {
         self.deferred
             .iter()
             .flat_map(|(&t, v)| v.iter().map(move |&e| (t, e)))
@@ -506,7 +516,8 @@ impl Allocator {
     }
 
     /// Cross-check the free-byte counters against the maps.
-    pub fn check_counters(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn check_counters(&self) -> bool {
         self.devices
             .iter()
             .all(|d| d.free.values().sum::<u64>() == d.free_bytes)
@@ -631,5 +642,33 @@ mod tests {
             txg: 0,
         };
         assert!(a.replay(&g, 1).is_err(), "unknown device accepted");
+    }
+
+    #[test]
+    fn replay_rejects_records_that_would_overflow() {
+        let mut a = Allocator::new(&[(MB, 9 * MB)], 4096);
+        let alloc = SpaceEntry {
+            op: SpaceOp::Alloc,
+            device: 0,
+            offset: MB,
+            len: 4096,
+            txg: 0,
+        };
+        a.replay(&alloc, 1).unwrap();
+        let late_free = SpaceEntry {
+            op: SpaceOp::Free,
+            txg: u64::MAX,
+            ..alloc
+        };
+        assert!(
+            a.replay(&late_free, 1).is_err(),
+            "free txg overflow accepted"
+        );
+        let wrapping = SpaceEntry {
+            offset: u64::MAX - 4095,
+            len: 8192,
+            ..alloc
+        };
+        assert!(a.replay(&wrapping, 1).is_err(), "wrapping extent accepted");
     }
 }

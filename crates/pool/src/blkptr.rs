@@ -33,16 +33,16 @@ use crate::codec::{Reader, Writer};
 use crate::compression::Compression;
 use crate::error::{PoolError, Result};
 
-pub const BLKPTR_VERSION: u8 = 1;
+pub(crate) const BLKPTR_VERSION: u8 = 1;
 pub const BLKPTR_HEADER: usize = 64;
 pub const DVA_SIZE: usize = 16;
 /// The length byte must hold 64 + 16 × n, so n ≤ 11.
-pub const MAX_ADDRS: usize = 11;
+pub(crate) const MAX_ADDRS: usize = 11;
 /// Size of a fixed field that holds one block pointer (the largest encodes
 /// to 240 bytes; the rest is zero).
-pub const BLKPTR_MAX: usize = 256;
+pub(crate) const BLKPTR_MAX: usize = 256;
 /// Largest logical block the format allows (records up to 1 MiB today).
-pub const MAX_BLOCK_BYTES: u32 = 16 << 20;
+pub(crate) const MAX_BLOCK_BYTES: u32 = 16 << 20;
 
 /// What a block holds; fsck and scrub use it to know how to descend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,6 +142,8 @@ impl BlockPtr {
         w.into_inner()
     }
 
+    /// Decode and check one pointer. Kept whole although long: one pass
+    /// over the layout table above, each check beside the field it checks.
     pub fn decode(r: &mut Reader<'_>) -> Result<BlockPtr> {
         let bad = |d: String| PoolError::corrupt("block pointer", d);
         let version = r.u8()?;
@@ -261,7 +263,7 @@ impl BlockPtr {
 
 /// A block pointer in a fixed-size field of [`BLKPTR_MAX`] bytes: an
 /// all-zero field means "none". Used by uberblocks and space map headers.
-pub fn encode_optional_field(w: &mut Writer, bp: Option<&BlockPtr>) {
+pub(crate) fn encode_optional_field(w: &mut Writer, bp: Option<&BlockPtr>) {
     let start = w.len();
     if let Some(bp) = bp {
         bp.encode_into(w);
@@ -269,7 +271,7 @@ pub fn encode_optional_field(w: &mut Writer, bp: Option<&BlockPtr>) {
     w.pad_to(start + BLKPTR_MAX);
 }
 
-pub fn decode_optional_field(r: &mut Reader<'_>) -> Result<Option<BlockPtr>> {
+pub(crate) fn decode_optional_field(r: &mut Reader<'_>) -> Result<Option<BlockPtr>> {
     let field = r.bytes(BLKPTR_MAX)?;
     if field[0] == 0 {
         if field.iter().any(|&b| b != 0) {

@@ -6,11 +6,14 @@
 //! This build knows the bits below; `KNOWN_*` masks are what it accepts.
 
 /// The version-1 format itself (labels, uberblock ring, space map log).
-pub const INCOMPAT_BASE_V1: u64 = 1 << 0;
+pub(crate) const INCOMPAT_BASE_V1: u64 = 1 << 0;
 
-pub const KNOWN_COMPAT: u64 = 0;
-pub const KNOWN_RO_COMPAT: u64 = 0;
-pub const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1;
+/// Unused by the code (an old reader ignores compat bits by definition);
+/// kept so the three masks read as one table.
+#[allow(dead_code)]
+pub(crate) const KNOWN_COMPAT: u64 = 0;
+pub(crate) const KNOWN_RO_COMPAT: u64 = 0;
+pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Features {

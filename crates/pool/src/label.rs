@@ -29,12 +29,12 @@ use crate::error::{PoolError, Result};
 use crate::features::{Features, KNOWN_INCOMPAT, KNOWN_RO_COMPAT};
 
 pub const LABEL_MAGIC: [u8; 8] = *b"AEGISFS\0";
-pub const FORMAT_VERSION: u16 = 1;
+pub(crate) const FORMAT_VERSION: u16 = 1;
 pub const LABEL_SIZE: u64 = 256 * 1024;
 pub const LABEL_COUNT: usize = 4;
 pub const CONFIG_SIZE: usize = 4096;
 pub const UBER_RING_OFFSET: u64 = 128 * 1024;
-pub const MAX_DEVICES: usize = (CONFIG_SIZE - 32 - 192) / 48;
+pub(crate) const MAX_DEVICES: usize = (CONFIG_SIZE - 32 - 192) / 48;
 pub const MAX_LABEL_NAME: usize = 64;
 pub const BLOCK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
 /// Smallest device that holds the labels and a useful data area.
@@ -77,7 +77,7 @@ pub fn label_offsets(size: u64) -> [u64; LABEL_COUNT] {
 
 /// The data area of a device: after the front labels, before the back ones,
 /// aligned to the block size.
-pub fn data_area(size: u64, block_size: u32) -> (u64, u64) {
+pub(crate) fn data_area(size: u64, block_size: u32) -> (u64, u64) {
     let end = size / LABEL_SIZE * LABEL_SIZE - 2 * LABEL_SIZE;
     let bs = block_size as u64;
     (2 * LABEL_SIZE, end / bs * bs)
@@ -124,6 +124,12 @@ impl LabelConfig {
 
     /// Decode and validate a config header read from `device` (for messages).
     /// Returns `Ok(None)` when the magic is absent: not an AegisFS label.
+    ///
+    /// Longer than most functions here on purpose: it is one pass over the
+    /// header in the order of the layout above, each check beside the
+    /// field it checks, and splitting it would part the reads from the
+    /// offsets they stand for (the device table, a layout of its own, is
+    /// read apart).
     pub fn decode(buf: &[u8], device: &str) -> Result<Option<LabelConfig>> {
         if buf.len() < CONFIG_SIZE || buf[..8] != LABEL_MAGIC {
             return Ok(None);
@@ -184,30 +190,13 @@ impl LabelConfig {
                 "device index {device_index} of {ndev} devices"
             )));
         }
-        let mut devices = Vec::with_capacity(ndev);
-        for _ in 0..ndev {
-            let d = DeviceEntry {
-                uuid: r.array()?,
-                size: r.u64()?,
-                data_start: r.u64()?,
-                data_end: r.u64()?,
-            };
-            r.skip(8)?;
-            let bs = block_size as u64;
-            if d.size < MIN_DEVICE_SIZE
-                || d.data_start >= d.data_end
-                || d.data_end > d.size
-                || !d.data_start.is_multiple_of(bs)
-                || !d.data_end.is_multiple_of(bs)
-            {
-                return Err(bad(format!(
-                    "device table row has impossible geometry {d:?}"
-                )));
-            }
-            devices.push(d);
-        }
-        let me = &devices[device_index as usize];
-        if me.uuid != device_uuid || me.size != device_size {
+        let devices = decode_device_table(&mut r, ndev, block_size, device)?;
+        // In range (checked against `ndev` above), but looked up with
+        // `get` so that no header value can reach an index panic.
+        let agrees = devices
+            .get(device_index as usize)
+            .is_some_and(|me| me.uuid == device_uuid && me.size == device_size);
+        if !agrees {
             return Err(bad("device table disagrees with the header".into()));
         }
         Ok(Some(LabelConfig {
@@ -232,6 +221,40 @@ impl LabelConfig {
     pub fn unknown_ro_compat(&self) -> u64 {
         self.features.ro_compat & !KNOWN_RO_COMPAT
     }
+}
+
+/// The `ndev` rows of the device table, each with a geometry the device
+/// could have: labels around a non-empty data area of whole blocks.
+fn decode_device_table(
+    r: &mut Reader<'_>,
+    ndev: usize,
+    block_size: u32,
+    device: &str,
+) -> Result<Vec<DeviceEntry>> {
+    let mut devices = Vec::with_capacity(ndev);
+    for _ in 0..ndev {
+        let d = DeviceEntry {
+            uuid: r.array()?,
+            size: r.u64()?,
+            data_start: r.u64()?,
+            data_end: r.u64()?,
+        };
+        r.skip(8)?;
+        let bs = block_size as u64;
+        if d.size < MIN_DEVICE_SIZE
+            || d.data_start >= d.data_end
+            || d.data_end > d.size
+            || !d.data_start.is_multiple_of(bs)
+            || !d.data_end.is_multiple_of(bs)
+        {
+            return Err(PoolError::corrupt(
+                format!("label on {device}"),
+                format!("device table row has impossible geometry {d:?}"),
+            ));
+        }
+        devices.push(d);
+    }
+    Ok(devices)
 }
 
 #[cfg(test)]

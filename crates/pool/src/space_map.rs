@@ -20,11 +20,11 @@ use crate::blkptr::{decode_optional_field, encode_optional_field, BlockPtr, BLKP
 use crate::codec::{Reader, Writer};
 use crate::error::{PoolError, Result};
 
-pub const SPACE_MAP_MAGIC: [u8; 4] = *b"ASPM";
-pub const SPACE_MAP_VERSION: u16 = 1;
-pub const HEADER_SIZE: usize = 24 + BLKPTR_MAX;
-pub const ENTRY_SIZE: usize = 32;
-pub const FLAG_CONDENSED: u16 = 1;
+pub(crate) const SPACE_MAP_MAGIC: [u8; 4] = *b"ASPM";
+pub(crate) const SPACE_MAP_VERSION: u16 = 1;
+pub(crate) const HEADER_SIZE: usize = 24 + BLKPTR_MAX;
+pub(crate) const ENTRY_SIZE: usize = 32;
+pub(crate) const FLAG_CONDENSED: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -51,7 +51,7 @@ pub struct SpaceMapBlock {
 }
 
 /// Entries that fit in one block of `block_size` bytes.
-pub fn entries_per_block(block_size: u32) -> usize {
+pub(crate) fn entries_per_block(block_size: u32) -> usize {
     (block_size as usize - HEADER_SIZE) / ENTRY_SIZE
 }
 

@@ -4,13 +4,13 @@
 //! interpreting it; the tree layer owns its meaning.
 //!
 //! Layout: u8 height, 7 reserved zero bytes, u64 nodes, u64 entries, then
-//! a [`BLKPTR_MAX`]-byte block pointer field (all zero for an empty tree).
+//! a `BLKPTR_MAX`-byte block pointer field (all zero for an empty tree).
 
 use crate::blkptr::{decode_optional_field, encode_optional_field, BlockPtr, BLKPTR_MAX};
 use crate::codec::{Reader, Writer};
 use crate::error::{PoolError, Result};
 
-pub const TREE_ROOT_SIZE: usize = 24 + BLKPTR_MAX;
+pub(crate) const TREE_ROOT_SIZE: usize = 24 + BLKPTR_MAX;
 /// Deeper than any real tree can be (a fanout of 4 over 2^64 keys is 32).
 pub const MAX_TREE_HEIGHT: u8 = 32;
 

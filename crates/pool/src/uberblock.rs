@@ -20,7 +20,7 @@ use crate::error::{PoolError, Result};
 use crate::tree_root::{TreeRoot, TREE_ROOT_SIZE};
 
 pub const UBER_MAGIC: [u8; 8] = *b"AEGISUB\0";
-pub const UBER_VERSION: u16 = 1;
+pub(crate) const UBER_VERSION: u16 = 1;
 pub const UBER_SLOT_SIZE: usize = 4096;
 pub const UBER_SLOTS: u64 = 32;
 pub const UBERBLOCK_SIZE: usize = 64 + TREE_ROOT_SIZE + 2 * BLKPTR_MAX + 32;

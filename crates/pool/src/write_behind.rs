@@ -30,16 +30,16 @@ use crate::error::Result;
 /// What the buffer holds at most before it writes itself out: a backstop.
 /// The store counts buffered bytes as dirty and commits long before this
 /// (at its dirty limit, 64 MiB by default).
-pub const WRITE_BEHIND_LIMIT: u64 = 256 << 20;
+pub(crate) const WRITE_BEHIND_LIMIT: u64 = 256 << 20;
 
 /// One buffered copy: the stored bytes (zero padded to whole blocks), the
 /// checksum they were written with, and the logical bytes when they differ
 /// (a compressed block). Copies of one block share them.
 #[derive(Clone)]
 pub(crate) struct Buffered {
-    pub stored: Arc<Vec<u8>>,
-    pub checksum: [u8; 32],
-    pub logical: Option<Arc<Vec<u8>>>,
+    pub(crate) stored: Arc<Vec<u8>>,
+    pub(crate) checksum: [u8; 32],
+    pub(crate) logical: Option<Arc<Vec<u8>>>,
 }
 
 impl Buffered {
@@ -52,7 +52,7 @@ pub(crate) struct WriteBehind {
     blocks: BTreeMap<(u32, u64), Buffered>,
     bytes: u64,
     /// Past this many bytes, the pool writes everything out.
-    pub limit: u64,
+    pub(crate) limit: u64,
 }
 
 impl Default for WriteBehind {
@@ -66,7 +66,7 @@ impl Default for WriteBehind {
 }
 
 impl WriteBehind {
-    pub fn insert(&mut self, device: u32, offset: u64, b: Buffered) {
+    pub(crate) fn insert(&mut self, device: u32, offset: u64, b: Buffered) {
         // Copies sharing bytes are counted once each: a bound, not a tally.
         self.bytes += b.bytes();
         if let Some(old) = self.blocks.insert((device, offset), b) {
@@ -77,25 +77,25 @@ impl WriteBehind {
     }
 
     /// The buffered copy at (device, offset), if any.
-    pub fn get(&self, device: u32, offset: u64) -> Option<Buffered> {
+    pub(crate) fn get(&self, device: u32, offset: u64) -> Option<Buffered> {
         self.blocks.get(&(device, offset)).cloned()
     }
 
     /// The copy at (device, offset) is freed: it need never be written.
-    pub fn drop_copy(&mut self, device: u32, offset: u64) {
+    pub(crate) fn drop_copy(&mut self, device: u32, offset: u64) {
         if let Some(old) = self.blocks.remove(&(device, offset)) {
             self.bytes -= old.bytes();
         }
     }
 
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Write every entry to its device, in device order (sequential where
     /// the allocator placed blocks together). Entries written leave; on an
     /// error the rest stay for the next try.
-    pub fn write_out(&mut self, devices: &[DeviceRef]) -> Result<()> {
+    pub(crate) fn write_out(&mut self, devices: &[DeviceRef]) -> Result<()> {
         while let Some((&(dev, off), b)) = self.blocks.first_key_value() {
             devices[dev as usize].write_at(&b.stored, off)?;
             self.bytes -= b.bytes();

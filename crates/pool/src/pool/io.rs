@@ -1,0 +1,312 @@
+//! The block pipeline and self-heal: write_block, read_block, the copies.
+//!
+//! A write compresses, checksums, allocates every copy at once and leaves
+//! the copies in the write-behind buffer for the commit; a read verifies
+//! each copy against the checksum in its pointer before anything leaves,
+//! and rewrites the damaged copies from the first good one. Why it holds
+//! together: the checksum lives in the parent's pointer, so a copy that
+//! matches it is the block the parent meant (not merely an intact block);
+//! a pointer's addresses are checked against the data area before any
+//! device is touched, since pointers come from disk; and self-heal writes
+//! back exactly the verified stored bytes, zero padded as the first write
+//! was, so a healed copy is byte for byte what that write put there (a
+//! read-only pool reports damage but never rewrites). Freeing a block born
+//! in the open txg drops its buffered copies: they need never be written.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{free_ptr, CopyCheck, CopyState, Pool, WriteProps};
+use crate::allocator::Extent;
+use crate::blkptr::{BlockPtr, Dva, MAX_BLOCK_BYTES};
+use crate::compression::Compression;
+use crate::error::{PoolError, Result};
+use crate::write_behind::Buffered;
+
+/// Heal reports kept for fsck to collect (older ones are counted only).
+const MAX_HEAL_LOG: usize = 4096;
+
+impl Pool {
+    /// Store `data` as a new block and return its pointer.
+    pub fn write_block(&self, data: &[u8], props: &WriteProps) -> Result<BlockPtr> {
+        self.check_writable()?;
+        if data.is_empty() || data.len() > MAX_BLOCK_BYTES as usize {
+            return Err(PoolError::Invalid(format!("block of {} bytes", data.len())));
+        }
+        let compressed = props.compression.compress(data);
+        let (stored, compression) = match &compressed {
+            Some(z) => (&z[..], props.compression),
+            None => (data, Compression::None),
+        };
+        let copies = (props.copies.max(1) as usize).min(crate::blkptr::MAX_ADDRS);
+        let extents = self
+            .alloc
+            .lock()
+            .alloc(stored.len() as u64, copies, props.class)?;
+        let txg = self.open_txg();
+        let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
+        // The copies wait for the commit (see write_behind.rs).
+        let buffered = Buffered {
+            stored: Arc::new(self.padded(&bp, stored)),
+            checksum: bp.checksum,
+            logical: (compression != Compression::None).then(|| Arc::new(data.to_vec())),
+        };
+        let mut wb = self.behind.lock();
+        for a in &bp.addrs {
+            wb.insert(a.device, a.offset, buffered.clone());
+        }
+        if wb.bytes() > wb.limit {
+            if let Err(e) = wb.write_out(&self.devices) {
+                for a in &bp.addrs {
+                    wb.drop_copy(a.device, a.offset);
+                }
+                drop(wb);
+                let mut a = self.alloc.lock();
+                for x in &extents {
+                    // Born in this txg and never referenced: reusable at once.
+                    let _ = a.free(*x, txg, true);
+                }
+                return Err(e);
+            }
+        }
+        Ok(bp)
+    }
+
+    /// `stored` zero padded to the whole blocks `bp` occupies.
+    fn padded(&self, bp: &BlockPtr, stored: &[u8]) -> Vec<u8> {
+        let mut p = stored.to_vec();
+        p.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        p
+    }
+
+    /// Write `stored`, zero padded to whole blocks, to the copies `which`
+    /// of `bp` (new blocks, or self-heal of damaged copies).
+    pub(super) fn write_copies(
+        &self,
+        bp: &BlockPtr,
+        stored: &[u8],
+        which: impl IntoIterator<Item = usize>,
+    ) -> Result<()> {
+        let padded = self.padded(bp, stored);
+        for i in which {
+            let a = bp.addrs[i];
+            self.devices[a.device as usize].write_at(&padded, a.offset)?;
+        }
+        Ok(())
+    }
+
+    /// Check that each address of `bp` lies in its device's data area.
+    fn check_addrs(&self, bp: &BlockPtr) -> Result<()> {
+        let bs = self.config.block_size as u64;
+        let len = bp.allocated_size(self.config.block_size);
+        for a in &bp.addrs {
+            let ok = self.config.devices.get(a.device as usize).is_some_and(|d| {
+                a.offset % bs == 0
+                    && a.offset >= d.data_start
+                    && a.offset
+                        .checked_add(len)
+                        .is_some_and(|end| end <= d.data_end)
+            });
+            if !ok {
+                return Err(PoolError::corrupt(
+                    "block pointer",
+                    format!("address outside the data area: {}", bp.describe()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read copy `i`'s stored bytes and verify them against the checksum.
+    fn read_copy(&self, bp: &BlockPtr, i: usize) -> std::result::Result<Vec<u8>, String> {
+        let a = bp.addrs[i];
+        let buffered = self.behind.lock().get(a.device, a.offset);
+        let mut buf = vec![0u8; bp.physical_size as usize];
+        if let Some(b) = buffered {
+            // Still checked: a pointer to the wrong block must not pass.
+            match b.stored.get(..buf.len()) {
+                Some(src) => buf.copy_from_slice(src),
+                None => return Err("buffered copy shorter than the block".into()),
+            }
+        } else if let Err(e) = self.devices[a.device as usize].read_at(&mut buf, a.offset) {
+            self.counters.io_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("read error: {e}"));
+        }
+        if bp.checksum_type.compute(&buf) != bp.checksum {
+            self.counters
+                .checksum_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err("checksum mismatch".into());
+        }
+        Ok(buf)
+    }
+
+    /// Read, verify and decompress a block, healing bad copies from a good one.
+    pub fn read_block(&self, bp: &BlockPtr) -> Result<Vec<u8>> {
+        self.check_addrs(bp)?;
+        if let Some(l) = self.read_buffered(bp) {
+            return Ok(l);
+        }
+        let mut bad = Vec::new();
+        let mut good = None;
+        for i in 0..bp.addrs.len() {
+            match self.read_copy(bp, i) {
+                Ok(b) => {
+                    good = Some(b);
+                    break;
+                }
+                Err(e) => bad.push((i, e)),
+            }
+        }
+        let Some(stored) = good else {
+            let why: Vec<String> = bad.iter().map(|(i, e)| format!("copy {i}: {e}")).collect();
+            return Err(PoolError::Checksum {
+                what: format!("{} ({})", bp.describe(), why.join(", ")),
+            });
+        };
+        if !bad.is_empty() && !self.read_only {
+            for (i, why) in &bad {
+                if self.heal_copy(bp, *i, &stored).is_ok() {
+                    tracing::warn!(block = %bp.describe(), copy = i, %why, "repaired damaged copy");
+                    let mut log = self.heal_log.lock();
+                    if log.len() < MAX_HEAL_LOG {
+                        let a = bp.addrs[*i];
+                        log.push(format!(
+                            "{} copy {i} ({}:{}): {why}",
+                            bp.describe(),
+                            a.device,
+                            a.offset
+                        ));
+                    }
+                }
+            }
+        }
+        bp.compression.decompress(stored, bp.logical_size as usize)
+    }
+
+    /// The logical bytes of `bp` when its first copy is a block of this
+    /// txg still in the write-behind buffer.
+    fn read_buffered(&self, bp: &BlockPtr) -> Option<Vec<u8>> {
+        let a = bp.addrs.first()?;
+        let b = self.behind.lock().get(a.device, a.offset)?;
+        // A block of this txg, still in memory: it is the one `bp`
+        // names if its checksum is the one computed from these bytes.
+        if b.checksum != bp.checksum {
+            return None;
+        }
+        let logical = match &b.logical {
+            Some(l) => Some(&l[..]),
+            None => b.stored.get(..bp.physical_size as usize),
+        };
+        logical
+            .filter(|l| l.len() == bp.logical_size as usize)
+            .map(|l| l.to_vec())
+    }
+
+    fn heal_copy(&self, bp: &BlockPtr, i: usize, stored: &[u8]) -> Result<()> {
+        self.write_copies(bp, stored, [i])?;
+        self.counters.healed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies self-heal rewrote since the last call (fsck reports them).
+    pub fn take_heal_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.heal_log.lock())
+    }
+
+    /// Read and verify every copy of a block independently (fsck, scrub),
+    /// and with `repair` rewrite each bad copy from a good one. Returns each
+    /// copy's state (as found) and the block's contents when a copy is good.
+    pub fn check_copies(&self, bp: &BlockPtr, repair: bool) -> Result<CopyCheck> {
+        self.check_addrs(bp)?;
+        if repair {
+            self.check_writable()?;
+        }
+        let mut states = Vec::with_capacity(bp.addrs.len());
+        let mut good = None;
+        for i in 0..bp.addrs.len() {
+            match self.read_copy(bp, i) {
+                Ok(b) => {
+                    good.get_or_insert(b);
+                    states.push(CopyState::Good);
+                }
+                Err(e) => states.push(CopyState::Bad(e)),
+            }
+        }
+        let mut repaired = Vec::new();
+        if let (true, Some(stored)) = (repair, &good) {
+            for (i, s) in states.iter_mut().enumerate() {
+                if let CopyState::Bad(why) = s {
+                    match self.heal_copy(bp, i, stored) {
+                        Ok(()) => repaired.push(i),
+                        Err(e) => why.push_str(&format!("; rewrite failed: {e}")),
+                    }
+                }
+            }
+        }
+        let data = good
+            .map(|g| bp.compression.decompress(g, bp.logical_size as usize))
+            .transpose()?;
+        Ok(CopyCheck {
+            states,
+            data,
+            repaired,
+        })
+    }
+
+    /// Free a block's space. Blocks born in the open txg are reusable at
+    /// once; older ones wait out the deferral.
+    pub fn free(&self, bp: &BlockPtr) -> Result<()> {
+        self.check_writable()?;
+        let txg = self.open_txg();
+        if bp.birth_txg == txg {
+            let mut wb = self.behind.lock();
+            for a in &bp.addrs {
+                wb.drop_copy(a.device, a.offset);
+            }
+        }
+        free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
+    }
+
+    /// Bytes of new blocks held for the commit (the store counts them as
+    /// dirty, so they bring the next commit closer as dirty nodes do).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.behind.lock().bytes()
+    }
+
+    /// Hold at most `bytes` of new blocks until the commit (default
+    /// `WRITE_BEHIND_LIMIT`); 0 writes each block at once (fault tests aim
+    /// device write errors at single operations with it).
+    pub fn set_write_behind(&self, bytes: u64) {
+        self.behind.lock().limit = bytes;
+    }
+}
+
+/// The pointer to `stored` (the bytes written, compressed or not) at
+/// `extents`, born in `txg`.
+pub(super) fn make_ptr(
+    props: &WriteProps,
+    compression: Compression,
+    logical: usize,
+    stored: &[u8],
+    txg: u64,
+    extents: &[Extent],
+) -> BlockPtr {
+    BlockPtr {
+        checksum_type: props.checksum,
+        compression,
+        block_type: props.block_type,
+        level: props.level,
+        logical_size: logical as u32,
+        physical_size: stored.len() as u32,
+        birth_txg: txg,
+        checksum: props.checksum.compute(stored),
+        addrs: extents
+            .iter()
+            .map(|x| Dva {
+                device: x.device,
+                offset: x.offset,
+            })
+            .collect(),
+    }
+}
