@@ -173,7 +173,6 @@ fn record(seed: u64, rounds: usize) -> Recorder {
             }
         }
     }
-    drop(fsync);
     r
 }
 

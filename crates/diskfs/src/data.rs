@@ -26,8 +26,8 @@ impl DiskFs {
         let read = acc == libc::O_RDONLY || acc == libc::O_RDWR;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         match r.mode & S_IFMT {
-            S_IFDIR if write => return Err(FsError::IsDir.into()),
-            S_IFLNK => return Err(FsError::Loop.into()),
+            S_IFDIR if write => return Err(FsError::IsDir),
+            S_IFLNK => return Err(FsError::Loop),
             _ => {}
         }
         if write && flags & libc::O_TRUNC != 0 && r.is_reg() {

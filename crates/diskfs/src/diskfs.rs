@@ -110,7 +110,7 @@ pub(crate) fn set_time(t: TimeOrNow, now: i64) -> i64 {
 pub(crate) fn regular(r: &InodeRecord) -> Result<()> {
     match r.mode & S_IFMT {
         S_IFREG => Ok(()),
-        S_IFDIR => Err(FsError::IsDir.into()),
+        S_IFDIR => Err(FsError::IsDir),
         _ => Err(FsError::InvalidArgument("not a regular file")),
     }
 }
@@ -255,7 +255,7 @@ impl DiskFs {
     pub(crate) fn handle(st: &State, ino: Ino, fh: Fh) -> Result<Handle> {
         match st.handles.get(&fh) {
             Some(h) if h.ino == ino => Ok(*h),
-            _ => Err(FsError::BadHandle.into()),
+            _ => Err(FsError::BadHandle),
         }
     }
 

@@ -132,7 +132,7 @@ impl FileSystem for DiskFs {
     ) -> Result<Attr> {
         let (ftype, rdev) = match mode & S_IFMT {
             0 | S_IFREG => (S_IFREG, 0),
-            S_IFDIR => return Err(FsError::NotPermitted.into()),
+            S_IFDIR => return Err(FsError::NotPermitted),
             t @ (S_IFCHR | S_IFBLK) => (t, rdev),
             t @ (S_IFIFO | S_IFSOCK) => (t, 0),
             _ => return Err(FsError::InvalidArgument("bad file type for mknod")),
@@ -157,10 +157,10 @@ impl FileSystem for DiskFs {
     fn symlink(&self, req: &Request, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
         let target = bytes(target);
         if target.is_empty() {
-            return Err(FsError::NotFound.into());
+            return Err(FsError::NotFound);
         }
         if target.len() > SYMLINK_MAX {
-            return Err(FsError::NameTooLong.into());
+            return Err(FsError::NameTooLong);
         }
         let mut st = self.state.lock();
         self.create_node(
@@ -264,10 +264,10 @@ impl FileSystem for DiskFs {
         })?;
         if let Some(f) = existing {
             if flags & libc::O_EXCL != 0 {
-                return Err(FsError::Exists.into());
+                return Err(FsError::Exists);
             }
             if f.file_type == S_IFDIR {
-                return Err(FsError::IsDir.into());
+                return Err(FsError::IsDir);
             }
             let fh = self.open_locked(&mut st, f.ino, flags)?;
             Self::add_lookup(&mut st, f.ino);
@@ -319,7 +319,7 @@ impl FileSystem for DiskFs {
         let r = self.inode(ino)?;
         regular(&r)?;
         if !h.write {
-            return Err(FsError::BadHandle.into());
+            return Err(FsError::BadHandle);
         }
         if data.is_empty() {
             return Ok(0);
@@ -351,7 +351,7 @@ impl FileSystem for DiskFs {
     fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
         let mut st = self.state.lock();
         if !self.inode(ino)?.is_dir() {
-            return Err(FsError::NotDir.into());
+            return Err(FsError::NotDir);
         }
         Ok(Self::new_handle(
             &mut st,
@@ -522,7 +522,7 @@ impl FileSystem for DiskFs {
         let r = self.inode(ino)?;
         regular(&r)?;
         if !h.write {
-            return Err(FsError::BadHandle.into());
+            return Err(FsError::BadHandle);
         }
         if length == 0 {
             return Err(FsError::InvalidArgument("fallocate length 0"));
@@ -540,7 +540,7 @@ impl FileSystem for DiskFs {
                 Ok(())
             }
             PUNCH => self.punch_locked(&mut st, ino, offset, end, None),
-            _ => Err(FsError::NotSupported.into()),
+            _ => Err(FsError::NotSupported),
         }
     }
 
@@ -595,7 +595,7 @@ impl FileSystem for DiskFs {
         regular(&rin)?;
         regular(&self.inode(ino_out)?)?;
         if !hi.read || !ho.write || ho.append {
-            return Err(FsError::BadHandle.into());
+            return Err(FsError::BadHandle);
         }
         let n = len.min(rin.size.saturating_sub(offset_in));
         check_range(offset_in, len)?;

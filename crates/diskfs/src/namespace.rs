@@ -127,7 +127,7 @@ impl DiskFs {
         let mut st = self.state.lock();
         let h = Self::handle(&st, ino, fh)?;
         if !h.dir {
-            return Err(FsError::BadHandle.into());
+            return Err(FsError::BadHandle);
         }
         let rs = self.record_size;
         let rows = self.view(|t| {

@@ -62,9 +62,12 @@ fn clean_filesystem_passes() {
     assert_eq!(findings(&dev), Vec::<String>::new());
 }
 
+/// A damage to make in the tree, given the directory and file inodes.
+type Damage = Box<dyn Fn(&mut aegis_btree::Tree, u64, u64)>;
+
 #[test]
 fn each_kind_of_damage_is_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut aegis_btree::Tree, u64, u64)>)> = vec![
+    let cases: Vec<(&str, Damage)> = vec![
         (
             "link count 3 but 2 names",
             Box::new(|t, _, f| {

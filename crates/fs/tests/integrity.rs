@@ -204,13 +204,10 @@ struct Blocks {
     pool_root: Option<BlockPtr>,
 }
 
-fn walk(
-    tree: &Tree,
-    bp: &BlockPtr,
-    name: &str,
-    out: &mut Blocks,
-    leaves: &mut Vec<(BlockPtr, Vec<Vec<u8>>, Vec<Vec<u8>>)>,
-) {
+/// A leaf: its pointer, keys and values.
+type Leaf = (BlockPtr, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn walk(tree: &Tree, bp: &BlockPtr, name: &str, out: &mut Blocks, leaves: &mut Vec<Leaf>) {
     let node = tree.load(bp).expect("undamaged node loads");
     out.all
         .push((format!("{name} {}", bp.describe()), bp.clone()));

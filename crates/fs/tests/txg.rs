@@ -755,7 +755,7 @@ fn deletes_on_a_large_full_pool_commit() {
             }
             Err(e) => break e,
         }
-        if next % 4000 == 0 {
+        if next.is_multiple_of(4000) {
             store.commit().unwrap();
         }
     };

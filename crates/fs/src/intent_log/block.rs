@@ -57,7 +57,7 @@ pub const MAX_CHAIN: u64 = 1 << 20;
 /// and the decoder share.
 pub fn check_ring_len(len: u64, block_size: u32) -> std::result::Result<(), String> {
     let bs = block_size as u64;
-    if bs == 0 || len % bs != 0 || !(MIN_RING..=MAX_RING).contains(&len) {
+    if bs == 0 || !len.is_multiple_of(bs) || !(MIN_RING..=MAX_RING).contains(&len) {
         return Err(format!(
             "{len} bytes is not a whole number of {bs}-byte blocks from {} KiB to {} MiB",
             MIN_RING >> 10,
@@ -124,7 +124,7 @@ impl LogRing {
             len: r.u64()?,
         };
         check_ring_len(extent.len, block_size).map_err(|d| bad(&d))?;
-        if extent.offset % block_size as u64 != 0 {
+        if !extent.offset.is_multiple_of(block_size as u64) {
             return Err(bad("offset not block aligned"));
         }
         Ok(LogRing { extent })
@@ -228,7 +228,7 @@ impl LogBlock {
         let bs = block_size as u64;
         let ok = version == LOG_VERSION
             && (c, s, p) == (chain, seq, pos)
-            && len % bs == 0
+            && len.is_multiple_of(bs)
             && len >= LOG_HEADER as u64 + plen
             && len <= MAX_LOG_WRITE;
         ok.then_some(len)

@@ -178,9 +178,9 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
     let mut max_ino = 0;
     for (&ino, o) in &objs {
         for &(p, c) in o.backrefs.keys() {
-            if !objs
+            if objs
                 .get(&p)
-                .is_some_and(|d| d.entries.get(&c).is_some_and(|e| e.ino == ino))
+                .is_none_or(|d| d.entries.get(&c).is_none_or(|e| e.ino != ino))
             {
                 bad(
                     &mut out,
@@ -276,7 +276,7 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
         }
     }
     for o in &orphans {
-        if !objs.get(o).is_some_and(|x| x.inode.is_some()) {
+        if objs.get(o).is_none_or(|x| x.inode.is_none()) {
             bad(&mut out, format!("orphan {o} does not exist"));
         }
     }
