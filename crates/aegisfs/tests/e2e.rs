@@ -54,7 +54,8 @@ impl Mount {
     fn new(size: &str) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
         let img = dir.path().join("test.img");
-        let mnt = dir.path().join("mnt");
+        // Canonical, as the kernel and /proc name it.
+        let mnt = dir.path().canonicalize().expect("tempdir path").join("mnt");
         fs::create_dir(&mnt).unwrap();
         let out = Command::new(BIN)
             .args(["mkfs", "--size", size])
@@ -99,12 +100,9 @@ impl Mount {
 
     /// Clean unmount: the daemon must commit and exit 0.
     fn unmount(&mut self) {
-        let st = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "fusermount3 -u failed");
+        if let Err(report) = unmount_with_retry(&self.mnt) {
+            panic!("unmount failed: {report}");
+        }
         let st = self.child.take().unwrap().wait().unwrap();
         assert!(st.success(), "mount daemon exited with {st}");
     }
@@ -154,12 +152,19 @@ impl Mount {
 }
 
 impl Drop for Mount {
+    /// After a panic: unmount (retrying while busy), else detach lazily so
+    /// nothing is left mounted; then the daemon must go, killed if need be.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.mnt)
-                .status();
+            if is_mounted(&self.mnt) {
+                if let Err(report) = unmount_with_retry(&self.mnt) {
+                    eprintln!("teardown: {report}\nteardown: detaching it lazily");
+                    let _ = Command::new("fusermount3")
+                        .arg("-uz")
+                        .arg(&self.mnt)
+                        .status();
+                }
+            }
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {
                 if c.try_wait().ok().flatten().is_some() {
@@ -172,6 +177,8 @@ impl Drop for Mount {
         }
     }
 }
+
+use aegis_testkit::fuse_mount::unmount_with_retry;
 
 fn errno_of(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
@@ -344,6 +351,7 @@ fn sparse_files_seek_and_a_3_gib_file_with_holes() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(m.p("sparse"))
         .unwrap();
     let mib = vec![0xabu8; 1 << 20];
@@ -406,6 +414,7 @@ fn mmap_writes_survive_msync_and_remount() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(m.p("mapped"))
         .unwrap();
     f.set_len(len as u64).unwrap();
@@ -768,12 +777,9 @@ fn special_files_atime_modes_sigterm_and_the_mount_helper() {
     assert!(out.status.success(), "helper: {out:?}");
     assert!(is_mounted(&m.mnt));
     assert_eq!(fs::read(m.p("after-term")).unwrap(), b"kept");
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&m.mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    if let Err(report) = unmount_with_retry(&m.mnt) {
+        panic!("unmount of the helper's mount failed: {report}");
+    }
     // The daemon is not our child: wait for the image lock to be free.
     let start = Instant::now();
     loop {

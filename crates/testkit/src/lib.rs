@@ -2,9 +2,13 @@
 //! filesystem and check it with fsck, for every test suite of the
 //! workspace. A dev-dependency only.
 //!
+//! `fuse_mount` holds the teardown of real FUSE mounts.
+//!
 //! Fixtures here go through the front door (`aegis_diskfs::create` and
 //! `open`), as users do. Pools made here commit only when the test makes
 //! them (no timer), so every txg is one the test caused.
+
+pub mod fuse_mount;
 
 use std::sync::Arc;
 use std::time::Duration;

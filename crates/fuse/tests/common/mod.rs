@@ -32,8 +32,8 @@ pub fn fuse_unavailable() -> Option<&'static str> {
     None
 }
 
-/// A `RamFs` mounted on a fresh temporary directory. Fields drop in
-/// order: the handle unmounts first, then the directory is removed.
+/// A `RamFs` mounted on a fresh temporary directory. Its drop unmounts
+/// first (see `teardown`), then the fields drop and the directory goes.
 pub struct Mounted {
     pub handle: Option<MountHandle>,
     pub fs: Arc<Counting>,
@@ -71,9 +71,47 @@ impl Mounted {
         self.root().join(rel)
     }
 
+    /// Unmount from outside, as `umount` would, and wait for the session
+    /// to end. Fails (with what held the mount) if it stays busy.
     pub fn unmount(&mut self) {
         if let Some(h) = self.handle.take() {
-            h.unmount().expect("unmount");
+            if let Err(e) = teardown(h) {
+                panic!("unmount: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Mounted {
+    /// Tests that do not unmount themselves unmount here, panics included:
+    /// a mount still busy after the retries fails the test (unless it is
+    /// already failing), and is detached so nothing stays mounted.
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if let Err(e) = teardown(h) {
+                if std::thread::panicking() {
+                    eprintln!("teardown: {e}");
+                } else {
+                    panic!("unmount: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Unmount `h`'s mount (retrying while busy) and wait for its session to
+/// end. If it stays busy, the handle is dropped on a thread of its own:
+/// its drop detaches the mount lazily and then waits for the holder to let
+/// go, which may be the very test that called this.
+fn teardown(h: MountHandle) -> std::result::Result<(), String> {
+    let mnt = h.mountpoint().to_path_buf();
+    match unmount_with_retry(&mnt) {
+        Ok(_) => h
+            .wait()
+            .map_err(|e| format!("session on {}: {e}", mnt.display())),
+        Err(report) => {
+            std::thread::spawn(move || drop(h));
+            Err(report)
         }
     }
 }
@@ -89,6 +127,8 @@ pub fn is_mounted(path: &Path) -> bool {
             .unwrap_or(false)
     })
 }
+
+pub use aegis_testkit::fuse_mount::unmount_with_retry;
 
 pub fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("no NUL in path")

@@ -1,0 +1,214 @@
+//! Teardown of a real FUSE mount for the end-to-end suites: unmount with a
+//! bounded retry while the kernel answers EBUSY, and a report of what held
+//! the mount when it stays busy. std and libc only, so any suite can use
+//! it whatever it mounts.
+
+/// Unmount the FUSE mount on `mnt` (an absolute path) the way a user
+/// would, retrying for up to 10 s while the kernel answers EBUSY. Returns
+/// how many attempts were busy before it went (0: at once), or a report of
+/// what kept it busy.
+///
+/// Why retry: a test binary runs its tests on several threads, and any
+/// thread's `Command::spawn` clones the whole descriptor table (fork,
+/// vfork or posix_spawn alike). Until that child has exec'd, it holds a
+/// reference to every file the other threads have open, files inside
+/// another test's mount included, and the close-on-exec flag only drops
+/// them at exec. A machine under load can stretch that window past the
+/// other test's unmount, which then fails with EBUSY although the test
+/// itself closed everything. A holder that outlives the retries is real
+/// (a file left open, a working directory inside): the report names the
+/// processes and what they hold, from /proc/*/{fd,cwd,root,exe,maps}.
+///
+/// As root it calls umount2(2) itself: exact errno, and no fork that
+/// would open the same window for the other tests. Otherwise it runs
+/// `fusermount3 -u`, and its "Device or resource busy" is the EBUSY.
+pub fn unmount_with_retry(mnt: &std::path::Path) -> std::result::Result<u32, String> {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    enum Failed {
+        Busy(String),
+        Other(String),
+    }
+
+    fn attempt(mnt: &Path) -> std::result::Result<(), Failed> {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let c = std::ffi::CString::new(mnt.as_os_str().as_bytes())
+                .map_err(|_| Failed::Other(format!("{}: NUL in path", mnt.display())))?;
+            // SAFETY: `c` is a valid NUL-terminated path for the call.
+            if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            let text = format!("umount2({}): {e}", mnt.display());
+            return Err(if e.raw_os_error() == Some(libc::EBUSY) {
+                Failed::Busy(text)
+            } else {
+                Failed::Other(text)
+            });
+        }
+        let out = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mnt)
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Failed::Other(format!("running fusermount3: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = format!(
+            "fusermount3 -u {}: {}: {}",
+            mnt.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Err(if text.contains("Device or resource busy") {
+            Failed::Busy(text)
+        } else {
+            Failed::Other(text)
+        })
+    }
+
+    /// Every process with a descriptor, working or root directory,
+    /// executable or mapping under `mnt`, one line each. Only reads
+    /// /proc (readlink and text), never anything inside the mount.
+    fn holders(mnt: &Path) -> Vec<String> {
+        let under = |p: &Path| p.starts_with(mnt);
+        let me = std::process::id();
+        let my_exe = std::fs::read_link("/proc/self/exe").ok();
+        let mut found = Vec::new();
+        // This process and its children first: the likely holders, and
+        // short-lived ones may be gone by the time the rest is read.
+        let mut pids = vec![me];
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                pids.extend(
+                    kids.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            let all = procs.flatten();
+            pids.extend(all.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()));
+        }
+        let mut done = BTreeSet::new();
+        for pid in pids {
+            if !done.insert(pid) {
+                continue;
+            }
+            let dir = PathBuf::from(format!("/proc/{pid}"));
+            let mut what = BTreeSet::new();
+            for link in ["cwd", "root", "exe"] {
+                if let Ok(t) = std::fs::read_link(dir.join(link)) {
+                    if under(&t) {
+                        what.insert(format!("{link} {}", t.display()));
+                    }
+                }
+            }
+            if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+                for fd in fds.flatten() {
+                    if let Ok(t) = std::fs::read_link(fd.path()) {
+                        if under(&t) {
+                            let n = fd.file_name();
+                            what.insert(format!("fd {} {}", n.to_string_lossy(), t.display()));
+                        }
+                    }
+                }
+            }
+            if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+                for line in maps.lines() {
+                    if let Some(i) = line.find('/') {
+                        if under(Path::new(&line[i..])) {
+                            what.insert(format!("mmap {}", &line[i..]));
+                        }
+                    }
+                }
+            }
+            if what.is_empty() {
+                continue;
+            }
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let cmdline = std::fs::read(dir.join("cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            let ppid = std::fs::read_to_string(dir.join("status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().to_string()))
+                .unwrap_or_default();
+            let exe = std::fs::read_link(dir.join("exe")).ok();
+            let note = if pid == me {
+                " [this test process]"
+            } else if ppid == me.to_string() && exe.is_some() && exe == my_exe {
+                " [a child of this test process that has not exec'd yet]"
+            } else {
+                ""
+            };
+            found.push(format!(
+                "pid {pid} ({}) ppid {ppid}{note}: {}: {}",
+                comm.trim(),
+                cmdline.trim(),
+                what.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        found
+    }
+
+    let mnt: PathBuf = mnt.to_path_buf();
+    let start = Instant::now();
+    let mut busy = 0u32;
+    let mut seen = BTreeSet::new();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let why = match attempt(&mnt) {
+            Ok(()) => {
+                if busy > 0 {
+                    eprintln!(
+                        "unmount {}: busy {busy} time(s) over {:?}, then unmounted; held by: {}",
+                        mnt.display(),
+                        start.elapsed(),
+                        if seen.is_empty() {
+                            "nothing seen in /proc (gone before the scan)".to_string()
+                        } else {
+                            seen.into_iter().collect::<Vec<_>>().join("; ")
+                        }
+                    );
+                }
+                return Ok(busy);
+            }
+            Err(Failed::Other(why)) => return Err(why),
+            Err(Failed::Busy(why)) => why,
+        };
+        busy += 1;
+        seen.extend(holders(&mnt));
+        if start.elapsed() >= PATIENCE {
+            let now = holders(&mnt);
+            return Err(format!(
+                "{why}: still busy after {busy} attempts over {:?}.\n\
+                 Holding it now: {}\n\
+                 Seen holding it during the retries: {}",
+                start.elapsed(),
+                if now.is_empty() {
+                    "no process (a holder /proc does not show, or the kernel)".to_string()
+                } else {
+                    now.join("\n  ")
+                },
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.into_iter().collect::<Vec<_>>().join("\n  ")
+                }
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
