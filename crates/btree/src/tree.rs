@@ -95,9 +95,6 @@ impl Tree {
     pub fn id(&self) -> u64 {
         self.id
     }
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
-    }
     pub fn height(&self) -> u8 {
         self.height
     }

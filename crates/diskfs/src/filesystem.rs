@@ -397,12 +397,11 @@ impl FileSystem for DiskFs {
 
     fn statfs(&self, _ino: Ino) -> Result<StatFs> {
         let st = self.state.lock();
-        let pool = self.store.pool();
-        let bs = pool.block_size() as u64;
-        let space = pool.space();
+        let bs = self.store.block_size() as u64;
+        let space = self.store.space();
         let blocks = space.total / bs;
         let bfree = space.free / bs;
-        let bavail = pool.available(AllocClass::Normal) / bs;
+        let bavail = self.store.available(AllocClass::Normal) / bs;
         Ok(StatFs {
             blocks,
             bfree,
