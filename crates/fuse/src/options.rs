@@ -184,33 +184,8 @@ impl MountConfig {
             "noexec" => self.exec = !flag(true)?,
             "auto_unmount" => self.auto_unmount = flag(true)?,
             "fsname" => self.fsname = required(name, value)?.to_string(),
-            "subtype" => {
-                let v = required(name, value)?;
-                let ok = v
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-                if !ok {
-                    return Err(OptionError::InvalidValue {
-                        name: name.to_string(),
-                        value: v.to_string(),
-                        reason: "use letters, digits, '.', '_' or '-'",
-                    });
-                }
-                self.subtype = v.to_string();
-            }
-            "threads" => {
-                let v = required(name, value)?;
-                let invalid = |reason| OptionError::InvalidValue {
-                    name: name.to_string(),
-                    value: v.to_string(),
-                    reason,
-                };
-                let n: usize = v.parse().map_err(|_| invalid("not a number"))?;
-                if n == 0 || n > MAX_THREADS {
-                    return Err(invalid("must be between 1 and 1024"));
-                }
-                self.threads = Some(n);
-            }
+            "subtype" => self.subtype = parse_subtype(name, required(name, value)?)?,
+            "threads" => self.threads = Some(parse_threads(name, required(name, value)?)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -219,6 +194,35 @@ impl MountConfig {
 
 /// Options that always concern the filesystem as well.
 const FS_BUILTINS: &[&str] = &["ro", "rw", "noatime", "relatime", "strictatime"];
+
+/// The value of `subtype`: letters, digits, '.', '_' or '-'.
+fn parse_subtype(name: &str, v: &str) -> Result<String, OptionError> {
+    let ok = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok {
+        return Err(OptionError::InvalidValue {
+            name: name.to_string(),
+            value: v.to_string(),
+            reason: "use letters, digits, '.', '_' or '-'",
+        });
+    }
+    Ok(v.to_string())
+}
+
+/// The value of `threads`: 1 to [`MAX_THREADS`].
+fn parse_threads(name: &str, v: &str) -> Result<usize, OptionError> {
+    let invalid = |reason| OptionError::InvalidValue {
+        name: name.to_string(),
+        value: v.to_string(),
+        reason,
+    };
+    let n: usize = v.parse().map_err(|_| invalid("not a number"))?;
+    if n == 0 || n > MAX_THREADS {
+        return Err(invalid("must be between 1 and 1024"));
+    }
+    Ok(n)
+}
 
 fn required<'a>(name: &str, value: Option<&'a str>) -> Result<&'a str, OptionError> {
     match value {

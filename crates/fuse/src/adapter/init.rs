@@ -1,0 +1,53 @@
+//! The INIT handshake: which capabilities and limits the adapter asks of
+//! the kernel.
+//!
+//! Nothing asked for here is required: a capability the kernel lacks is
+//! simply not used, and a limit out of its range becomes the nearest one
+//! it accepts, so a mount on an older kernel gets less instead of failing.
+//! What is left out is as deliberate: no writeback cache (see
+//! [`negotiate`]).
+
+use fuser::{InitFlags, KernelConfig};
+
+/// Largest write the kernel may send in one request: big requests mean
+/// fewer round trips and let the filesystem see whole records.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// Readahead the kernel may do, for the same reason.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+/// Requests the kernel may keep queued in the background (readahead,
+/// async reads) before it throttles: matches the default worker count scale.
+const MAX_BACKGROUND: u16 = 64;
+
+/// Ask for the capabilities and limits the adapter wants.
+pub(crate) fn negotiate(config: &mut KernelConfig) {
+    // Each capability is asked for alone: one the kernel lacks must not
+    // cost the others. Writeback caching stays off on purpose: without
+    // it a write reaches the filesystem before write(2) returns, so its
+    // commits see everything applications were told was written, and
+    // size and mtime stay the filesystem's own.
+    for cap in [
+        InitFlags::FUSE_ASYNC_READ,
+        InitFlags::FUSE_BIG_WRITES,
+        InitFlags::FUSE_MAX_PAGES,
+        InitFlags::FUSE_ATOMIC_O_TRUNC,
+        InitFlags::FUSE_DO_READDIRPLUS,
+        InitFlags::FUSE_READDIRPLUS_AUTO,
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        InitFlags::FUSE_AUTO_INVAL_DATA,
+        InitFlags::FUSE_ASYNC_DIO,
+        InitFlags::FUSE_CACHE_SYMLINKS,
+    ] {
+        let _ = config.add_capabilities(cap);
+    }
+    // Each setter returns the nearest acceptable value when ours is
+    // out of the kernel's range; take that one instead.
+    if let Err(nearest) = config.set_max_write(MAX_WRITE) {
+        let _ = config.set_max_write(nearest);
+    }
+    if let Err(nearest) = config.set_max_readahead(MAX_READAHEAD) {
+        let _ = config.set_max_readahead(nearest);
+    }
+    let _ = config.set_max_background(MAX_BACKGROUND);
+}

@@ -1,0 +1,499 @@
+//! The `fuser::Filesystem` implementation over `Arc<dyn FileSystem>`.
+//!
+//! Every FUSE request maps onto one [`FileSystem`] call (two for `release`
+//! with the flush flag): arguments are converted, the result becomes the
+//! reply, and an [`FsError`] becomes its errno. The adapter holds no state
+//! of its own besides the filesystem, so requests from all worker threads
+//! run concurrently and the filesystem's own locking decides what
+//! serialises.
+//!
+//! Invariants the kernel relies on:
+//! - lookup counts: every reply carrying an entry (lookup, mknod, mkdir,
+//!   symlink, link, create, and readdirplus entries other than `.`/`..`)
+//!   matches one lookup counted by the filesystem. A readdirplus entry the
+//!   filesystem returned but that did not fit in the reply buffer was never
+//!   seen by the kernel, so the adapter forgets it right away.
+//! - readdir cookies: an entry is only put in a reply with its own cookie;
+//!   entries that do not fit are dropped, and the kernel continues from the
+//!   last cookie it received, so nothing is lost or repeated.
+//! - permissions: the mount uses `default_permissions`, so the kernel checks
+//!   mode bits before calling in and the filesystem does not.
+//!
+//! Layout: this file holds the one `impl fuser::Filesystem` block, request
+//! by request; [`reply`] the conversions and shared replies, [`readdir`]
+//! the paging of directories into reply buffers, [`init`] the INIT
+//! handshake.
+//!
+//! [`FsError`]: aegis_vfs::FsError
+
+mod init;
+mod readdir;
+mod reply;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aegis_vfs::{FileSystem, SetAttr, Whence};
+use fuser::{
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, WriteFlags,
+};
+
+use self::init::negotiate;
+use self::readdir::{reply_dir, reply_dir_plus};
+use self::reply::{errno, file_attr, reply_empty, reply_entry, reply_xattr, request, time, TTL};
+
+/// Largest copy_file_range count the 32-bit reply can carry, page aligned.
+const MAX_COPY: u32 = 0xffff_f000;
+
+/// Serves an `Arc<dyn FileSystem>` to the kernel.
+pub(crate) struct FuseAdapter {
+    fs: Arc<dyn FileSystem>,
+}
+
+impl FuseAdapter {
+    pub(crate) fn new(fs: Arc<dyn FileSystem>) -> FuseAdapter {
+        FuseAdapter { fs }
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &fuser::Request, config: &mut KernelConfig) -> io::Result<()> {
+        negotiate(config);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.fs.lookup(parent.0, name));
+    }
+
+    fn forget(&self, _req: &fuser::Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    // batch_forget keeps fuser's default, which calls `forget` per node:
+    // fuser 0.18 does not export the `ForgetOne` type an override would name.
+
+    fn getattr(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        _fh: Option<FileHandle>,
+        reply: ReplyAttr,
+    ) {
+        match self.fs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &fuser::Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+            ctime,
+            crtime,
+        };
+        match self.fs.setattr(&request(req), ino.0, &set, fh.map(|f| f.0)) {
+            Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &fuser::Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &fuser::Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // The kernel masks already unless FUSE_DONT_MASK is on; masking
+        // again is harmless and keeps us right if that ever changes.
+        let mode = mode & !(umask & 0o7777);
+        reply_entry(
+            reply,
+            self.fs
+                .mknod(&request(req), parent.0, name, mode, u64::from(rdev)),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &fuser::Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & 0o7777 & !umask;
+        reply_entry(reply, self.fs.mkdir(&request(req), parent.0, name, mode));
+    }
+
+    fn unlink(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.fs.unlink(parent.0, name));
+    }
+
+    fn rmdir(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.fs.rmdir(parent.0, name));
+    }
+
+    fn symlink(
+        &self,
+        req: &fuser::Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            self.fs
+                .symlink(&request(req), parent.0, link_name, target.as_os_str()),
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &fuser::Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            self.fs
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        );
+    }
+
+    fn link(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.fs.link(ino.0, newparent.0, newname));
+    }
+
+    fn open(&self, _req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0) {
+            // KEEP_CACHE: every change to the file passes through this
+            // mount's page cache (no writeback cache, so it is written
+            // through), hence cached pages stay valid across opens.
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(ino.0, fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.fs.flush(ino.0, fh.0));
+    }
+
+    fn release(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        // `flush` set means the kernel skipped the FLUSH of the last close
+        // and folds it in here; the handle is released whatever it says,
+        // since the kernel forgets the handle after this request.
+        let flushed = if flush {
+            self.fs.flush(ino.0, fh.0)
+        } else {
+            Ok(())
+        };
+        let released = self.fs.release(ino.0, fh.0);
+        reply_empty(reply, flushed.and(released));
+    }
+
+    fn fsync(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.fs.fsync(ino.0, fh.0, datasync));
+    }
+
+    fn opendir(&self, _req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        reply_dir(&*self.fs, ino, fh, offset, reply);
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        reply_dir_plus(&*self.fs, ino, fh, offset, reply);
+    }
+
+    fn releasedir(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.fs.releasedir(ino.0, fh.0));
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.fs.fsyncdir(ino.0, fh.0, datasync));
+    }
+
+    fn statfs(&self, _req: &fuser::Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs(ino.0) {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            // Only macOS resource forks use a position.
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        reply_empty(reply, self.fs.setxattr(ino.0, name, value, flags));
+    }
+
+    fn getxattr(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply_xattr(reply, self.fs.getxattr(ino.0, name, size));
+    }
+
+    fn listxattr(&self, _req: &fuser::Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, self.fs.listxattr(ino.0, size));
+    }
+
+    fn removexattr(&self, _req: &fuser::Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.fs.removexattr(ino.0, name));
+    }
+
+    fn access(&self, req: &fuser::Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        reply_empty(reply, self.fs.access(&request(req), ino.0, mask.bits()));
+    }
+
+    fn create(
+        &self,
+        req: &fuser::Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & 0o7777 & !umask;
+        match self.fs.create(&request(req), parent.0, name, mode, flags) {
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &file_attr(&attr),
+                Generation(attr.generation),
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.fs.fallocate(ino.0, fh.0, offset, length, mode));
+    }
+
+    fn lseek(
+        &self,
+        _req: &fuser::Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // SEEK_CUR never comes here (the kernel owns the file position);
+        // anything Whence cannot name is the caller's error.
+        let Some(whence) = Whence::from_raw(whence) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        match self.fs.lseek(ino.0, fh.0, offset, whence) {
+            Ok(pos) => match i64::try_from(pos) {
+                Ok(pos) => reply.offset(pos),
+                Err(_) => reply.error(Errno::EOVERFLOW),
+            },
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &fuser::Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let Ok(flags) = u32::try_from(flags.bits()) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        // The reply carries a 32-bit count; the kernel already caps `len`
+        // below that, this keeps a short copy honest if one ever does not.
+        let len = len.min(u64::from(MAX_COPY));
+        match self.fs.copy_file_range(
+            ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len, flags,
+        ) {
+            Ok(n) => reply.written(u32::try_from(n).unwrap_or(MAX_COPY)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}

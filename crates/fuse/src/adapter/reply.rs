@@ -1,0 +1,100 @@
+//! Conversions between the [`aegis_vfs`] types and fuser's: attributes,
+//! file types, times, the request's caller, and errors to errno; and the
+//! replies most requests share (an entry, nothing, an xattr).
+//!
+//! Invariant: every reply carrying an attribute gives the kernel the same
+//! [`TTL`], and [`reply_entry`] is the one place an entry (and so a lookup
+//! the kernel will later forget) is sent, apart from readdirplus and
+//! create, whose replies carry their own entry shapes.
+
+use std::time::Duration;
+
+use aegis_vfs::{Attr, FileType, FsError, Request, TimeOrNow, XattrReply};
+use fuser::{Errno, FileAttr, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
+use tracing::warn;
+
+/// How long the kernel may cache attributes and name lookups. Every change
+/// goes through this mount, so the kernel's caches are updated on the way;
+/// the timeout only bounds staleness of `atime` and similar changes the
+/// filesystem makes on its own.
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+
+pub(crate) fn errno(e: &FsError) -> Errno {
+    if let FsError::Io(msg) = e {
+        // The only errors worth an operator's attention: the rest are the
+        // caller's mistakes and reach it as an errno.
+        warn!("I/O error returned to the kernel: {msg}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+pub(crate) fn request(req: &fuser::Request) -> Request {
+    Request {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+pub(crate) fn file_type(kind: FileType) -> fuser::FileType {
+    match kind {
+        FileType::RegularFile => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+        FileType::NamedPipe => fuser::FileType::NamedPipe,
+        FileType::Socket => fuser::FileType::Socket,
+        FileType::CharDevice => fuser::FileType::CharDevice,
+        FileType::BlockDevice => fuser::FileType::BlockDevice,
+    }
+}
+
+pub(crate) fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        // FUSE carries the kernel's 32-bit `new_encode_dev` form; that is
+        // also what mknod handed the filesystem, so it round-trips.
+        rdev: a.rdev as u32,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+pub(crate) fn reply_entry(reply: ReplyEntry, result: aegis_vfs::Result<Attr>) {
+    match result {
+        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), Generation(attr.generation)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+pub(crate) fn reply_empty(reply: ReplyEmpty, result: aegis_vfs::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+pub(crate) fn reply_xattr(reply: ReplyXattr, result: aegis_vfs::Result<XattrReply>) {
+    match result {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+pub(crate) fn time(t: fuser::TimeOrNow) -> TimeOrNow {
+    match t {
+        fuser::TimeOrNow::SpecificTime(t) => TimeOrNow::Time(t),
+        fuser::TimeOrNow::Now => TimeOrNow::Now,
+    }
+}
