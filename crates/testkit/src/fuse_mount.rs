@@ -18,6 +18,9 @@
 /// itself closed everything. A holder that outlives the retries is real
 /// (a file left open, a working directory inside): the report names the
 /// processes and what they hold, from /proc/*/{fd,cwd,root,exe,maps}.
+/// (Reading a /proc/PID/fd link itself holds that file's mount for an
+/// instant, so a scan can make another test's unmount busy: one more
+/// reason to retry.)
 ///
 /// As root it calls umount2(2) itself: exact errno, and no fork that
 /// would open the same window for the other tests. Otherwise it runs
