@@ -51,7 +51,23 @@ pub struct Args {
 
 const DEFAULT_SIZE: u64 = 1 << 30;
 
+/// Every argument, checked before the target is touched.
+struct Plan {
+    bs: u32,
+    size: Option<u64>,
+    checksum: ChecksumType,
+    compression: Compression,
+    record_size: u32,
+    log_ring: u64,
+}
+
 pub fn run(a: Args) -> CliResult<u8> {
+    let p = plan(&a)?;
+    let (dev, created) = open_target(&a, p.size)?;
+    make(&a, &p, dev, created)
+}
+
+fn plan(a: &Args) -> CliResult<Plan> {
     // Validate every argument before touching the target.
     let bs = parse_size(&a.block_size).map_err(|e| CliError::new(format!("--block-size: {e}")))?;
     let bs = u32::try_from(bs)
@@ -117,7 +133,19 @@ pub fn run(a: Args) -> CliResult<u8> {
             )));
         }
     }
+    Ok(Plan {
+        bs,
+        size,
+        checksum,
+        compression,
+        record_size,
+        log_ring,
+    })
+}
 
+/// The image file (made sparse if missing) or device, locked; whether
+/// this call created it (and removes it again on failure).
+fn open_target(a: &Args, size: Option<u64>) -> CliResult<(DeviceRef, bool)> {
     let path = &a.image;
     let (dev, created): (DeviceRef, bool) = if path.exists() {
         let d = FileDevice::open(path, OpenMode::ReadWrite)
@@ -157,7 +185,14 @@ pub fn run(a: Args) -> CliResult<u8> {
             .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
         (Arc::new(d), true)
     };
+    Ok((dev, created))
+}
 
+/// Format the pool and its filesystem, close it, and say what was made.
+fn make(a: &Args, p: &Plan, dev: DeviceRef, created: bool) -> CliResult<u8> {
+    let path = &a.image;
+    let (bs, checksum, compression) = (p.bs, p.checksum, p.compression);
+    let (record_size, log_ring) = (p.record_size, p.log_ring);
     let opts = CreateOptions {
         block_size: bs,
         label: a.label.clone(),
