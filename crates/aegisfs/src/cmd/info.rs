@@ -113,8 +113,14 @@ pub fn run(a: Args) -> CliResult<u8> {
             "{}",
             serde_json::to_string_pretty(&info).expect("serialisable")
         );
-        return Ok(0);
+    } else {
+        print_text(&info);
     }
+    Ok(0)
+}
+
+/// The report for a person, one aspect a line.
+fn print_text(info: &Info) {
     println!("pool         {} '{}'", info.pool_uuid, info.label);
     println!(
         "format       version {}, features {}",
@@ -159,5 +165,4 @@ pub fn run(a: Args) -> CliResult<u8> {
             t.name, t.id, t.height, t.nodes, t.entries
         );
     }
-    Ok(0)
 }
