@@ -79,15 +79,19 @@ pub fn strip_mount8_options(spec: &str) -> String {
         .join(",")
 }
 
-pub fn run(a: Args) -> CliResult<u8> {
-    let spec = a.options.join(",");
-    let mut parsed =
-        parse_options(&spec, &["nolog", "norecovery"]).map_err(|e| CliError::new(e.to_string()))?;
+/// What the filesystem options choose.
+struct FsChoices {
+    read_only: bool,
+    atime: AtimeMode,
+    intent_log: bool,
+}
+
+fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
     let mut intent_log = true;
     let mut norecovery = false;
     let mut atime = AtimeMode::Relatime;
     let mut read_only = false;
-    for FsOption { name, .. } in &parsed.fs {
+    for FsOption { name, .. } in options {
         match name.as_str() {
             "ro" => read_only = true,
             "rw" => read_only = false,
@@ -104,6 +108,22 @@ pub fn run(a: Args) -> CliResult<u8> {
             "mount option 'norecovery' needs 'ro': a writable mount must replay the intent log",
         ));
     }
+    Ok(FsChoices {
+        read_only,
+        atime,
+        intent_log,
+    })
+}
+
+pub fn run(a: Args) -> CliResult<u8> {
+    let spec = a.options.join(",");
+    let mut parsed =
+        parse_options(&spec, &["nolog", "norecovery"]).map_err(|e| CliError::new(e.to_string()))?;
+    let FsChoices {
+        read_only,
+        atime,
+        intent_log,
+    } = fs_choices(&parsed.fs)?;
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
     if !a.image.exists() {
         return Err(CliError::new(format!(
