@@ -220,12 +220,7 @@ impl DiskFs {
         class: AllocClass,
         f: impl FnOnce(&mut Tx<'_>) -> TxResult<R>,
     ) -> Result<R> {
-        let size = TxSize {
-            ops,
-            data_bytes: 0,
-            class,
-        };
-        self.tx_sized(meta, size, f)
+        self.tx_sized(meta, TxSize::ops(ops, class), f)
     }
 
     pub(crate) fn tx_sized<R>(

@@ -27,6 +27,17 @@ pub enum OpenError {
     Fs(#[from] aegis_vfs::FsError),
 }
 
+/// At the VFS edge an open error is a VFS error like any other, through
+/// the one mapping (`error::lower`).
+impl From<OpenError> for aegis_vfs::FsError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Engine(e) => crate::error::lower(e),
+            OpenError::Fs(e) => e,
+        }
+    }
+}
+
 /// How [`open`] mounts: the pool (read-only, a txg to go back to), the
 /// store (cache, commit interval), and the filesystem (dataset, atime,
 /// intent log). [`create`] ignores `pool`.

@@ -31,9 +31,8 @@ impl DiskFs {
             }
             applied += 1;
         }
-        let log = self.log.as_ref().expect("a writable mount has its log");
         self.store
-            .finish_replay(self.ds, log, replay, applied)
+            .finish_replay(self.ds, replay, applied)
             .map_err(lower)
     }
 

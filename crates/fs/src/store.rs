@@ -295,10 +295,7 @@ impl Store {
                 r
             }
             Err(e) => {
-                if let Err(u) = tree.rollback() {
-                    tracing::error!(error = %u, "undo of a failed change failed");
-                    *self.broken.lock() = Some(u.to_string());
-                }
+                self.roll_back(tree);
                 return Err(e);
             }
         };
@@ -306,6 +303,15 @@ impl Store {
         drop(t);
         self.after_change(dirty_nodes)?;
         Ok(r)
+    }
+
+    /// Undo a failed change whole. If the undo itself fails, the trees
+    /// may hold half of it: nothing more may change or commit.
+    pub(crate) fn roll_back(&self, tree: &mut Tree) {
+        if let Err(u) = tree.rollback() {
+            tracing::error!(error = %u, "undo of a failed change failed");
+            *self.broken.lock() = Some(u.to_string());
+        }
     }
 
     /// The trees, write-locked, once the commit of everything dirty plus

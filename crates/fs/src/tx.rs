@@ -65,10 +65,7 @@ pub(crate) mod sealed {
 pub trait ObjectRead: sealed::Parts {
     /// The inode record of `ino`; [`FsError::NoInode`] if there is none.
     fn inode(&self, ino: u64) -> Result<InodeRecord> {
-        match self.tree().get(&keys::inode(ino))? {
-            Some(v) => Ok(InodeRecord::decode(&v)?),
-            None => Err(FsError::NoInode(ino)),
-        }
+        directory::read_inode(self.tree(), ino)
     }
 
     /// Whether a chain head is recorded (a log a read-only mount ignores).
@@ -357,10 +354,7 @@ impl Store {
     /// A failed change is undone whole: no half of it may reach the next
     /// commit, and the blocks it wrote belong to nothing.
     fn undo(&self, tx: Tx<'_>) {
-        if let Err(u) = tx.tree.rollback() {
-            tracing::error!(error = %u, "undo of a failed change failed");
-            *self.broken.lock() = Some(u.to_string());
-        }
+        self.roll_back(tx.tree);
         for bp in &tx.written {
             if let Err(f) = self.pool.free(bp) {
                 tracing::warn!(error = %f, "could not free a block of an undone change");

@@ -77,49 +77,29 @@ impl Kit {
         }
     }
 
-    /// A new formatted pool on `dev`, cleanly closed.
-    pub fn format_on(&self, dev: DeviceRef) {
+    /// A new formatted pool in memory, cleanly closed.
+    pub fn fresh(&self) -> Arc<MemDevice> {
+        let dev = Arc::new(MemDevice::new(self.size_bytes));
         let fs = aegis_diskfs::create(
-            vec![dev],
+            vec![dev.clone() as DeviceRef],
             &CreateOptions::default(),
             &self.format,
             &self.mount_opts(),
         )
         .expect("create a test pool");
         fs.unmount().expect("close a new test pool");
-    }
-
-    /// A new formatted pool in memory, cleanly closed.
-    pub fn fresh(&self) -> Arc<MemDevice> {
-        let dev = Arc::new(MemDevice::new(self.size_bytes));
-        self.format_on(dev.clone());
         dev
     }
 
     /// Mount the filesystem on `dev`.
     pub fn mount(&self, dev: DeviceRef) -> aegis_vfs::Result<Arc<DiskFs>> {
-        aegis_diskfs::open(vec![dev], &self.mount_opts()).map_err(|e| match e {
-            aegis_diskfs::OpenError::Fs(e) => e,
-            aegis_diskfs::OpenError::Engine(e) => aegis_vfs::FsError::Io(e.to_string()),
-        })
+        Ok(aegis_diskfs::open(vec![dev], &self.mount_opts())?)
     }
 
     /// Open the pool on `dev` without mounting it (fsck, inspection).
     pub fn open_store(&self, dev: DeviceRef) -> Arc<Store> {
         Store::open(vec![dev], &OpenOptions::default(), self.store.clone())
             .expect("open a test pool")
-    }
-
-    /// What fsck finds on `dev` that it cannot correct, as text.
-    pub fn fsck_findings(&self, dev: DeviceRef) -> Vec<String> {
-        let store = self.open_store(dev);
-        let r = aegis_fs::fsck::fsck(&store, false, &mut |_, _| {}).expect("fsck runs");
-        store.shutdown().expect("close after fsck");
-        r.errors
-            .iter()
-            .filter(|f| !f.repaired)
-            .map(|f| f.what.clone())
-            .collect()
     }
 
     /// Fail the test unless fsck finds `dev` clean: the last step of every

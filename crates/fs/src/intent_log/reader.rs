@@ -131,13 +131,14 @@ impl Store {
     /// End the replay: `applied` records stood. The chain is spent: its
     /// head goes in this txg, which is committed with the replay (and a
     /// ring just made).
-    pub fn finish_replay(
-        &self,
-        ds: u64,
-        log: &IntentLog,
-        replay: Replay,
-        applied: usize,
-    ) -> Result<()> {
+    pub fn finish_replay(&self, ds: u64, replay: Replay, applied: usize) -> Result<()> {
+        let log = self
+            .trees
+            .read()
+            .logs
+            .get(&ds)
+            .cloned()
+            .ok_or(FsError::NoDataset(ds))?;
         {
             let mut l = log.state.lock();
             l.replaying = false;
