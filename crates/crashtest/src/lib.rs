@@ -21,12 +21,14 @@ use std::time::Duration;
 use aegis_block::{DeviceRef, MemDevice, RecordedOp, RecordingDevice};
 use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, FormatOptions, LogStats, MountOptions};
 use aegis_fs::{CreateOptions, OpenOptions, Store, StoreOptions};
-use aegis_vfs::{
-    Fh, FileSystem, FileType, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE, ROOT_INO,
-};
+use aegis_vfs::{FileSystem, FileType, FsError, Ino, Result, ROOT_INO};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+mod script;
+
+pub use script::run_script;
 
 /// No timer commits: every txg is one the workload caused.
 fn mount_opts(atime: AtimeMode) -> MountOptions {
@@ -275,7 +277,7 @@ pub fn lookup(fs: &dyn FileSystem, path: &str) -> Option<Ino> {
     Some(ino)
 }
 
-fn split(path: &str) -> (&str, &str) {
+pub(crate) fn split(path: &str) -> (&str, &str) {
     let path = path.trim_matches('/');
     path.rsplit_once('/').unwrap_or(("", path))
 }
@@ -294,166 +296,4 @@ pub fn fsync_path(fs: &DiskFs, path: &str, datasync: bool) -> Result<()> {
         fs.release(ino, fh)?;
         r
     }
-}
-
-/// Run a workload script on a fresh recorded filesystem and check every
-/// crash state. One operation per line; `#` starts a comment. Paths are
-/// relative to the root; data is generated from the line number.
-///
-/// ```text
-/// mkdir PATH            rmdir PATH            unlink PATH
-/// create PATH           write PATH OFFSET LEN  append PATH LEN
-/// truncate PATH SIZE    punch PATH OFFSET LEN  fallocate PATH SIZE
-/// rename FROM TO        exchange A B          link FROM TO
-/// symlink TARGET PATH   setxattr PATH NAME VALUE
-/// fsync PATH            fdatasync PATH        sync
-/// ```
-///
-/// A line that does not parse is an error naming it; an operation that
-/// fails (e.g. ENOENT) is reported and the script goes on, as a program
-/// would.
-pub fn run_script(
-    text: &str,
-    subsets: usize,
-    seed: u64,
-) -> std::result::Result<(CrashReport, Vec<String>), String> {
-    let mut r = Recorder::new(16 << 10)?;
-    let mut notes = Vec::new();
-    let req = Request::root();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let w: Vec<&str> = line.split_whitespace().collect();
-        // (arguments, which of them are numbers)
-        let (argc, numeric): (usize, &[usize]) = match w[0] {
-            "mkdir" | "rmdir" | "unlink" | "create" | "fsync" | "fdatasync" => (1, &[]),
-            "write" | "punch" => (3, &[2, 3]),
-            "append" | "truncate" | "fallocate" => (2, &[2]),
-            "rename" | "exchange" | "link" | "symlink" => (2, &[]),
-            "setxattr" => (3, &[]),
-            "sync" => (0, &[]),
-            other => return Err(format!("line {}: unknown operation '{other}'", n + 1)),
-        };
-        if w.len() != argc + 1 {
-            return Err(format!(
-                "line {}: '{line}': {} takes {argc} argument(s)",
-                n + 1,
-                w[0]
-            ));
-        }
-        let mut nums = [0u64; 4];
-        for &i in numeric {
-            nums[i] = w[i]
-                .parse()
-                .map_err(|_| format!("line {}: '{line}': '{}' is not a number", n + 1, w[i]))?;
-        }
-        let fs = r.fs().clone();
-        let data = |len: u64| -> Vec<u8> {
-            (0..len)
-                .map(|i| (i as u8) ^ (n as u8).wrapping_mul(31))
-                .collect()
-        };
-        let parent = |p: &str| lookup(&*fs, split(p).0).ok_or(FsError::NotFound);
-        let name = |p: &str| OsStr::new(split(p).1).to_owned();
-        let open_rw = |p: &str, create: bool| -> Result<(Ino, Fh)> {
-            match lookup(&*fs, p) {
-                Some(ino) => Ok((ino, fs.open(ino, libc::O_RDWR)?)),
-                None if create => {
-                    let (a, fh) = fs.create(&req, parent(p)?, &name(p), 0o644, libc::O_RDWR)?;
-                    fs.forget(a.ino, 1);
-                    Ok((a.ino, fh))
-                }
-                None => Err(FsError::NotFound),
-            }
-        };
-        let mut synced = false;
-        let res: Result<()> = (|| match w[0] {
-            "mkdir" => fs
-                .mkdir(&req, parent(w[1])?, &name(w[1]), 0o755)
-                .map(|a| fs.forget(a.ino, 1)),
-            "rmdir" => fs.rmdir(parent(w[1])?, &name(w[1])),
-            "unlink" => fs.unlink(parent(w[1])?, &name(w[1])),
-            "create" => open_rw(w[1], true).and_then(|(i, fh)| fs.release(i, fh)),
-            "write" | "append" => {
-                let (i, fh) = open_rw(w[1], true)?;
-                let (at, len) = if w[0] == "write" {
-                    (nums[2], nums[3])
-                } else {
-                    (fs.getattr(i)?.size, nums[2])
-                };
-                let r = fs.write(i, fh, at, &data(len)).map(|_| ());
-                fs.release(i, fh)?;
-                r
-            }
-            "truncate" => {
-                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
-                let set = SetAttr {
-                    size: Some(nums[2]),
-                    ..Default::default()
-                };
-                fs.setattr(&req, i, &set, None).map(|_| ())
-            }
-            "punch" | "fallocate" => {
-                let (i, fh) = open_rw(w[1], false)?;
-                let r = if w[0] == "punch" {
-                    fs.fallocate(
-                        i,
-                        fh,
-                        nums[2],
-                        nums[3],
-                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    )
-                } else {
-                    fs.fallocate(i, fh, 0, nums[2], 0)
-                };
-                fs.release(i, fh)?;
-                r
-            }
-            "rename" | "exchange" => {
-                let flags = if w[0] == "exchange" {
-                    RENAME_EXCHANGE
-                } else {
-                    0
-                };
-                fs.rename(
-                    parent(w[1])?,
-                    &name(w[1]),
-                    parent(w[2])?,
-                    &name(w[2]),
-                    flags,
-                )
-            }
-            "link" => {
-                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
-                fs.link(i, parent(w[2])?, &name(w[2]))
-                    .map(|a| fs.forget(a.ino, 1))
-            }
-            "symlink" => fs
-                .symlink(&req, parent(w[2])?, &name(w[2]), OsStr::new(w[1]))
-                .map(|a| fs.forget(a.ino, 1)),
-            "setxattr" => {
-                let i = lookup(&*fs, w[1]).ok_or(FsError::NotFound)?;
-                fs.setxattr(i, OsStr::new(w[2]), w[3].as_bytes(), 0)
-            }
-            "fsync" | "fdatasync" => {
-                fsync_path(&fs, w[1], w[0] == "fdatasync")?;
-                synced = true;
-                Ok(())
-            }
-            _ => {
-                fs.sync()?;
-                synced = true;
-                Ok(())
-            }
-        })();
-        if synced {
-            r.fsynced();
-        }
-        if let Err(e) = res {
-            notes.push(format!("line {}: '{line}': {e}", n + 1));
-        }
-    }
-    Ok((r.check(subsets, seed), notes))
 }

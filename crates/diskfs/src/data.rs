@@ -3,7 +3,7 @@
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
-use aegis_fs::posix::write_size_bytes;
+use aegis_fs::posix::{write_size_bytes, InodeRecord};
 use aegis_fs::{AllocClass, ObjectRead, TxSize};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
@@ -95,6 +95,51 @@ impl DiskFs {
             }
             Ok(tx.put_inode(ino, &r)?)
         })
+    }
+
+    /// Copy `n` bytes (already clamped to the source's size) record by
+    /// record; zeros stay holes. Then the source's atime (when due) and
+    /// the target's mtime and ctime.
+    pub(crate) fn copy_range_locked(
+        &self,
+        st: &mut State,
+        (ino_in, rin, offset_in): (Ino, &InodeRecord, u64),
+        (ino_out, offset_out): (Ino, u64),
+        n: u64,
+    ) -> Result<()> {
+        let rs = self.record_size as u64;
+        let mut done = 0u64;
+        while done < n {
+            let piece = (n - done).min(rs - (offset_out + done) % rs);
+            let buf =
+                self.view(|t| Ok(t.read_file(ino_in, rin, rs, offset_in + done, piece as u32)?))?;
+            let at = offset_out + done;
+            if buf.iter().all(|&b| b == 0) {
+                // A hole stays a hole: punch, and extend the size if needed.
+                self.punch_locked(st, ino_out, at, at + piece, Some(at + piece))?;
+            } else {
+                self.write_locked(st, ino_out, at, &buf)?;
+            }
+            done += piece;
+        }
+        let now = now_ns();
+        if !self.read_only && atime_due(rin, now, self.opts.atime) {
+            self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+                let mut r = tx.inode(ino_in)?;
+                r.atime = tx.now;
+                tx.put_inode(ino_in, &r)?;
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                Ok(tx.put_inode(ino_out, &o)?)
+            })?;
+        } else {
+            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+                let mut o = tx.inode(ino_out)?;
+                touch_modified(&mut o, tx.now);
+                Ok(tx.put_inode(ino_out, &o)?)
+            })?;
+        }
+        Ok(())
     }
 
     /// Zero `[offset, end)` of a file (a hole afterwards); with

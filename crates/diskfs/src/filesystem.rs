@@ -610,38 +610,7 @@ impl FileSystem for DiskFs {
         if n == 0 {
             return Ok(0);
         }
-        let rs = self.record_size as u64;
-        let mut done = 0u64;
-        while done < n {
-            let piece = (n - done).min(rs - (offset_out + done) % rs);
-            let buf = self
-                .view(|t| Ok(t.read_file(ino_in, &rin, rs, offset_in + done, piece as u32)?))?;
-            let at = offset_out + done;
-            if buf.iter().all(|&b| b == 0) {
-                // A hole stays a hole: punch, and extend the size if needed.
-                self.punch_locked(&mut st, ino_out, at, at + piece, Some(at + piece))?;
-            } else {
-                self.write_locked(&mut st, ino_out, at, &buf)?;
-            }
-            done += piece;
-        }
-        let now = now_ns();
-        if !self.read_only && atime_due(&rin, now, self.opts.atime) {
-            self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
-                let mut r = tx.inode(ino_in)?;
-                r.atime = tx.now;
-                tx.put_inode(ino_in, &r)?;
-                let mut o = tx.inode(ino_out)?;
-                touch_modified(&mut o, tx.now);
-                Ok(tx.put_inode(ino_out, &o)?)
-            })?;
-        } else {
-            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
-                let mut o = tx.inode(ino_out)?;
-                touch_modified(&mut o, tx.now);
-                Ok(tx.put_inode(ino_out, &o)?)
-            })?;
-        }
+        self.copy_range_locked(&mut st, (ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
         Ok(n)
     }
 }

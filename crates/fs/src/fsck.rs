@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aegis_btree::Node;
+use aegis_btree::{Node, Tree};
 use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
@@ -134,16 +134,12 @@ impl Walker<'_> {
     /// Walk one tree of `kind` and check its root record's counters.
     fn walk_tree(&mut self, name: &str, kind: u64, root: &TreeRoot) {
         let Some(bp) = &root.root else { return };
+        let Some(top_level) = (root.height as u32).checked_sub(1) else {
+            self.error(format!("{name}: a root block in a tree of height 0"), false);
+            return;
+        };
         let mut counts = (0u64, 0u64);
-        self.walk_node(
-            name,
-            kind,
-            bp,
-            None,
-            None,
-            root.height as u32 - 1,
-            &mut counts,
-        );
+        self.walk_node(name, kind, bp, None, None, top_level, &mut counts);
         if counts.0 != root.nodes || counts.1 != root.entries {
             self.error(
                 format!(
@@ -189,6 +185,31 @@ impl Walker<'_> {
             }
         };
         counts.0 += 1;
+        self.check_bounds(name, bp, &node, lo, hi);
+        if node.is_leaf() {
+            counts.1 += node.len() as u64;
+            self.visit_leaf(name, kind, &node);
+            return;
+        }
+        for i in 0..node.len() {
+            let Some(child) = node.child_ptr(i) else {
+                continue;
+            };
+            let clo = Some(node.keys[i].as_slice());
+            let chi = node.keys.get(i + 1).map(|k| k.as_slice()).or(hi);
+            self.walk_node(name, kind, child, clo, chi, level - 1, counts);
+        }
+    }
+
+    /// Keys inside a node must lie within the bounds its parent gives.
+    fn check_bounds(
+        &mut self,
+        name: &str,
+        bp: &BlockPtr,
+        node: &Node,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) {
         if let (Some(first), Some(lo)) = (node.keys.first(), lo) {
             if first.as_slice() < lo {
                 self.error(
@@ -211,40 +232,33 @@ impl Walker<'_> {
                 );
             }
         }
-        if node.is_leaf() {
-            counts.1 += node.len() as u64;
-            if kind == POOL_TREE_KIND {
-                let entries = node
-                    .keys
-                    .iter()
-                    .zip(&node.vals)
-                    .map(|(k, v)| (k.to_vec(), v.clone()));
-                self.pool_entries.extend(entries);
-            }
-            if kind == DATASET_TREE_KIND {
-                // File records point at data blocks: check and claim them.
-                for (k, v) in node.keys.iter().zip(&node.vals) {
-                    if posix::keys::data_offset(k).is_none() {
-                        continue;
-                    }
-                    match posix::FileRecord::decode(v) {
-                        Ok(posix::FileRecord::Block { bp, .. }) => {
-                            self.visit_block(&bp);
-                        }
-                        Ok(posix::FileRecord::Inline(_)) => {}
-                        Err(e) => self.error(format!("{name}: {e}"), false),
-                    }
-                }
-            }
+    }
+
+    /// Gather the pool tree's dataset records; in a dataset tree, check and
+    /// claim the data blocks that file records point at.
+    fn visit_leaf(&mut self, name: &str, kind: u64, node: &Node) {
+        if kind == POOL_TREE_KIND {
+            let entries = node
+                .keys
+                .iter()
+                .zip(&node.vals)
+                .map(|(k, v)| (k.to_vec(), v.clone()));
+            self.pool_entries.extend(entries);
+        }
+        if kind != DATASET_TREE_KIND {
             return;
         }
-        for i in 0..node.len() {
-            let Some(child) = node.child_ptr(i) else {
+        for (k, v) in node.keys.iter().zip(&node.vals) {
+            if posix::keys::data_offset(k).is_none() {
                 continue;
-            };
-            let clo = Some(node.keys[i].as_slice());
-            let chi = node.keys.get(i + 1).map(|k| k.as_slice()).or(hi);
-            self.walk_node(name, kind, child, clo, chi, level - 1, counts);
+            }
+            match posix::FileRecord::decode(v) {
+                Ok(posix::FileRecord::Block { bp, .. }) => {
+                    self.visit_block(&bp);
+                }
+                Ok(posix::FileRecord::Inline(_)) => {}
+                Err(e) => self.error(format!("{name}: {e}"), false),
+            }
         }
     }
 }
@@ -314,110 +328,132 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
             superseded,
         );
     }
-    // Nodes are decoded from the copies just read and verified, never from
-    // the node cache: a check must see the disk.
-    w.walk_tree("pool tree", POOL_TREE_KIND, &ub.pool_root);
-    for (k, v) in std::mem::take(&mut w.pool_entries) {
-        let Some(id) = parse_dataset_key(&k) else {
-            continue;
-        };
-        match DatasetRecord::decode(&v) {
-            Ok(rec) => w.walk_tree(
-                &format!("dataset {id} ({})", rec.name),
-                DATASET_TREE_KIND,
-                &rec.root,
-            ),
-            Err(e) => w.error(format!("dataset {id}: {e}"), false),
-        }
-    }
+    w.walk_all_trees(&ub.pool_root);
     for bp in pool.space_map_chain() {
         w.visit_block(&bp);
     }
-    // A dataset's intent log ring is allocated once, outside every tree:
-    // it is reachable through its record. The log head only names a
-    // position inside it.
     for (id, tree) in &trees.datasets {
-        let ring = crate::intent_log::recorded_ring(tree, pool);
+        w.check_intent_log(*id, tree);
+    }
+    // The POSIX layer's own invariants (links, entries, orphans, records)
+    // only mean something on trees that read back whole.
+    if w.report.uncorrected() == 0 {
+        for (id, tree) in &trees.datasets {
+            w.check_posix(*id, tree);
+        }
+    }
+    drop(trees);
+    w.check_accounting(store, repair);
+    Ok(w.report)
+}
+
+impl Walker<'_> {
+    /// The pool tree, then every dataset tree its records name. Nodes are
+    /// decoded from the copies just read and verified, never from the node
+    /// cache: a check must see the disk.
+    fn walk_all_trees(&mut self, pool_root: &TreeRoot) {
+        self.walk_tree("pool tree", POOL_TREE_KIND, pool_root);
+        for (k, v) in std::mem::take(&mut self.pool_entries) {
+            let Some(id) = parse_dataset_key(&k) else {
+                continue;
+            };
+            match DatasetRecord::decode(&v) {
+                Ok(rec) => self.walk_tree(
+                    &format!("dataset {id} ({})", rec.name),
+                    DATASET_TREE_KIND,
+                    &rec.root,
+                ),
+                Err(e) => self.error(format!("dataset {id}: {e}"), false),
+            }
+        }
+    }
+
+    /// A dataset's intent log ring is allocated once, outside every tree:
+    /// it is reachable through its record. The log head only names a
+    /// position inside it.
+    fn check_intent_log(&mut self, id: u64, tree: &Tree) {
+        let ring = crate::intent_log::recorded_ring(tree, self.pool);
         let has_ring = matches!(ring, Ok(Some(_)));
         match ring {
             Ok(None) => {}
             Ok(Some(e)) => {
-                if let Some(prev) = w.overlapping(e.device, e.offset, e.len) {
-                    w.error(
+                if let Some(prev) = self.overlapping(e.device, e.offset, e.len) {
+                    self.error(
                         format!("dataset {id}: the intent log ring overlaps {prev}"),
                         false,
                     );
                 }
-                w.report.bytes_reachable += e.len;
-                w.owned.insert(
+                self.report.bytes_reachable += e.len;
+                self.owned.insert(
                     (e.device, e.offset),
                     (e.len, format!("dataset {id} intent log ring")),
                 );
             }
-            Err(e) => w.error(format!("dataset {id}: {e}"), false),
+            Err(e) => self.error(format!("dataset {id}: {e}"), false),
         }
         match tree.get(&posix::keys::log_head()) {
             Ok(Some(v)) => {
                 if let Err(e) = crate::intent_log::LogHead::decode(&v) {
-                    w.error(format!("dataset {id}: {e}"), false);
+                    self.error(format!("dataset {id}: {e}"), false);
                 } else if !has_ring {
-                    w.error(
+                    self.error(
                         format!("dataset {id}: an intent log head without a usable ring"),
                         false,
                     );
                 }
             }
             Ok(None) => {}
-            Err(e) => w.error(format!("dataset {id}: {e}"), false),
+            Err(e) => self.error(format!("dataset {id}: {e}"), false),
         }
     }
-    // The POSIX layer's own invariants (links, entries, orphans, records).
-    if w.report.uncorrected() == 0 {
-        for (id, tree) in &trees.datasets {
-            match posix::check::check_tree(tree, 100) {
-                Ok(Some(found)) => {
-                    for f in found {
-                        w.error(format!("dataset {id}: {f}"), false);
-                    }
+
+    fn check_posix(&mut self, id: u64, tree: &Tree) {
+        match posix::check::check_tree(tree, 100) {
+            Ok(Some(found)) => {
+                for f in found {
+                    self.error(format!("dataset {id}: {f}"), false);
                 }
-                Ok(None) => {}
-                Err(e) => w.error(format!("dataset {id}: {e}"), false),
+            }
+            Ok(None) => {}
+            Err(e) => self.error(format!("dataset {id}: {e}"), false),
+        }
+    }
+
+    /// Allocated per the space map must equal reachable, and nothing that
+    /// waits out a deferred free may be reachable.
+    fn check_accounting(&mut self, store: &Store, repair: bool) {
+        let pool = self.pool;
+        let reachable = normalize(
+            self.owned
+                .iter()
+                .map(|(&(device, offset), &(len, _))| Extent {
+                    device,
+                    offset,
+                    len,
+                })
+                .collect(),
+        );
+        let allocated = normalize(pool.allocated_extents());
+        if reachable != allocated {
+            let leaked = describe_diff(&allocated, &reachable);
+            let missing = describe_diff(&reachable, &allocated);
+            let what = format!("space map disagrees with the reachable blocks (allocated but unreachable: [{leaked}]; reachable but free: [{missing}])");
+            let fixed =
+                repair && !pool.is_read_only() && rebuild_space_map(store, &reachable).is_ok();
+            self.error(what, fixed);
+        }
+        for (txg, e) in pool.deferred_extents() {
+            if self.overlapping(e.device, e.offset, e.len).is_some() {
+                self.error(
+                    format!(
+                        "extent {}:{}+{} freed in txg {txg} is still reachable",
+                        e.device, e.offset, e.len
+                    ),
+                    false,
+                );
             }
         }
     }
-    drop(trees);
-
-    // Accounting: allocated per the space map == reachable.
-    let reachable = normalize(
-        w.owned
-            .iter()
-            .map(|(&(device, offset), &(len, _))| Extent {
-                device,
-                offset,
-                len,
-            })
-            .collect(),
-    );
-    let allocated = normalize(pool.allocated_extents());
-    if reachable != allocated {
-        let leaked = describe_diff(&allocated, &reachable);
-        let missing = describe_diff(&reachable, &allocated);
-        let what = format!("space map disagrees with the reachable blocks (allocated but unreachable: [{leaked}]; reachable but free: [{missing}])");
-        let fixed = repair && !pool.is_read_only() && rebuild_space_map(store, &reachable).is_ok();
-        w.error(what, fixed);
-    }
-    for (txg, e) in pool.deferred_extents() {
-        if w.overlapping(e.device, e.offset, e.len).is_some() {
-            w.error(
-                format!(
-                    "extent {}:{}+{} freed in txg {txg} is still reachable",
-                    e.device, e.offset, e.len
-                ),
-                false,
-            );
-        }
-    }
-    Ok(w.report)
 }
 
 fn rebuild_space_map(store: &Store, reachable: &[Extent]) -> Result<()> {

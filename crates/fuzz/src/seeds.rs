@@ -12,7 +12,17 @@ use aegis_pool::label::UBER_RING_OFFSET;
 use aegis_pool::uberblock::{UBER_MAGIC, UBER_SLOTS, UBER_SLOT_SIZE};
 use aegis_pool::{OpenOptions, TreeRoot};
 
+/// Every fuzz target's seeds, by target name.
 pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let mut v = pool_seeds();
+    v.extend(log_seeds());
+    v.push(("image", image_seeds()));
+    v
+}
+
+/// Encodings read off the base image: labels, uberblocks, pointers, roots,
+/// nodes, space map blocks, dataset records and POSIX items.
+fn pool_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let img = crate::image::base_bytes();
     let label = img[..4096].to_vec();
     let mut ubers = Vec::new();
@@ -56,7 +66,34 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         .take(4)
         .map(|bp| pool.read_block(bp).expect("space map block"))
         .collect();
-    // Leaf values of the dataset tree, by item type.
+    let (inodes, dirents, records, keys_seen) = posix_seeds(&store);
+    let dataset = vec![
+        rec.encode(),
+        DatasetRecord {
+            name: "x".into(),
+            ..rec.clone()
+        }
+        .encode(),
+    ];
+    vec![
+        ("label", vec![label]),
+        ("uberblock", ubers),
+        ("blkptr", bps),
+        ("tree_root", roots),
+        ("space_map", space),
+        ("tree_node", nodes),
+        ("dataset_record", dataset),
+        ("inode", inodes),
+        ("dirent", dirents),
+        ("file_record", records),
+        ("posix_keys", keys_seen),
+    ]
+}
+
+/// Leaf values of the root dataset's tree by item type, and its first
+/// keys, with one made-up value of each kind beside them.
+#[allow(clippy::type_complexity)]
+fn posix_seeds(store: &Store) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut inodes = Vec::new();
     let mut dirents = Vec::new();
     let mut records = Vec::new();
@@ -97,20 +134,21 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         }
         .encode(),
     );
-    let dataset = vec![
-        rec.encode(),
-        DatasetRecord {
-            name: "x".into(),
-            ..rec.clone()
-        }
-        .encode(),
-    ];
-    let image = vec![
+    (inodes, dirents, records, keys_seen)
+}
+
+/// Raw byte strings for the image target's mutation script.
+fn image_seeds() -> Vec<Vec<u8>> {
+    vec![
         Vec::new(),
         vec![0, 0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
         vec![1, 3, 0, 16, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
         vec![1, 0, 0, 0, 0, 2, 0, 0, 2, 7, 0, 9, 0, 1, 0x80],
-    ];
+    ]
+}
+
+/// The intent log's ring record, head, a block and every record type.
+fn log_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let ring = aegis_fs::intent_log::LogRing {
         extent: aegis_pool::Extent {
             device: 0,
@@ -137,20 +175,5 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         .encode(),
         ring.encode(),
     ];
-    vec![
-        ("log_block", log_blocks),
-        ("log_record", log_records),
-        ("label", vec![label]),
-        ("uberblock", ubers),
-        ("blkptr", bps),
-        ("tree_root", roots),
-        ("space_map", space),
-        ("tree_node", nodes),
-        ("dataset_record", dataset),
-        ("inode", inodes),
-        ("dirent", dirents),
-        ("file_record", records),
-        ("posix_keys", keys_seen),
-        ("image", image),
-    ]
+    vec![("log_block", log_blocks), ("log_record", log_records)]
 }

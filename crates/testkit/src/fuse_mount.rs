@@ -3,6 +3,13 @@
 //! the mount when it stays busy. std and libc only, so any suite can use
 //! it whatever it mounts.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a mount may stay busy before teardown gives up and reports.
+const PATIENCE: Duration = Duration::from_secs(10);
+
 /// Unmount the FUSE mount on `mnt` (an absolute path) the way a user
 /// would, retrying for up to 10 s while the kernel answers EBUSY. Returns
 /// how many attempts were busy before it went (0: at once), or a report of
@@ -25,164 +32,20 @@
 /// As root it calls umount2(2) itself: exact errno, and no fork that
 /// would open the same window for the other tests. Otherwise it runs
 /// `fusermount3 -u`, and its "Device or resource busy" is the EBUSY.
-pub fn unmount_with_retry(mnt: &std::path::Path) -> std::result::Result<u32, String> {
-    use std::collections::BTreeSet;
-    use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
-
-    const PATIENCE: Duration = Duration::from_secs(10);
-
-    enum Failed {
-        Busy(String),
-        Other(String),
-    }
-
-    fn attempt(mnt: &Path) -> std::result::Result<(), Failed> {
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            let c = std::ffi::CString::new(mnt.as_os_str().as_bytes())
-                .map_err(|_| Failed::Other(format!("{}: NUL in path", mnt.display())))?;
-            // SAFETY: `c` is a valid NUL-terminated path for the call.
-            if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error();
-            let text = format!("umount2({}): {e}", mnt.display());
-            return Err(if e.raw_os_error() == Some(libc::EBUSY) {
-                Failed::Busy(text)
-            } else {
-                Failed::Other(text)
-            });
-        }
-        let out = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(mnt)
-            .env("LC_ALL", "C")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Failed::Other(format!("running fusermount3: {e}")))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let text = format!(
-            "fusermount3 -u {}: {}: {}",
-            mnt.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Err(if text.contains("Device or resource busy") {
-            Failed::Busy(text)
-        } else {
-            Failed::Other(text)
-        })
-    }
-
-    /// Every process with a descriptor, working or root directory,
-    /// executable or mapping under `mnt`, one line each. Only reads
-    /// /proc (readlink and text), never anything inside the mount.
-    fn holders(mnt: &Path) -> Vec<String> {
-        let under = |p: &Path| p.starts_with(mnt);
-        let me = std::process::id();
-        let my_exe = std::fs::read_link("/proc/self/exe").ok();
-        let mut found = Vec::new();
-        // This process and its children first: the likely holders, and
-        // short-lived ones may be gone by the time the rest is read.
-        let mut pids = vec![me];
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for t in tasks.flatten() {
-                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                pids.extend(
-                    kids.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
-            }
-        }
-        if let Ok(procs) = std::fs::read_dir("/proc") {
-            let all = procs.flatten();
-            pids.extend(all.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()));
-        }
-        let mut done = BTreeSet::new();
-        for pid in pids {
-            if !done.insert(pid) {
-                continue;
-            }
-            let dir = PathBuf::from(format!("/proc/{pid}"));
-            let mut what = BTreeSet::new();
-            for link in ["cwd", "root", "exe"] {
-                if let Ok(t) = std::fs::read_link(dir.join(link)) {
-                    if under(&t) {
-                        what.insert(format!("{link} {}", t.display()));
-                    }
-                }
-            }
-            if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
-                for fd in fds.flatten() {
-                    if let Ok(t) = std::fs::read_link(fd.path()) {
-                        if under(&t) {
-                            let n = fd.file_name();
-                            what.insert(format!("fd {} {}", n.to_string_lossy(), t.display()));
-                        }
-                    }
-                }
-            }
-            if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
-                for line in maps.lines() {
-                    if let Some(i) = line.find('/') {
-                        if under(Path::new(&line[i..])) {
-                            what.insert(format!("mmap {}", &line[i..]));
-                        }
-                    }
-                }
-            }
-            if what.is_empty() {
-                continue;
-            }
-            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            let cmdline = std::fs::read(dir.join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
-            let ppid = std::fs::read_to_string(dir.join("status"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().to_string()))
-                .unwrap_or_default();
-            let exe = std::fs::read_link(dir.join("exe")).ok();
-            let note = if pid == me {
-                " [this test process]"
-            } else if ppid == me.to_string() && exe.is_some() && exe == my_exe {
-                " [a child of this test process that has not exec'd yet]"
-            } else {
-                ""
-            };
-            found.push(format!(
-                "pid {pid} ({}) ppid {ppid}{note}: {}: {}",
-                comm.trim(),
-                cmdline.trim(),
-                what.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        found
-    }
-
-    let mnt: PathBuf = mnt.to_path_buf();
+pub fn unmount_with_retry(mnt: &Path) -> std::result::Result<u32, String> {
     let start = Instant::now();
     let mut busy = 0u32;
     let mut seen = BTreeSet::new();
     let mut pause = Duration::from_millis(10);
     loop {
-        let why = match attempt(&mnt) {
+        let why = match attempt(mnt) {
             Ok(()) => {
                 if busy > 0 {
                     eprintln!(
                         "unmount {}: busy {busy} time(s) over {:?}, then unmounted; held by: {}",
                         mnt.display(),
                         start.elapsed(),
-                        if seen.is_empty() {
-                            "nothing seen in /proc (gone before the scan)".to_string()
-                        } else {
-                            seen.into_iter().collect::<Vec<_>>().join("; ")
-                        }
+                        listed(seen, "; ", "nothing seen in /proc (gone before the scan)")
                     );
                 }
                 return Ok(busy);
@@ -191,27 +54,182 @@ pub fn unmount_with_retry(mnt: &std::path::Path) -> std::result::Result<u32, Str
             Err(Failed::Busy(why)) => why,
         };
         busy += 1;
-        seen.extend(holders(&mnt));
+        seen.extend(holders(mnt));
         if start.elapsed() >= PATIENCE {
-            let now = holders(&mnt);
+            let now = holders(mnt);
             return Err(format!(
                 "{why}: still busy after {busy} attempts over {:?}.\n\
                  Holding it now: {}\n\
                  Seen holding it during the retries: {}",
                 start.elapsed(),
-                if now.is_empty() {
-                    "no process (a holder /proc does not show, or the kernel)".to_string()
-                } else {
-                    now.join("\n  ")
-                },
-                if seen.is_empty() {
-                    "none".to_string()
-                } else {
-                    seen.into_iter().collect::<Vec<_>>().join("\n  ")
-                }
+                listed(
+                    now,
+                    "\n  ",
+                    "no process (a holder /proc does not show, or the kernel)"
+                ),
+                listed(seen, "\n  ", "none"),
             ));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(250));
     }
+}
+
+fn listed(items: impl IntoIterator<Item = String>, sep: &str, none: &str) -> String {
+    let v: Vec<String> = items.into_iter().collect();
+    if v.is_empty() {
+        none.to_string()
+    } else {
+        v.join(sep)
+    }
+}
+
+enum Failed {
+    Busy(String),
+    Other(String),
+}
+
+/// One unmount: umount2(2) as root, `fusermount3 -u` otherwise.
+fn attempt(mnt: &Path) -> std::result::Result<(), Failed> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(mnt.as_os_str().as_bytes())
+            .map_err(|_| Failed::Other(format!("{}: NUL in path", mnt.display())))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        if unsafe { libc::umount2(c.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        let text = format!("umount2({}): {e}", mnt.display());
+        return Err(if e.raw_os_error() == Some(libc::EBUSY) {
+            Failed::Busy(text)
+        } else {
+            Failed::Other(text)
+        });
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(mnt)
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Failed::Other(format!("running fusermount3: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "fusermount3 -u {}: {}: {}",
+        mnt.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Err(if text.contains("Device or resource busy") {
+        Failed::Busy(text)
+    } else {
+        Failed::Other(text)
+    })
+}
+
+/// Every process with a descriptor, working or root directory,
+/// executable or mapping under `mnt`, one line each. Only reads /proc
+/// (readlink and text), never anything inside the mount.
+fn holders(mnt: &Path) -> Vec<String> {
+    let mut done = BTreeSet::new();
+    let mut found = Vec::new();
+    for pid in candidate_pids() {
+        if !done.insert(pid) {
+            continue;
+        }
+        let dir = PathBuf::from(format!("/proc/{pid}"));
+        let what = held_under(&dir, mnt);
+        if !what.is_empty() {
+            found.push(describe_process(pid, &dir, what));
+        }
+    }
+    found
+}
+
+/// This process and its children first: the likely holders, and
+/// short-lived ones may be gone by the time the rest is read. Then every
+/// process.
+fn candidate_pids() -> Vec<u32> {
+    let mut pids = vec![std::process::id()];
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            pids.extend(
+                kids.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        let all = procs.flatten();
+        pids.extend(all.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()));
+    }
+    pids
+}
+
+/// What the process at /proc/PID `dir` holds under `mnt`.
+fn held_under(dir: &Path, mnt: &Path) -> BTreeSet<String> {
+    let under = |p: &Path| p.starts_with(mnt);
+    let mut what = BTreeSet::new();
+    for link in ["cwd", "root", "exe"] {
+        if let Ok(t) = std::fs::read_link(dir.join(link)) {
+            if under(&t) {
+                what.insert(format!("{link} {}", t.display()));
+            }
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_link(fd.path()) {
+                if under(&t) {
+                    let n = fd.file_name();
+                    what.insert(format!("fd {} {}", n.to_string_lossy(), t.display()));
+                }
+            }
+        }
+    }
+    if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+        for line in maps.lines() {
+            if let Some(i) = line.find('/') {
+                if under(Path::new(&line[i..])) {
+                    what.insert(format!("mmap {}", &line[i..]));
+                }
+            }
+        }
+    }
+    what
+}
+
+/// One line naming a holder: pid, command, parent, and whether it is
+/// this test process or one of its children caught between fork and exec.
+fn describe_process(pid: u32, dir: &Path, what: BTreeSet<String>) -> String {
+    let me = std::process::id();
+    let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+    let cmdline = std::fs::read(dir.join("cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default();
+    let ppid = std::fs::read_to_string(dir.join("status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let exe = std::fs::read_link(dir.join("exe")).ok();
+    let my_exe = std::fs::read_link("/proc/self/exe").ok();
+    let note = if pid == me {
+        " [this test process]"
+    } else if ppid == me.to_string() && exe.is_some() && exe == my_exe {
+        " [a child of this test process that has not exec'd yet]"
+    } else {
+        ""
+    };
+    format!(
+        "pid {pid} ({}) ppid {ppid}{note}: {}: {}",
+        comm.trim(),
+        cmdline.trim(),
+        what.into_iter().collect::<Vec<_>>().join(", ")
+    )
 }

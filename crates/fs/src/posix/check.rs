@@ -40,263 +40,315 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
     let Some(meta) = tree.get(&keys::meta())? else {
         return Ok(None);
     };
-    let mut out = Vec::new();
     let meta = match DatasetMeta::decode(&meta) {
         Ok(m) => m,
         Err(e) => return Ok(Some(vec![format!("meta record: {e}")])),
     };
-    let mut objs: BTreeMap<u64, Obj> = BTreeMap::new();
-    let mut orphans = BTreeSet::new();
-    let bad = |out: &mut Vec<String>, s: String| {
-        if out.len() < limit {
-            out.push(s);
-        }
+    let mut c = Checker {
+        limit,
+        out: Vec::new(),
+        objs: BTreeMap::new(),
+        orphans: BTreeSet::new(),
+        names: BTreeMap::new(),
+        subdirs: BTreeMap::new(),
     };
     for item in tree.range(Bound::Unbounded, Bound::Unbounded) {
         let (k, v) = item?;
-        if k.len() < 9 {
-            bad(&mut out, format!("key {k:02x?} too short"));
-            continue;
-        }
-        let obj = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
-        if obj == keys::META_OBJECT {
-            match (k[8], keys::parse_orphan(&k)) {
-                (keys::META, _) | (keys::LOG_HEAD, _) | (keys::LOG_RING, _) => {}
-                (keys::ORPHAN, Some(ino)) => {
-                    orphans.insert(ino);
-                }
-                _ => bad(&mut out, format!("unknown dataset item {k:02x?}")),
-            }
-            continue;
-        }
-        let o = objs.entry(obj).or_default();
-        let r = match k[8] {
-            keys::INODE => InodeRecord::decode(&v).map(|i| o.inode = Some(i)),
-            keys::DIRENT => DirentValue::decode(&v).map(|d| match keys::dirent_cookie(&k) {
-                Some(c) if keys::dirent(obj, keys::name_hash(&d.name), c) == k => {
-                    o.entries.insert(c, d);
-                }
-                _ => bad(
-                    &mut out,
-                    format!("directory {obj}: entry key does not match its name"),
-                ),
-            }),
-            keys::DIRINDEX => DirentValue::decode(&v).map(|d| {
-                if let Some(c) = keys::dirindex_cookie(&k) {
-                    o.index.insert(c, d);
-                }
-            }),
-            keys::BACKREF => {
-                if let Some(pc) = keys::parse_backref(&k) {
-                    o.backrefs.insert(pc, v);
-                }
-                Ok(())
-            }
-            keys::XATTR | keys::SYMLINK => Ok(()),
-            keys::POLICY => {
-                if !(v.len() == 1 && (1..=3).contains(&v[0])) {
-                    bad(&mut out, format!("object {obj}: bad log policy {v:?}"));
-                }
-                Ok(())
-            }
-            keys::DATA => FileRecord::decode(&v).map(|rec| {
-                if let Some(off) = keys::data_offset(&k) {
-                    let inline = matches!(rec, FileRecord::Inline(_));
-                    o.records.push((off, rec.len(), inline));
-                }
-            }),
-            t => {
-                bad(&mut out, format!("object {obj}: unknown item type {t}"));
-                Ok(())
-            }
-        };
-        if let Err(e) = r {
-            bad(&mut out, format!("object {obj}: {e}"));
+        c.scan_item(&k, v);
+    }
+    c.check_entries();
+    let (count, max_ino) = c.check_inodes(&meta);
+    c.check_meta(&meta, count, max_ino);
+    Ok(Some(c.out))
+}
+
+/// What one scan of the tree gathered, and the findings so far.
+struct Checker {
+    /// Findings stop being recorded past this many.
+    limit: usize,
+    out: Vec<String>,
+    objs: BTreeMap<u64, Obj>,
+    orphans: BTreeSet<u64>,
+    /// Names pointing at each inode: inode → [(directory, cookie)].
+    names: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Subdirectory count of each directory.
+    subdirs: BTreeMap<u64, u32>,
+}
+
+impl Checker {
+    fn bad(&mut self, s: String) {
+        if self.out.len() < self.limit {
+            self.out.push(s);
         }
     }
 
-    // Names pointing at each inode, and subdirectory counts.
-    let mut names: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut subdirs: BTreeMap<u64, u32> = BTreeMap::new();
-    for (&dir, o) in &objs {
-        for (&cookie, e) in &o.entries {
-            names.entry(e.ino).or_default().push((dir, cookie));
-            if e.file_type == S_IFDIR {
-                *subdirs.entry(dir).or_default() += 1;
-            }
-            if o.index.get(&cookie) != Some(e) {
-                bad(
-                    &mut out,
-                    format!(
-                        "directory {dir}: entry {:?} has no matching index item",
-                        String::from_utf8_lossy(&e.name)
-                    ),
-                );
-            }
-            let back = objs
-                .get(&e.ino)
-                .and_then(|c| c.backrefs.get(&(dir, cookie)));
-            if back != Some(&e.name) {
-                bad(
-                    &mut out,
-                    format!(
-                        "inode {}: no back-reference for its name {:?} in {dir}",
-                        e.ino,
-                        String::from_utf8_lossy(&e.name)
-                    ),
-                );
-            }
-            match objs.get(&e.ino).and_then(|c| c.inode.as_ref()) {
-                None => bad(
-                    &mut out,
-                    format!(
-                        "directory {dir}: entry {:?} points at missing inode {}",
-                        String::from_utf8_lossy(&e.name),
-                        e.ino
-                    ),
-                ),
-                Some(c) if c.file_type() != e.file_type => bad(
-                    &mut out,
-                    format!(
-                        "directory {dir}: entry {:?} has the wrong file type",
-                        String::from_utf8_lossy(&e.name)
-                    ),
-                ),
-                _ => {}
-            }
-        }
-        for c in o.index.keys() {
-            if !o.entries.contains_key(c) {
-                bad(
-                    &mut out,
-                    format!("directory {dir}: index item {c} without an entry"),
-                );
-            }
-        }
-    }
-    let mut count = 0u64;
-    let mut max_ino = 0;
-    for (&ino, o) in &objs {
-        for &(p, c) in o.backrefs.keys() {
-            if objs
-                .get(&p)
-                .is_none_or(|d| d.entries.get(&c).is_none_or(|e| e.ino != ino))
-            {
-                bad(
-                    &mut out,
-                    format!("inode {ino}: back-reference to {p}/{c} without an entry"),
-                );
-            }
-        }
-        let Some(r) = &o.inode else {
-            bad(&mut out, format!("object {ino}: items without an inode"));
-            continue;
+    /// File one item of the scan under its object.
+    fn scan_item(&mut self, k: &[u8], v: Vec<u8>) {
+        let Some(obj) = k.get(..8).filter(|_| k.len() >= 9) else {
+            self.bad(format!("key {k:02x?} too short"));
+            return;
         };
-        count += 1;
-        max_ino = max_ino.max(ino);
-        let named = names.get(&ino).map_or(0, |v| v.len()) as u32;
-        if r.is_dir() {
-            let want = if r.nlink == 0 {
-                0
-            } else {
-                2 + subdirs.get(&ino).copied().unwrap_or(0)
-            };
-            if r.nlink != want {
-                bad(
-                    &mut out,
-                    format!(
-                        "directory {ino}: link count {} but {want} expected",
-                        r.nlink
-                    ),
-                );
+        let obj = u64::from_be_bytes(obj.try_into().expect("8 bytes"));
+        if obj == keys::META_OBJECT {
+            match (k[8], keys::parse_orphan(k)) {
+                (keys::META, _) | (keys::LOG_HEAD, _) | (keys::LOG_RING, _) => {}
+                (keys::ORPHAN, Some(ino)) => {
+                    self.orphans.insert(ino);
+                }
+                _ => self.bad(format!("unknown dataset item {k:02x?}")),
             }
-            if r.size != o.entries.len() as u64 {
-                bad(
-                    &mut out,
-                    format!(
-                        "directory {ino}: entry count {} but {} entries",
-                        r.size,
-                        o.entries.len()
-                    ),
-                );
-            }
-            if o.entries
-                .keys()
-                .next_back()
-                .is_some_and(|&c| c >= r.next_cookie)
-            {
-                bad(
-                    &mut out,
-                    format!(
-                        "directory {ino}: next cookie {} already used",
-                        r.next_cookie
-                    ),
-                );
-            }
-            let parents: Vec<u64> = names
-                .get(&ino)
-                .map(|v| v.iter().map(|p| p.0).collect())
-                .unwrap_or_default();
-            let ok = if ino == ROOT_INO {
-                parents.is_empty() && r.parent == ROOT_INO
-            } else {
-                parents.len() <= 1 && parents.first().is_none_or(|&p| p == r.parent)
-            };
-            if !ok {
-                bad(
-                    &mut out,
-                    format!(
-                        "directory {ino}: '..' is {} but it is named in {parents:?}",
-                        r.parent
-                    ),
-                );
-            }
-        } else if r.nlink != named {
-            bad(
-                &mut out,
-                format!("inode {ino}: link count {} but {named} names", r.nlink),
-            );
+            return;
         }
-        if named == 0 && ino != ROOT_INO && !orphans.contains(&ino) {
-            bad(
-                &mut out,
-                format!("inode {ino}: no name and not an orphan (leaked)"),
-            );
-        }
-        for &(off, len, inline) in &o.records {
-            let rs = meta.record_size as u64;
-            if !r.is_reg()
-                || off % rs != 0
-                || len as u64 > rs
-                || off + len as u64 > r.size
-                || (inline && off != 0)
-            {
-                bad(&mut out, format!("inode {ino}: file record at {off} (length {len}) outside the file or its record"));
-            }
+        if let Err(e) = self.scan_object_item(obj, k, v) {
+            self.bad(format!("object {obj}: {e}"));
         }
     }
-    for o in &orphans {
-        if objs.get(o).is_none_or(|x| x.inode.is_none()) {
-            bad(&mut out, format!("orphan {o} does not exist"));
+
+    fn scan_object_item(&mut self, obj: u64, k: &[u8], v: Vec<u8>) -> Result<()> {
+        let mut finding = None;
+        let o = self.objs.entry(obj).or_default();
+        match k[8] {
+            keys::INODE => o.inode = Some(InodeRecord::decode(&v)?),
+            keys::DIRENT => {
+                let d = DirentValue::decode(&v)?;
+                match keys::dirent_cookie(k) {
+                    Some(c) if keys::dirent(obj, keys::name_hash(&d.name), c) == k => {
+                        o.entries.insert(c, d);
+                    }
+                    _ => {
+                        finding = Some(format!(
+                            "directory {obj}: entry key does not match its name"
+                        ))
+                    }
+                }
+            }
+            keys::DIRINDEX => {
+                let d = DirentValue::decode(&v)?;
+                if let Some(c) = keys::dirindex_cookie(k) {
+                    o.index.insert(c, d);
+                }
+            }
+            keys::BACKREF => {
+                if let Some(pc) = keys::parse_backref(k) {
+                    o.backrefs.insert(pc, v);
+                }
+            }
+            keys::XATTR | keys::SYMLINK => {}
+            keys::POLICY => {
+                if !(v.len() == 1 && (1..=3).contains(&v[0])) {
+                    finding = Some(format!("object {obj}: bad log policy {v:?}"));
+                }
+            }
+            keys::DATA => {
+                let rec = FileRecord::decode(&v)?;
+                if let Some(off) = keys::data_offset(k) {
+                    let inline = matches!(rec, FileRecord::Inline(_));
+                    o.records.push((off, rec.len(), inline));
+                }
+            }
+            t => finding = Some(format!("object {obj}: unknown item type {t}")),
+        }
+        if let Some(f) = finding {
+            self.bad(f);
+        }
+        Ok(())
+    }
+
+    /// Each directory entry against its index item, the child's
+    /// back-reference and the child itself; gathers names and subdirs.
+    fn check_entries(&mut self) {
+        let mut found = Vec::new();
+        for (&dir, o) in &self.objs {
+            for (&cookie, e) in &o.entries {
+                self.names.entry(e.ino).or_default().push((dir, cookie));
+                if e.file_type == S_IFDIR {
+                    *self.subdirs.entry(dir).or_default() += 1;
+                }
+                found.extend(entry_findings(&self.objs, dir, cookie, e));
+            }
+            for c in o.index.keys() {
+                if !o.entries.contains_key(c) {
+                    found.push(format!("directory {dir}: index item {c} without an entry"));
+                }
+            }
+        }
+        for f in found {
+            self.bad(f);
         }
     }
-    if count != meta.inodes {
-        bad(
-            &mut out,
-            format!(
+
+    /// Every object: back-references, link counts, directory shape,
+    /// orphans and file records. Returns (inodes counted, highest inode).
+    fn check_inodes(&mut self, meta: &DatasetMeta) -> (u64, u64) {
+        let mut count = 0u64;
+        let mut max_ino = 0;
+        let mut found = Vec::new();
+        for (&ino, o) in &self.objs {
+            for &(p, c) in o.backrefs.keys() {
+                if self
+                    .objs
+                    .get(&p)
+                    .is_none_or(|d| d.entries.get(&c).is_none_or(|e| e.ino != ino))
+                {
+                    found.push(format!(
+                        "inode {ino}: back-reference to {p}/{c} without an entry"
+                    ));
+                }
+            }
+            let Some(r) = &o.inode else {
+                found.push(format!("object {ino}: items without an inode"));
+                continue;
+            };
+            count += 1;
+            max_ino = max_ino.max(ino);
+            let names = self.names.get(&ino).map(|v| v.as_slice()).unwrap_or(&[]);
+            let named = names.len() as u32;
+            if r.is_dir() {
+                let subdirs = self.subdirs.get(&ino).copied().unwrap_or(0);
+                found.extend(directory_findings(ino, o, r, names, subdirs));
+            } else if r.nlink != named {
+                found.push(format!(
+                    "inode {ino}: link count {} but {named} names",
+                    r.nlink
+                ));
+            }
+            if named == 0 && ino != ROOT_INO && !self.orphans.contains(&ino) {
+                found.push(format!("inode {ino}: no name and not an orphan (leaked)"));
+            }
+            found.extend(record_findings(ino, o, r, meta.record_size as u64));
+        }
+        for f in found {
+            self.bad(f);
+        }
+        (count, max_ino)
+    }
+
+    /// Orphans exist, and the meta record's counters fit what exists.
+    fn check_meta(&mut self, meta: &DatasetMeta, count: u64, max_ino: u64) {
+        let missing: Vec<u64> = self
+            .orphans
+            .iter()
+            .copied()
+            .filter(|o| self.objs.get(o).is_none_or(|x| x.inode.is_none()))
+            .collect();
+        for o in missing {
+            self.bad(format!("orphan {o} does not exist"));
+        }
+        if count != meta.inodes {
+            self.bad(format!(
                 "meta record counts {} inodes, the tree holds {count}",
                 meta.inodes
-            ),
-        );
-    }
-    if max_ino >= meta.next_ino {
-        bad(
-            &mut out,
-            format!(
+            ));
+        }
+        if max_ino >= meta.next_ino {
+            self.bad(format!(
                 "inode {max_ino} is not below the next inode number {}",
                 meta.next_ino
-            ),
-        );
+            ));
+        }
     }
-    Ok(Some(out))
+}
+
+/// One directory entry: its index item, the child's back-reference, and
+/// the child's existence and type.
+fn entry_findings(
+    objs: &BTreeMap<u64, Obj>,
+    dir: u64,
+    cookie: u64,
+    e: &DirentValue,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let name = String::from_utf8_lossy(&e.name);
+    if objs[&dir].index.get(&cookie) != Some(e) {
+        found.push(format!(
+            "directory {dir}: entry {name:?} has no matching index item"
+        ));
+    }
+    let child = objs.get(&e.ino);
+    if child.and_then(|c| c.backrefs.get(&(dir, cookie))) != Some(&e.name) {
+        found.push(format!(
+            "inode {}: no back-reference for its name {name:?} in {dir}",
+            e.ino
+        ));
+    }
+    match child.and_then(|c| c.inode.as_ref()) {
+        None => found.push(format!(
+            "directory {dir}: entry {name:?} points at missing inode {}",
+            e.ino
+        )),
+        Some(c) if c.file_type() != e.file_type => found.push(format!(
+            "directory {dir}: entry {name:?} has the wrong file type"
+        )),
+        _ => {}
+    }
+    found
+}
+
+/// A directory's link count, entry count, next cookie and `..`.
+fn directory_findings(
+    ino: u64,
+    o: &Obj,
+    r: &InodeRecord,
+    names: &[(u64, u64)],
+    subdirs: u32,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let want = if r.nlink == 0 { 0 } else { 2 + subdirs };
+    if r.nlink != want {
+        found.push(format!(
+            "directory {ino}: link count {} but {want} expected",
+            r.nlink
+        ));
+    }
+    if r.size != o.entries.len() as u64 {
+        found.push(format!(
+            "directory {ino}: entry count {} but {} entries",
+            r.size,
+            o.entries.len()
+        ));
+    }
+    if o.entries
+        .keys()
+        .next_back()
+        .is_some_and(|&c| c >= r.next_cookie)
+    {
+        found.push(format!(
+            "directory {ino}: next cookie {} already used",
+            r.next_cookie
+        ));
+    }
+    let parents: Vec<u64> = names.iter().map(|p| p.0).collect();
+    let ok = if ino == ROOT_INO {
+        parents.is_empty() && r.parent == ROOT_INO
+    } else {
+        parents.len() <= 1 && parents.first().is_none_or(|&p| p == r.parent)
+    };
+    if !ok {
+        found.push(format!(
+            "directory {ino}: '..' is {} but it is named in {parents:?}",
+            r.parent
+        ));
+    }
+    found
+}
+
+/// File records sit on record boundaries, inside the file's size; an
+/// inline record is the only record, at offset 0.
+fn record_findings(ino: u64, o: &Obj, r: &InodeRecord, record_size: u64) -> Vec<String> {
+    o.records
+        .iter()
+        .filter(|&&(off, len, inline)| {
+            !r.is_reg()
+                || record_size == 0
+                || off % record_size != 0
+                || len as u64 > record_size
+                || off.saturating_add(len as u64) > r.size
+                || (inline && off != 0)
+        })
+        .map(|&(off, len, _)| {
+            format!(
+                "inode {ino}: file record at {off} (length {len}) outside the file or its record"
+            )
+        })
+        .collect()
 }
