@@ -10,183 +10,17 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aegisfs");
+mod common;
 
-fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists()
-        && Command::new("fusermount3")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-    if !ok {
-        eprintln!("skipping: /dev/fuse or fusermount3 missing (apt-get install fuse3)");
-    }
-    ok
-}
-
-fn is_mounted(mnt: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = mnt.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-struct Mount {
-    _dir: tempfile::TempDir,
-    img: PathBuf,
-    mnt: PathBuf,
-    child: Option<Child>,
-}
-
-impl Mount {
-    /// A fresh image of `size` mounted on an empty directory.
-    fn new(size: &str) -> Mount {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let img = dir.path().join("test.img");
-        // Canonical, as the kernel and /proc name it.
-        let mnt = dir.path().canonicalize().expect("tempdir path").join("mnt");
-        fs::create_dir(&mnt).unwrap();
-        let out = Command::new(BIN)
-            .args(["mkfs", "--size", size])
-            .arg(&img)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mkfs: {out:?}");
-        let mut m = Mount {
-            _dir: dir,
-            img,
-            mnt,
-            child: None,
-        };
-        m.mount();
-        m
-    }
-
-    fn mount(&mut self) {
-        self.mount_with("allow_other");
-    }
-
-    fn mount_with(&mut self, options: &str) {
-        assert!(self.child.is_none());
-        let child = Command::new(BIN)
-            .args(["mount", "--foreground", "-o", options])
-            .arg(&self.img)
-            .arg(&self.mnt)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the mount daemon");
-        self.child = Some(child);
-        let start = Instant::now();
-        while !is_mounted(&self.mnt) {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mount daemon exited early: {st}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Clean unmount: the daemon must commit and exit 0.
-    fn unmount(&mut self) {
-        if let Err(report) = unmount_with_retry(&self.mnt) {
-            panic!("unmount failed: {report}");
-        }
-        let st = self.child.take().unwrap().wait().unwrap();
-        assert!(st.success(), "mount daemon exited with {st}");
-    }
-
-    fn remount(&mut self) {
-        self.unmount();
-        self.mount();
-    }
-
-    /// `kill -9` of the daemon, then clear the dead mount.
-    fn kill(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.mnt)
-            .status();
-        let start = Instant::now();
-        while is_mounted(&self.mnt) && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn fsck(&self) {
-        let out = Command::new(BIN)
-            .arg("fsck")
-            .arg(&self.img)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fsck: {}",
-            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.mnt.join(rel)
-    }
-
-    /// Unmount, fsck, done.
-    fn finish(mut self) {
-        self.unmount();
-        self.fsck();
-    }
-}
-
-impl Drop for Mount {
-    /// After a panic: unmount (retrying while busy), else detach lazily so
-    /// nothing is left mounted; then the daemon must go, killed if need be.
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if is_mounted(&self.mnt) {
-                if let Err(report) = unmount_with_retry(&self.mnt) {
-                    eprintln!("teardown: {report}\nteardown: detaching it lazily");
-                    let _ = Command::new("fusermount3")
-                        .arg("-uz")
-                        .arg(&self.mnt)
-                        .status();
-                }
-            }
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-use aegis_testkit::fuse_mount::unmount_with_retry;
-
-fn errno_of(e: std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
+use common::*;
 
 #[test]
 fn posix_semantics_through_fuse() {
@@ -632,7 +466,7 @@ fn bad_mounts_are_refused_with_one_line() {
         return;
     }
     let m = Mount::new("64M");
-    let dir = m._dir.path();
+    let dir = m.dir.path();
     let run = |args: &[&std::ffi::OsStr]| Command::new(BIN).args(args).output().unwrap();
     let check = |out: std::process::Output, needle: &str| {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -766,7 +600,7 @@ fn special_files_atime_modes_sigterm_and_the_mount_helper() {
     // The mount(8) helper: called as mount.fuse.aegisfs with mount(8)'s
     // arguments (fstab options it must drop included), it mounts in the
     // background and returns.
-    let helper = m._dir.path().join("mount.fuse.aegisfs");
+    let helper = m.dir.path().join("mount.fuse.aegisfs");
     std::os::unix::fs::symlink(BIN, &helper).unwrap();
     let out = Command::new(&helper)
         .arg(&m.img)

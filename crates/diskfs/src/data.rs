@@ -55,6 +55,7 @@ impl DiskFs {
                 read,
                 write,
                 append: flags & libc::O_APPEND != 0,
+                dir_end: 0,
             },
         ))
     }

@@ -60,6 +60,12 @@ pub(crate) struct Handle {
     pub(crate) read: bool,
     pub(crate) write: bool,
     pub(crate) append: bool,
+    /// Directory streams end before this cookie: the directory's next
+    /// cookie when the stream was opened or last rewound. An entry renamed
+    /// during the read takes a newer cookie, so without the bound a reader
+    /// could meet it again and again, forever (btrfs's fix, kernel commit
+    /// 9b378f6ad48c). 0 for files.
+    pub(crate) dir_end: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

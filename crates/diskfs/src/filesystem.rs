@@ -350,7 +350,8 @@ impl FileSystem for DiskFs {
 
     fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
         let mut st = self.state.lock();
-        if !self.inode(ino)?.is_dir() {
+        let d = self.inode(ino)?;
+        if !d.is_dir() {
             return Err(FsError::NotDir);
         }
         Ok(Self::new_handle(
@@ -361,6 +362,7 @@ impl FileSystem for DiskFs {
                 read: true,
                 write: false,
                 append: false,
+                dir_end: d.next_cookie,
             },
         ))
     }

@@ -130,11 +130,14 @@ impl DiskFs {
             return Err(FsError::BadHandle);
         }
         let rs = self.record_size;
-        let rows = self.view(|t| {
+        let rewound = offset == 0;
+        let (rows, end) = self.view(|t| {
             let d = t.inode(ino)?;
             if !d.is_dir() {
                 return Err(FsError::NotDir.into());
             }
+            // A rewind moves the stream's end to what the directory holds now.
+            let end = if rewound { d.next_cookie } else { h.dir_end };
             let mut out: Vec<(DirEntry, Option<Attr>)> = Vec::new();
             if offset < 1 {
                 out.push((dot(ino, 1, b"."), plus.then(|| attr(ino, &d, rs))));
@@ -148,6 +151,9 @@ impl DiskFs {
             }
             if out.len() < max {
                 for (cookie, e) in t.entries_after(ino, offset.max(2), max - out.len())? {
+                    if cookie >= end {
+                        break;
+                    }
                     // Plain readdir needs only the entry: the child's inode
                     // is read for readdirplus alone.
                     let a = if plus {
@@ -165,8 +171,11 @@ impl DiskFs {
                 }
             }
             out.truncate(max);
-            Ok(out)
+            Ok((out, end))
         })?;
+        if let Some(h) = st.handles.get_mut(&fh) {
+            h.dir_end = end;
+        }
         if plus {
             for (e, _) in &rows {
                 if e.offset > 2 {

@@ -38,6 +38,7 @@ impl State {
             read,
             write,
             append: flags & libc::O_APPEND != 0,
+            dir_end: 0,
         }))
     }
 

@@ -67,6 +67,12 @@ impl Dir {
         }
     }
 
+    /// The cookie the next entry will get: every entry present now has a
+    /// smaller one.
+    pub fn next_cookie(&self) -> u64 {
+        self.next_cookie
+    }
+
     /// Entries with a cookie strictly greater than `after`, in cookie order:
     /// (cookie, name, ino). Excludes "." and "..".
     pub fn after(&self, after: u64) -> impl Iterator<Item = (u64, &[u8], Ino)> + '_ {

@@ -143,13 +143,14 @@ impl FileSystem for RamFs {
 
     fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
         let mut st = self.state.lock();
-        st.dir(ino)?;
+        let dir_end = st.dir(ino)?.next_cookie();
         Ok(st.new_handle(Handle {
             ino,
             dir: true,
             read: true,
             write: false,
             append: false,
+            dir_end,
         }))
     }
 

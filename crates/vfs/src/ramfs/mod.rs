@@ -78,6 +78,12 @@ struct Handle {
     read: bool,
     write: bool,
     append: bool,
+    /// Directory streams end before this cookie: the directory's next
+    /// cookie when the stream was opened or last rewound. An entry renamed
+    /// during the read gets a newer cookie, so without the bound a reader
+    /// could meet it again and again, forever (btrfs's fix, kernel commit
+    /// 9b378f6ad48c). 0 for files.
+    dir_end: u64,
 }
 
 #[derive(Debug)]

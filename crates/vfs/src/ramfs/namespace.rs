@@ -86,7 +86,9 @@ impl State {
         Ok(attr)
     }
 
-    /// Entries of directory `ino` after cookie `offset`, with attributes.
+    /// Entries of directory `ino` after cookie `offset` and before the
+    /// stream's end, with attributes. Offset 0 (a rewind) moves the end to
+    /// what the directory holds now.
     pub(super) fn list(
         &mut self,
         ino: Ino,
@@ -99,6 +101,13 @@ impl State {
         if !h.dir {
             return Err(FsError::BadHandle);
         }
+        let mut end = h.dir_end;
+        if offset == 0 {
+            end = self.dir(ino)?.next_cookie();
+            if let Some(h) = self.handles.get_mut(&fh) {
+                h.dir_end = end;
+            }
+        }
         let dir = self.dir(ino)?;
         let mut out: Vec<(DirEntry, Ino)> = Vec::new();
         if offset < DOT_COOKIE {
@@ -108,7 +117,7 @@ impl State {
             out.push((dot(dir.parent, DOTDOT_COOKIE, b".."), dir.parent));
         }
         for (cookie, name, child) in dir.after(offset) {
-            if out.len() >= max {
+            if out.len() >= max || cookie >= end {
                 break;
             }
             let kind = self.get(child)?.kind;
