@@ -22,7 +22,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 
 use aegis_vfs::FileSystem;
@@ -155,14 +155,16 @@ fn start(
     path: PathBuf,
     config: &MountConfig,
 ) -> Result<(Session<FuseAdapter>, Arc<Unmounter>), MountError> {
-    let mut session =
-        Session::new(FuseAdapter::new(fs), &path, &fuser_config(config)).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound && !in_path("fusermount3") {
-                MountError::FusermountMissing
-            } else {
-                MountError::io(format!("mounting {}", path.display()), e)
-            }
-        })?;
+    let notifier = Arc::new(OnceLock::new());
+    let adapter = FuseAdapter::new(fs, Arc::clone(&notifier));
+    let mut session = Session::new(adapter, &path, &fuser_config(config)).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound && !in_path("fusermount3") {
+            MountError::FusermountMissing
+        } else {
+            MountError::io(format!("mounting {}", path.display()), e)
+        }
+    })?;
+    let _ = notifier.set(session.notifier());
     let unmounter = Arc::new(Unmounter {
         inner: Mutex::new(session.unmount_callable()),
         path,

@@ -35,15 +35,15 @@ mod tests;
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use aegis_vfs::{FileSystem, SetAttr, Whence};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, WriteFlags,
+    INodeNo, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, WriteFlags,
 };
 
 use self::init::negotiate;
@@ -56,11 +56,35 @@ const MAX_COPY: u32 = 0xffff_f000;
 /// Serves an `Arc<dyn FileSystem>` to the kernel.
 pub(crate) struct FuseAdapter {
     fs: Arc<dyn FileSystem>,
+    /// The session's channel for notifications to the kernel, set once the
+    /// session exists (it is made after the adapter). Until then, and if
+    /// never set, nothing is invalidated.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl FuseAdapter {
-    pub(crate) fn new(fs: Arc<dyn FileSystem>) -> FuseAdapter {
-        FuseAdapter { fs }
+    pub(crate) fn new(fs: Arc<dyn FileSystem>, notifier: Arc<OnceLock<Notifier>>) -> FuseAdapter {
+        FuseAdapter { fs, notifier }
+    }
+
+    /// Drop the kernel's cached pages of `[offset, offset + len)` after an
+    /// O_DIRECT write, before it is acknowledged. The kernel invalidates
+    /// them itself before a direct write, and after a synchronous one, but
+    /// not when an asynchronous one (io_submit) completes: a buffered
+    /// reader that refilled the cache meanwhile would keep old bytes for
+    /// good. Safe to call from a request: it waits only on page locks,
+    /// which reads served by other workers release.
+    fn drop_cached_pages(&self, ino: u64, offset: u64, len: u64) {
+        let Some(n) = self.notifier.get() else { return };
+        let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // ENOENT: the kernel holds no pages of this inode; nothing to drop.
+        if let Err(e) = n.inval_inode(INodeNo(ino), off, len) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!("invalidating cached pages of inode {ino}: {e}");
+            }
+        }
     }
 }
 
@@ -254,12 +278,17 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         match self.fs.write(ino.0, fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+            Ok(n) => {
+                if flags.0 & libc::O_DIRECT != 0 {
+                    self.drop_cached_pages(ino.0, offset, n.into());
+                }
+                reply.written(n)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
