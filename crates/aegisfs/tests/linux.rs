@@ -217,3 +217,106 @@ fn a_buffered_read_after_a_direct_write_sees_the_new_bytes() {
     drop((direct, reader));
     m.finish();
 }
+
+/// Detaches whatever is still mounted on `mnt` when a test ends early,
+/// for tests whose daemons are not their children.
+struct Detach<'a>(&'a std::path::Path);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.0) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+}
+
+/// Wait until no process holds the image lock: a daemon that is not our
+/// child has exited.
+fn wait_for_lock_free(img: &std::path::Path) {
+    let start = std::time::Instant::now();
+    loop {
+        let f = File::open(img).unwrap();
+        // SAFETY: flock on a descriptor `f` keeps open.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+        assert!(start.elapsed().as_secs() < 60, "the daemon did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `umount DIR` returns before the old daemon has let go of the image; a
+/// `mount` right after it must wait for that, not refuse the image.
+#[test]
+fn mount_right_after_umount_succeeds() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("512M");
+    m.unmount();
+    let _guard = Detach(&m.mnt);
+    for round in 0..5 {
+        run_ok(
+            std::process::Command::new(BIN)
+                .arg("mount")
+                .arg(&m.img)
+                .arg(&m.mnt),
+        );
+        if round > 0 {
+            let back = fs::read(m.p(&format!("round-{}", round - 1))).unwrap();
+            assert_eq!(back, format!("data {}", round - 1).as_bytes());
+        }
+        fs::write(m.p(&format!("round-{round}")), format!("data {round}")).unwrap();
+        // Uncommitted data that does not compress, so the old daemon has
+        // a commit to finish after the unmount.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ round as u64;
+        let bulk: Vec<u8> = (0..64 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs::write(m.p("bulk"), bulk).unwrap();
+        run_ok(std::process::Command::new("umount").arg(&m.mnt));
+    }
+    // A second mount of a mounted image is still refused.
+    run_ok(
+        std::process::Command::new(BIN)
+            .arg("mount")
+            .arg(&m.img)
+            .arg(&m.mnt),
+    );
+    let other = m.dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("mount")
+        .arg(&m.img)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second mount of one image");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{out:?}"
+    );
+    run_ok(std::process::Command::new("umount").arg(&m.mnt));
+    wait_for_lock_free(&m.img);
+    m.fsck();
+}

@@ -9,8 +9,8 @@
 //! - `flush` is `fdatasync`: data and the metadata needed to read it back;
 //! - `discard` is only a hint: when the filesystem or device cannot do it,
 //!   it succeeds without doing anything;
-//! - an exclusive `flock` taken with [`FileDevice::lock_exclusive`] lasts as
-//!   long as the device (it belongs to the open file description).
+//! - the image lock taken with [`FileDevice::lock_exclusive`] lasts as long
+//!   as the device (it belongs to the open file description).
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -116,23 +116,19 @@ impl FileDevice {
         &self.path
     }
 
-    /// Take an exclusive, non-blocking `flock` on the device, so two processes
-    /// never run a pool on the same device at once. The lock is released when
-    /// this `FileDevice` is dropped.
+    /// Take the image lock, so two processes never run a pool on the same
+    /// device at once: refused when another process uses the device,
+    /// waited for (bounded) when that process is only closing it (see
+    /// `image_lock`). The lock is released when this `FileDevice` is
+    /// dropped.
     pub fn lock_exclusive(&self) -> Result<()> {
-        // SAFETY: flock only reads the descriptor, which `self.file` keeps open.
-        let rc = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(BlockError::Invalid(format!(
-                "{} is in use by another process (locked)",
-                self.path.display()
-            )));
-        }
-        Err(io_err(&self.path, err))
+        crate::image_lock::take(&self.file, &self.path)
+    }
+
+    /// Tell the next opener that this process only commits and closes the
+    /// device now, so it waits instead of being refused.
+    pub fn mark_closing(&self) -> Result<()> {
+        crate::image_lock::mark_closing(&self.file, &self.path)
     }
 
     fn io(&self, e: std::io::Error) -> BlockError {
@@ -486,5 +482,26 @@ mod tests {
         // The lock dies with its device.
         drop(a);
         b.lock_exclusive().unwrap();
+    }
+
+    #[test]
+    fn a_closing_holder_is_waited_for() {
+        let dir = tmp();
+        let path = dir.path().join("a.img");
+        let a = FileDevice::create(&path, 4096).unwrap();
+        a.lock_exclusive().unwrap();
+        a.mark_closing().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(a);
+        });
+        let b = FileDevice::open(&path, OpenMode::ReadOnly).unwrap();
+        let start = std::time::Instant::now();
+        b.lock_exclusive().unwrap();
+        assert!(start.elapsed() >= std::time::Duration::from_millis(250));
+        closer.join().unwrap();
+        // b is now the active holder: a third opener is refused.
+        let c = FileDevice::open(&path, OpenMode::ReadOnly).unwrap();
+        assert!(c.lock_exclusive().is_err());
     }
 }

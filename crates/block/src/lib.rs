@@ -14,6 +14,7 @@
 mod error;
 mod fault;
 mod file;
+mod image_lock;
 mod memory;
 mod recording;
 

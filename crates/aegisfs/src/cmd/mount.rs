@@ -161,7 +161,8 @@ pub fn run(a: Args) -> CliResult<u8> {
         sync_thread: true,
         ..Default::default()
     };
-    let fs = aegis_diskfs::open(vec![Arc::new(dev) as DeviceRef], &opts)
+    let dev = Arc::new(dev);
+    let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)
         .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
     if parsed.mount.fsname == "aegisfs" {
         parsed.mount.fsname = image.display().to_string();
@@ -171,6 +172,12 @@ pub fn run(a: Args) -> CliResult<u8> {
         &mountpoint,
         &parsed.mount,
     );
+    // The mount is gone: a `mount` of this image from now on waits for
+    // this process to finish instead of being refused (a failure to say so
+    // only costs that wait its patience).
+    if let Err(e) = dev.mark_closing() {
+        tracing::warn!("{e}");
+    }
     // Commit whatever the session left, even if it ended with an error.
     let closed = fs.unmount();
     served.map_err(|e| CliError::new(e.to_string()))?;
