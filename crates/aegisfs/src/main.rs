@@ -36,6 +36,8 @@ enum Command {
     Get(cmd::property::GetArgs),
     /// Run a workload script on a recorded in-memory AegisFS and check every crash state.
     Crashtest(cmd::crashtest::Args),
+    /// Stop a mounted AegisFS as a crash would (FS_IOC_SHUTDOWN): every operation then fails with EIO.
+    Shutdown(cmd::shutdown::Args),
     /// Show a pool's identity, features, newest txg, space and trees.
     Info(cmd::info::Args),
     /// Check every reachable block; exit 0 clean, 1 corrected, 4 errors left, 8 operational error.
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Set(a) => cmd::property::set(a),
         Command::Crashtest(a) => cmd::crashtest::run(a),
         Command::Get(a) => cmd::property::get(a),
+        Command::Shutdown(a) => cmd::shutdown::run(a),
     }
 }
 
@@ -92,7 +95,16 @@ fn mount_helper_args() -> Option<cmd::mount::Args> {
         return None;
     }
     let mut positional = Vec::new();
-    let mut options = Vec::new();
+    // mount(8) passes neither `dev` nor `suid` (its defaults), so as root
+    // they are the helper's defaults too; `nodev`/`nosuid` given later
+    // override them. Unprivileged mounts get nodev,nosuid from
+    // fusermount3 whatever is asked.
+    // SAFETY: geteuid has no preconditions.
+    let mut options = if unsafe { libc::geteuid() } == 0 {
+        vec!["dev,suid".to_string()]
+    } else {
+        Vec::new()
+    };
     let mut foreground = false;
     while let Some(a) = argv.next() {
         match a.to_str() {

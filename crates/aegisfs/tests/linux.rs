@@ -220,14 +220,14 @@ fn a_buffered_read_after_a_direct_write_sees_the_new_bytes() {
 
 /// Detaches whatever is still mounted on `mnt` when a test ends early,
 /// for tests whose daemons are not their children.
-struct Detach<'a>(&'a std::path::Path);
+struct Detach(std::path::PathBuf);
 
-impl Drop for Detach<'_> {
+impl Drop for Detach {
     fn drop(&mut self) {
-        if is_mounted(self.0) {
+        if is_mounted(&self.0) {
             let _ = std::process::Command::new("umount")
                 .arg("-l")
-                .arg(self.0)
+                .arg(&self.0)
                 .status();
         }
     }
@@ -269,7 +269,7 @@ fn mount_right_after_umount_succeeds() {
     }
     let mut m = Mount::new("512M");
     m.unmount();
-    let _guard = Detach(&m.mnt);
+    let _guard = Detach(m.mnt.clone());
     for round in 0..5 {
         run_ok(
             std::process::Command::new(BIN)
@@ -319,4 +319,240 @@ fn mount_right_after_umount_succeeds() {
     run_ok(std::process::Command::new("umount").arg(&m.mnt));
     wait_for_lock_free(&m.img);
     m.fsck();
+}
+
+/// Puts `mount.fuse.aegisfs` where mount(8) looks for helpers, pointing
+/// at the binary under test (atomically: other tests may be doing the
+/// same at once).
+fn install_mount8_helper() {
+    let tmp = format!("/sbin/.mount.fuse.aegisfs.{}", std::process::id());
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(BIN, &tmp).unwrap();
+    fs::rename(&tmp, "/sbin/mount.fuse.aegisfs").unwrap();
+}
+
+/// The options of the mount on `mnt` as /proc/mounts shows them.
+fn mount_options(mnt: &std::path::Path) -> Vec<String> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let want = mnt.to_string_lossy().replace(' ', "\\040");
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(want.as_str()))
+        .unwrap_or_else(|| panic!("{} is not mounted", mnt.display()));
+    line.split(' ')
+        .nth(3)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+/// The pid of the daemon serving `img` (not our child when mount(8)
+/// started it).
+fn daemon_of(img: &std::path::Path) -> i32 {
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("--foreground") && cmd.contains(&*img.to_string_lossy()) {
+            return pid;
+        }
+    }
+    panic!("no daemon serves {}", img.display());
+}
+
+/// `mount -o remount,ro` and back through mount(8): the kernel and the
+/// daemon both switch, a remount that cannot happen (a file open for
+/// writing) changes nothing, and going read-only commits everything.
+#[test]
+fn remount_read_only_and_back_through_mount8() {
+    use std::process::Command;
+    if !fuse_available() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    install_mount8_helper();
+    let mut m = Mount::new("64M");
+    m.unmount();
+    let _guard = Detach(m.mnt.clone());
+    let mount8 = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .arg(&m.mnt)
+            .output()
+            .unwrap()
+    };
+    let out = Command::new("mount")
+        .args(["-t", "fuse.aegisfs"])
+        .arg(&m.img)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount(8): {out:?}");
+    fs::write(m.p("kept"), b"written before the remount").unwrap();
+    // Busy: a file open for writing keeps the mount writable.
+    let busy = fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("kept"))
+        .unwrap();
+    let out = mount8(&["-o", "remount,ro"]);
+    assert!(!out.status.success(), "remount,ro with a writer: {out:?}");
+    assert!(mount_options(&m.mnt).contains(&"rw".to_string()));
+    fs::write(m.p("still-writable"), b"yes").unwrap();
+    drop(busy);
+
+    let out = mount8(&["-o", "remount,ro"]);
+    assert!(out.status.success(), "remount,ro: {out:?}");
+    assert!(mount_options(&m.mnt).contains(&"ro".to_string()));
+    let err = fs::write(m.p("refused"), b"no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert_eq!(
+        fs::read(m.p("kept")).unwrap(),
+        b"written before the remount"
+    );
+
+    let out = mount8(&["-o", "remount,rw"]);
+    assert!(out.status.success(), "remount,rw: {out:?}");
+    assert!(mount_options(&m.mnt).contains(&"rw".to_string()));
+    fs::write(m.p("after"), b"writable again").unwrap();
+
+    // Read-only again, then kill -9: the freeze committed everything.
+    assert!(mount8(&["-o", "remount,ro"]).status.success());
+    let pid = daemon_of(&m.img);
+    // SAFETY: signalling the daemon found above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = Command::new("umount").arg("-l").arg(&m.mnt).status();
+    wait_for_lock_free(&m.img);
+    m.fsck();
+    m.mount();
+    assert_eq!(fs::read(m.p("after")).unwrap(), b"writable again");
+    assert_eq!(fs::read(m.p("still-writable")).unwrap(), b"yes");
+    assert!(!m.p("refused").exists());
+    m.finish();
+}
+
+/// Through mount(8) as root the defaults are mount(8)'s (`dev`, `suid`):
+/// a device node works. An fstab line with `nodev,nosuid` gets both.
+#[test]
+fn dev_and_suid_through_mount8_and_fstab() {
+    use std::process::Command;
+    if !fuse_available() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    install_mount8_helper();
+    let mut m = Mount::new("64M");
+    m.unmount();
+    let _guard = Detach(m.mnt.clone());
+    let out = Command::new("mount")
+        .args(["-t", "fuse.aegisfs"])
+        .arg(&m.img)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount(8): {out:?}");
+    let opts = mount_options(&m.mnt);
+    assert!(
+        !opts.contains(&"nodev".to_string()) && !opts.contains(&"nosuid".to_string()),
+        "{opts:?}"
+    );
+    let null = std::ffi::CString::new(m.p("null").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path; makedev(1, 3) is /dev/null's number.
+    assert_eq!(
+        unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+        0
+    );
+    fs::write(m.p("null"), b"into the void").unwrap();
+    run_ok(Command::new("umount").arg(&m.mnt));
+    wait_for_lock_free(&m.img);
+
+    let fstab = m.dir.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.aegisfs nodev,nosuid,noauto 0 0\n",
+            m.img.display(),
+            m.mnt.display()
+        ),
+    )
+    .unwrap();
+    run_ok(Command::new("mount").arg("-T").arg(&fstab).arg(&m.mnt));
+    let opts = mount_options(&m.mnt);
+    assert!(
+        opts.contains(&"nodev".to_string()) && opts.contains(&"nosuid".to_string()),
+        "{opts:?}"
+    );
+    let err = fs::write(m.p("null"), b"refused").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    run_ok(Command::new("umount").arg(&m.mnt));
+    wait_for_lock_free(&m.img);
+    m.fsck();
+}
+
+/// `aegisfs shutdown` (FS_IOC_SHUTDOWN): every later operation fails with
+/// EIO, not one more byte reaches the image, and the next mount shows what
+/// was durable.
+#[test]
+fn shutdown_stops_every_operation_and_every_write() {
+    use std::io::Write;
+    use std::process::Command;
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    let mut f = File::create(m.p("durable")).unwrap();
+    f.write_all(b"fsynced before the shutdown").unwrap();
+    f.sync_all().unwrap();
+    fs::write(m.p("maybe"), b"not fsynced").unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        // Only root may.
+        let out = Command::new(BIN)
+            .arg("shutdown")
+            .arg(&m.mnt)
+            .env("LC_ALL", "C")
+            .uid_gid_nobody()
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only root"),
+            "{out:?}"
+        );
+    }
+    run_ok(Command::new(BIN).arg("shutdown").arg(&m.mnt));
+    let image_after = fs::read(&m.img).unwrap();
+    let eio = |r: std::io::Result<()>| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    };
+    eio(fs::metadata(m.p("durable")).map(|_| ()));
+    eio(fs::read(m.p("durable")).map(|_| ()));
+    eio(f.write_all(b"more").and_then(|_| f.sync_all()));
+    eio(fs::write(m.p("new"), b"x"));
+    eio(fs::read_dir(&m.mnt).map(|_| ()));
+    drop(f);
+    m.unmount();
+    assert!(
+        fs::read(&m.img).unwrap() == image_after,
+        "the image changed after the shutdown"
+    );
+    m.fsck();
+    m.mount();
+    assert_eq!(
+        fs::read(m.p("durable")).unwrap(),
+        b"fsynced before the shutdown"
+    );
+    assert!(!m.p("new").exists());
+    m.finish();
+}
+
+/// Run a command as nobody.
+trait AsNobody {
+    fn uid_gid_nobody(&mut self) -> &mut Self;
+}
+
+impl AsNobody for std::process::Command {
+    fn uid_gid_nobody(&mut self) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        self.uid(65534).gid(65534)
+    }
 }

@@ -17,6 +17,8 @@ pub enum BlockError {
     OutOfRange { offset: u64, len: usize, size: u64 },
     #[error("injected I/O error at offset {offset}")]
     Injected { offset: u64 },
+    #[error("{device} was shut down: nothing more is written to it")]
+    ShutDown { device: String },
     #[error("{0}")]
     Invalid(String),
 }

@@ -14,6 +14,7 @@
 mod error;
 mod fault;
 mod file;
+mod gate;
 mod image_lock;
 mod memory;
 mod recording;
@@ -21,6 +22,7 @@ mod recording;
 pub use error::{BlockError, Result};
 pub use fault::{FaultConfig, FaultDevice, FaultKind, Zone};
 pub use file::{FileDevice, OpenMode};
+pub use gate::GatedDevice;
 pub use memory::MemDevice;
 pub use recording::{RecordedOp, RecordingDevice};
 

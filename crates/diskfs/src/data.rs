@@ -124,7 +124,7 @@ impl DiskFs {
             done += piece;
         }
         let now = now_ns();
-        if !self.read_only && atime_due(rin, now, self.opts.atime) {
+        if !self.read_only() && atime_due(rin, now, self.opts.atime) {
             self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino_in)?;
                 r.atime = tx.now;

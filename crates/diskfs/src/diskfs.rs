@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use aegis_fs::intent_log::{IntentLog, LogStats, Logged};
@@ -89,12 +90,21 @@ pub(crate) struct State {
 /// reserve is only 1/32 of it.
 pub(crate) const NAMESPACE_OPS: u64 = 6;
 
+/// Modes of a mounted filesystem (`DiskFs::mode`).
+pub(crate) const ACTIVE: u8 = 0;
+pub(crate) const FROZEN: u8 = 1;
+pub(crate) const SHUT: u8 = 2;
+
 /// The on-disk filesystem. See the [module documentation](self).
 pub struct DiskFs {
     pub(crate) store: Arc<Store>,
     pub(crate) ds: u64,
     pub(crate) opts: DiskFsOptions,
-    pub(crate) read_only: bool,
+    /// The store was opened read-only: nothing can make this writable.
+    pub(crate) opened_read_only: bool,
+    /// [`ACTIVE`], [`FROZEN`] (remounted read-only) or [`SHUT`] (shut
+    /// down); only ever moves to `SHUT` once there.
+    pub(crate) mode: AtomicU8,
     /// The dataset's record size (fixed at mkfs), readable without the lock.
     pub(crate) record_size: u32,
     pub(crate) state: Mutex<State>,
@@ -158,7 +168,8 @@ impl DiskFs {
             store,
             ds,
             opts,
-            read_only,
+            opened_read_only: read_only,
+            mode: AtomicU8::new(ACTIVE),
             record_size: meta.record_size,
             log,
             state: Mutex::new(State {
@@ -198,7 +209,7 @@ impl DiskFs {
             let mut st = self.state.lock();
             st.refs.clear();
             st.handles.clear();
-            if !self.read_only {
+            if !self.read_only() {
                 // One that cannot be freed now stays listed on disk and
                 // goes at the next mount.
                 self.release_orphans(&mut st);
@@ -209,7 +220,8 @@ impl DiskFs {
 
     /// Commit the open transaction group (sync(2), fsync).
     pub fn sync(&self) -> Result<()> {
-        if !self.read_only {
+        self.check_alive()?;
+        if !self.read_only() {
             // Orphans a full pool kept from being freed get another try.
             self.release_orphans(&mut self.state.lock());
             self.store.commit().map_err(lower)?;
@@ -235,14 +247,63 @@ impl DiskFs {
         size: TxSize,
         f: impl FnOnce(&mut Tx<'_>) -> TxResult<R>,
     ) -> Result<R> {
-        if self.read_only {
+        self.check_alive()?;
+        if self.read_only() {
             return Err(FsError::ReadOnly);
         }
         Ok(self.store.transact(self.ds, meta, size, f)?)
     }
 
     pub(crate) fn view<R>(&self, f: impl FnOnce(&View<'_>) -> TxResult<R>) -> Result<R> {
+        self.check_alive()?;
         Ok(self.store.view(self.ds, f)?)
+    }
+
+    /// No change may be made: opened read-only, remounted read-only or
+    /// shut down.
+    pub(crate) fn read_only(&self) -> bool {
+        self.opened_read_only || self.mode.load(Ordering::SeqCst) != ACTIVE
+    }
+
+    /// EIO once shut down: every operation that reads or writes checks it.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        if self.mode.load(Ordering::SeqCst) == SHUT {
+            return Err(FsError::Io("the filesystem was shut down".into()));
+        }
+        Ok(())
+    }
+
+    /// Remount: freeze (commit, then refuse changes) or thaw.
+    pub(crate) fn set_writable_now(&self, writable: bool) -> Result<()> {
+        self.check_alive()?;
+        if writable {
+            if self.opened_read_only {
+                return Err(FsError::ReadOnly);
+            }
+            let _ = self
+                .mode
+                .compare_exchange(FROZEN, ACTIVE, Ordering::SeqCst, Ordering::SeqCst);
+            return Ok(());
+        }
+        // Under the state lock no change is half made; commit, then no
+        // change can start.
+        let mut st = self.state.lock();
+        if !self.read_only() {
+            self.release_orphans(&mut st);
+            self.store.commit().map_err(lower)?;
+            self.mode.store(FROZEN, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Shut down: nothing more reaches the devices, every later operation
+    /// fails with EIO. Takes the state lock so no operation is half done
+    /// in memory when the gates close (one in the device layer may be, as
+    /// at a power cut).
+    pub(crate) fn shutdown_now(&self) {
+        let _st = self.state.lock();
+        self.mode.store(SHUT, Ordering::SeqCst);
+        self.store.halt();
     }
 
     pub(crate) fn inode(&self, ino: Ino) -> Result<InodeRecord> {
@@ -304,7 +365,7 @@ impl DiskFs {
         if referenced
             || ino == ROOT_INO
             || !st.orphans.contains(&ino)
-            || self.read_only
+            || self.read_only()
             || self.log.as_ref().is_some_and(|l| l.is_replaying())
         {
             return Ok(());
@@ -323,7 +384,8 @@ impl DiskFs {
     /// when the log is off or cannot take it.
     pub(crate) fn sync_handle(&self, ino: Ino, fh: Fh) -> Result<()> {
         Self::handle(&self.state.lock(), ino, fh)?;
-        if self.read_only {
+        self.check_alive()?;
+        if self.read_only() {
             return Ok(());
         }
         let Some(log) = self.log.as_ref().filter(|_| self.opts.intent_log) else {

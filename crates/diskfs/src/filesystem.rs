@@ -295,7 +295,7 @@ impl FileSystem for DiskFs {
             Ok((r, out))
         })?;
         let now = now_ns();
-        if !self.read_only && atime_due(&r, now, self.opts.atime) {
+        if !self.read_only() && atime_due(&r, now, self.opts.atime) {
             let mut st = self.state.lock();
             let touched = self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino)?;
@@ -398,6 +398,7 @@ impl FileSystem for DiskFs {
     }
 
     fn statfs(&self, _ino: Ino) -> Result<StatFs> {
+        self.check_alive()?;
         let st = self.state.lock();
         let bs = self.store.block_size() as u64;
         let space = self.store.space();
@@ -614,5 +615,14 @@ impl FileSystem for DiskFs {
         }
         self.copy_range_locked(&mut st, (ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
         Ok(n)
+    }
+
+    fn set_writable(&self, writable: bool) -> Result<()> {
+        self.set_writable_now(writable)
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        self.shutdown_now();
+        Ok(())
     }
 }

@@ -139,15 +139,33 @@ impl Store {
         *self.sync.handle.lock() = Some(handle);
     }
 
-    /// Stop the sync thread and commit what is dirty: a clean close.
+    /// Stop the sync thread and commit what is dirty: a clean close. A
+    /// halted store commits nothing: it closes as it stood.
     pub fn shutdown(&self) -> Result<()> {
+        self.stop_sync_thread();
+        if !self.pool.is_read_only() && !self.pool.is_halted() {
+            self.sync_if_dirty()?;
+        }
+        Ok(())
+    }
+
+    /// Stop every write to the devices now (`FS_IOC_SHUTDOWN`): what was
+    /// durable stays exactly as it was, and every later commit fails. The
+    /// changes since the last durable point are lost, as in a crash.
+    pub fn halt(&self) {
+        // Gates first: a commit in flight fails instead of finishing.
+        self.pool.halt();
+        self.stop_sync_thread();
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.pool.is_halted()
+    }
+
+    fn stop_sync_thread(&self) {
         self.sync.stop();
         if let Some(h) = self.sync.handle.lock().take() {
             let _ = h.join();
         }
-        if !self.pool.is_read_only() {
-            self.sync_if_dirty()?;
-        }
-        Ok(())
     }
 }

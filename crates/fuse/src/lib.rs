@@ -15,6 +15,7 @@
 //! closes the filesystem afterwards.
 
 mod adapter;
+pub mod control;
 pub mod error;
 pub mod options;
 pub mod session;

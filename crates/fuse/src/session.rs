@@ -117,6 +117,13 @@ fn fuser_config(config: &MountConfig) -> Config {
             MountOption::NoExec
         },
     ];
+    // As root fuser calls mount(2) itself and passes the subtype only to
+    // fusermount3; given to the kernel, the type reads `fuse.<subtype>`,
+    // which mount(8) needs to find our helper for a remount.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        opts.push(MountOption::CUSTOM(format!("subtype={}", config.subtype)));
+    }
     if config.read_only {
         opts.push(MountOption::RO);
     }

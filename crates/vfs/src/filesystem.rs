@@ -275,4 +275,25 @@ pub trait FileSystem: Send + Sync {
         len: u64,
         flags: u32,
     ) -> Result<u64>;
+
+    /// Remount: `writable` false makes every change durable, then refuses
+    /// all later changes with EROFS (and updates no atime) until called
+    /// with true again.
+    ///
+    /// Errors: EROFS (making writable a filesystem opened read-only), EIO
+    /// (the commit failed; nothing changed), EOPNOTSUPP (by default).
+    fn set_writable(&self, writable: bool) -> Result<()> {
+        let _ = writable;
+        Err(crate::FsError::NotSupported)
+    }
+
+    /// Stop the filesystem as a crash would (`FS_IOC_SHUTDOWN`): nothing
+    /// more reaches its storage, and every later operation but `forget`,
+    /// `release` and `releasedir` fails with EIO. The next mount shows
+    /// what was durable at this moment.
+    ///
+    /// Errors: EOPNOTSUPP (by default).
+    fn shutdown(&self) -> Result<()> {
+        Err(crate::FsError::NotSupported)
+    }
 }

@@ -6,6 +6,8 @@ pub mod info;
 pub mod mkfs;
 pub mod mount;
 pub mod property;
+pub mod remount;
+pub mod shutdown;
 pub mod up;
 
 use std::path::Path;

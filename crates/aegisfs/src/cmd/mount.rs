@@ -116,6 +116,9 @@ fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
 }
 
 pub fn run(a: Args) -> CliResult<u8> {
+    if super::remount::is_remount(&a.options) {
+        return super::remount::run(&a);
+    }
     let spec = a.options.join(",");
     let mut parsed =
         parse_options(&spec, &["nolog", "norecovery"]).map_err(|e| CliError::new(e.to_string()))?;

@@ -27,6 +27,7 @@
 //! [`FsError`]: aegis_vfs::FsError
 
 mod init;
+mod ioctl;
 mod readdir;
 mod reply;
 #[cfg(test)]
@@ -41,9 +42,9 @@ use std::time::SystemTime;
 use aegis_vfs::{FileSystem, SetAttr, Whence};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, WriteFlags,
+    INodeNo, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, WriteFlags,
 };
 
 use self::init::negotiate;
@@ -523,6 +524,23 @@ impl fuser::Filesystem for FuseAdapter {
         ) {
             Ok(n) => reply.written(u32::try_from(n).unwrap_or(MAX_COPY)),
             Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        req: &fuser::Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        match ioctl::serve(&*self.fs, req.uid(), cmd, in_data) {
+            Ok(()) => reply.ioctl(0, &[]),
+            Err(e) => reply.error(e),
         }
     }
 }

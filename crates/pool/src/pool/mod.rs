@@ -29,9 +29,10 @@ mod log_region;
 mod open;
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aegis_block::DeviceRef;
+use aegis_block::{DeviceRef, GatedDevice};
 use parking_lot::Mutex;
 
 use crate::allocator::{AllocClass, Allocator, Extent};
@@ -142,7 +143,10 @@ struct State {
 }
 
 pub struct Pool {
+    /// The devices, each behind its gate (`devices[i]` is `gates[i]`).
     devices: Vec<DeviceRef>,
+    /// Shut by [`Pool::halt`]: from then on nothing reaches a device.
+    gates: Vec<Arc<GatedDevice>>,
     /// Copies rewritten by self-heal since the last `take_heal_log`.
     heal_log: Mutex<Vec<String>>,
     config: LabelConfig,
@@ -170,8 +174,13 @@ impl Pool {
         read_only: bool,
         open_txg: u64,
     ) -> Pool {
+        let gates: Vec<Arc<GatedDevice>> = devices
+            .into_iter()
+            .map(|d| Arc::new(GatedDevice::new(d)))
+            .collect();
         Pool {
-            devices,
+            devices: gates.iter().map(|g| g.clone() as DeviceRef).collect(),
+            gates,
             alloc: Mutex::new(empty_allocator(&config)),
             config,
             read_only,
@@ -199,6 +208,23 @@ impl Pool {
     }
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Stop every write to every device, for good (`FS_IOC_SHUTDOWN`):
+    /// the devices keep exactly what was durable now. Commits and intent
+    /// log writes still trying fail; a reopen sees the last durable state.
+    pub fn halt(&self) {
+        for g in &self.gates {
+            g.shut();
+        }
+        let mut st = self.state.lock();
+        if st.failed.is_none() {
+            st.failed = Some("the pool was shut down".into());
+        }
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.gates.iter().any(|g| g.is_shut())
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
