@@ -23,11 +23,18 @@ impl FileSystem for DiskFs {
         let mut st = self.state.lock();
         let (ino, rec) = self.view(|t| {
             let p = t.inode(parent)?;
+            if name == b"." {
+                // Any inode that still has a name: the kernel resolves
+                // file handles this way (FUSE export support).
+                if p.nlink == 0 {
+                    return Err(FsError::NotFound.into());
+                }
+                return Ok((parent, p));
+            }
             if !p.is_dir() {
                 return Err(FsError::NotDir.into());
             }
             let ino = match name {
-                b"." => parent,
                 b".." => p.parent,
                 _ => t.find_entry(parent, name)?.ok_or(FsError::NotFound)?.ino,
             };

@@ -33,7 +33,9 @@ use crate::types::{Attr, DirEntry, Fh, Ino, Request, SetAttr, StatFs, Whence, Xa
 pub trait FileSystem: Send + Sync {
     /// Find `name` in directory `parent` and return its attributes, adding
     /// one to its lookup count. `.` and `..` resolve to the directory and
-    /// its parent (the root's parent is the root).
+    /// its parent (the root's parent is the root). `.` also resolves any
+    /// other inode that still has a name to itself (ENOENT once it has
+    /// none): the kernel turns file handles into inodes this way.
     ///
     /// Errors: ENOENT (no such entry), ENOTDIR (`parent` is not a
     /// directory), ENAMETOOLONG (name over 255 bytes), EINVAL (name holds `/`

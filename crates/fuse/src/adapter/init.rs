@@ -38,6 +38,9 @@ pub(crate) fn negotiate(config: &mut KernelConfig) {
         InitFlags::FUSE_AUTO_INVAL_DATA,
         InitFlags::FUSE_ASYNC_DIO,
         InitFlags::FUSE_CACHE_SYMLINKS,
+        // File handles (name_to_handle_at, NFS export): the kernel looks
+        // a handle's inode up as "." in it, which the filesystem answers.
+        InitFlags::FUSE_EXPORT_SUPPORT,
     ] {
         let _ = config.add_capabilities(cap);
     }

@@ -22,11 +22,19 @@ impl FileSystem for RamFs {
         let name = bytes(name);
         check_name(name)?;
         let mut st = self.state.lock();
-        let dir = st.dir(parent)?;
-        let ino = match name {
-            b"." => parent,
-            b".." => dir.parent,
-            _ => dir.get(name).ok_or(FsError::NotFound)?,
+        let ino = if name == b"." {
+            // Any inode that still has a name: the kernel resolves file
+            // handles this way (FUSE export support).
+            if st.get(parent)?.attr().nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            parent
+        } else {
+            let dir = st.dir(parent)?;
+            match name {
+                b".." => dir.parent,
+                _ => dir.get(name).ok_or(FsError::NotFound)?,
+            }
         };
         let inode = st.get_mut(ino)?;
         inode.lookups += 1;
