@@ -661,3 +661,64 @@ fn file_handles_open_files_and_directories_across_remounts() {
     drop(root);
     m.finish();
 }
+
+/// Under `strictatime` every read updates atime, also a read the page
+/// cache could serve (a second read of the same bytes a second later);
+/// mmap of such a file still works.
+#[test]
+fn strictatime_counts_every_read() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    m.unmount();
+    m.mount_with("allow_other,strictatime");
+    fs::write(m.p("f"), b"read me twice").unwrap();
+    let atime = |m: &Mount| {
+        let md = fs::metadata(m.p("f")).unwrap();
+        (md.atime(), md.atime_nsec())
+    };
+    let mut buf = String::new();
+    File::open(m.p("f"))
+        .unwrap()
+        .read_to_string(&mut buf)
+        .unwrap();
+    let first = atime(&m);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    buf.clear();
+    File::open(m.p("f"))
+        .unwrap()
+        .read_to_string(&mut buf)
+        .unwrap();
+    assert_eq!(buf, "read me twice");
+    let second = atime(&m);
+    assert!(second > first, "atime {first:?} then {second:?}");
+    // mmap of a file opened for direct I/O.
+    let f = File::open(m.p("f")).unwrap();
+    // SAFETY: a private read-only mapping of 13 bytes of an open file.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            13,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        )
+    };
+    assert_ne!(
+        p,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the mapping is 13 readable bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, 13) };
+    assert_eq!(bytes, b"read me twice");
+    // SAFETY: unmapping what was mapped above.
+    unsafe { libc::munmap(p, 13) };
+    drop(f);
+    m.finish();
+}

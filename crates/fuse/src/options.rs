@@ -43,6 +43,10 @@ pub struct MountConfig {
     pub read_only: bool,
     /// Set the kernel's `noatime` flag.
     pub noatime: bool,
+    /// `strictatime`: every read must reach the filesystem so that it can
+    /// update atime, so files are opened for direct I/O (no page cache)
+    /// instead of keeping their cached pages.
+    pub strictatime: bool,
     pub access: AccessPolicy,
     /// Honour device files (`dev`); off by default, as FUSE does.
     pub dev: bool,
@@ -68,6 +72,7 @@ impl Default for MountConfig {
             subtype: "aegisfs".to_string(),
             read_only: false,
             noatime: false,
+            strictatime: false,
             access: AccessPolicy::Owner,
             dev: false,
             suid: false,
@@ -157,8 +162,18 @@ impl MountConfig {
         match name {
             "ro" => self.read_only = flag(true)?,
             "rw" => self.read_only = !flag(true)?,
-            "noatime" => self.noatime = flag(true)?,
-            "relatime" | "strictatime" => self.noatime = !flag(true)?,
+            "noatime" => {
+                self.noatime = flag(true)?;
+                self.strictatime = false;
+            }
+            "relatime" => {
+                self.noatime = !flag(true)?;
+                self.strictatime = false;
+            }
+            "strictatime" => {
+                self.noatime = !flag(true)?;
+                self.strictatime = true;
+            }
             "allow_other" => {
                 flag(true)?;
                 if self.access == AccessPolicy::AllowRoot {

@@ -163,7 +163,7 @@ fn start(
     config: &MountConfig,
 ) -> Result<(Session<FuseAdapter>, Arc<Unmounter>), MountError> {
     let notifier = Arc::new(OnceLock::new());
-    let adapter = FuseAdapter::new(fs, Arc::clone(&notifier));
+    let adapter = FuseAdapter::new(fs, Arc::clone(&notifier), config.strictatime);
     let mut session = Session::new(adapter, &path, &fuser_config(config)).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound && !in_path("fusermount3") {
             MountError::FusermountMissing

@@ -41,6 +41,8 @@ pub(crate) fn negotiate(config: &mut KernelConfig) {
         // File handles (name_to_handle_at, NFS export): the kernel looks
         // a handle's inode up as "." in it, which the filesystem answers.
         InitFlags::FUSE_EXPORT_SUPPORT,
+        // mmap of files opened for direct I/O (strictatime mounts).
+        InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
     ] {
         let _ = config.add_capabilities(cap);
     }

@@ -61,11 +61,36 @@ pub(crate) struct FuseAdapter {
     /// session exists (it is made after the adapter). Until then, and if
     /// never set, nothing is invalidated.
     notifier: Arc<OnceLock<Notifier>>,
+    /// How opened files use the page cache: kept across opens, or direct
+    /// I/O under `strictatime` (see [`open_flags`]).
+    open_flags: FopenFlags,
+}
+
+/// KEEP_CACHE: every change to a file passes through this mount's page
+/// cache (no writeback cache, so it is written through), hence cached
+/// pages stay valid across opens. Under `strictatime` a read served from
+/// the page cache would never reach the filesystem, which keeps atime, so
+/// files are opened for direct I/O instead: every read is seen, at the
+/// price of the cache (mmap still works, with FUSE_DIRECT_IO_ALLOW_MMAP).
+fn open_flags(strictatime: bool) -> FopenFlags {
+    if strictatime {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE
+    }
 }
 
 impl FuseAdapter {
-    pub(crate) fn new(fs: Arc<dyn FileSystem>, notifier: Arc<OnceLock<Notifier>>) -> FuseAdapter {
-        FuseAdapter { fs, notifier }
+    pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
+        notifier: Arc<OnceLock<Notifier>>,
+        strictatime: bool,
+    ) -> FuseAdapter {
+        FuseAdapter {
+            fs,
+            notifier,
+            open_flags: open_flags(strictatime),
+        }
     }
 
     /// Drop the kernel's cached pages of `[offset, offset + len)` after an
@@ -246,10 +271,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn open(&self, _req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            // KEEP_CACHE: every change to the file passes through this
-            // mount's page cache (no writeback cache, so it is written
-            // through), hence cached pages stay valid across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), self.open_flags),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -456,7 +478,7 @@ impl fuser::Filesystem for FuseAdapter {
                 &file_attr(&attr),
                 Generation(attr.generation),
                 FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                self.open_flags,
             ),
             Err(e) => reply.error(errno(&e)),
         }
