@@ -115,6 +115,8 @@ pub struct Recorder {
     last_txg: u64,
     logged: usize,
     committed: usize,
+    /// Recorded ops when the filesystem was shut down, if it was.
+    shut_at: Option<usize>,
 }
 
 /// What [`Recorder::check`] found.
@@ -133,6 +135,8 @@ pub struct CrashReport {
     pub refused: usize,
     /// What the intent log did during the workload.
     pub log: LogStats,
+    /// Device writes and flushes recorded after a shutdown (must be 0).
+    pub after_shutdown: usize,
     /// What went wrong (empty when every state passed); at most 20.
     pub failures: Vec<String>,
 }
@@ -159,6 +163,7 @@ impl Recorder {
             last_txg,
             logged: 0,
             committed: 0,
+            shut_at: None,
         };
         r.points.push((r.rec.len(), dump(&*r.fs)));
         Ok(r)
@@ -179,6 +184,15 @@ impl Recorder {
         }
         self.last_txg = t;
         self.points.push((self.rec.len(), dump(&*self.fs)));
+    }
+
+    /// Shut the filesystem down as `FS_IOC_SHUTDOWN` does: nothing more
+    /// reaches the device, every later operation fails with EIO. `check`
+    /// then also requires the image as the shutdown left it to show the
+    /// newest acknowledged fsync, and no write after it.
+    pub fn shutdown(&mut self) {
+        let _ = FileSystem::shutdown(&*self.fs);
+        self.shut_at = Some(self.rec.len());
     }
 
     /// Build and check the crash images: every flush point, and up to
@@ -235,6 +249,10 @@ impl Recorder {
                 }
             }
             prev = f + 1;
+        }
+        if let Some(at) = self.shut_at {
+            report.after_shutdown = ops.len() - at;
+            check(at, Vec::new(), &mut report);
         }
         report
     }

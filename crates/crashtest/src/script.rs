@@ -24,7 +24,12 @@ use crate::{fsync_path, lookup, split, CrashReport, Recorder};
 /// rename FROM TO        exchange A B          link FROM TO
 /// symlink TARGET PATH   setxattr PATH NAME VALUE
 /// fsync PATH            fdatasync PATH        sync
+/// shutdown
 /// ```
+///
+/// `shutdown` stops the filesystem as `FS_IOC_SHUTDOWN` does: every later
+/// line fails with EIO (a note each), and the image it leaves must show
+/// the newest fsync.
 ///
 /// A line that does not parse is an error naming it; an operation that
 /// fails (e.g. ENOENT) is reported and the script goes on, as a program
@@ -42,6 +47,10 @@ pub fn run_script(
             continue;
         }
         let op = parse_line(n + 1, line)?;
+        if op.w[0] == "shutdown" {
+            r.shutdown();
+            continue;
+        }
         let fs = r.fs().clone();
         match op.apply(&fs) {
             Ok(true) => r.fsynced(),
@@ -69,7 +78,7 @@ fn parse_line(number: usize, line: &str) -> std::result::Result<Line<'_>, String
         "append" | "truncate" | "fallocate" => (2, &[2]),
         "rename" | "exchange" | "link" | "symlink" => (2, &[]),
         "setxattr" => (3, &[]),
-        "sync" => (0, &[]),
+        "sync" | "shutdown" => (0, &[]),
         other => return Err(format!("line {number}: unknown operation '{other}'")),
     };
     if w.len() != argc + 1 {

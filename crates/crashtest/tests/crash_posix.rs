@@ -209,3 +209,55 @@ fn every_crash_state_mounts_to_an_acknowledged_or_newer_commit() {
         "no log block went over the ring's end: the wrap was not tested"
     );
 }
+
+/// A shutdown (`FS_IOC_SHUTDOWN`) in the middle of the workload: every
+/// later operation fails with EIO, not one write reaches the device after
+/// it, and the image it leaves shows the newest acknowledged fsync (as do
+/// the crash states before it).
+#[test]
+fn a_shutdown_leaves_the_newest_fsync_and_writes_nothing_more() {
+    let rounds = env("AEGIS_CRASH_ROUNDS", 1100) / 4;
+    for seed in 21u64..=24 {
+        let mut r = record(seed, rounds);
+        // Changes after the last fsync, lost by the shutdown.
+        let fs = r.fs().clone();
+        let req = Request::root();
+        let made = fs.mkdir(&req, aegis_vfs::ROOT_INO, OsStr::new("late"), 0o755);
+        if let Ok(a) = made {
+            fs.forget(a.ino, 1);
+        }
+        r.shutdown();
+        let eio = |e: Option<aegis_vfs::FsError>| {
+            assert_eq!(e.map(|e| e.errno()), Some(libc::EIO), "seed {seed}");
+        };
+        eio(fs.getattr(aegis_vfs::ROOT_INO).err());
+        eio(fs.lookup(aegis_vfs::ROOT_INO, OsStr::new("late")).err());
+        eio(fs
+            .mkdir(&req, aegis_vfs::ROOT_INO, OsStr::new("after"), 0o755)
+            .err());
+        eio(fs.sync().err());
+        let report = r.check(4, seed);
+        assert!(
+            report.failures.is_empty(),
+            "seed {seed}: {:#?}",
+            report.failures
+        );
+        assert_eq!(
+            report.after_shutdown, 0,
+            "seed {seed}: writes after the shutdown"
+        );
+    }
+}
+
+/// The script language's `shutdown`: later lines fail (notes, not
+/// errors) and the check holds.
+#[test]
+fn the_script_shutdown_stops_the_workload() {
+    let script =
+        "create a\nwrite a 0 5000\nfsync a\nwrite a 0 100\nshutdown\nwrite a 0 10\nmkdir d\n";
+    let (report, notes) = aegis_crashtest::run_script(script, 8, 7).unwrap();
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    assert_eq!(report.after_shutdown, 0);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.iter().all(|n| n.contains("shut down")), "{notes:?}");
+}

@@ -54,6 +54,13 @@ pub fn run(a: Args) -> CliResult<u8> {
             String::new()
         }
     );
+    if report.after_shutdown > 0 {
+        println!(
+            "FAILED: {} device writes after the shutdown",
+            report.after_shutdown
+        );
+        return Ok(1);
+    }
     if report.failures.is_empty() {
         return Ok(0);
     }
