@@ -722,3 +722,80 @@ fn strictatime_counts_every_read() {
     drop(f);
     m.finish();
 }
+
+/// AegisFS as overlayfs's upper layer: the overlay mounts, and a copy-up,
+/// a whiteout (the lower file deleted) and a rename land in the upper
+/// layer as overlayfs writes them, and stay after a remount.
+#[test]
+fn an_overlay_with_aegisfs_as_its_upper_layer() {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Command;
+    if !fuse_available() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    let (lower, merged) = (m.dir.path().join("lower"), m.dir.path().join("merged"));
+    fs::create_dir(&lower).unwrap();
+    fs::create_dir(&merged).unwrap();
+    for n in ["copied", "deleted", "renamed"] {
+        fs::write(lower.join(n), format!("lower {n}")).unwrap();
+    }
+    fs::create_dir(m.p("upper")).unwrap();
+    fs::create_dir(m.p("work")).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        m.p("upper").display(),
+        m.p("work").display()
+    );
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "overlay mount: {out:?}");
+    let _guard = Detach(merged.clone());
+    // Copy-up.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(merged.join("copied"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b", changed"))
+        .unwrap();
+    // Whiteout.
+    fs::remove_file(merged.join("deleted")).unwrap();
+    // Rename of a lower file: copied up under the new name, whiteout at
+    // the old one.
+    fs::rename(merged.join("renamed"), merged.join("moved")).unwrap();
+    assert_eq!(
+        fs::read_to_string(merged.join("copied")).unwrap(),
+        "lower copied, changed"
+    );
+    assert!(!merged.join("deleted").exists() && !merged.join("renamed").exists());
+    assert_eq!(
+        fs::read_to_string(merged.join("moved")).unwrap(),
+        "lower renamed"
+    );
+    run_ok(Command::new("umount").arg(&merged));
+    m.remount();
+    assert_eq!(
+        fs::read_to_string(m.p("upper/copied")).unwrap(),
+        "lower copied, changed"
+    );
+    assert_eq!(
+        fs::read_to_string(m.p("upper/moved")).unwrap(),
+        "lower renamed"
+    );
+    for wo in ["upper/deleted", "upper/renamed"] {
+        let md = fs::symlink_metadata(m.p(wo)).unwrap();
+        assert!(
+            md.file_type().is_char_device() && md.rdev() == 0,
+            "{wo} is no whiteout"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(lower.join("deleted")).unwrap(),
+        "lower deleted"
+    );
+    m.finish();
+}

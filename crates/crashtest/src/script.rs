@@ -9,7 +9,9 @@
 use std::ffi::{OsStr, OsString};
 
 use aegis_diskfs::DiskFs;
-use aegis_vfs::{Fh, FileSystem, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE};
+use aegis_vfs::{
+    Fh, FileSystem, FsError, Ino, Request, Result, SetAttr, RENAME_EXCHANGE, RENAME_WHITEOUT,
+};
 
 use crate::{fsync_path, lookup, split, CrashReport, Recorder};
 
@@ -22,6 +24,7 @@ use crate::{fsync_path, lookup, split, CrashReport, Recorder};
 /// create PATH           write PATH OFFSET LEN  append PATH LEN
 /// truncate PATH SIZE    punch PATH OFFSET LEN  fallocate PATH SIZE
 /// rename FROM TO        exchange A B          link FROM TO
+/// whiteout FROM TO      (rename leaving a whiteout at FROM)
 /// symlink TARGET PATH   setxattr PATH NAME VALUE
 /// fsync PATH            fdatasync PATH        sync
 /// shutdown
@@ -76,7 +79,7 @@ fn parse_line(number: usize, line: &str) -> std::result::Result<Line<'_>, String
         "mkdir" | "rmdir" | "unlink" | "create" | "fsync" | "fdatasync" => (1, &[]),
         "write" | "punch" => (3, &[2, 3]),
         "append" | "truncate" | "fallocate" => (2, &[2]),
-        "rename" | "exchange" | "link" | "symlink" => (2, &[]),
+        "rename" | "exchange" | "whiteout" | "link" | "symlink" => (2, &[]),
         "setxattr" => (3, &[]),
         "sync" | "shutdown" => (0, &[]),
         other => return Err(format!("line {number}: unknown operation '{other}'")),
@@ -119,11 +122,11 @@ impl Line<'_> {
             "rmdir" => fs.rmdir(parent(fs, w[1])?, &name(w[1])),
             "unlink" => fs.unlink(parent(fs, w[1])?, &name(w[1])),
             "create" => open_rw(fs, w[1], true).and_then(|(i, fh)| fs.release(i, fh)),
-            "rename" | "exchange" => {
-                let flags = if w[0] == "exchange" {
-                    RENAME_EXCHANGE
-                } else {
-                    0
+            "rename" | "exchange" | "whiteout" => {
+                let flags = match w[0] {
+                    "exchange" => RENAME_EXCHANGE,
+                    "whiteout" => RENAME_WHITEOUT,
+                    _ => 0,
                 };
                 let (from, to) = (parent(fs, w[1])?, parent(fs, w[2])?);
                 fs.rename(from, &name(w[1]), to, &name(w[2]), flags)

@@ -261,3 +261,18 @@ fn the_script_shutdown_stops_the_workload() {
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes.iter().all(|n| n.contains("shut down")), "{notes:?}");
 }
+
+/// RENAME_WHITEOUT through the intent log: every crash state shows the
+/// whiteout with the move, or neither.
+#[test]
+fn whiteouts_replay_with_their_rename() {
+    let script = "mkdir up\ncreate up/a\nwrite up/a 0 3000\nfsync up/a\n\
+                  whiteout up/a up/b\nfsync up\ncreate up/c\nwhiteout up/c up/b\nfsync up\n";
+    let (report, notes) = aegis_crashtest::run_script(script, 16, 3).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    assert!(
+        report.logged > 0,
+        "the renames should go through the intent log"
+    );
+}

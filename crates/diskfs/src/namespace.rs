@@ -4,13 +4,14 @@
 //! references it.
 
 use aegis_fs::intent_log::LogRec;
-use aegis_fs::posix::inode::S_IFDIR;
+use aegis_fs::posix::inode::{S_IFCHR, S_IFDIR};
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
 use aegis_fs::{AllocClass, ObjectRead, Tx};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
 use crate::diskfs::*;
+use crate::error::TxResult;
 use crate::inode::*;
 
 impl DiskFs {
@@ -274,4 +275,33 @@ fn alloc_inode(
         crtime: now,
     };
     (ino, rec)
+}
+
+/// The whiteout RENAME_WHITEOUT leaves at `parent/name` in the rename's own
+/// transaction: a character device 0:0 owned by root (the name is free,
+/// the source has just left it). No lookup is counted: the kernel gets no
+/// entry for it. Logged only as part of the rename's record, whose replay
+/// makes it again.
+pub(crate) fn add_whiteout(
+    tx: &mut Tx<'_>,
+    parent: Ino,
+    name: &[u8],
+    generation: u64,
+) -> TxResult<Ino> {
+    let root = Request::root();
+    let n = NewNode {
+        req: &root,
+        parent,
+        name,
+        ftype: S_IFCHR,
+        perm: 0,
+        rdev: 0,
+        target: None,
+    };
+    let mut p = tx.inode(parent)?;
+    let (ino, rec) = alloc_inode(tx, &n, &p, generation);
+    tx.put_inode(ino, &rec)?;
+    tx.add_entry(parent, &mut p, name, ino, S_IFCHR)?;
+    tx.put_inode(parent, &p)?;
+    Ok(ino)
 }

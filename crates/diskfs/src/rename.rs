@@ -1,5 +1,6 @@
-//! rename(2) with its flags: RENAME_NOREPLACE, RENAME_EXCHANGE, and the
-//! plain rename that replaces a target. Every rule is checked before the
+//! rename(2) with its flags: RENAME_NOREPLACE, RENAME_EXCHANGE,
+//! RENAME_WHITEOUT (with or without NOREPLACE), and the plain rename that
+//! replaces a target. Every rule is checked before the
 //! first change (the same checks, in the same order, as `ramfs`).
 //!
 //! Link counts read from the device are decremented with `saturating_sub`:
@@ -12,7 +13,7 @@ use aegis_fs::posix::inode::S_IFDIR;
 use aegis_fs::posix::Found;
 use aegis_fs::{AllocClass, ObjectRead, Tx};
 use aegis_vfs::validate::check_rename;
-use aegis_vfs::{FsError, Ino, Result, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use aegis_vfs::{FsError, Ino, Result, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
 
 use crate::diskfs::{bytes, DiskFs, NAMESPACE_OPS};
 use crate::error::TxResult;
@@ -28,6 +29,8 @@ struct Move<'a> {
     /// The most steps an ancestor walk may take: the inode count.
     limit: u64,
     now: i64,
+    /// Generation for a whiteout inode.
+    generation: u64,
 }
 
 impl Move<'_> {
@@ -54,6 +57,7 @@ impl DiskFs {
         let mut st = self.state.lock();
         let st = &mut *st;
         let limit = st.meta.inodes;
+        let generation = self.store.open_txg();
         let rec = LogRec::Rename {
             parent,
             name: name.to_vec(),
@@ -86,6 +90,7 @@ impl DiskFs {
                 src,
                 limit,
                 now: tx.now,
+                generation,
             };
             if flags == RENAME_EXCHANGE {
                 exchange(tx, &m, dst.ok_or(FsError::NotFound)?).map(|()| None)
@@ -159,7 +164,7 @@ fn replace(tx: &mut Tx<'_>, m: &Move<'_>, dst: Option<Found>, flags: u32) -> TxR
         return Err(into_own_subtree());
     }
     if let Some(df) = &dst {
-        if flags == RENAME_NOREPLACE {
+        if flags & RENAME_NOREPLACE != 0 {
             return Err(FsError::Exists.into());
         }
         if df.ino == m.src.ino {
@@ -182,6 +187,9 @@ fn replace(tx: &mut Tx<'_>, m: &Move<'_>, dst: Option<Found>, flags: u32) -> TxR
         None => None,
     };
     move_source(tx, m)?;
+    if flags & RENAME_WHITEOUT != 0 {
+        crate::namespace::add_whiteout(tx, m.parent, m.name, m.generation)?;
+    }
     Ok(freed)
 }
 

@@ -32,6 +32,9 @@ pub const XATTR_LIST_MAX: usize = 65536;
 pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
 /// `rename` flag: atomically swap source and target, both must exist.
 pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+/// `rename` flag: leave a whiteout (a character device 0:0, owned by
+/// root) at the source name, in the same step (overlayfs's upper layer).
+pub const RENAME_WHITEOUT: u32 = libc::RENAME_WHITEOUT;
 
 /// `setxattr` flag: fail with EEXIST if the attribute exists.
 pub const XATTR_CREATE: i32 = libc::XATTR_CREATE;

@@ -90,13 +90,13 @@ pub fn check_range(offset: u64, len: u64) -> Result<u64> {
 
 /// Check `rename`'s flags and both names, in the order Linux does.
 pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
-    use crate::types::{RENAME_EXCHANGE, RENAME_NOREPLACE};
-    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+    use crate::types::{RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
         return Err(FsError::InvalidArgument("unsupported rename flags"));
     }
-    if flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
+    if flags & RENAME_EXCHANGE != 0 && flags != RENAME_EXCHANGE {
         return Err(FsError::InvalidArgument(
-            "RENAME_NOREPLACE with RENAME_EXCHANGE",
+            "RENAME_EXCHANGE with RENAME_NOREPLACE or RENAME_WHITEOUT",
         ));
     }
     check_removable_name(name)?;

@@ -41,15 +41,17 @@ use std::time::SystemTime;
 
 use aegis_vfs::{FileSystem, SetAttr, Whence};
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
-    INodeNo, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, INodeNo,
+    IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, WriteFlags,
 };
 
 use self::init::negotiate;
 use self::readdir::{reply_dir, reply_dir_plus};
-use self::reply::{errno, file_attr, reply_empty, reply_entry, reply_xattr, request, time, TTL};
+use self::reply::{
+    errno, file_attr, generation, reply_empty, reply_entry, reply_xattr, request, time, TTL,
+};
 
 /// Largest copy_file_range count the 32-bit reply can carry, page aligned.
 const MAX_COPY: u32 = 0xffff_f000;
@@ -476,7 +478,7 @@ impl fuser::Filesystem for FuseAdapter {
             Ok((attr, fh)) => reply.created(
                 &TTL,
                 &file_attr(&attr),
-                Generation(attr.generation),
+                generation(&attr),
                 FileHandle(fh),
                 self.open_flags,
             ),

@@ -16,9 +16,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use aegis_vfs::{Attr, DirEntry, FileSystem};
-use fuser::{FileHandle, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
+use fuser::{FileHandle, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 
-use super::reply::{errno, file_attr, file_type, TTL};
+use super::reply::{errno, file_attr, file_type, generation, TTL};
 
 /// Size of `struct fuse_dirent` without its name.
 pub(super) const DIRENT_HEADER: usize = 24;
@@ -198,7 +198,7 @@ pub(crate) fn reply_dir_plus(
             OsStr::from_bytes(&e.name),
             &TTL,
             &file_attr(attr),
-            Generation(attr.generation),
+            generation(attr),
         )
     });
     match result {

@@ -70,9 +70,19 @@ pub(crate) fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The generation the kernel is told: the root's must be 0 for file
+/// handles (the kernel warns otherwise), whatever the filesystem keeps.
+pub(crate) fn generation(a: &Attr) -> Generation {
+    if a.ino == aegis_vfs::ROOT_INO {
+        Generation(0)
+    } else {
+        Generation(a.generation)
+    }
+}
+
 pub(crate) fn reply_entry(reply: ReplyEntry, result: aegis_vfs::Result<Attr>) {
     match result {
-        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), Generation(attr.generation)),
+        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), generation(&attr)),
         Err(e) => reply.error(errno(&e)),
     }
 }

@@ -13,7 +13,7 @@
 use std::ffi::OsStr;
 use std::time::SystemTime;
 
-use super::inode::Inode;
+use super::inode::{Data, Inode};
 use super::{bytes, RamFs, State};
 use crate::error::{FsError, Result};
 use crate::types::*;
@@ -139,7 +139,7 @@ impl State {
             return Err(into_own_subtree());
         }
         if let Some(dst) = dst {
-            if flags == RENAME_NOREPLACE {
+            if flags & RENAME_NOREPLACE != 0 {
                 return Err(FsError::Exists);
             }
             if dst == m.src {
@@ -155,6 +155,10 @@ impl State {
                 _ => {}
             }
         }
+        let whiteout = flags & RENAME_WHITEOUT != 0;
+        if whiteout && self.inodes.len() as u64 >= self.config.max_inodes {
+            return Err(FsError::NoSpace);
+        }
         // All checks passed: change.
         self.inode(m.parent).dir_mut().expect("dir").remove(m.name);
         if let Some(dst) = dst {
@@ -164,6 +168,25 @@ impl State {
         if let Some(dst) = dst {
             self.maybe_free(dst);
         }
+        if whiteout {
+            self.add_whiteout(m.parent, m.name)?;
+        }
+        Ok(())
+    }
+
+    /// The whiteout RENAME_WHITEOUT leaves: a character device 0:0 owned
+    /// by root, with no lookup counted (the kernel gets no entry for it).
+    fn add_whiteout(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        let a = self.create_node(
+            &Request::root(),
+            parent,
+            name,
+            FileType::CharDevice,
+            0,
+            0,
+            Data::Special,
+        )?;
+        self.inode(a.ino).lookups -= 1;
         Ok(())
     }
 
