@@ -11,6 +11,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const LABEL: u64 = 256 * 1024;
 const CONFIG: usize = 4096;
 const MIB: u64 = 1 << 20;
@@ -550,16 +552,7 @@ fn info_json_and_fsck_on_fresh_image() {
 fn fsck_on_non_aegisfs_exits_8() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("random.img");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let bytes: Vec<u8> = (0..16 * MIB)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    fs::write(&img, bytes).unwrap();
+    fs::write(&img, common::noise(16 * MIB as usize, 0)).unwrap();
     let before = digest(&img).unwrap();
     for args in [
         vec!["fsck"],

@@ -284,16 +284,7 @@ fn mount_right_after_umount_succeeds() {
         fs::write(m.p(&format!("round-{round}")), format!("data {round}")).unwrap();
         // Uncommitted data that does not compress, so the old daemon has
         // a commit to finish after the unmount.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ round as u64;
-        let bulk: Vec<u8> = (0..64 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        fs::write(m.p("bulk"), bulk).unwrap();
+        fs::write(m.p("bulk"), noise(64 << 20, round as u64)).unwrap();
         run_ok(std::process::Command::new("umount").arg(&m.mnt));
     }
     // A second mount of a mounted image is still refused.
