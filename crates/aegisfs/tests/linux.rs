@@ -790,3 +790,80 @@ fn an_overlay_with_aegisfs_as_its_upper_layer() {
     );
     m.finish();
 }
+
+fn link_empty_path(fd: &File, path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: an open descriptor, an empty path and a valid target path.
+    let rc = unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// O_TMPFILE: an unnamed file that linkat names later (kept across a
+/// remount and a kill -9 after the link returned); with O_EXCL it cannot
+/// be named; one never named is gone after close, and fsck finds no leak.
+#[test]
+fn o_tmpfile_files_are_unnamed_until_linked() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    if !fuse_available() || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    let tmp = |excl: bool| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o640)
+            .custom_flags(libc::O_TMPFILE | if excl { libc::O_EXCL } else { 0 })
+            .open(&m.mnt)
+    };
+    let mut f = tmp(false).unwrap();
+    f.write_all(b"made unnamed").unwrap();
+    assert_eq!(
+        fs::read_dir(&m.mnt).unwrap().count(),
+        0,
+        "an O_TMPFILE file has no name"
+    );
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    link_empty_path(&f, &m.p("named")).unwrap();
+    assert_eq!(fs::metadata(m.p("named")).unwrap().nlink(), 1);
+    assert_eq!(fs::metadata(m.p("named")).unwrap().mode() & 0o7777, 0o640);
+    drop(f);
+    let g = tmp(true).unwrap();
+    let e = link_empty_path(&g, &m.p("never")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOENT),
+        "O_EXCL forbids the link"
+    );
+    drop(g);
+    let mut h = tmp(false).unwrap();
+    h.write_all(&vec![7u8; 1 << 20]).unwrap();
+    h.sync_all().unwrap();
+    drop(h);
+    // An fsync made everything durable: kill -9 loses none of it.
+    m.kill();
+    m.fsck();
+    m.mount();
+    let mut text = String::new();
+    File::open(m.p("named"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "made unnamed");
+    assert!(!m.p("never").exists());
+    m.finish();
+}

@@ -80,6 +80,9 @@ pub(crate) struct State {
     pub(crate) handles: HashMap<Fh, Handle>,
     pub(crate) refs: HashMap<Ino, Refs>,
     pub(crate) orphans: HashSet<Ino>,
+    /// O_TMPFILE files not yet named: the only orphans `link` may name
+    /// (replay aside, which re-runs links the log recorded).
+    pub(crate) linkable: HashSet<Ino>,
     pub(crate) next_fh: Fh,
 }
 
@@ -177,6 +180,7 @@ impl DiskFs {
                 handles: HashMap::new(),
                 refs: HashMap::new(),
                 orphans: orphans.iter().copied().collect(),
+                linkable: HashSet::new(),
                 next_fh: 1,
             }),
         });
@@ -377,6 +381,7 @@ impl DiskFs {
             Ok(tx.remove_object(ino)?)
         })?;
         st.orphans.remove(&ino);
+        st.linkable.remove(&ino);
         Ok(())
     }
 

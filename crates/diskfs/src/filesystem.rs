@@ -208,13 +208,20 @@ impl FileSystem for DiskFs {
         let newname = bytes(newname);
         check_new_name(newname)?;
         let mut st = self.state.lock();
+        // Only an O_TMPFILE file may get its first name (and a replay may
+        // re-run that link).
+        let replaying = self.log.as_ref().is_some_and(|l| l.is_replaying());
+        let linkable = st.linkable.contains(&ino) || (replaying && st.orphans.contains(&ino));
         let r = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             if r.is_dir() {
                 return Err(FsError::NotPermitted.into());
             }
-            if r.nlink == 0 {
+            if r.nlink == 0 && !linkable {
                 return Err(FsError::NotFound.into());
+            }
+            if r.nlink == 0 {
+                tx.remove_orphan(ino)?;
             }
             let mut np = tx.inode(newparent)?;
             if !np.is_dir() {
@@ -239,6 +246,10 @@ impl FileSystem for DiskFs {
             });
             Ok(r)
         })?;
+        if linkable {
+            st.orphans.remove(&ino);
+            st.linkable.remove(&ino);
+        }
         Self::add_lookup(&mut st, ino);
         Ok(self.attr_of(ino, &r))
     }
@@ -631,5 +642,9 @@ impl FileSystem for DiskFs {
     fn shutdown(&self) -> Result<()> {
         self.shutdown_now();
         Ok(())
+    }
+
+    fn tmpfile(&self, req: &Request, parent: Ino, mode: u32, flags: i32) -> Result<(Attr, Fh)> {
+        self.make_tmpfile(req, parent, mode, flags)
     }
 }

@@ -4,7 +4,7 @@
 //! references it.
 
 use aegis_fs::intent_log::LogRec;
-use aegis_fs::posix::inode::{S_IFCHR, S_IFDIR};
+use aegis_fs::posix::inode::{S_IFCHR, S_IFDIR, S_IFREG};
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
 use aegis_fs::{AllocClass, ObjectRead, Tx};
 use aegis_vfs::validate::*;
@@ -275,6 +275,54 @@ fn alloc_inode(
         crtime: now,
     };
     (ino, rec)
+}
+
+impl DiskFs {
+    /// O_TMPFILE: a regular file in no directory, an orphan from the start
+    /// (a crash frees it), open with `flags`. Its creation is not logged:
+    /// the log is spent until the next commit instead, so no logged record
+    /// (a write, the `link` that names it) can reach a replay that lacks
+    /// the inode.
+    pub(crate) fn make_tmpfile(
+        &self,
+        req: &Request,
+        parent: Ino,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Fh)> {
+        let mut st = self.state.lock();
+        let generation = self.store.open_txg();
+        let (ino, rec) = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
+            let p = tx.inode(parent)?;
+            if !p.is_dir() {
+                return Err(FsError::NotDir.into());
+            }
+            if p.nlink == 0 {
+                return Err(FsError::NotFound.into());
+            }
+            let n = NewNode {
+                req,
+                parent,
+                name: b"",
+                ftype: S_IFREG,
+                perm: mode,
+                rdev: 0,
+                target: None,
+            };
+            let (ino, mut rec) = alloc_inode(tx, &n, &p, generation);
+            rec.nlink = 0;
+            tx.put_inode(ino, &rec)?;
+            tx.add_orphan(ino)?;
+            tx.inherit_log_policy(parent, ino)?;
+            tx.mark_unlogged();
+            Ok((ino, rec))
+        })?;
+        st.orphans.insert(ino);
+        st.linkable.insert(ino);
+        Self::add_lookup(&mut st, ino);
+        let fh = self.open_locked(&mut st, ino, flags & (libc::O_ACCMODE | libc::O_APPEND))?;
+        Ok((self.attr_of(ino, &rec), fh))
+    }
 }
 
 /// The whiteout RENAME_WHITEOUT leaves at `parent/name` in the rename's own

@@ -245,6 +245,12 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// `ino` has a name again (an O_TMPFILE file linked): no orphan now.
+    pub fn remove_orphan(&mut self, ino: u64) -> Result<()> {
+        self.tree.remove(&keys::orphan(ino))?;
+        Ok(())
+    }
+
     /// Delete orphan `ino` whole: its data blocks, every item of the
     /// object, its orphan key, and one from the inode count.
     pub fn remove_object(&mut self, ino: u64) -> Result<()> {

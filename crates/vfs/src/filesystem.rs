@@ -298,4 +298,17 @@ pub trait FileSystem: Send + Sync {
     fn shutdown(&self) -> Result<()> {
         Err(crate::FsError::NotSupported)
     }
+
+    /// O_TMPFILE: make an unnamed regular file in directory `parent` with
+    /// permission bits `mode` and open it with `flags` (access mode and
+    /// O_APPEND count), adding one lookup as `create` does. It has link
+    /// count 0: it goes when its handles and lookups do, unless `link`
+    /// names it first (the kernel decides whether it may: O_EXCL).
+    ///
+    /// Errors: ENOTDIR, ENOENT (`parent` removed), ENOSPC, EOPNOTSUPP (by
+    /// default).
+    fn tmpfile(&self, req: &Request, parent: Ino, mode: u32, flags: i32) -> Result<(Attr, Fh)> {
+        let _ = (req, parent, mode, flags);
+        Err(crate::FsError::NotSupported)
+    }
 }

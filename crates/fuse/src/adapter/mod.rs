@@ -486,6 +486,28 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
+    fn tmpfile(
+        &self,
+        req: &fuser::Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & 0o7777 & !umask;
+        match self.fs.tmpfile(&request(req), parent.0, mode, flags) {
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &file_attr(&attr),
+                generation(&attr),
+                FileHandle(fh),
+                self.open_flags,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn fallocate(
         &self,
         _req: &fuser::Request,

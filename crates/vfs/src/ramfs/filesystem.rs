@@ -256,4 +256,8 @@ impl FileSystem for RamFs {
             ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len, flags,
         )
     }
+
+    fn tmpfile(&self, req: &Request, parent: Ino, mode: u32, flags: i32) -> Result<(Attr, Fh)> {
+        self.create_tmpfile(req, parent, mode, flags)
+    }
 }

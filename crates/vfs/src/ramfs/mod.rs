@@ -35,7 +35,7 @@ mod namespace;
 mod rename;
 mod xattr;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
@@ -96,6 +96,8 @@ struct State {
     next_generation: u64,
     /// Bytes of chunks and xattrs in use.
     used_bytes: u64,
+    /// O_TMPFILE files not yet named: the only unnamed inodes `link` takes.
+    linkable: HashSet<Ino>,
 }
 
 /// The in-memory filesystem. See the [module documentation](self).
@@ -148,6 +150,7 @@ impl RamFs {
                 next_fh: 1,
                 next_generation: 2,
                 used_bytes: 0,
+                linkable: HashSet::new(),
             }),
         }
     }
@@ -236,6 +239,7 @@ impl State {
         }
         if self.inodes.get(&ino).is_some_and(Inode::is_dead) {
             let inode = self.inodes.remove(&ino).expect("present");
+            self.linkable.remove(&ino);
             let mut freed = inode.xattrs.bytes();
             if let Data::File(f) = &inode.data {
                 freed += f.chunk_count() * CHUNK;

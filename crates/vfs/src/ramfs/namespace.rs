@@ -39,6 +39,39 @@ impl State {
         if dir.get(name).is_some() {
             return Err(FsError::Exists);
         }
+        let ino = self.new_inode(req, parent, kind, perm, rdev, data)?;
+        let now = self.get(ino)?.ctime;
+        let p = self.inode(parent);
+        p.dir_mut().expect("dir").insert(name, ino);
+        p.touch_modified(now);
+        if kind == FileType::Directory {
+            p.nlink += 1;
+        }
+        Ok(self.get(ino)?.attr())
+    }
+
+    /// O_TMPFILE: a regular file in no directory (link count 0, one
+    /// lookup) that `link` may name later.
+    pub(super) fn create_unnamed(&mut self, req: &Request, parent: Ino, perm: u32) -> Result<Attr> {
+        self.live_dir(parent)?;
+        let data = Data::File(FileData::default());
+        let ino = self.new_inode(req, parent, FileType::RegularFile, perm, 0, data)?;
+        self.inode(ino).nlink = 0;
+        self.linkable.insert(ino);
+        Ok(self.get(ino)?.attr())
+    }
+
+    /// A new inode with one lookup, owned by the caller (the group of a
+    /// setgid `parent`, which subdirectories inherit).
+    fn new_inode(
+        &mut self,
+        req: &Request,
+        parent: Ino,
+        kind: FileType,
+        perm: u32,
+        rdev: u64,
+        data: Data,
+    ) -> Result<Ino> {
         if self.inodes.len() as u64 >= self.config.max_inodes {
             return Err(FsError::NoSpace);
         }
@@ -56,7 +89,6 @@ impl State {
         self.next_ino += 1;
         let generation = self.next_generation;
         self.next_generation += 1;
-        let is_dir = kind == FileType::Directory;
         let inode = Inode {
             ino,
             kind,
@@ -64,7 +96,7 @@ impl State {
             uid: req.uid,
             gid,
             rdev,
-            nlink: if is_dir { 2 } else { 1 },
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
             atime: now,
             mtime: now,
             ctime: now,
@@ -75,15 +107,8 @@ impl State {
             xattrs: Xattrs::default(),
             data,
         };
-        let attr = inode.attr();
         self.inodes.insert(ino, inode);
-        let p = self.inode(parent);
-        p.dir_mut().expect("dir").insert(name, ino);
-        p.touch_modified(now);
-        if is_dir {
-            p.nlink += 1;
-        }
-        Ok(attr)
+        Ok(ino)
     }
 
     /// Entries of directory `ino` after cookie `offset` and before the
@@ -229,6 +254,20 @@ impl RamFs {
         Ok((attr, fh))
     }
 
+    /// O_TMPFILE: an unnamed file in `parent`, open with `flags`.
+    pub(crate) fn create_tmpfile(
+        &self,
+        req: &Request,
+        parent: Ino,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Fh)> {
+        let mut st = self.state.lock();
+        let attr = st.create_unnamed(req, parent, mode)?;
+        let fh = st.open(attr.ino, flags & (libc::O_ACCMODE | libc::O_APPEND))?;
+        Ok((attr, fh))
+    }
+
     pub(crate) fn link_entry(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
         let newname = bytes(newname);
         check_new_name(newname)?;
@@ -237,12 +276,14 @@ impl RamFs {
         if inode.kind == FileType::Directory {
             return Err(FsError::NotPermitted);
         }
-        if inode.nlink == 0 {
+        // Only an O_TMPFILE file may get its first name.
+        if inode.nlink == 0 && !st.linkable.contains(&ino) {
             return Err(FsError::NotFound);
         }
         if st.live_dir(newparent)?.get(newname).is_some() {
             return Err(FsError::Exists);
         }
+        st.linkable.remove(&ino);
         let now = SystemTime::now();
         let p = st.inode(newparent);
         p.dir_mut().expect("dir").insert(newname, ino);
