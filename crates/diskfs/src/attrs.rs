@@ -1,10 +1,24 @@
-//! The intent log policy of a file or directory, set through its xattr.
+//! Attributes kept in xattrs: the intent log policy of a file or
+//! directory, POSIX ACLs, and the privilege bits that go with file
+//! capabilities.
+//!
+//! ACLs stay plain xattrs on disk (`system.posix_acl_*`, the Linux value
+//! format); what they mean comes from [`aegis_vfs::acl`], shared with
+//! ramfs. Each change here is one transaction that keeps the mode bits and
+//! the ACL xattrs in step, and logs records whose replay, run as root,
+//! ends in the same state: an ACL's setxattr is followed by the mode it
+//! left, a dropped `security.capability` by its own removal.
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
-use aegis_fs::{AllocClass, ObjectRead};
+use aegis_fs::posix::inode::S_IFMT;
+use aegis_fs::posix::InodeRecord;
+use aegis_fs::{AllocClass, ObjectRead, Tx};
+use aegis_vfs::acl::{self, Acl, AclKind, AclTarget};
+use aegis_vfs::validate::{killed_privileges, CAPABILITY_XATTR};
 use aegis_vfs::*;
 
 use crate::diskfs::*;
+use crate::error::TxResult;
 use crate::POLICY_XATTR;
 
 impl DiskFs {
@@ -35,4 +49,108 @@ impl DiskFs {
             Ok(())
         })
     }
+
+    /// `setxattr` of an ACL name: see [`acl::set_acl`].
+    pub(crate) fn set_acl(&self, req: &Request, ino: Ino, kind: AclKind, value: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        let ops = 6 + value.len() as u64 / 128;
+        self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+            let mut r = tx.inode(ino)?;
+            let target = AclTarget {
+                uid: r.uid,
+                gid: r.gid,
+                perm: r.mode & 0o7777,
+                is_dir: r.is_dir(),
+            };
+            let change = acl::set_acl(req, kind, value, target)?;
+            let name = kind.xattr();
+            match &change.value {
+                Some(v) => tx.set_xattr(ino, name, v)?,
+                None => {
+                    tx.remove_xattr(ino, name)?;
+                }
+            }
+            r.mode = (r.mode & S_IFMT) | change.perm;
+            r.ctime = tx.now;
+            tx.put_inode(ino, &r)?;
+            tx.log(LogRec::SetXattr {
+                ino,
+                name: name.to_vec(),
+                value: value.to_vec(),
+                flags: 0,
+            });
+            // Replay runs as root, which keeps a setgid bit this caller lost.
+            tx.log(LogRec::SetAttr {
+                ino,
+                mode: Some(change.perm),
+                uid: None,
+                gid: None,
+                size: None,
+                times: [None, None, Some(r.ctime), None],
+            });
+            Ok(())
+        })
+    }
+
+    /// The default ACL of directory `dir`, if it has one.
+    pub(crate) fn default_acl(&self, dir: Ino) -> Result<Option<Acl>> {
+        match self.view(|t| Ok(t.xattr(dir, acl::DEFAULT_XATTR)?))? {
+            Some(v) => acl::decode_stored(&v),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Tree operations the ACLs a new inode inherits from `default` may take.
+pub(crate) fn inherit_ops(default: Option<&Acl>) -> u64 {
+    default.map_or(0, |a| 2 * (4 + a.encode().len() as u64 / 128))
+}
+
+/// Store the ACLs a new inode inherited.
+pub(crate) fn write_inherited(tx: &mut Tx<'_>, ino: Ino, got: &acl::Inherited) -> TxResult<()> {
+    for (name, value) in [(acl::ACCESS_XATTR, &got.access), (acl::DEFAULT_XATTR, &got.default)] {
+        if let Some(v) = value {
+            tx.set_xattr(ino, name, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The mode part of a `setattr`, inside its transaction: a chmod rewrites
+/// the access ACL with the bits; without a mode, a chown of a
+/// non-directory, or a truncate by a caller other than root, drops the
+/// privilege bits and `security.capability` (logging that removal).
+/// Returns the mode to log: the caller's, or the one privileges dropped to.
+pub(crate) fn apply_mode(
+    tx: &mut Tx<'_>,
+    ino: Ino,
+    r: &mut InodeRecord,
+    req: &Request,
+    set: &SetAttr,
+) -> TxResult<Option<u32>> {
+    if let Some(mode) = set.mode {
+        r.mode = (r.mode & S_IFMT) | (mode & 0o7777);
+        if let Some(stored) = tx.xattr(ino, acl::ACCESS_XATTR)? {
+            if let Some(v) = acl::chmod_acl(&stored, mode)? {
+                tx.set_xattr(ino, acl::ACCESS_XATTR, &v)?;
+            }
+        }
+        return Ok(Some(mode & 0o7777));
+    }
+    let chown = set.uid.is_some() || set.gid.is_some();
+    if r.is_dir() || !(chown || (set.size.is_some() && req.uid != 0)) {
+        return Ok(None);
+    }
+    if tx.remove_xattr(ino, CAPABILITY_XATTR)? {
+        tx.log(LogRec::RemoveXattr {
+            ino,
+            name: CAPABILITY_XATTR.to_vec(),
+        });
+    }
+    let perm = killed_privileges(r.mode & 0o7777);
+    if perm == r.mode & 0o7777 {
+        return Ok(None);
+    }
+    r.mode = (r.mode & S_IFMT) | perm;
+    Ok(Some(perm))
 }

@@ -7,9 +7,11 @@ use aegis_fs::intent_log::LogRec;
 use aegis_fs::posix::inode::S_IFDIR;
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
 use aegis_fs::{AllocClass, ObjectRead, Tx};
+use aegis_vfs::acl;
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
+use crate::attrs::{inherit_ops, write_inherited};
 use crate::diskfs::*;
 use crate::inode::*;
 
@@ -29,7 +31,12 @@ impl DiskFs {
     ) -> Result<Attr> {
         check_new_name(name)?;
         let generation = self.store.open_txg();
-        let ops = NAMESPACE_OPS + target.map_or(0, |t| t.len() as u64 / 256 + 1);
+        // Read under the namespace lock `st`, so it cannot change before the
+        // transaction uses it.
+        let default = self.default_acl(parent)?;
+        let ops = NAMESPACE_OPS
+            + target.map_or(0, |t| t.len() as u64 / 256 + 1)
+            + inherit_ops(default.as_ref());
         let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
             let mut p = tx.inode(parent)?;
             if !p.is_dir() {
@@ -41,17 +48,22 @@ impl DiskFs {
             if tx.find_entry(parent, name)?.is_some() {
                 return Err(FsError::Exists.into());
             }
+            let is_link = target.is_some();
+            let got = acl::inherit(default.as_ref(), ftype == S_IFDIR, is_link, perm, req.umask);
             let n = NewNode {
                 req,
                 parent,
                 name,
                 ftype,
-                perm,
+                // Replay inherits again from the same default ACL, so it
+                // needs the mode as asked; without one, the mode as masked.
+                perm: if default.is_some() { perm & 0o7777 } else { got.perm },
                 rdev,
                 target,
             };
-            let (ino, rec) = alloc_inode(tx, &n, &p, generation);
+            let (ino, rec) = alloc_inode(tx, &n, got.perm, &p, generation);
             tx.put_inode(ino, &rec)?;
+            write_inherited(tx, ino, &got)?;
             if let Some(t) = target {
                 tx.write_symlink(ino, t)?;
             }
@@ -226,15 +238,17 @@ impl NewNode<'_> {
     }
 }
 
-/// The next inode number and the new inode's record: the group and a
-/// directory's setgid bit come from a setgid parent `p`.
+/// The next inode number and the new inode's record with permission bits
+/// `perm`: the group and a directory's setgid bit come from a setgid
+/// parent `p`.
 fn alloc_inode(
     tx: &mut Tx<'_>,
     n: &NewNode<'_>,
+    perm: u32,
     p: &InodeRecord,
     generation: u64,
 ) -> (Ino, InodeRecord) {
-    let mut perm = n.perm & 0o7777;
+    let mut perm = perm & 0o7777;
     let mut gid = n.req.gid;
     let is_dir = n.ftype == S_IFDIR;
     if p.mode & libc::S_ISGID != 0 {

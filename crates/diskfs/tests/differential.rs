@@ -174,6 +174,7 @@ impl Driver {
             uid,
             gid: uid,
             pid: 1,
+            umask: 0,
         }
     }
 
@@ -474,7 +475,7 @@ impl Driver {
                     let n = OsStr::from_bytes(name);
                     match kind {
                         0 | 1 => fs
-                            .setxattr(ino, n, &value, flags)
+                            .setxattr(&Request::root(), ino, n, &value, flags)
                             .map(|_| String::new())
                             .map_err(err),
                         2 => {

@@ -83,7 +83,7 @@ fn op(fs: &dyn FileSystem, rng: &mut StdRng) -> (String, std::result::Result<Str
         }
         6 => {
             let ino = look(n)?;
-            fs.setxattr(ino, OsStr::new("user.x"), &data[..data.len().min(3000)], 0)
+            fs.setxattr(&Request::root(), ino, OsStr::new("user.x"), &data[..data.len().min(3000)], 0)
                 .map(|_| String::new())
         }
         _ => {

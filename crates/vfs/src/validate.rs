@@ -77,6 +77,22 @@ pub fn xattr_reply(data: Vec<u8>, size: u32) -> Result<XattrReply> {
     }
 }
 
+/// The xattr of file capabilities, removed with setuid (see [`killed_privileges`]).
+pub const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// The permission bits after a change that drops privileges (a write,
+/// truncate or fallocate by an unprivileged caller, any chown of a
+/// non-directory): setuid always, setgid when group-exec is set (without
+/// it setgid marks mandatory locking, which Linux keeps), as
+/// `setattr_should_drop_suidgid` decides. `security.capability` goes too.
+pub fn killed_privileges(perm: u32) -> u32 {
+    let mut perm = perm & !libc::S_ISUID;
+    if perm & libc::S_IXGRP != 0 {
+        perm &= !libc::S_ISGID;
+    }
+    perm
+}
+
 /// Largest file size of every AegisFS filesystem (`i64::MAX`, as `off_t`); past it, EFBIG.
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
@@ -103,8 +119,10 @@ pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
     check_removable_name(newname)
 }
 
-/// `access(2)` against mode bits: owner, then group by primary gid, then
-/// other; uid 0 passes except X on a non-directory without any x bit.
+/// `access(2)` against mode bits and the access ACL: owner bits for the
+/// owner, then the ACL when there is one (see [`acl`](crate::acl)), else
+/// group by primary gid, then other; uid 0 passes except X on a
+/// non-directory without any x bit.
 pub fn check_access(
     req: &crate::types::Request,
     uid: u32,
@@ -112,6 +130,7 @@ pub fn check_access(
     perm: u32,
     is_dir: bool,
     mask: i32,
+    acl: Option<&crate::acl::Acl>,
 ) -> Result<()> {
     let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
     if want == 0 {
@@ -124,16 +143,14 @@ pub fn check_access(
         }
         return Ok(());
     }
-    let bits = if req.uid == uid {
-        perm >> 6
-    } else if req.gid == gid {
-        perm >> 3
+    let granted = if req.uid == uid {
+        want & !(perm >> 6) & 0o7 == 0
     } else {
-        perm
-    } & 0o7;
-    if want & !bits != 0 {
-        Err(FsError::Permission)
-    } else {
+        crate::acl::non_owner_permits(req, gid, perm, acl, want as u16)
+    };
+    if granted {
         Ok(())
+    } else {
+        Err(FsError::Permission)
     }
 }

@@ -33,6 +33,17 @@ pub(crate) fn request(req: &fuser::Request) -> Request {
         uid: req.uid(),
         gid: req.gid(),
         pid: req.pid(),
+        umask: 0,
+    }
+}
+
+/// The caller of a `mknod`, `mkdir` or `create`, with the umask the kernel
+/// passes: with `FUSE_DONT_MASK` the mode arrives unmasked, and the
+/// filesystem applies the umask unless a default ACL replaces it.
+pub(crate) fn creator(req: &fuser::Request, umask: u32) -> Request {
+    Request {
+        umask: umask & 0o777,
+        ..request(req)
     }
 }
 
