@@ -51,7 +51,13 @@ impl DiskFs {
     }
 
     /// `setxattr` of an ACL name: see [`acl::set_acl`].
-    pub(crate) fn set_acl(&self, req: &Request, ino: Ino, kind: AclKind, value: &[u8]) -> Result<()> {
+    pub(crate) fn set_acl(
+        &self,
+        req: &Request,
+        ino: Ino,
+        kind: AclKind,
+        value: &[u8],
+    ) -> Result<()> {
         let mut st = self.state.lock();
         let ops = 6 + value.len() as u64 / 128;
         self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
@@ -108,7 +114,10 @@ pub(crate) fn inherit_ops(default: Option<&Acl>) -> u64 {
 
 /// Store the ACLs a new inode inherited.
 pub(crate) fn write_inherited(tx: &mut Tx<'_>, ino: Ino, got: &acl::Inherited) -> TxResult<()> {
-    for (name, value) in [(acl::ACCESS_XATTR, &got.access), (acl::DEFAULT_XATTR, &got.default)] {
+    for (name, value) in [
+        (acl::ACCESS_XATTR, &got.access),
+        (acl::DEFAULT_XATTR, &got.default),
+    ] {
         if let Some(v) = value {
             tx.set_xattr(ino, name, v)?;
         }

@@ -57,7 +57,11 @@ impl DiskFs {
                 ftype,
                 // Replay inherits again from the same default ACL, so it
                 // needs the mode as asked; without one, the mode as masked.
-                perm: if default.is_some() { perm & 0o7777 } else { got.perm },
+                perm: if default.is_some() {
+                    perm & 0o7777
+                } else {
+                    got.perm
+                },
                 rdev,
                 target,
             };

@@ -214,9 +214,18 @@ impl Acl {
         let p = |shift: u32| ((mode >> shift) as u16) & RWX;
         Acl {
             entries: vec![
-                AclEntry { tag: Tag::UserObj, perm: p(6) },
-                AclEntry { tag: Tag::GroupObj, perm: p(3) },
-                AclEntry { tag: Tag::Other, perm: p(0) },
+                AclEntry {
+                    tag: Tag::UserObj,
+                    perm: p(6),
+                },
+                AclEntry {
+                    tag: Tag::GroupObj,
+                    perm: p(3),
+                },
+                AclEntry {
+                    tag: Tag::Other,
+                    perm: p(0),
+                },
             ],
         }
     }
@@ -424,7 +433,13 @@ pub struct Inherited {
 /// none the umask applies; with one the umask does not, the inode's access
 /// ACL is the default masked by `perm`, and a directory also gets the
 /// default ACL. Symlinks take neither.
-pub fn inherit(parent_default: Option<&Acl>, is_dir: bool, is_symlink: bool, perm: u32, umask: u32) -> Inherited {
+pub fn inherit(
+    parent_default: Option<&Acl>,
+    is_dir: bool,
+    is_symlink: bool,
+    perm: u32,
+    umask: u32,
+) -> Inherited {
     let none = |perm| Inherited {
         perm,
         access: None,
@@ -458,7 +473,13 @@ pub fn chmod_acl(stored: &[u8], perm: u32) -> Result<Option<Vec<u8>>> {
 /// the owner, as `acl_permission_check` decides: the access ACL when there
 /// is one and the group bits are not all clear, else the group bits for a
 /// member of the file's group, else the other bits.
-pub(crate) fn non_owner_permits(req: &Request, gid: u32, perm: u32, acl: Option<&Acl>, want: u16) -> bool {
+pub(crate) fn non_owner_permits(
+    req: &Request,
+    gid: u32,
+    perm: u32,
+    acl: Option<&Acl>,
+    want: u16,
+) -> bool {
     if let Some(acl) = acl {
         if perm & 0o070 != 0 {
             return acl.permits(req, gid, want);

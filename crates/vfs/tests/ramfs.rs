@@ -188,8 +188,12 @@ fn symlink_readlink() {
     fs.symlink(&REQ, ROOT_INO, n("m"), n(&"x".repeat(4095)))
         .unwrap();
     assert_eq!(errno(fs.open(l.ino, libc::O_RDONLY)), libc::ELOOP);
-    assert_eq!(errno(fs.setxattr(&Request::root(), l.ino, n("user.a"), b"v", 0)), libc::EPERM);
-    fs.setxattr(&Request::root(), l.ino, n("trusted.a"), b"v", 0).unwrap();
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), l.ino, n("user.a"), b"v", 0)),
+        libc::EPERM
+    );
+    fs.setxattr(&Request::root(), l.ino, n("trusted.a"), b"v", 0)
+        .unwrap();
 }
 
 #[test]
@@ -625,14 +629,17 @@ fn readdirplus_counts_lookups() {
 fn xattrs_and_limits() {
     let fs = fs();
     let (f, _) = new_file(&fs, ROOT_INO, "f");
-    fs.setxattr(&Request::root(), f, n("user.a"), b"1", 0).unwrap();
-    fs.setxattr(&Request::root(), f, n("security.selinux"), b"ctx", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"1", 0)
+        .unwrap();
+    fs.setxattr(&Request::root(), f, n("security.selinux"), b"ctx", 0)
+        .unwrap();
     assert_eq!(fs.getxattr(f, n("user.a"), 0).unwrap(), XattrReply::Size(1));
     assert_eq!(
         fs.getxattr(f, n("user.a"), 10).unwrap(),
         XattrReply::Data(b"1".to_vec())
     );
-    fs.setxattr(&Request::root(), f, n("user.a"), b"long value", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"long value", 0)
+        .unwrap();
     assert_eq!(errno(fs.getxattr(f, n("user.a"), 3)), libc::ERANGE);
     assert_eq!(errno(fs.getxattr(f, n("user.zz"), 100)), libc::ENODATA);
     assert_eq!(
@@ -644,11 +651,19 @@ fn xattrs_and_limits() {
         libc::ENODATA
     );
     assert_eq!(
-        errno(fs.setxattr(&Request::root(), f, n("user.b"), b"", XATTR_CREATE | XATTR_REPLACE)),
+        errno(fs.setxattr(
+            &Request::root(),
+            f,
+            n("user.b"),
+            b"",
+            XATTR_CREATE | XATTR_REPLACE
+        )),
         libc::EINVAL
     );
-    fs.setxattr(&Request::root(), f, n("user.a"), b"r", XATTR_REPLACE).unwrap();
-    fs.setxattr(&Request::root(), f, n("user.empty"), b"", XATTR_CREATE).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"r", XATTR_REPLACE)
+        .unwrap();
+    fs.setxattr(&Request::root(), f, n("user.empty"), b"", XATTR_CREATE)
+        .unwrap();
     assert_eq!(
         fs.getxattr(f, n("user.empty"), 0).unwrap(),
         XattrReply::Size(0)
@@ -664,24 +679,47 @@ fn xattrs_and_limits() {
     );
     assert_eq!(errno(fs.listxattr(f, list.len() as u32 - 1)), libc::ERANGE);
     // Linux limits: value 64 KiB (E2BIG past it), name 255 (ERANGE past it)
-    fs.setxattr(&Request::root(), f, n("user.big"), &vec![0u8; XATTR_SIZE_MAX], 0)
-        .unwrap();
+    fs.setxattr(
+        &Request::root(),
+        f,
+        n("user.big"),
+        &vec![0u8; XATTR_SIZE_MAX],
+        0,
+    )
+    .unwrap();
     assert_eq!(
-        errno(fs.setxattr(&Request::root(), f, n("user.big"), &vec![0u8; XATTR_SIZE_MAX + 1], 0)),
+        errno(fs.setxattr(
+            &Request::root(),
+            f,
+            n("user.big"),
+            &vec![0u8; XATTR_SIZE_MAX + 1],
+            0
+        )),
         libc::E2BIG
     );
     let name255 = format!("user.{}", "n".repeat(250));
-    fs.setxattr(&Request::root(), f, n(&name255), b"v", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n(&name255), b"v", 0)
+        .unwrap();
     let name256 = format!("user.{}", "n".repeat(251));
-    assert_eq!(errno(fs.setxattr(&Request::root(), f, n(&name256), b"v", 0)), libc::ERANGE);
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n(&name256), b"v", 0)),
+        libc::ERANGE
+    );
     assert_eq!(errno(fs.getxattr(f, n(&name256), 0)), libc::ERANGE);
-    assert_eq!(errno(fs.setxattr(&Request::root(), f, n(""), b"v", 0)), libc::ERANGE);
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n(""), b"v", 0)),
+        libc::ERANGE
+    );
     assert_eq!(
         errno(fs.setxattr(&Request::root(), f, n("foo.bar"), b"v", 0)),
         libc::EOPNOTSUPP
     );
-    assert_eq!(errno(fs.setxattr(&Request::root(), f, n("user."), b"v", 0)), libc::EINVAL);
-    fs.setxattr(&Request::root(), f, n("trusted.t"), b"v", 0).unwrap();
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n("user."), b"v", 0)),
+        libc::EINVAL
+    );
+    fs.setxattr(&Request::root(), f, n("trusted.t"), b"v", 0)
+        .unwrap();
     fs.setxattr(&Request::root(), f, n("system.posix_acl_access"), b"v", 0)
         .unwrap();
     fs.removexattr(f, n("user.a")).unwrap();

@@ -140,15 +140,29 @@ impl State {
 
 /// The permission bits and ACL xattrs of a new inode of `kind` asked for
 /// with `perm` under `parent`: the umask, or the parent's default ACL.
-fn inherited_xattrs(parent: &Inode, kind: FileType, perm: u32, umask: u32) -> Result<(u16, Xattrs)> {
+fn inherited_xattrs(
+    parent: &Inode,
+    kind: FileType,
+    perm: u32,
+    umask: u32,
+) -> Result<(u16, Xattrs)> {
     let default = match parent.xattrs.get(acl::DEFAULT_XATTR) {
         Ok(v) => acl::decode_stored(v)?,
         Err(_) => None,
     };
     let is_dir = kind == FileType::Directory;
-    let got = acl::inherit(default.as_ref(), is_dir, kind == FileType::Symlink, perm & 0o7777, umask);
+    let got = acl::inherit(
+        default.as_ref(),
+        is_dir,
+        kind == FileType::Symlink,
+        perm & 0o7777,
+        umask,
+    );
     let mut xattrs = Xattrs::default();
-    for (name, value) in [(acl::ACCESS_XATTR, got.access), (acl::DEFAULT_XATTR, got.default)] {
+    for (name, value) in [
+        (acl::ACCESS_XATTR, got.access),
+        (acl::DEFAULT_XATTR, got.default),
+    ] {
         if let Some(v) = value {
             xattrs.set(name, &v, 0)?;
         }
