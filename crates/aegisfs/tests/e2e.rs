@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "e2e/acl.rs"]
+mod acl;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aegisfs");
 
 fn fuse_available() -> bool {
