@@ -14,11 +14,12 @@ use aegis_fs::posix::inode::S_IFMT;
 use aegis_fs::posix::InodeRecord;
 use aegis_fs::{AllocClass, ObjectRead, Tx};
 use aegis_vfs::acl::{self, Acl, AclKind, AclTarget};
-use aegis_vfs::validate::{killed_privileges, CAPABILITY_XATTR};
+use aegis_vfs::validate::{setattr_privileges, CAPABILITY_XATTR};
 use aegis_vfs::*;
 
 use crate::diskfs::*;
 use crate::error::TxResult;
+use crate::inode::kind_of;
 use crate::POLICY_XATTR;
 
 impl DiskFs {
@@ -125,11 +126,11 @@ pub(crate) fn write_inherited(tx: &mut Tx<'_>, ino: Ino, got: &acl::Inherited) -
     Ok(())
 }
 
-/// The mode part of a `setattr`, inside its transaction: a chmod rewrites
-/// the access ACL with the bits; without a mode, a chown of a
-/// non-directory, or a truncate by a caller other than root, drops the
-/// privilege bits and `security.capability` (logging that removal).
-/// Returns the mode to log: the caller's, or the one privileges dropped to.
+/// The mode part of a `setattr`, inside its transaction: the privilege
+/// bits as [`setattr_privileges`] decides (dropping `security.capability`
+/// with a logged removal), and a chmod rewrites the access ACL. Returns
+/// the mode to log: the caller's as applied, or the one privileges
+/// dropped to, so that replay, run as root, ends the same.
 pub(crate) fn apply_mode(
     tx: &mut Tx<'_>,
     ino: Ino,
@@ -137,29 +138,21 @@ pub(crate) fn apply_mode(
     req: &Request,
     set: &SetAttr,
 ) -> TxResult<Option<u32>> {
-    if let Some(mode) = set.mode {
-        r.mode = (r.mode & S_IFMT) | (mode & 0o7777);
-        if let Some(stored) = tx.xattr(ino, acl::ACCESS_XATTR)? {
-            if let Some(v) = acl::chmod_acl(&stored, mode)? {
-                tx.set_xattr(ino, acl::ACCESS_XATTR, &v)?;
-            }
-        }
-        return Ok(Some(mode & 0o7777));
-    }
-    let chown = set.uid.is_some() || set.gid.is_some();
-    if r.is_dir() || !(chown || (set.size.is_some() && req.uid != 0)) {
-        return Ok(None);
-    }
-    if tx.remove_xattr(ino, CAPABILITY_XATTR)? {
+    let old = r.mode & 0o7777;
+    let p = setattr_privileges(req, old, r.gid, kind_of(r.mode), set);
+    if p.drop_caps && tx.remove_xattr(ino, CAPABILITY_XATTR)? {
         tx.log(LogRec::RemoveXattr {
             ino,
             name: CAPABILITY_XATTR.to_vec(),
         });
     }
-    let perm = killed_privileges(r.mode & 0o7777);
-    if perm == r.mode & 0o7777 {
-        return Ok(None);
+    r.mode = (r.mode & S_IFMT) | p.perm;
+    if set.mode.is_some() {
+        if let Some(stored) = tx.xattr(ino, acl::ACCESS_XATTR)? {
+            if let Some(v) = acl::chmod_acl(&stored, p.perm)? {
+                tx.set_xattr(ino, acl::ACCESS_XATTR, &v)?;
+            }
+        }
     }
-    r.mode = (r.mode & S_IFMT) | perm;
-    Ok(Some(perm))
+    Ok((set.mode.is_some() || p.perm != old).then_some(p.perm))
 }

@@ -51,11 +51,14 @@ pub trait FileSystem: Send + Sync {
     /// regular file (the new range reads as zeroes); a size change sets
     /// mtime. ctime is set to now on any change unless given. `fh` is the
     /// handle for `ftruncate`/`futimens`, when there is one. A mode change
-    /// rewrites the access ACL's owner, mask and other entries. A change of
-    /// owner or group of a non-directory without a mode clears setuid, and
-    /// setgid when group-exec is set, and removes `security.capability`,
-    /// for every caller (as Linux's chown); a size change by a caller other
-    /// than root does the same.
+    /// rewrites the access ACL's owner, mask and other entries. The
+    /// privilege bits follow Linux (see
+    /// [`setattr_privileges`](crate::validate::setattr_privileges)): a
+    /// chown of a non-directory drops setuid, setgid-with-group-exec and
+    /// `security.capability`; a truncate by a caller other than root, or an
+    /// empty `SetAttr` from one (how FUSE asks before a write or
+    /// fallocate), drops them as that caller's write would; a regular
+    /// file's setgid is kept from a mode only for root or a group member.
     ///
     /// Errors: EISDIR (size on a directory), EINVAL (size on another
     /// non-regular inode), EFBIG (size above the maximum file size), ENOSPC.

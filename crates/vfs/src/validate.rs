@@ -3,7 +3,7 @@
 //! inputs with the same errno (the differential tests rely on it).
 
 use crate::error::{FsError, Result};
-use crate::types::{XattrReply, NAME_MAX, XATTR_NAME_MAX};
+use crate::types::{FileType, Request, SetAttr, XattrReply, NAME_MAX, XATTR_NAME_MAX};
 
 /// Check one name for lookup: not empty, no '/' or NUL, at most 255 bytes.
 /// "." and ".." pass (callers handle them).
@@ -93,6 +93,73 @@ pub fn killed_privileges(perm: u32) -> u32 {
     perm
 }
 
+/// What a `setattr` leaves of the privilege bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privileges {
+    /// The permission bits (`0o7777`) after the change.
+    pub perm: u32,
+    /// Whether `security.capability` goes.
+    pub drop_caps: bool,
+}
+
+/// The privilege bits after `set` on an inode of `kind` with bits `perm`
+/// and group `gid`, as Linux's `setattr_prepare` and
+/// `setattr_should_drop_suidgid` decide:
+/// - a mode given is taken, but a regular file's setgid only from root or
+///   a member of the (new) group: this is also how the kernel's FUSE
+///   client asks to drop privileges before a write by someone else;
+/// - a chown of a non-directory drops setuid and setgid-with-group-exec
+///   for everyone, and `security.capability`;
+/// - a truncate of a regular file by a caller other than root, or an empty
+///   setattr (FUSE's request to drop privileges before a write or
+///   fallocate), drops them as that caller's write does: setuid, setgid
+///   with group-exec or when the caller is not in the group, capabilities.
+///
+/// Group membership is the request's gid: the FUSE adapter puts the
+/// file's group there when the caller holds it as a supplementary group.
+pub fn setattr_privileges(
+    req: &Request,
+    perm: u32,
+    gid: u32,
+    kind: FileType,
+    set: &SetAttr,
+) -> Privileges {
+    let regular = kind == FileType::RegularFile;
+    let member = |gid: u32| req.uid == 0 || req.gid == gid;
+    if let Some(mode) = set.mode {
+        let mut perm = mode & 0o7777;
+        if regular && !member(set.gid.unwrap_or(gid)) {
+            perm &= !libc::S_ISGID;
+        }
+        return Privileges {
+            perm,
+            drop_caps: false,
+        };
+    }
+    let chown = set.uid.is_some() || set.gid.is_some();
+    if chown && kind != FileType::Directory {
+        return Privileges {
+            perm: killed_privileges(perm),
+            drop_caps: true,
+        };
+    }
+    let drop = set.size.is_some() || *set == SetAttr::default();
+    if regular && drop && req.uid != 0 {
+        let mut perm = killed_privileges(perm);
+        if !member(gid) {
+            perm &= !libc::S_ISGID;
+        }
+        return Privileges {
+            perm,
+            drop_caps: true,
+        };
+    }
+    Privileges {
+        perm,
+        drop_caps: false,
+    }
+}
+
 /// Largest file size of every AegisFS filesystem (`i64::MAX`, as `off_t`); past it, EFBIG.
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
@@ -124,7 +191,7 @@ pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
 /// group by primary gid, then other; uid 0 passes except X on a
 /// non-directory without any x bit.
 pub fn check_access(
-    req: &crate::types::Request,
+    req: &Request,
     uid: u32,
     gid: u32,
     perm: u32,

@@ -50,7 +50,10 @@ fn a_named_user_entry_grants_what_the_mode_bits_deny() {
     fs::write(&f, b"for nobody").unwrap();
     fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
     let cat = format!("cat {}", f.display());
-    assert!(!as_nobody(&cat).status.success(), "mode 0600 keeps nobody out");
+    assert!(
+        !as_nobody(&cat).status.success(),
+        "mode 0600 keeps nobody out"
+    );
     let fp = f.to_str().unwrap();
     run("setfacl", &["-m", "u:nobody:r", fp]);
     assert_eq!(mode(&f), 0o640, "setfacl sets the group bits to the mask");
@@ -62,7 +65,10 @@ fn a_named_user_entry_grants_what_the_mode_bits_deny() {
     assert_eq!(mode(&f), 0o660);
     assert!(as_nobody(&append).status.success());
     let acl = run("getfacl", &["-cp", fp]);
-    assert!(acl.contains("user:nobody:rw-") && acl.contains("mask::rw-"), "{acl}");
+    assert!(
+        acl.contains("user:nobody:rw-") && acl.contains("mask::rw-"),
+        "{acl}"
+    );
     // chmod rewrites the mask: the named entry loses its effect.
     fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
     let acl = run("getfacl", &["-cp", fp]);
@@ -84,25 +90,45 @@ fn a_default_acl_is_inherited_and_replaces_the_umask() {
     fs::create_dir(m.p("plain")).unwrap();
     fs::create_dir(m.p("shared")).unwrap();
     let shared = m.p("shared");
-    run("setfacl", &["-d", "-m", "u:nobody:rwx", shared.to_str().unwrap()]);
+    run(
+        "setfacl",
+        &["-d", "-m", "u:nobody:rwx", shared.to_str().unwrap()],
+    );
     let script = format!(
         "umask 077 && cd {} && touch plain/f shared/f && mkdir plain/sub shared/sub",
         m.mnt.display()
     );
     run("sh", &["-c", &script]);
-    assert_eq!(mode(&m.p("plain/f")), 0o600, "the umask applies without a default ACL");
+    assert_eq!(
+        mode(&m.p("plain/f")),
+        0o600,
+        "the umask applies without a default ACL"
+    );
     assert_eq!(mode(&m.p("plain/sub")), 0o700);
     // user::rwx group::r-x mask::rwx other::r-x masked by 0666 and 0777.
-    assert_eq!(mode(&m.p("shared/f")), 0o664, "no umask under a default ACL");
+    assert_eq!(
+        mode(&m.p("shared/f")),
+        0o664,
+        "no umask under a default ACL"
+    );
     assert_eq!(mode(&m.p("shared/sub")), 0o775);
     let f = run("getfacl", &["-cp", m.p("shared/f").to_str().unwrap()]);
-    assert!(f.contains("user:nobody:rwx") && !f.contains("default:"), "{f}");
+    assert!(
+        f.contains("user:nobody:rwx") && !f.contains("default:"),
+        "{f}"
+    );
     let sub = run("getfacl", &["-cp", m.p("shared/sub").to_str().unwrap()]);
     assert!(sub.contains("default:user:nobody:rwx"), "{sub}");
     // The inherited entry lets nobody write where the mode bits deny it.
-    let out = as_nobody(&format!("echo x > {}", m.p("shared/sub/by-nobody").display()));
+    let out = as_nobody(&format!(
+        "echo x > {}",
+        m.p("shared/sub/by-nobody").display()
+    ));
     assert!(out.status.success(), "{out:?}");
-    let out = as_nobody(&format!("echo x > {}", m.p("plain/sub/by-nobody").display()));
+    let out = as_nobody(&format!(
+        "echo x > {}",
+        m.p("plain/sub/by-nobody").display()
+    ));
     assert!(!out.status.success());
     m.finish();
 }
@@ -154,7 +180,13 @@ fn bad_acl_values_are_refused() {
     fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
     let u = u32::MAX;
     let access = "system.posix_acl_access";
-    let good = acl_bytes(&[(1, 6, u), (2, 6, NOBODY), (4, 4, u), (0x10, 6, u), (0x20, 4, u)]);
+    let good = acl_bytes(&[
+        (1, 6, u),
+        (2, 6, NOBODY),
+        (4, 4, u),
+        (0x10, 6, u),
+        (0x20, 4, u),
+    ]);
     let mut ragged = good.clone();
     ragged.push(0);
     assert_eq!(set_acl_xattr(&f, access, &ragged), libc::EINVAL);
@@ -202,9 +234,44 @@ fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
         assert!(out.status.success(), "{op}: {out:?}");
         assert_eq!(mode(&f), 0o775, "{op} by nobody drops setuid and setgid");
     }
+    // Without group-exec setgid stays for a member of the group, and goes
+    // for anyone else (as on ext4); a supplementary group counts.
+    for (op, group, groups, want) in [
+        (format!("echo x >> {fp}"), NOBODY, "", 0o2664),
+        (format!("echo x >> {fp}"), 0, "", 0o664),
+        (format!("echo x >> {fp}"), 0, "0", 0o2664),
+        (format!("truncate -s 10 {fp}"), 0, "", 0o664),
+        (format!("fallocate -l 65536 {fp}"), 0, "", 0o664),
+        (format!("fallocate -p -o 0 -l 4096 {fp}"), 0, "", 0o664),
+    ] {
+        fresh(0o6664);
+        std::os::unix::fs::chown(&f, None, Some(group)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6664)).unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534"])
+            .arg(if groups.is_empty() {
+                "--clear-groups".to_string()
+            } else {
+                format!("--groups={groups}")
+            })
+            .args(["sh", "-c", &op])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{op}: {out:?}");
+        assert_eq!(
+            mode(&f),
+            want,
+            "{op} by nobody, file group {group}, groups [{groups}]"
+        );
+    }
     // Root has CAP_FSETID: its write keeps them.
     fresh(0o6775);
-    OpenOptions::new().append(true).open(&f).unwrap().write_all(b"x").unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
     assert_eq!(mode(&f), 0o6775);
     // chown drops them, even by root.
     std::os::unix::fs::chown(&f, Some(0), None).unwrap();

@@ -5,10 +5,14 @@
 //! simply not used, and a limit out of its range becomes the nearest one
 //! it accepts, so a mount on an older kernel gets less instead of failing.
 //! What is left out is as deliberate: no writeback cache, and no
-//! `HANDLE_KILLPRIV(_V2)`: the kernel drops setuid, setgid and file
-//! capabilities itself before a write, truncate, fallocate or chown by
-//! sending the mode change and the xattr removal, having checked the
-//! caller's CAP_FSETID, which the filesystem cannot see (see [`negotiate`]).
+//! `HANDLE_KILLPRIV(_V2)`. Without them the kernel drops privileges
+//! before a write, truncate, fallocate or chown itself, having checked the
+//! caller's CAP_FSETID, which the filesystem cannot see: it removes
+//! `security.capability` and sends a setattr, with the mode to keep when
+//! setuid or setgid-with-group-exec goes, or empty; the filesystem applies
+//! the rest of Linux's rule there (setgid goes for a caller outside the
+//! group). fuser 0.18 does not pass the setattr and open kill flags that
+//! `HANDLE_KILLPRIV_V2` would need (see [`negotiate`]).
 
 use fuser::{InitFlags, KernelConfig};
 

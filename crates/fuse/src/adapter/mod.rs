@@ -52,7 +52,8 @@ use fuser::{
 use self::init::negotiate;
 use self::readdir::{reply_dir, reply_dir_plus};
 use self::reply::{
-    creator, errno, file_attr, reply_empty, reply_entry, reply_xattr, request, time, TTL,
+    creator, errno, file_attr, reply_empty, reply_entry, reply_xattr, request, setattr_caller,
+    time, TTL,
 };
 
 /// Largest copy_file_range count the 32-bit reply can carry, page aligned.
@@ -127,7 +128,8 @@ impl fuser::Filesystem for FuseAdapter {
             ctime,
             crtime,
         };
-        match self.fs.setattr(&request(req), ino.0, &set, fh.map(|f| f.0)) {
+        let req = setattr_caller(&*self.fs, req, ino.0, mode, gid);
+        match self.fs.setattr(&req, ino.0, &set, fh.map(|f| f.0)) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
             Err(e) => reply.error(errno(&e)),
         }

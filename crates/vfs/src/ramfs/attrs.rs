@@ -18,7 +18,7 @@ use super::{bytes, RamFs, State};
 use crate::acl::{self, AclKind, AclTarget};
 use crate::error::{FsError, Result};
 use crate::types::*;
-use crate::validate::{check_range, check_xattr_name, killed_privileges, CAPABILITY_XATTR};
+use crate::validate::{check_range, check_xattr_name, setattr_privileges, CAPABILITY_XATTR};
 
 fn set_time(t: TimeOrNow, now: SystemTime) -> SystemTime {
     match t {
@@ -53,16 +53,6 @@ impl State {
         Ok(())
     }
 
-    /// Drop setuid, setgid-with-group-exec and file capabilities.
-    fn kill_privileges(&mut self, ino: Ino) -> Result<()> {
-        let inode = self.get_mut(ino)?;
-        inode.perm = killed_privileges(u32::from(inode.perm)) as u16;
-        match self.drop_xattr(ino, CAPABILITY_XATTR) {
-            Err(FsError::NoData) => Ok(()),
-            r => r,
-        }
-    }
-
     /// A mode change: the bits, and the access ACL's entries with them.
     fn chmod(&mut self, ino: Ino, mode: u32) -> Result<()> {
         let inode = self.get_mut(ino)?;
@@ -95,18 +85,22 @@ impl RamFs {
             st.with_file(ino, |f| f.truncate(size))?;
             st.inode(ino).touch_modified(now);
         }
-        let is_dir = st.get(ino)?.kind == FileType::Directory;
-        let chown = set.uid.is_some() || set.gid.is_some();
-        match set.mode {
-            Some(mode) => st.chmod(ino, mode)?,
-            // A caller that gives the mode has decided the privilege bits.
-            None if !is_dir && (chown || (set.size.is_some() && req.uid != 0)) => {
-                st.kill_privileges(ino)?
+        let inode = st.get(ino)?;
+        let old = u32::from(inode.perm);
+        let p = setattr_privileges(req, old, inode.gid, inode.kind, set);
+        if set.mode.is_some() {
+            st.chmod(ino, p.perm)?;
+        } else {
+            st.get_mut(ino)?.perm = p.perm as u16;
+        }
+        if p.drop_caps {
+            match st.drop_xattr(ino, CAPABILITY_XATTR) {
+                Ok(()) | Err(FsError::NoData) => {}
+                Err(e) => return Err(e),
             }
-            None => {}
         }
         let inode = st.get_mut(ino)?;
-        let mut changed = set.size.is_some() || set.mode.is_some();
+        let mut changed = set.size.is_some() || set.mode.is_some() || p.perm != old;
         if let Some(uid) = set.uid {
             inode.uid = uid;
             changed = true;

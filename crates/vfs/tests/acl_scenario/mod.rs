@@ -254,10 +254,42 @@ pub fn privilege_bits(fs: &dyn FileSystem) -> Vec<Ino> {
     };
     fs.setattr(&Request::root(), t, &given, None).unwrap();
     assert_eq!(perm(fs, t), 0o6755);
+    non_member_setgid(fs);
     let dir = fs.mkdir(&zero, ROOT_INO, n("sgid"), 0o2775).unwrap().ino;
     fs.setattr(&Request::root(), dir, &chown, None).unwrap();
     assert_eq!(perm(fs, dir), 0o2775, "a directory keeps setgid on chown");
     vec![p, q, t, dir]
+}
+
+/// setgid without group-exec marks mandatory locking and stays, except
+/// for a caller outside the file's group: its write (FUSE's empty
+/// setattr), truncate or setgid mode loses it, as on Linux.
+fn non_member_setgid(fs: &dyn FileSystem) {
+    let member = req(1000, 100, 0);
+    let outsider = req(1000, 7, 0);
+    let f = create(fs, &member, ROOT_INO, "lock", 0o2664);
+    fs.setattr(&member, f, &SetAttr::default(), None).unwrap();
+    assert_eq!(perm(fs, f), 0o2664, "a member keeps setgid");
+    fs.setattr(&outsider, f, &SetAttr::default(), None).unwrap();
+    assert_eq!(perm(fs, f), 0o664, "an outsider's write drops it");
+    chmod(fs, &Request::root(), f, 0o6664);
+    let trunc = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    fs.setattr(&outsider, f, &trunc, None).unwrap();
+    assert_eq!(perm(fs, f), 0o664);
+    chmod(fs, &Request::root(), f, 0o6664);
+    chmod(fs, &outsider, f, 0o2664);
+    assert_eq!(perm(fs, f), 0o664, "FUSE's kill request as a mode");
+    chmod(fs, &member, f, 0o2664);
+    assert_eq!(perm(fs, f), 0o2664);
+    let times = SetAttr {
+        mtime: Some(TimeOrNow::Now),
+        ..Default::default()
+    };
+    fs.setattr(&outsider, f, &times, None).unwrap();
+    assert_eq!(perm(fs, f), 0o2664, "times alone change no privilege");
 }
 
 /// Every inode's mode and ACL xattrs, to compare two filesystems (or one
