@@ -126,6 +126,15 @@ pub(crate) fn write_inherited(tx: &mut Tx<'_>, ino: Ino, got: &acl::Inherited) -
     Ok(())
 }
 
+/// Tree operations [`apply_mode`] may add to a `setattr`: rewriting the
+/// access ACL, dropping `security.capability`.
+pub(crate) fn mode_ops(set: &SetAttr) -> u64 {
+    match set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+        true => 4 + acl::ACL_MAX_ENTRIES as u64 * 8 / 128,
+        false => 0,
+    }
+}
+
 /// The mode part of a `setattr`, inside its transaction: the privilege
 /// bits as [`setattr_privileges`] decides (dropping `security.capability`
 /// with a logged removal), and a chmod rewrites the access ACL. Returns

@@ -13,7 +13,7 @@ use aegis_vfs::acl;
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
-use crate::attrs::apply_mode;
+use crate::attrs::{apply_mode, mode_ops};
 use crate::diskfs::*;
 use crate::inode::*;
 use crate::POLICY_XATTR;
@@ -62,13 +62,7 @@ impl FileSystem for DiskFs {
             Some(_) => self.view(|t| Ok(t.record_count(ino)?))?,
             None => 0,
         };
-        // A mode or owner change may rewrite the access ACL or drop
-        // `security.capability`.
-        let acl_ops = match set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            true => 4 + acl::ACL_MAX_ENTRIES as u64 * 8 / 128,
-            false => 0,
-        };
-        let ops = 4 + records / 8 + acl_ops;
+        let ops = 4 + records / 8 + mode_ops(set);
         let r = self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             let now = tx.now;

@@ -116,7 +116,7 @@ impl Acl {
             return Err(FsError::NotSupported);
         }
         let body = &value[HEADER..];
-        if body.len() % ENTRY != 0 {
+        if !body.len().is_multiple_of(ENTRY) {
             return Err(FsError::InvalidArgument("ACL size is not whole entries"));
         }
         if body.len() / ENTRY > ACL_MAX_ENTRIES {

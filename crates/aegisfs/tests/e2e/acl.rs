@@ -209,6 +209,24 @@ fn bad_acl_values_are_refused() {
     m.finish();
 }
 
+/// A file owned by nobody, 16 KiB, with permission bits `bits`.
+fn fresh(f: &Path, bits: u32) {
+    fs::write(f, vec![7u8; 16384]).unwrap();
+    std::os::unix::fs::chown(f, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(f, fs::Permissions::from_mode(bits)).unwrap();
+    assert_eq!(mode(f), bits);
+}
+
+/// The four ways of changing a file that drop privileges, on `fp`.
+fn changes(fp: &str) -> [String; 4] {
+    [
+        format!("echo x >> {fp}"),
+        format!("truncate -s 100 {fp}"),
+        format!("fallocate -l 65536 {fp}"),
+        format!("fallocate -p -o 0 -l 4096 {fp}"),
+    ]
+}
+
 #[test]
 fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
     if !fuse_available() {
@@ -217,55 +235,14 @@ fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
     let m = reachable_mount();
     let f = m.p("tool");
     let fp = f.to_str().unwrap().to_string();
-    let fresh = |bits: u32| {
-        fs::write(&f, vec![7u8; 16384]).unwrap();
-        std::os::unix::fs::chown(&f, Some(NOBODY), Some(NOBODY)).unwrap();
-        fs::set_permissions(&f, fs::Permissions::from_mode(bits)).unwrap();
-        assert_eq!(mode(&f), bits);
-    };
-    for op in [
-        format!("echo x >> {fp}"),
-        format!("truncate -s 100 {fp}"),
-        format!("fallocate -l 65536 {fp}"),
-        format!("fallocate -p -o 0 -l 4096 {fp}"),
-    ] {
-        fresh(0o6775);
+    for op in changes(&fp) {
+        fresh(&f, 0o6775);
         let out = as_nobody(&op);
         assert!(out.status.success(), "{op}: {out:?}");
         assert_eq!(mode(&f), 0o775, "{op} by nobody drops setuid and setgid");
     }
-    // Without group-exec setgid stays for a member of the group, and goes
-    // for anyone else (as on ext4); a supplementary group counts.
-    for (op, group, groups, want) in [
-        (format!("echo x >> {fp}"), NOBODY, "", 0o2664),
-        (format!("echo x >> {fp}"), 0, "", 0o664),
-        (format!("echo x >> {fp}"), 0, "0", 0o2664),
-        (format!("truncate -s 10 {fp}"), 0, "", 0o664),
-        (format!("fallocate -l 65536 {fp}"), 0, "", 0o664),
-        (format!("fallocate -p -o 0 -l 4096 {fp}"), 0, "", 0o664),
-    ] {
-        fresh(0o6664);
-        std::os::unix::fs::chown(&f, None, Some(group)).unwrap();
-        fs::set_permissions(&f, fs::Permissions::from_mode(0o6664)).unwrap();
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534"])
-            .arg(if groups.is_empty() {
-                "--clear-groups".to_string()
-            } else {
-                format!("--groups={groups}")
-            })
-            .args(["sh", "-c", &op])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{op}: {out:?}");
-        assert_eq!(
-            mode(&f),
-            want,
-            "{op} by nobody, file group {group}, groups [{groups}]"
-        );
-    }
     // Root has CAP_FSETID: its write keeps them.
-    fresh(0o6775);
+    fresh(&f, 0o6775);
     OpenOptions::new()
         .append(true)
         .open(&f)
@@ -278,7 +255,7 @@ fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
     assert_eq!(mode(&f), 0o775);
     // A write removes file capabilities (a v2 `security.capability`:
     // cap_net_raw effective and permitted).
-    fresh(0o755);
+    fresh(&f, 0o755);
     let mut caps = vec![0u8; 20];
     caps[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     caps[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
@@ -287,5 +264,49 @@ fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
     let out = as_nobody(&format!("echo x >> {fp}"));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(xattr_len(&f, "security.capability"), Err(libc::ENODATA));
+    m.finish();
+}
+
+#[test]
+fn setgid_without_group_exec_goes_for_a_writer_outside_the_group() {
+    if !fuse_available() {
+        return;
+    }
+    let m = reachable_mount();
+    let f = m.p("locked");
+    let fp = f.to_str().unwrap().to_string();
+    // setgid without group-exec (mandatory locking) stays for a member of
+    // the file's group and goes for anyone else, as on ext4; a
+    // supplementary group counts.
+    let mut cases: Vec<(String, u32, &str, u32)> = changes(&fp)
+        .into_iter()
+        .map(|op| (op, 0, "", 0o664))
+        .collect();
+    cases.push((format!("echo x >> {fp}"), NOBODY, "", 0o2664));
+    cases.push((format!("echo x >> {fp}"), 0, "0", 0o2664));
+    cases.push((format!("truncate -s 1 {fp}"), 0, "0", 0o2664));
+    for (op, group, groups, want) in cases {
+        fresh(&f, 0o6664);
+        std::os::unix::fs::chown(&f, None, Some(group)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6664)).unwrap();
+        let groups_arg = match groups {
+            "" => "--clear-groups".to_string(),
+            g => format!("--groups={g}"),
+        };
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                &groups_arg,
+                "sh",
+                "-c",
+                &op,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{op}: {out:?}");
+        let who = format!("by nobody, file group {group}, groups [{groups}]");
+        assert_eq!(mode(&f), want, "{op} {who}");
+    }
     m.finish();
 }

@@ -292,9 +292,12 @@ fn non_member_setgid(fs: &dyn FileSystem) {
     assert_eq!(perm(fs, f), 0o2664, "times alone change no privilege");
 }
 
+/// An inode's permission bits, access ACL and default ACL.
+pub type InodeState = (u32, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every inode's mode and ACL xattrs, to compare two filesystems (or one
 /// before a crash and after replay).
-pub fn state(fs: &dyn FileSystem, inos: &[Ino]) -> Vec<(u32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn state(fs: &dyn FileSystem, inos: &[Ino]) -> Vec<InodeState> {
     inos.iter()
         .map(|&i| {
             (
