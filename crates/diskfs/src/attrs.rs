@@ -129,9 +129,12 @@ pub(crate) fn write_inherited(tx: &mut Tx<'_>, ino: Ino, got: &acl::Inherited) -
 /// Tree operations [`apply_mode`] may add to a `setattr`: rewriting the
 /// access ACL, dropping `security.capability`.
 pub(crate) fn mode_ops(set: &SetAttr) -> u64 {
-    match set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-        true => 4 + acl::ACL_MAX_ENTRIES as u64 * 8 / 128,
-        false => 0,
+    if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+        4 + acl::ACL_MAX_ENTRIES as u64 * 8 / 128
+    } else if set.size.is_some() || *set == SetAttr::default() {
+        2
+    } else {
+        0
     }
 }
 
