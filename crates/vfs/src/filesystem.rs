@@ -254,7 +254,9 @@ pub trait FileSystem: Send + Sync {
     /// `size == 0` asks for the length. Errors: ERANGE (longer than `size`).
     fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply>;
 
-    /// Remove an extended attribute. Sets ctime.
+    /// Remove an extended attribute. Sets ctime. Removing an ACL leaves the
+    /// mode bits as they are, as on Linux; who may do it is not checked
+    /// here (the call carries no caller: the kernel checks ownership first).
     /// Errors: ENODATA, ERANGE (name too long), EOPNOTSUPP.
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()>;
 
