@@ -72,7 +72,16 @@ impl DiskFs {
             let change = acl::set_acl(req, kind, value, target)?;
             let name = kind.xattr();
             match &change.value {
-                Some(v) => tx.set_xattr(ino, name, v)?,
+                Some(v) => {
+                    let names = tx.xattr_names(ino)?;
+                    let list_len: usize = names.iter().map(|n| n.len() + 1).sum();
+                    if !names.iter().any(|n| n == name)
+                        && list_len + name.len() + 1 > XATTR_LIST_MAX
+                    {
+                        return Err(FsError::NoSpace.into());
+                    }
+                    tx.set_xattr(ino, name, v)?
+                }
                 None => {
                     tx.remove_xattr(ino, name)?;
                 }

@@ -7,7 +7,9 @@ use aegis_vfs::RamFs;
 
 #[test]
 fn ramfs_applies_access_acls() {
-    acl_scenario::access_acl(&RamFs::new());
+    let fs = RamFs::new();
+    acl_scenario::access_acl(&fs);
+    acl_scenario::full_names_list(&fs);
 }
 
 #[test]

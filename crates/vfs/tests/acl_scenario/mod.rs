@@ -173,6 +173,26 @@ fn bad_values(fs: &dyn FileSystem, f: Ino) {
     assert_eq!((perm(fs, f), xattr(fs, f, ACCESS_XATTR)), before);
 }
 
+/// An ACL is an xattr name like any other in the names list: ENOSPC
+/// when the list is full, and nothing changed.
+pub fn full_names_list(fs: &dyn FileSystem) -> Ino {
+    let f = create(fs, &OWNER, ROOT_INO, "full", 0o644);
+    // Long names first, then short ones, until no 10-byte name fits.
+    for width in [200, 4] {
+        let mut i = 0;
+        while fs
+            .setxattr(&OWNER, f, n(&format!("user.{i:0>width$}")), b"", 0)
+            .is_ok()
+        {
+            i += 1;
+        }
+    }
+    let e = fs.setxattr(&OWNER, f, n("system.posix_acl_access"), &nobody_rw(), 0);
+    assert_eq!(errno(e), libc::ENOSPC);
+    assert_eq!((perm(fs, f), xattr(fs, f, ACCESS_XATTR)), (0o644, None));
+    f
+}
+
 /// A default ACL replaces the umask and is inherited: files get it as
 /// their access ACL masked by the create mode, directories as both.
 pub fn default_acl(fs: &dyn FileSystem) -> Vec<Ino> {
@@ -311,7 +331,7 @@ pub fn state(fs: &dyn FileSystem, inos: &[Ino]) -> Vec<InodeState> {
 
 /// The whole scenario; the inodes it made.
 pub fn run(fs: &dyn FileSystem) -> Vec<Ino> {
-    let mut inos = vec![access_acl(fs)];
+    let mut inos = vec![access_acl(fs), full_names_list(fs)];
     inos.extend(default_acl(fs));
     inos.extend(privilege_bits(fs));
     inos
