@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+#[path = "e2e/acl.rs"]
+mod acl;
+
 use common::*;
 
 #[test]

@@ -141,7 +141,7 @@ impl Line<'_> {
                 .map(|a| fs.forget(a.ino, 1)),
             "setxattr" => {
                 let i = lookup(fs, w[1]).ok_or(FsError::NotFound)?;
-                fs.setxattr(i, OsStr::new(w[2]), w[3].as_bytes(), 0)
+                fs.setxattr(&Request::root(), i, OsStr::new(w[2]), w[3].as_bytes(), 0)
             }
             other => unreachable!("parse_line admits no operation '{other}'"),
         }

@@ -158,7 +158,13 @@ fn record(seed: u64, rounds: usize) -> Recorder {
                         .unwrap();
                         fs.release(ino, fh).unwrap();
                     }
-                    let _ = fs.setxattr(ino, OsStr::new("user.v"), &data[..data.len().min(900)], 0);
+                    let _ = fs.setxattr(
+                        &Request::root(),
+                        ino,
+                        OsStr::new("user.v"),
+                        &data[..data.len().min(900)],
+                        0,
+                    );
                 }
             }
             7 => {

@@ -9,9 +9,11 @@ use aegis_fs::posix::inode::{
     S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use aegis_fs::{AllocClass, ObjectRead};
+use aegis_vfs::acl;
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
+use crate::attrs::{apply_mode, mode_ops};
 use crate::diskfs::*;
 use crate::inode::*;
 use crate::POLICY_XATTR;
@@ -58,7 +60,7 @@ impl FileSystem for DiskFs {
         Ok(attr(ino, &r, self.record_size))
     }
 
-    fn setattr(&self, _req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+    fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
         let mut st = self.state.lock();
         if let Some(fh) = fh {
             Self::handle(&st, ino, fh)?;
@@ -67,7 +69,8 @@ impl FileSystem for DiskFs {
             Some(_) => self.view(|t| Ok(t.record_count(ino)?))?,
             None => 0,
         };
-        let r = self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+        let ops = 4 + records / 8 + mode_ops(set);
+        let r = self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             let now = tx.now;
             if let Some(size) = set.size {
@@ -79,11 +82,8 @@ impl FileSystem for DiskFs {
                 tx.truncate_file(ino, &mut r, size)?;
                 touch_modified(&mut r, now);
             }
-            let mut changed = set.size.is_some();
-            if let Some(mode) = set.mode {
-                r.mode = (r.mode & S_IFMT) | (mode & 0o7777);
-                changed = true;
-            }
+            let mode = apply_mode(tx, ino, &mut r, req, set)?;
+            let mut changed = set.size.is_some() || mode.is_some();
             if let Some(uid) = set.uid {
                 r.uid = uid;
                 changed = true;
@@ -113,7 +113,7 @@ impl FileSystem for DiskFs {
             let t = |on: bool, v: i64| on.then_some(v);
             tx.log(LogRec::SetAttr {
                 ino,
-                mode: set.mode.map(|m| m & 0o7777),
+                mode,
                 uid: set.uid,
                 gid: set.gid,
                 size: set.size,
@@ -436,12 +436,22 @@ impl FileSystem for DiskFs {
         })
     }
 
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
         let name = bytes(name);
         if name == POLICY_XATTR {
             return self.set_policy(ino, value);
         }
         let user = check_xattr_name(name)?;
+        if let Some(kind) = acl::AclKind::of_xattr(name) {
+            return self.set_acl(req, ino, kind, value);
+        }
         let mut st = self.state.lock();
         let ops = 4 + value.len() as u64 / 128;
         self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
@@ -532,8 +542,13 @@ impl FileSystem for DiskFs {
     }
 
     fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()> {
-        let r = self.inode(ino)?;
-        check_access(req, r.uid, r.gid, r.mode & 0o7777, r.is_dir(), mask)
+        let (r, stored) = self.view(|t| Ok((t.inode(ino)?, t.xattr(ino, acl::ACCESS_XATTR)?)))?;
+        let acl = match stored {
+            Some(v) => acl::decode_stored(&v)?,
+            None => None,
+        };
+        let perm = r.mode & 0o7777;
+        check_access(req, r.uid, r.gid, perm, r.is_dir(), mask, acl.as_ref())
     }
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {

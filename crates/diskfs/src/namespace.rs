@@ -7,9 +7,11 @@ use aegis_fs::intent_log::LogRec;
 use aegis_fs::posix::inode::{S_IFCHR, S_IFDIR, S_IFREG};
 use aegis_fs::posix::{InodeRecord, FIRST_COOKIE};
 use aegis_fs::{AllocClass, ObjectRead, Tx};
+use aegis_vfs::acl;
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
+use crate::attrs::{inherit_ops, write_inherited};
 use crate::diskfs::*;
 use crate::error::TxResult;
 use crate::inode::*;
@@ -30,7 +32,12 @@ impl DiskFs {
     ) -> Result<Attr> {
         check_new_name(name)?;
         let generation = self.store.open_txg();
-        let ops = NAMESPACE_OPS + target.map_or(0, |t| t.len() as u64 / 256 + 1);
+        // Read under the namespace lock `st`, so it cannot change before the
+        // transaction uses it.
+        let default = self.default_acl(parent)?;
+        let ops = NAMESPACE_OPS
+            + target.map_or(0, |t| t.len() as u64 / 256 + 1)
+            + inherit_ops(default.as_ref());
         let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
             let mut p = tx.inode(parent)?;
             if !p.is_dir() {
@@ -42,17 +49,26 @@ impl DiskFs {
             if tx.find_entry(parent, name)?.is_some() {
                 return Err(FsError::Exists.into());
             }
+            let is_link = target.is_some();
+            let got = acl::inherit(default.as_ref(), ftype == S_IFDIR, is_link, perm, req.umask);
             let n = NewNode {
                 req,
                 parent,
                 name,
                 ftype,
-                perm,
+                // Replay inherits again from the same default ACL, so it
+                // needs the mode as asked; without one, the mode as masked.
+                perm: if default.is_some() {
+                    perm & 0o7777
+                } else {
+                    got.perm
+                },
                 rdev,
                 target,
             };
-            let (ino, rec) = alloc_inode(tx, &n, &p, generation);
+            let (ino, rec) = alloc_inode(tx, &n, got.perm, &p, generation);
             tx.put_inode(ino, &rec)?;
+            write_inherited(tx, ino, &got)?;
             if let Some(t) = target {
                 tx.write_symlink(ino, t)?;
             }
@@ -236,15 +252,17 @@ impl NewNode<'_> {
     }
 }
 
-/// The next inode number and the new inode's record: the group and a
-/// directory's setgid bit come from a setgid parent `p`.
+/// The next inode number and the new inode's record with permission bits
+/// `perm`: the group and a directory's setgid bit come from a setgid
+/// parent `p`.
 fn alloc_inode(
     tx: &mut Tx<'_>,
     n: &NewNode<'_>,
+    perm: u32,
     p: &InodeRecord,
     generation: u64,
 ) -> (Ino, InodeRecord) {
-    let mut perm = n.perm & 0o7777;
+    let mut perm = perm & 0o7777;
     let mut gid = n.req.gid;
     let is_dir = n.ftype == S_IFDIR;
     if p.mode & libc::S_ISGID != 0 {
@@ -292,7 +310,9 @@ impl DiskFs {
     ) -> Result<(Attr, Fh)> {
         let mut st = self.state.lock();
         let generation = self.store.open_txg();
-        let (ino, rec) = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
+        let default = self.default_acl(parent)?;
+        let ops = NAMESPACE_OPS + inherit_ops(default.as_ref());
+        let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
             let p = tx.inode(parent)?;
             if !p.is_dir() {
                 return Err(FsError::NotDir.into());
@@ -300,18 +320,20 @@ impl DiskFs {
             if p.nlink == 0 {
                 return Err(FsError::NotFound.into());
             }
+            let got = acl::inherit(default.as_ref(), false, false, mode, req.umask);
             let n = NewNode {
                 req,
                 parent,
                 name: b"",
                 ftype: S_IFREG,
-                perm: mode,
+                perm: got.perm,
                 rdev: 0,
                 target: None,
             };
-            let (ino, mut rec) = alloc_inode(tx, &n, &p, generation);
+            let (ino, mut rec) = alloc_inode(tx, &n, got.perm, &p, generation);
             rec.nlink = 0;
             tx.put_inode(ino, &rec)?;
+            write_inherited(tx, ino, &got)?;
             tx.add_orphan(ino)?;
             tx.inherit_log_policy(parent, ino)?;
             tx.mark_unlogged();
@@ -347,7 +369,7 @@ pub(crate) fn add_whiteout(
         target: None,
     };
     let mut p = tx.inode(parent)?;
-    let (ino, rec) = alloc_inode(tx, &n, &p, generation);
+    let (ino, rec) = alloc_inode(tx, &n, 0, &p, generation);
     tx.put_inode(ino, &rec)?;
     tx.add_entry(parent, &mut p, name, ino, S_IFCHR)?;
     tx.put_inode(parent, &p)?;

@@ -55,6 +55,7 @@ impl DiskFs {
                     uid: *uid,
                     gid: *gid,
                     pid: 0,
+                    umask: 0,
                 };
                 let mut st = self.state.lock();
                 let a = self.create_node(
@@ -82,6 +83,7 @@ impl DiskFs {
                     uid: *uid,
                     gid: *gid,
                     pid: 0,
+                    umask: 0,
                 };
                 let mut st = self.state.lock();
                 let a =
@@ -145,7 +147,7 @@ impl DiskFs {
                 name: n,
                 value,
                 flags,
-            } => self.setxattr(*ino, &name(n), value, *flags),
+            } => self.setxattr(&Request::root(), *ino, &name(n), value, *flags),
             L::RemoveXattr { ino, name: n } => self.removexattr(*ino, &name(n)),
         }
     }

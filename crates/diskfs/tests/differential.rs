@@ -170,11 +170,40 @@ impl Driver {
 
     fn req(&mut self) -> Request {
         let uid = *[0u32, 1000].get(self.rng.gen_range(0..2)).unwrap();
+        // A umask the filesystem applies unless a default ACL replaces it.
+        let umask = *[0u32, 0o022, 0o077].get(self.rng.gen_range(0..3)).unwrap();
         Request {
             uid,
             gid: uid,
             pid: 1,
+            umask,
         }
+    }
+
+    /// A valid ACL value: a named user and group with a mask, mode bits
+    /// alone, or a header alone (no ACL), with random permissions.
+    fn acl(&mut self) -> Vec<u8> {
+        let u = u32::MAX;
+        let mut p = || self.rng.gen_range(0..8u16);
+        let entries: Vec<(u16, u16, u32)> = match p() % 3 {
+            0 => vec![
+                (1, p(), u),
+                (2, p(), 1000),
+                (4, p(), u),
+                (8, p(), 0),
+                (0x10, p(), u),
+                (0x20, p(), u),
+            ],
+            1 => vec![(1, p(), u), (4, p(), u), (0x20, p(), u)],
+            _ => vec![],
+        };
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
     }
 
     fn data(&mut self, len: usize) -> Vec<u8> {
@@ -453,18 +482,24 @@ impl Driver {
                 });
             }
             79..=84 => {
-                let names: [&[u8]; 5] = [
+                let names: [&[u8]; 7] = [
                     b"user.a",
                     b"user.long",
                     b"trusted.t",
                     b"security.s",
                     b"bogus.x",
+                    b"system.posix_acl_access",
+                    b"system.posix_acl_default",
                 ];
                 let name = names[self.rng.gen_range(0..names.len())];
                 let vlen = *[0usize, 10, 700, 3000, 70_000]
                     .get(self.rng.gen_range(0..5))
                     .unwrap();
-                let value = self.data(vlen);
+                let value = match name.starts_with(b"system.") && self.rng.gen_range(0..4) != 0 {
+                    true => self.acl(),
+                    false => self.data(vlen),
+                };
+                let req = self.req();
                 let flags = *[0, 0, XATTR_CREATE, XATTR_REPLACE]
                     .get(self.rng.gen_range(0..4))
                     .unwrap();
@@ -474,7 +509,7 @@ impl Driver {
                     let n = OsStr::from_bytes(name);
                     match kind {
                         0 | 1 => fs
-                            .setxattr(ino, n, &value, flags)
+                            .setxattr(&req, ino, n, &value, flags)
                             .map(|_| String::new())
                             .map_err(err),
                         2 => {

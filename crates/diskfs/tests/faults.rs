@@ -83,8 +83,14 @@ fn op(fs: &dyn FileSystem, rng: &mut StdRng) -> (String, std::result::Result<Str
         }
         6 => {
             let ino = look(n)?;
-            fs.setxattr(ino, OsStr::new("user.x"), &data[..data.len().min(3000)], 0)
-                .map(|_| String::new())
+            fs.setxattr(
+                &Request::root(),
+                ino,
+                OsStr::new("user.x"),
+                &data[..data.len().min(3000)],
+                0,
+            )
+            .map(|_| String::new())
         }
         _ => {
             let ino = look(n)?;

@@ -61,8 +61,14 @@ fn fsync_under_each_policy_and_inheritance() {
         let d = fs.mkdir(&req, ROOT_INO, OsStr::new(name), 0o755).unwrap();
         fs.forget(d.ino, 1);
         if p != "full" {
-            fs.setxattr(d.ino, OsStr::new("user.aegisfs.logging"), p.as_bytes(), 0)
-                .unwrap();
+            fs.setxattr(
+                &Request::root(),
+                d.ino,
+                OsStr::new("user.aegisfs.logging"),
+                p.as_bytes(),
+                0,
+            )
+            .unwrap();
         }
         d.ino
     };
@@ -74,7 +80,13 @@ fn fsync_under_each_policy_and_inheritance() {
     assert_eq!(policy(&fs, full), "full");
     assert_eq!(policy(&fs, meta), "metadata");
     assert_eq!(
-        fs.setxattr(full, OsStr::new("user.aegisfs.logging"), b"fast", 0),
+        fs.setxattr(
+            &Request::root(),
+            full,
+            OsStr::new("user.aegisfs.logging"),
+            b"fast",
+            0
+        ),
         Err(FsError::InvalidArgument(
             "logging policy is full, metadata or none"
         ))

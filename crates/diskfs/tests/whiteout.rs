@@ -16,6 +16,7 @@ fn file(fs: &dyn FileSystem, parent: Ino, name: &str) -> Ino {
                 uid: 1000,
                 gid: 1000,
                 pid: 1,
+                ..Request::root()
             },
             parent,
             OsStr::new(name),

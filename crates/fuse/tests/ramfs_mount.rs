@@ -736,3 +736,81 @@ fn mount_point_is_checked() {
         empty.canonicalize().unwrap()
     );
 }
+
+/// `setxattr(2)` of raw bytes: 0 or the errno.
+fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) -> i32 {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid path, name and value buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            cstr(p).as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+}
+
+/// ACL xattr bytes: version 2, then (tag, perm, id) entries.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn acls_and_the_umask_through_the_kernel() {
+    let Some(m) = Mounted::new("acls_and_the_umask_through_the_kernel") else {
+        return;
+    };
+    let u = u32::MAX;
+    // An access ACL sets the mode: the group bits show the mask.
+    let f = m.path("f");
+    fs::write(&f, b"x").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    let named = acl(&[
+        (1, 6, u),
+        (2, 6, 65534),
+        (4, 0, u),
+        (0x10, 6, u),
+        (0x20, 0, u),
+    ]);
+    assert_eq!(set_xattr(&f, "system.posix_acl_access", &named), 0);
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o660);
+    // The kernel leaves the umask to the filesystem: applied without a
+    // default ACL, replaced by one.
+    let d = m.path("shared");
+    fs::create_dir(&d).unwrap();
+    let default = acl(&[
+        (1, 7, u),
+        (2, 7, 65534),
+        (4, 5, u),
+        (0x10, 7, u),
+        (0x20, 0, u),
+    ]);
+    assert_eq!(set_xattr(&d, "system.posix_acl_default", &default), 0);
+    let create = |p: &std::path::Path| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(p)
+            .unwrap();
+        fs::metadata(p).unwrap().mode() & 0o7777
+    };
+    assert_eq!(create(&m.path("plain")), 0o666 & !current_umask());
+    assert_eq!(create(&d.join("inherits")), 0o660);
+    fs::create_dir(d.join("sub")).unwrap();
+    let sub = fs::metadata(d.join("sub")).unwrap().mode() & 0o7777;
+    assert_eq!(sub, 0o770);
+}

@@ -67,6 +67,7 @@ fn base() -> &'static Base {
             fs.release(a.ino, fh).expect("release");
             if i % 5 == 0 {
                 fs.setxattr(
+                    &Request::root(),
                     a.ino,
                     OsStr::new("user.tag"),
                     &data[..data.len().min(1500)],

@@ -1,5 +1,5 @@
 //! Fuzz targets: every decoder of on-disk bytes (intent log blocks and
-//! records included), and open + fsck + mount +
+//! records, and the POSIX ACLs xattrs hold, included), and open + fsck + mount +
 //! walk of a small damaged image. A target must return (Ok or Err) for any
 //! input: a panic, a hang or an allocation blow-up is a finding.
 //!
@@ -86,6 +86,10 @@ pub fn targets() -> Vec<Target> {
             run: log_record,
         },
         Target {
+            name: "acl",
+            run: acl,
+        },
+        Target {
             name: "image",
             run: image::run,
         },
@@ -146,6 +150,27 @@ fn tree_node(data: &[u8]) {
 
 fn dataset_record(data: &[u8]) {
     let _ = DatasetRecord::decode(data);
+}
+
+/// An ACL xattr value, as stored: decoding must be canonical (what it
+/// encodes decodes to the same ACL), and the algorithms run on any valid
+/// one without panicking.
+fn acl(data: &[u8]) {
+    use aegis_vfs::acl::{inherit, Acl};
+    if let Ok(Some(a)) = Acl::decode(data) {
+        let again = Acl::decode(&a.encode()).expect("an encoded ACL decodes");
+        assert_eq!(again.as_ref(), Some(&a), "ACL does not round-trip");
+        let mode = data.len() as u32 * 0o1234;
+        let _ = a.equiv_mode();
+        let mut c = a.clone();
+        c.chmod(mode);
+        let got = inherit(Some(&a), mode & 1 == 0, false, mode, 0o022);
+        assert_eq!(
+            got.perm & !0o777,
+            mode & !0o777,
+            "inheritance changed more than rwx bits"
+        );
+    }
 }
 
 fn inode(data: &[u8]) {

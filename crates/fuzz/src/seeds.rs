@@ -16,6 +16,7 @@ use aegis_pool::{OpenOptions, TreeRoot};
 pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let mut v = pool_seeds();
     v.extend(log_seeds());
+    v.push(("acl", acl_seeds()));
     v.push(("image", image_seeds()));
     v
 }
@@ -176,4 +177,25 @@ fn log_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ring.encode(),
     ];
     vec![("log_block", log_blocks), ("log_record", log_records)]
+}
+
+/// ACL xattr values: mode bits alone, named entries with a mask, a header
+/// alone.
+fn acl_seeds() -> Vec<Vec<u8>> {
+    use aegis_vfs::acl::{Acl, AclEntry, Tag};
+    let e = |tag, perm| AclEntry { tag, perm };
+    let named = Acl::from_entries(vec![
+        e(Tag::UserObj, 6),
+        e(Tag::User(1000), 7),
+        e(Tag::GroupObj, 4),
+        e(Tag::Group(50), 5),
+        e(Tag::Mask, 7),
+        e(Tag::Other, 0),
+    ])
+    .expect("a valid ACL");
+    vec![
+        Acl::from_mode(0o754).encode(),
+        named.encode(),
+        2u32.to_le_bytes().to_vec(),
+    ]
 }

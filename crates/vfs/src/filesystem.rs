@@ -52,17 +52,28 @@ pub trait FileSystem: Send + Sync {
     /// Change attributes; see [`SetAttr`]. `size` truncates or extends a
     /// regular file (the new range reads as zeroes); a size change sets
     /// mtime. ctime is set to now on any change unless given. `fh` is the
-    /// handle for `ftruncate`/`futimens`, when there is one.
+    /// handle for `ftruncate`/`futimens`, when there is one. A mode change
+    /// rewrites the access ACL's owner, mask and other entries. The
+    /// privilege bits follow Linux (see
+    /// [`setattr_privileges`](crate::validate::setattr_privileges)): a
+    /// chown of a non-directory drops setuid, setgid-with-group-exec and
+    /// `security.capability`; a truncate by a caller other than root, or an
+    /// empty `SetAttr` from one (how FUSE asks before a write or
+    /// fallocate), drops them as that caller's write would; a regular
+    /// file's setgid is kept from a mode only for root or a group member.
     ///
     /// Errors: EISDIR (size on a directory), EINVAL (size on another
     /// non-regular inode), EFBIG (size above the maximum file size), ENOSPC.
     fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr>;
 
     /// Create a regular file, FIFO, socket, or character or block device.
-    /// `mode` holds the `S_IFMT` type (0 means regular) and permission bits,
-    /// already masked by the umask. `rdev` is kept for devices only.
-    /// Owner is `req.uid`; group is `req.gid`, or the parent's group when the
-    /// parent is setgid.
+    /// `mode` holds the `S_IFMT` type (0 means regular) and permission bits;
+    /// `req.umask` masks them unless `parent` has a default ACL, which the
+    /// new inode inherits instead (see [`acl::inherit`]). `rdev` is kept
+    /// for devices only. Owner is `req.uid`; group is `req.gid`, or the
+    /// parent's group when the parent is setgid.
+    ///
+    /// [`acl::inherit`]: crate::acl::inherit
     ///
     /// Errors: EEXIST (name exists, or is `.`/`..`), ENOTDIR, ENOENT (parent
     /// unlinked), ENAMETOOLONG, EINVAL (bad name, unknown type or
@@ -71,7 +82,8 @@ pub trait FileSystem: Send + Sync {
         -> Result<Attr>;
 
     /// Create a directory (nlink 2, parent's nlink + 1). Inherits the setgid
-    /// bit and group from a setgid parent. Errors as `mknod`.
+    /// bit and group from a setgid parent, and the parent's default ACL as
+    /// its own default and (masked) access ACL. Errors as `mknod`.
     fn mkdir(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr>;
 
     /// Remove a non-directory entry; the inode lives on while its link
@@ -137,7 +149,8 @@ pub trait FileSystem: Send + Sync {
 
     /// Create and open a regular file. With `O_EXCL` an existing name fails
     /// with EEXIST; without it an existing name is opened as `open` would
-    /// (and still counts as a lookup). `mode` holds permission bits.
+    /// (and still counts as a lookup). `mode` holds permission bits, masked
+    /// by `req.umask` or the default ACL as for `mknod`.
     ///
     /// Errors: as `mknod` and `open`; EISDIR if the existing entry is a
     /// directory.
@@ -215,7 +228,23 @@ pub trait FileSystem: Send + Sync {
     /// the prefix, unknown or both flags), EEXIST (CREATE and exists),
     /// ENODATA (REPLACE and missing), EPERM (`user.` on an inode other than a
     /// regular file or directory), ENOSPC (names list over 64 KiB).
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()>;
+    ///
+    /// `system.posix_acl_access` and `system.posix_acl_default` are ACLs,
+    /// applied as Linux applies them ([`acl::set_acl`]): validated (EINVAL,
+    /// E2BIG, EOPNOTSUPP for another version), set by the owner or root
+    /// only (EPERM), a default ACL on directories only (EACCES); an access
+    /// ACL sets the mode's bits and is not stored when they say it all.
+    /// `flags` are ignored for them, as Linux does.
+    ///
+    /// [`acl::set_acl`]: crate::acl::set_acl
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()>;
 
     /// Get an extended attribute: `size == 0` asks for the value's length.
     ///
@@ -227,13 +256,16 @@ pub trait FileSystem: Send + Sync {
     /// `size == 0` asks for the length. Errors: ERANGE (longer than `size`).
     fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply>;
 
-    /// Remove an extended attribute. Sets ctime.
+    /// Remove an extended attribute. Sets ctime. Removing an ACL leaves the
+    /// mode bits as they are, as on Linux; who may do it is not checked
+    /// here (the call carries no caller: the kernel checks ownership first).
     /// Errors: ENODATA, ERANGE (name too long), EOPNOTSUPP.
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()>;
 
     /// Check `access(2)` `mask` (`F_OK`, or `R_OK|W_OK|X_OK`) for the
-    /// requester against the mode bits (owner, then group by primary gid,
-    /// then other; uid 0 passes except X on a file without any x bit).
+    /// requester against the mode bits and the access ACL (owner, then the
+    /// ACL's entries, then group by primary gid, then other; uid 0 passes
+    /// except X on a file without any x bit).
     ///
     /// Errors: EACCES.
     fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()>;

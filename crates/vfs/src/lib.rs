@@ -13,6 +13,7 @@
 //! - lookup counts and open handles keep unlinked inodes alive;
 //! - every error is an [`FsError`] with one errno.
 
+pub mod acl;
 pub mod error;
 pub mod filesystem;
 pub mod ramfs;

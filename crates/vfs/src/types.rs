@@ -164,6 +164,11 @@ pub struct Request {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
+    /// The caller's umask, for `mknod`, `mkdir` and `create`: applied to
+    /// the new inode's mode unless its directory has a default ACL, which
+    /// replaces it (as Linux does; FUSE with the POSIX ACL capability
+    /// passes it). 0 when the caller masked the mode itself.
+    pub umask: u32,
 }
 
 impl Request {

@@ -3,7 +3,7 @@
 //! inputs with the same errno (the differential tests rely on it).
 
 use crate::error::{FsError, Result};
-use crate::types::{XattrReply, NAME_MAX, XATTR_NAME_MAX};
+use crate::types::{FileType, Request, SetAttr, XattrReply, NAME_MAX, XATTR_NAME_MAX};
 
 /// Check one name for lookup: not empty, no '/' or NUL, at most 255 bytes.
 /// "." and ".." pass (callers handle them).
@@ -77,6 +77,89 @@ pub fn xattr_reply(data: Vec<u8>, size: u32) -> Result<XattrReply> {
     }
 }
 
+/// The xattr of file capabilities, removed with setuid (see [`killed_privileges`]).
+pub const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// The permission bits after a change that drops privileges (a write,
+/// truncate or fallocate by an unprivileged caller, any chown of a
+/// non-directory): setuid always, setgid when group-exec is set (without
+/// it setgid marks mandatory locking, which Linux keeps), as
+/// `setattr_should_drop_suidgid` decides. `security.capability` goes too.
+pub fn killed_privileges(perm: u32) -> u32 {
+    let mut perm = perm & !libc::S_ISUID;
+    if perm & libc::S_IXGRP != 0 {
+        perm &= !libc::S_ISGID;
+    }
+    perm
+}
+
+/// What a `setattr` leaves of the privilege bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privileges {
+    /// The permission bits (`0o7777`) after the change.
+    pub perm: u32,
+    /// Whether `security.capability` goes.
+    pub drop_caps: bool,
+}
+
+/// The privilege bits after `set` on an inode of `kind` with bits `perm`
+/// and group `gid`, as Linux's `setattr_prepare` and
+/// `setattr_should_drop_suidgid` decide:
+/// - a mode given is taken, but a regular file's setgid only from root or
+///   a member of the (new) group: this is also how the kernel's FUSE
+///   client asks to drop privileges before a write by someone else;
+/// - a chown of a non-directory drops setuid and setgid-with-group-exec
+///   for everyone, and `security.capability`;
+/// - a truncate of a regular file by a caller other than root, or an empty
+///   setattr (FUSE's request to drop privileges before a write or
+///   fallocate), drops them as that caller's write does: setuid, setgid
+///   with group-exec or when the caller is not in the group, capabilities.
+///
+/// Group membership is the request's gid: the FUSE adapter puts the
+/// file's group there when the caller holds it as a supplementary group.
+pub fn setattr_privileges(
+    req: &Request,
+    perm: u32,
+    gid: u32,
+    kind: FileType,
+    set: &SetAttr,
+) -> Privileges {
+    let regular = kind == FileType::RegularFile;
+    let member = |gid: u32| req.uid == 0 || req.gid == gid;
+    if let Some(mode) = set.mode {
+        let mut perm = mode & 0o7777;
+        if regular && !member(set.gid.unwrap_or(gid)) {
+            perm &= !libc::S_ISGID;
+        }
+        return Privileges {
+            perm,
+            drop_caps: false,
+        };
+    }
+    let chown = set.uid.is_some() || set.gid.is_some();
+    if chown && kind != FileType::Directory {
+        return Privileges {
+            perm: killed_privileges(perm),
+            drop_caps: true,
+        };
+    }
+    let drop = set.size.is_some() || *set == SetAttr::default();
+    if regular && drop && req.uid != 0 {
+        let mut perm = killed_privileges(perm);
+        if !member(gid) {
+            perm &= !libc::S_ISGID;
+        }
+        return Privileges {
+            perm,
+            drop_caps: true,
+        };
+    }
+    Privileges {
+        perm,
+        drop_caps: false,
+    }
+}
+
 /// Largest file size of every AegisFS filesystem (`i64::MAX`, as `off_t`); past it, EFBIG.
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
@@ -103,15 +186,18 @@ pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
     check_removable_name(newname)
 }
 
-/// `access(2)` against mode bits: owner, then group by primary gid, then
-/// other; uid 0 passes except X on a non-directory without any x bit.
+/// `access(2)` against mode bits and the access ACL: owner bits for the
+/// owner, then the ACL when there is one (see [`acl`](crate::acl)), else
+/// group by primary gid, then other; uid 0 passes except X on a
+/// non-directory without any x bit.
 pub fn check_access(
-    req: &crate::types::Request,
+    req: &Request,
     uid: u32,
     gid: u32,
     perm: u32,
     is_dir: bool,
     mask: i32,
+    acl: Option<&crate::acl::Acl>,
 ) -> Result<()> {
     let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
     if want == 0 {
@@ -124,16 +210,14 @@ pub fn check_access(
         }
         return Ok(());
     }
-    let bits = if req.uid == uid {
-        perm >> 6
-    } else if req.gid == gid {
-        perm >> 3
+    let granted = if req.uid == uid {
+        want & !(perm >> 6) & 0o7 == 0
     } else {
-        perm
-    } & 0o7;
-    if want & !bits != 0 {
-        Err(FsError::Permission)
-    } else {
+        crate::acl::non_owner_permits(req, gid, perm, acl, want as u16)
+    };
+    if granted {
         Ok(())
+    } else {
+        Err(FsError::Permission)
     }
 }

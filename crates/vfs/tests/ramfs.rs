@@ -20,6 +20,7 @@ const REQ: Request = Request {
     uid: 1000,
     gid: 100,
     pid: 1,
+    umask: 0,
 };
 
 fn errno<T: std::fmt::Debug>(r: Result<T>) -> i32 {
@@ -187,8 +188,12 @@ fn symlink_readlink() {
     fs.symlink(&REQ, ROOT_INO, n("m"), n(&"x".repeat(4095)))
         .unwrap();
     assert_eq!(errno(fs.open(l.ino, libc::O_RDONLY)), libc::ELOOP);
-    assert_eq!(errno(fs.setxattr(l.ino, n("user.a"), b"v", 0)), libc::EPERM);
-    fs.setxattr(l.ino, n("trusted.a"), b"v", 0).unwrap();
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), l.ino, n("user.a"), b"v", 0)),
+        libc::EPERM
+    );
+    fs.setxattr(&Request::root(), l.ino, n("trusted.a"), b"v", 0)
+        .unwrap();
 }
 
 #[test]
@@ -633,30 +638,41 @@ fn readdirplus_counts_lookups() {
 fn xattrs_and_limits() {
     let fs = fs();
     let (f, _) = new_file(&fs, ROOT_INO, "f");
-    fs.setxattr(f, n("user.a"), b"1", 0).unwrap();
-    fs.setxattr(f, n("security.selinux"), b"ctx", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"1", 0)
+        .unwrap();
+    fs.setxattr(&Request::root(), f, n("security.selinux"), b"ctx", 0)
+        .unwrap();
     assert_eq!(fs.getxattr(f, n("user.a"), 0).unwrap(), XattrReply::Size(1));
     assert_eq!(
         fs.getxattr(f, n("user.a"), 10).unwrap(),
         XattrReply::Data(b"1".to_vec())
     );
-    fs.setxattr(f, n("user.a"), b"long value", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"long value", 0)
+        .unwrap();
     assert_eq!(errno(fs.getxattr(f, n("user.a"), 3)), libc::ERANGE);
     assert_eq!(errno(fs.getxattr(f, n("user.zz"), 100)), libc::ENODATA);
     assert_eq!(
-        errno(fs.setxattr(f, n("user.a"), b"", XATTR_CREATE)),
+        errno(fs.setxattr(&Request::root(), f, n("user.a"), b"", XATTR_CREATE)),
         libc::EEXIST
     );
     assert_eq!(
-        errno(fs.setxattr(f, n("user.b"), b"", XATTR_REPLACE)),
+        errno(fs.setxattr(&Request::root(), f, n("user.b"), b"", XATTR_REPLACE)),
         libc::ENODATA
     );
     assert_eq!(
-        errno(fs.setxattr(f, n("user.b"), b"", XATTR_CREATE | XATTR_REPLACE)),
+        errno(fs.setxattr(
+            &Request::root(),
+            f,
+            n("user.b"),
+            b"",
+            XATTR_CREATE | XATTR_REPLACE
+        )),
         libc::EINVAL
     );
-    fs.setxattr(f, n("user.a"), b"r", XATTR_REPLACE).unwrap();
-    fs.setxattr(f, n("user.empty"), b"", XATTR_CREATE).unwrap();
+    fs.setxattr(&Request::root(), f, n("user.a"), b"r", XATTR_REPLACE)
+        .unwrap();
+    fs.setxattr(&Request::root(), f, n("user.empty"), b"", XATTR_CREATE)
+        .unwrap();
     assert_eq!(
         fs.getxattr(f, n("user.empty"), 0).unwrap(),
         XattrReply::Size(0)
@@ -672,25 +688,53 @@ fn xattrs_and_limits() {
     );
     assert_eq!(errno(fs.listxattr(f, list.len() as u32 - 1)), libc::ERANGE);
     // Linux limits: value 64 KiB (E2BIG past it), name 255 (ERANGE past it)
-    fs.setxattr(f, n("user.big"), &vec![0u8; XATTR_SIZE_MAX], 0)
-        .unwrap();
+    fs.setxattr(
+        &Request::root(),
+        f,
+        n("user.big"),
+        &vec![0u8; XATTR_SIZE_MAX],
+        0,
+    )
+    .unwrap();
     assert_eq!(
-        errno(fs.setxattr(f, n("user.big"), &vec![0u8; XATTR_SIZE_MAX + 1], 0)),
+        errno(fs.setxattr(
+            &Request::root(),
+            f,
+            n("user.big"),
+            &vec![0u8; XATTR_SIZE_MAX + 1],
+            0
+        )),
         libc::E2BIG
     );
     let name255 = format!("user.{}", "n".repeat(250));
-    fs.setxattr(f, n(&name255), b"v", 0).unwrap();
+    fs.setxattr(&Request::root(), f, n(&name255), b"v", 0)
+        .unwrap();
     let name256 = format!("user.{}", "n".repeat(251));
-    assert_eq!(errno(fs.setxattr(f, n(&name256), b"v", 0)), libc::ERANGE);
-    assert_eq!(errno(fs.getxattr(f, n(&name256), 0)), libc::ERANGE);
-    assert_eq!(errno(fs.setxattr(f, n(""), b"v", 0)), libc::ERANGE);
     assert_eq!(
-        errno(fs.setxattr(f, n("foo.bar"), b"v", 0)),
+        errno(fs.setxattr(&Request::root(), f, n(&name256), b"v", 0)),
+        libc::ERANGE
+    );
+    assert_eq!(errno(fs.getxattr(f, n(&name256), 0)), libc::ERANGE);
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n(""), b"v", 0)),
+        libc::ERANGE
+    );
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n("foo.bar"), b"v", 0)),
         libc::EOPNOTSUPP
     );
-    assert_eq!(errno(fs.setxattr(f, n("user."), b"v", 0)), libc::EINVAL);
-    fs.setxattr(f, n("trusted.t"), b"v", 0).unwrap();
-    fs.setxattr(f, n("system.posix_acl_access"), b"v", 0)
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n("user."), b"v", 0)),
+        libc::EINVAL
+    );
+    fs.setxattr(&Request::root(), f, n("trusted.t"), b"v", 0)
+        .unwrap();
+    // ACL names take ACLs only (see ramfs_acl.rs).
+    assert_eq!(
+        errno(fs.setxattr(&Request::root(), f, n("system.posix_acl_access"), b"v", 0)),
+        libc::EINVAL
+    );
+    fs.setxattr(&Request::root(), f, n("system.other"), b"v", 0)
         .unwrap();
     fs.removexattr(f, n("user.a")).unwrap();
     assert_eq!(errno(fs.removexattr(f, n("user.a"))), libc::ENODATA);
@@ -699,14 +743,14 @@ fn xattrs_and_limits() {
         .mknod(&REQ, ROOT_INO, n("p"), libc::S_IFIFO | 0o600, 0)
         .unwrap();
     assert_eq!(
-        errno(fs.setxattr(dev.ino, n("user.x"), b"v", 0)),
+        errno(fs.setxattr(&Request::root(), dev.ino, n("user.x"), b"v", 0)),
         libc::EPERM
     );
     // names list limit
     let (g, _) = new_file(&fs, ROOT_INO, "g");
     let mut i = 0;
     let err = loop {
-        match fs.setxattr(g, n(&format!("user.{i:0>200}")), b"", 0) {
+        match fs.setxattr(&Request::root(), g, n(&format!("user.{i:0>200}")), b"", 0) {
             Ok(()) => i += 1,
             Err(e) => break e,
         }
@@ -723,11 +767,13 @@ fn access_checks() {
         uid: 2000,
         gid: 200,
         pid: 1,
+        umask: 0,
     };
     let group = Request {
         uid: 2000,
         gid: 100,
         pid: 1,
+        umask: 0,
     };
     fs.access(&REQ, f, libc::R_OK | libc::W_OK).unwrap();
     assert_eq!(errno(fs.access(&REQ, f, libc::X_OK)), libc::EACCES);

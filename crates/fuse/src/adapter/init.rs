@@ -4,8 +4,15 @@
 //! Nothing asked for here is required: a capability the kernel lacks is
 //! simply not used, and a limit out of its range becomes the nearest one
 //! it accepts, so a mount on an older kernel gets less instead of failing.
-//! What is left out is as deliberate: no writeback cache (see
-//! [`negotiate`]).
+//! What is left out is as deliberate: no writeback cache, and no
+//! `HANDLE_KILLPRIV(_V2)`. Without them the kernel drops privileges
+//! before a write, truncate, fallocate or chown itself, having checked the
+//! caller's CAP_FSETID, which the filesystem cannot see: it removes
+//! `security.capability` and sends a setattr, with the mode to keep when
+//! setuid or setgid-with-group-exec goes, or empty; the filesystem applies
+//! the rest of Linux's rule there (setgid goes for a caller outside the
+//! group). fuser 0.18 does not pass the setattr and open kill flags that
+//! `HANDLE_KILLPRIV_V2` would need (see [`negotiate`]).
 
 use fuser::{InitFlags, KernelConfig};
 
@@ -46,6 +53,11 @@ pub(crate) fn negotiate(config: &mut KernelConfig) {
     ] {
         let _ = config.add_capabilities(cap);
     }
+    // POSIX ACLs: the kernel enforces them in its permission checks and
+    // hands the umask to the filesystem, which knows whether a default ACL
+    // replaces it. Asked for as a pair: with ACLs but without DONT_MASK
+    // the kernel would apply the umask under a default ACL too.
+    let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
     // Each setter returns the nearest acceptable value when ours is
     // out of the kernel's range; take that one instead.
     if let Err(nearest) = config.set_max_write(MAX_WRITE) {

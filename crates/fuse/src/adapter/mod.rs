@@ -17,7 +17,10 @@
 //!   entries that do not fit are dropped, and the kernel continues from the
 //!   last cookie it received, so nothing is lost or repeated.
 //! - permissions: the mount uses `default_permissions`, so the kernel checks
-//!   mode bits before calling in and the filesystem does not.
+//!   mode bits and POSIX ACLs (read through `getxattr`) before calling in
+//!   and the filesystem does not. With the ACL capability the kernel also
+//!   leaves the umask to the filesystem (`FUSE_DONT_MASK`): create, mknod
+//!   and mkdir pass it on in the [`Request`](aegis_vfs::Request), unapplied.
 //!
 //! Layout: this file holds the one `impl fuser::Filesystem` block, request
 //! by request; [`reply`] the conversions and shared replies, [`readdir`]
@@ -50,7 +53,8 @@ use fuser::{
 use self::init::negotiate;
 use self::readdir::{reply_dir, reply_dir_plus};
 use self::reply::{
-    errno, file_attr, generation, reply_empty, reply_entry, reply_xattr, request, time, TTL,
+    creator, errno, file_attr, generation, reply_empty, reply_entry, reply_xattr, request,
+    setattr_caller, time, TTL,
 };
 
 /// Largest copy_file_range count the 32-bit reply can carry, page aligned.
@@ -174,7 +178,8 @@ impl fuser::Filesystem for FuseAdapter {
             ctime,
             crtime,
         };
-        match self.fs.setattr(&request(req), ino.0, &set, fh.map(|f| f.0)) {
+        let req = setattr_caller(&*self.fs, req, ino.0, mode, gid);
+        match self.fs.setattr(&req, ino.0, &set, fh.map(|f| f.0)) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -197,13 +202,10 @@ impl fuser::Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        // The kernel masks already unless FUSE_DONT_MASK is on; masking
-        // again is harmless and keeps us right if that ever changes.
-        let mode = mode & !(umask & 0o7777);
+        let req = creator(req, umask);
         reply_entry(
             reply,
-            self.fs
-                .mknod(&request(req), parent.0, name, mode, u64::from(rdev)),
+            self.fs.mknod(&req, parent.0, name, mode, u64::from(rdev)),
         );
     }
 
@@ -216,8 +218,8 @@ impl fuser::Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mode = mode & 0o7777 & !umask;
-        reply_entry(reply, self.fs.mkdir(&request(req), parent.0, name, mode));
+        let req = creator(req, umask);
+        reply_entry(reply, self.fs.mkdir(&req, parent.0, name, mode & 0o7777));
     }
 
     fn unlink(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -424,7 +426,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn setxattr(
         &self,
-        _req: &fuser::Request,
+        req: &fuser::Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -437,7 +439,10 @@ impl fuser::Filesystem for FuseAdapter {
             reply.error(Errno::EINVAL);
             return;
         }
-        reply_empty(reply, self.fs.setxattr(ino.0, name, value, flags));
+        reply_empty(
+            reply,
+            self.fs.setxattr(&request(req), ino.0, name, value, flags),
+        );
     }
 
     fn getxattr(
@@ -473,8 +478,8 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let mode = mode & 0o7777 & !umask;
-        match self.fs.create(&request(req), parent.0, name, mode, flags) {
+        let req = creator(req, umask);
+        match self.fs.create(&req, parent.0, name, mode & 0o7777, flags) {
             Ok((attr, fh)) => reply.created(
                 &TTL,
                 &file_attr(&attr),
@@ -495,8 +500,8 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let mode = mode & 0o7777 & !umask;
-        match self.fs.tmpfile(&request(req), parent.0, mode, flags) {
+        let req = creator(req, umask);
+        match self.fs.tmpfile(&req, parent.0, mode & 0o7777, flags) {
             Ok((attr, fh)) => reply.created(
                 &TTL,
                 &file_attr(&attr),

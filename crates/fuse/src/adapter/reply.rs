@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use aegis_vfs::{Attr, FileType, FsError, Request, TimeOrNow, XattrReply};
+use aegis_vfs::{Attr, FileSystem, FileType, FsError, Request, TimeOrNow, XattrReply};
 use fuser::{Errno, FileAttr, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
 use tracing::warn;
 
@@ -33,6 +33,60 @@ pub(crate) fn request(req: &fuser::Request) -> Request {
         uid: req.uid(),
         gid: req.gid(),
         pid: req.pid(),
+        umask: 0,
+    }
+}
+
+/// The caller of a `setattr` of `ino`, its gid the file's group when it
+/// holds that group as a supplementary one: the filesystem decides from
+/// the gid whether setgid survives ([`setattr_privileges`]), and the FUSE
+/// request carries the primary group only. The groups come from
+/// `/proc/PID/status`, as libfuse's `fuse_req_getgroups` reads them, and
+/// only when setgid is at stake (a caller other than root, and a mode with
+/// setgid or no mode at all).
+///
+/// [`setattr_privileges`]: aegis_vfs::validate::setattr_privileges
+pub(crate) fn setattr_caller(
+    fs: &dyn FileSystem,
+    req: &fuser::Request,
+    ino: u64,
+    mode: Option<u32>,
+    gid: Option<u32>,
+) -> Request {
+    let r = request(req);
+    if r.uid == 0 || mode.is_some_and(|m| m & libc::S_ISGID == 0) {
+        return r;
+    }
+    let Some(group) = gid.or_else(|| fs.getattr(ino).ok().map(|a| a.gid)) else {
+        return r;
+    };
+    if group != r.gid && supplementary_groups(r.pid).contains(&group) {
+        return Request { gid: group, ..r };
+    }
+    r
+}
+
+/// The supplementary groups of thread `pid`; none if it is gone.
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The caller of a `mknod`, `mkdir` or `create`, with the umask the kernel
+/// passes: with `FUSE_DONT_MASK` the mode arrives unmasked, and the
+/// filesystem applies the umask unless a default ACL replaces it.
+pub(crate) fn creator(req: &fuser::Request, umask: u32) -> Request {
+    Request {
+        umask: umask & 0o777,
+        ..request(req)
     }
 }
 

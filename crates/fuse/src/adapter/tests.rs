@@ -192,6 +192,7 @@ fn attr_conversion() {
         uid: 7,
         gid: 8,
         pid: 9,
+        umask: 0,
     };
     let a = fs
         .mknod(

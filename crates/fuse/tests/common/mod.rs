@@ -306,8 +306,15 @@ impl FileSystem for Counting {
     fn statfs(&self, ino: Ino) -> Result<StatFs> {
         self.inner.statfs(ino)
     }
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        self.inner.setxattr(ino, name, value, flags)
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        self.inner.setxattr(req, ino, name, value, flags)
     }
     fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
         self.inner.getxattr(ino, name, size)

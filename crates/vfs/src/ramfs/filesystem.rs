@@ -12,6 +12,7 @@ use std::ffi::OsStr;
 use super::dir::Dir;
 use super::inode::Data;
 use super::{bytes, Handle, RamFs, CHUNK};
+use crate::acl;
 use crate::error::{FsError, Result};
 use crate::filesystem::FileSystem;
 use crate::types::*;
@@ -53,8 +54,8 @@ impl FileSystem for RamFs {
         Ok(self.state.lock().get(ino)?.attr())
     }
 
-    fn setattr(&self, _req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
-        self.set_attr(ino, set, fh)
+    fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+        self.set_attr(req, ino, set, fh)
     }
 
     fn mknod(
@@ -206,8 +207,15 @@ impl FileSystem for RamFs {
         })
     }
 
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        self.set_xattr(ino, name, value, flags)
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        self.set_xattr(req, ino, name, value, flags)
     }
 
     fn getxattr(&self, ino: Ino, name: &OsStr, size: u32) -> Result<XattrReply> {
@@ -230,7 +238,12 @@ impl FileSystem for RamFs {
         let st = self.state.lock();
         let inode = st.get(ino)?;
         let is_dir = inode.kind == FileType::Directory;
-        check_access(req, inode.uid, inode.gid, inode.perm as u32, is_dir, mask)
+        let acl = match inode.xattrs.get(acl::ACCESS_XATTR) {
+            Ok(v) => acl::decode_stored(v)?,
+            Err(_) => None,
+        };
+        let perm = u32::from(inode.perm);
+        check_access(req, inode.uid, inode.gid, perm, is_dir, mask, acl.as_ref())
     }
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {

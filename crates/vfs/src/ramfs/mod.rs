@@ -19,9 +19,16 @@
 //! plus xattr names and values) and in inodes from [`RamFsConfig`]
 //! (ENOSPC past them). Inode numbers are never reused.
 //!
-//! Not done (yet): clearing setuid/setgid on write or chown (the kernel
-//! does it with FUSE `handle_killpriv` off), POSIX ACLs (`system.posix_acl_*`
-//! are stored as opaque values), supplementary groups in `access`.
+//! POSIX ACLs are applied as Linux applies them, through [`acl`]: set
+//! with the mode bits, inherited from default ACLs in place of the umask,
+//! rewritten by chmod, and consulted by `access`. Privilege bits drop on
+//! chown and on truncate by a caller other than root; for writes and
+//! fallocate the trait carries no caller, so the kernel drops them first
+//! (FUSE `handle_killpriv` off), as it does for every FUSE filesystem.
+//!
+//! Not done (yet): supplementary groups in `access` and ACL group entries.
+//!
+//! [`acl`]: crate::acl
 //!
 //! [`FileSystem`]: crate::FileSystem
 

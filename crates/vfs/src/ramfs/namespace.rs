@@ -17,6 +17,7 @@ use super::file::FileData;
 use super::inode::{Data, Inode};
 use super::xattr::Xattrs;
 use super::{bytes, RamFs, State};
+use crate::acl;
 use crate::error::{FsError, Result};
 use crate::types::*;
 use crate::validate::{check_new_name, check_removable_name};
@@ -76,7 +77,8 @@ impl State {
             return Err(FsError::NoSpace);
         }
         let pinode = self.get(parent)?;
-        let mut perm = (perm & 0o7777) as u16;
+        let xattrs = inherited_xattrs(pinode, kind, perm, req.umask)?;
+        let mut perm = xattrs.0;
         let mut gid = req.gid;
         if pinode.perm & libc::S_ISGID as u16 != 0 {
             gid = pinode.gid;
@@ -84,6 +86,7 @@ impl State {
                 perm |= libc::S_ISGID as u16;
             }
         }
+        self.check_space(xattrs.1.bytes())?;
         let now = SystemTime::now();
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -104,9 +107,10 @@ impl State {
             generation,
             lookups: 1,
             opens: 0,
-            xattrs: Xattrs::default(),
+            xattrs: xattrs.1,
             data,
         };
+        self.used_bytes += inode.xattrs.bytes();
         self.inodes.insert(ino, inode);
         Ok(ino)
     }
@@ -166,6 +170,38 @@ impl State {
         }
         Ok(res)
     }
+}
+
+/// The permission bits and ACL xattrs of a new inode of `kind` asked for
+/// with `perm` under `parent`: the umask, or the parent's default ACL.
+fn inherited_xattrs(
+    parent: &Inode,
+    kind: FileType,
+    perm: u32,
+    umask: u32,
+) -> Result<(u16, Xattrs)> {
+    let default = match parent.xattrs.get(acl::DEFAULT_XATTR) {
+        Ok(v) => acl::decode_stored(v)?,
+        Err(_) => None,
+    };
+    let is_dir = kind == FileType::Directory;
+    let got = acl::inherit(
+        default.as_ref(),
+        is_dir,
+        kind == FileType::Symlink,
+        perm & 0o7777,
+        umask,
+    );
+    let mut xattrs = Xattrs::default();
+    for (name, value) in [
+        (acl::ACCESS_XATTR, got.access),
+        (acl::DEFAULT_XATTR, got.default),
+    ] {
+        if let Some(v) = value {
+            xattrs.set(name, &v, 0)?;
+        }
+    }
+    Ok((got.perm as u16, xattrs))
 }
 
 fn dot(ino: Ino, cookie: u64, name: &[u8]) -> DirEntry {
