@@ -4,6 +4,7 @@
 //! non-zero exit; nothing is written unless the command's checks pass.
 
 mod cmd;
+mod loop_device;
 mod signature;
 mod units;
 

@@ -339,8 +339,8 @@ fn mount_options(mnt: &std::path::Path) -> Vec<String> {
 }
 
 /// The pid of the daemon serving `img` (not our child when mount(8)
-/// started it).
-fn daemon_of(img: &std::path::Path) -> i32 {
+/// started it), if one runs.
+fn daemon_pid(img: &std::path::Path) -> Option<i32> {
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -348,10 +348,14 @@ fn daemon_of(img: &std::path::Path) -> i32 {
         let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if cmd.contains("--foreground") && cmd.contains(&*img.to_string_lossy()) {
-            return pid;
+            return Some(pid);
         }
     }
-    panic!("no daemon serves {}", img.display());
+    None
+}
+
+fn daemon_of(img: &std::path::Path) -> i32 {
+    daemon_pid(img).unwrap_or_else(|| panic!("no daemon serves {}", img.display()))
 }
 
 /// `mount -o remount,ro` and back through mount(8): the kernel and the
@@ -865,5 +869,76 @@ fn o_tmpfile_files_are_unnamed_until_linked() {
         .unwrap();
     assert_eq!(text, "made unnamed");
     assert!(!m.p("never").exists());
+    m.finish();
+}
+
+/// `-o fuseblk` (an image through a loop device, as root): `sync` reaches
+/// the daemon, so sync then kill -9 loses nothing, while without it the
+/// last changes are lost; `umount` returns only after the last commit;
+/// the loop device goes with the mount.
+#[test]
+fn fuseblk_sync_commits_and_umount_waits_for_the_commit() {
+    use std::process::Command;
+    if !fuse_available()
+        || unsafe { libc::geteuid() } != 0
+        || !std::path::Path::new("/dev/loop-control").exists()
+    {
+        return;
+    }
+    let mut m = Mount::new("64M");
+    m.unmount();
+    let _guard = Detach(m.mnt.clone());
+    let mount = || {
+        run_ok(
+            Command::new(BIN)
+                .args(["mount", "-o", "fuseblk,allow_other"])
+                .arg(&m.img)
+                .arg(&m.mnt),
+        )
+    };
+    let kill_daemon = || {
+        // SAFETY: signalling the daemon found for this image.
+        unsafe { libc::kill(daemon_of(&m.img), libc::SIGKILL) };
+        let _ = Command::new("umount").arg("-l").arg(&m.mnt).status();
+        wait_for_lock_free(&m.img);
+    };
+    mount();
+    assert!(fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .contains("fuseblk.aegisfs"));
+    fs::write(m.p("lost"), b"never synced").unwrap();
+    kill_daemon();
+    mount();
+    assert!(
+        !m.p("lost").exists(),
+        "a kill -9 without sync keeps nothing new"
+    );
+    fs::write(m.p("synced"), b"sync(1) reached the daemon").unwrap();
+    run_ok(&mut Command::new("sync"));
+    kill_daemon();
+    mount();
+    assert_eq!(
+        fs::read(m.p("synced")).unwrap(),
+        b"sync(1) reached the daemon"
+    );
+    fs::write(m.p("at-umount"), b"committed before umount returned").unwrap();
+    run_ok(Command::new("umount").arg(&m.mnt));
+    // Whatever the daemon still does now, the commit is on the image.
+    if let Some(pid) = daemon_pid(&m.img) {
+        // SAFETY: signalling the daemon found for this image.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    wait_for_lock_free(&m.img);
+    let loops = run_ok(Command::new("losetup").arg("-a"));
+    assert!(
+        !loops.contains(&*m.img.to_string_lossy()),
+        "a loop device is left: {loops}"
+    );
+    m.fsck();
+    m.mount();
+    assert_eq!(
+        fs::read(m.p("at-umount")).unwrap(),
+        b"committed before umount returned"
+    );
     m.finish();
 }

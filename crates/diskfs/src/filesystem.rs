@@ -662,4 +662,8 @@ impl FileSystem for DiskFs {
     fn tmpfile(&self, req: &Request, parent: Ino, mode: u32, flags: i32) -> Result<(Attr, Fh)> {
         self.make_tmpfile(req, parent, mode, flags)
     }
+
+    fn syncfs(&self) -> Result<()> {
+        self.sync()
+    }
 }

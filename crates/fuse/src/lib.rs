@@ -17,6 +17,7 @@
 mod adapter;
 pub mod control;
 pub mod error;
+mod fuseblk;
 pub mod options;
 pub mod session;
 

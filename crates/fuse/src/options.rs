@@ -54,6 +54,13 @@ pub struct MountConfig {
     pub suid: bool,
     /// Allow executing files (`exec`); on by default.
     pub exec: bool,
+    /// Mount as `fuseblk` of this block device (root only) instead of
+    /// `fuse`: `sync`/`syncfs` then reach the filesystem and umount waits
+    /// for its last commit. The CLI sets it for block devices and for
+    /// images with `-o fuseblk` (through a loop device).
+    pub blkdev: Option<std::path::PathBuf>,
+    /// `fuseblk` was asked for (`-o fuseblk`); the caller finds the device.
+    pub fuseblk: bool,
     /// Let fusermount3 unmount if this process dies (`auto_unmount`).
     /// Needs `allow_other` or `allow_root`.
     pub auto_unmount: bool,
@@ -77,6 +84,8 @@ impl Default for MountConfig {
             dev: false,
             suid: false,
             exec: true,
+            blkdev: None,
+            fuseblk: false,
             auto_unmount: false,
             threads: None,
             handle_signals: true,
@@ -198,6 +207,7 @@ impl MountConfig {
             "exec" => self.exec = flag(true)?,
             "noexec" => self.exec = !flag(true)?,
             "auto_unmount" => self.auto_unmount = flag(true)?,
+            "fuseblk" => self.fuseblk = flag(true)?,
             "fsname" => self.fsname = required(name, value)?.to_string(),
             "subtype" => self.subtype = parse_subtype(name, required(name, value)?)?,
             "threads" => self.threads = Some(parse_threads(name, required(name, value)?)?),

@@ -86,6 +86,9 @@ fn check_environment(config: &MountConfig) -> Result<(), MountError> {
     if (!root || config.auto_unmount) && !in_path("fusermount3") && !in_path("fusermount") {
         return Err(MountError::FusermountMissing);
     }
+    if config.blkdev.is_some() && !root {
+        return Err(MountError::Config("a fuseblk mount needs root".to_string()));
+    }
     if config.auto_unmount && config.access == AccessPolicy::Owner {
         return Err(MountError::Config(
             "auto_unmount needs allow_other or allow_root".to_string(),
@@ -164,16 +167,34 @@ fn start(
 ) -> Result<(Session<FuseAdapter>, Arc<Unmounter>), MountError> {
     let notifier = Arc::new(OnceLock::new());
     let adapter = FuseAdapter::new(fs, Arc::clone(&notifier), config.strictatime);
-    let mut session = Session::new(adapter, &path, &fuser_config(config)).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound && !in_path("fusermount3") {
-            MountError::FusermountMissing
-        } else {
-            MountError::io(format!("mounting {}", path.display()), e)
+    let (mut session, direct) = match &config.blkdev {
+        Some(dev) => {
+            let fd = crate::fuseblk::mount(dev, &path, config)?;
+            let acl = fuser_config(config).acl;
+            let s = Session::from_fd(adapter, fd, acl, fuser_config(config)).map_err(|e| {
+                let _ = detach(&path);
+                MountError::io(
+                    format!("starting the fuseblk session on {}", path.display()),
+                    e,
+                )
+            })?;
+            (s, true)
         }
-    })?;
+        None => {
+            let s = Session::new(adapter, &path, &fuser_config(config)).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound && !in_path("fusermount3") {
+                    MountError::FusermountMissing
+                } else {
+                    MountError::io(format!("mounting {}", path.display()), e)
+                }
+            })?;
+            (s, false)
+        }
+    };
     let _ = notifier.set(session.notifier());
     let unmounter = Arc::new(Unmounter {
         inner: Mutex::new(session.unmount_callable()),
+        direct,
         path,
     });
     Ok((session, unmounter))
@@ -182,12 +203,19 @@ fn start(
 /// Unmounts a session from any thread, at most once.
 struct Unmounter {
     inner: Mutex<SessionUnmounter>,
+    /// Mounted by us (fuseblk), not by fuser: unmount with umount2.
+    direct: bool,
     path: PathBuf,
 }
 
 impl Unmounter {
     fn unmount(&self) -> io::Result<()> {
-        match self.inner.lock().unmount() {
+        let result = if self.direct {
+            umount(&self.path)
+        } else {
+            self.inner.lock().unmount()
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 warn!(
@@ -198,6 +226,18 @@ impl Unmounter {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// umount2(2) of `path`, no flags.
+fn umount(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

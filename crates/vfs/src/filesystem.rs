@@ -343,4 +343,10 @@ pub trait FileSystem: Send + Sync {
         let _ = (req, parent, mode, flags);
         Err(crate::FsError::NotSupported)
     }
+
+    /// syncfs(2): make every change durable now. The default has nothing
+    /// to make durable.
+    fn syncfs(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -409,6 +409,11 @@ pub trait Filesystem: Send + Sync + 'static {
     /// Called on filesystem exit.
     fn destroy(&mut self) {}
 
+    /// AegisFS: called on FUSE_DESTROY before it is answered. On a fuseblk
+    /// mount the kernel's umount waits for that answer, so what this does
+    /// (a last commit) is done when umount returns.
+    fn before_destroy(&self) {}
+
     /// Look up a directory entry by name and get its attributes.
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         warn!("[Not Implemented] lookup(parent: {parent:#x?}, name {name:?})");

@@ -534,6 +534,11 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                     // Dispatch request
                     Some(req) => {
                         if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                            // AegisFS: the kernel's umount of a fuseblk mount waits
+                            // for this reply, so the filesystem finishes first.
+                            if let Some(fs) = &self.filesystem.fs {
+                                fs.before_destroy();
+                            }
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
                         } else {

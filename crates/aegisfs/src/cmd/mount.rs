@@ -170,11 +170,37 @@ pub fn run(a: Args) -> CliResult<u8> {
     if parsed.mount.fsname == "aegisfs" {
         parsed.mount.fsname = image.display().to_string();
     }
+    // fuseblk: a block device is its own source; an image gets a loop
+    // device, held until the mount holds it (then it clears itself).
+    // SAFETY: geteuid has no preconditions.
+    if dev.is_block_device() && unsafe { libc::geteuid() } == 0 {
+        parsed.mount.fuseblk = true;
+    }
+    let loop_hold = if parsed.mount.fuseblk {
+        if dev.is_block_device() {
+            parsed.mount.blkdev = Some(image.clone());
+            None
+        } else {
+            let l = crate::loop_device::attach(&image, read_only).map_err(|e| {
+                CliError::new(format!(
+                    "{}: attaching a loop device for fuseblk: {e}",
+                    image.display()
+                ))
+            })?;
+            parsed.mount.blkdev = Some(l.path.clone());
+            Some(l)
+        }
+    } else {
+        None
+    };
     let served = aegis_fuse::mount(
         fs.clone() as Arc<dyn FileSystem>,
         &mountpoint,
         &parsed.mount,
     );
+    // Our hold on the loop device; the kernel let go at unmount, so it
+    // detaches now.
+    drop(loop_hold);
     // The mount is gone: a `mount` of this image from now on waits for
     // this process to finish instead of being refused (a failure to say so
     // only costs that wait its patience).

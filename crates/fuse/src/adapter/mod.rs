@@ -594,4 +594,18 @@ impl fuser::Filesystem for FuseAdapter {
             Err(e) => reply.error(e),
         }
     }
+
+    /// Only fuseblk mounts get it: sync(2) and syncfs(2) commit.
+    fn syncfs(&self, _req: &fuser::Request, _ino: INodeNo, reply: ReplyEmpty) {
+        reply_empty(reply, self.fs.syncfs());
+    }
+
+    /// A fuseblk umount waits for this: the last commit is made before it
+    /// returns. (A plain `fuse` umount does not wait; the caller commits
+    /// when the session ends.)
+    fn before_destroy(&self) {
+        if let Err(e) = self.fs.syncfs() {
+            tracing::warn!("committing at unmount: {e}");
+        }
+    }
 }
