@@ -81,7 +81,8 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
     }
 }
 
-/// Called as `mount.fuse.aegisfs` (or `mount.aegisfs`) by mount(8):
+/// Called as `mount.fuse.aegisfs` (or `mount.fuseblk.aegisfs`,
+/// `mount.aegisfs`) by mount(8):
 /// `SOURCE DIR [-sfnv] [-o OPTIONS]`. Options only mount(8) understands
 /// are dropped; `-n`, `-s` and `-v` are accepted and ignored; `-f` keeps
 /// the daemon in the foreground.
@@ -92,7 +93,15 @@ fn mount_helper_args() -> Option<cmd::mount::Args> {
         .file_name()?
         .to_string_lossy()
         .into_owned();
-    if name != "mount.fuse.aegisfs" && name != "mount.aegisfs" {
+    // mount.fuseblk.aegisfs: what mount(8) calls for a remount of a
+    // fuseblk mount (the type it reads back is fuseblk.aegisfs).
+    if ![
+        "mount.fuse.aegisfs",
+        "mount.fuseblk.aegisfs",
+        "mount.aegisfs",
+    ]
+    .contains(&name.as_str())
+    {
         return None;
     }
     let mut positional = Vec::new();

@@ -260,8 +260,10 @@ fn run_ok(cmd: &mut std::process::Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// On a plain `fuse` mount (`nofuseblk`, and every unprivileged one)
 /// `umount DIR` returns before the old daemon has let go of the image; a
-/// `mount` right after it must wait for that, not refuse the image.
+/// `mount` right after it must wait for that, not refuse the image. (A
+/// fuseblk umount waits for the commit itself.)
 #[test]
 fn mount_right_after_umount_succeeds() {
     if !fuse_available() {
@@ -273,7 +275,7 @@ fn mount_right_after_umount_succeeds() {
     for round in 0..5 {
         run_ok(
             std::process::Command::new(BIN)
-                .arg("mount")
+                .args(["mount", "-o", "nofuseblk"])
                 .arg(&m.img)
                 .arg(&m.mnt),
         );
@@ -316,10 +318,12 @@ fn mount_right_after_umount_succeeds() {
 /// at the binary under test (atomically: other tests may be doing the
 /// same at once).
 fn install_mount8_helper() {
-    let tmp = format!("/sbin/.mount.fuse.aegisfs.{}", std::process::id());
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(BIN, &tmp).unwrap();
-    fs::rename(&tmp, "/sbin/mount.fuse.aegisfs").unwrap();
+    for name in ["mount.fuse.aegisfs", "mount.fuseblk.aegisfs"] {
+        let tmp = format!("/sbin/.{name}.{}", std::process::id());
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(BIN, &tmp).unwrap();
+        fs::rename(&tmp, format!("/sbin/{name}")).unwrap();
+    }
 }
 
 /// The options of the mount on `mnt` as /proc/mounts shows them.

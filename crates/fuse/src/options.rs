@@ -59,8 +59,9 @@ pub struct MountConfig {
     /// for its last commit. The CLI sets it for block devices and for
     /// images with `-o fuseblk` (through a loop device).
     pub blkdev: Option<std::path::PathBuf>,
-    /// `fuseblk` was asked for (`-o fuseblk`); the caller finds the device.
-    pub fuseblk: bool,
+    /// `fuseblk` asked for (`Some(true)`), refused (`nofuseblk`), or left
+    /// to the caller's default (`None`); the caller finds the device.
+    pub fuseblk: Option<bool>,
     /// Let fusermount3 unmount if this process dies (`auto_unmount`).
     /// Needs `allow_other` or `allow_root`.
     pub auto_unmount: bool,
@@ -85,7 +86,7 @@ impl Default for MountConfig {
             suid: false,
             exec: true,
             blkdev: None,
-            fuseblk: false,
+            fuseblk: None,
             auto_unmount: false,
             threads: None,
             handle_signals: true,
@@ -207,7 +208,8 @@ impl MountConfig {
             "exec" => self.exec = flag(true)?,
             "noexec" => self.exec = !flag(true)?,
             "auto_unmount" => self.auto_unmount = flag(true)?,
-            "fuseblk" => self.fuseblk = flag(true)?,
+            "fuseblk" => self.fuseblk = Some(flag(true)?),
+            "nofuseblk" => self.fuseblk = Some(!flag(true)?),
             "fsname" => self.fsname = required(name, value)?.to_string(),
             "subtype" => self.subtype = parse_subtype(name, required(name, value)?)?,
             "threads" => self.threads = Some(parse_threads(name, required(name, value)?)?),

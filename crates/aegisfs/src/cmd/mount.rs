@@ -170,29 +170,7 @@ pub fn run(a: Args) -> CliResult<u8> {
     if parsed.mount.fsname == "aegisfs" {
         parsed.mount.fsname = image.display().to_string();
     }
-    // fuseblk: a block device is its own source; an image gets a loop
-    // device, held until the mount holds it (then it clears itself).
-    // SAFETY: geteuid has no preconditions.
-    if dev.is_block_device() && unsafe { libc::geteuid() } == 0 {
-        parsed.mount.fuseblk = true;
-    }
-    let loop_hold = if parsed.mount.fuseblk {
-        if dev.is_block_device() {
-            parsed.mount.blkdev = Some(image.clone());
-            None
-        } else {
-            let l = crate::loop_device::attach(&image, read_only).map_err(|e| {
-                CliError::new(format!(
-                    "{}: attaching a loop device for fuseblk: {e}",
-                    image.display()
-                ))
-            })?;
-            parsed.mount.blkdev = Some(l.path.clone());
-            Some(l)
-        }
-    } else {
-        None
-    };
+    let loop_hold = choose_fuseblk(&mut parsed.mount, dev.is_block_device(), &image, read_only)?;
     let served = aegis_fuse::mount(
         fs.clone() as Arc<dyn FileSystem>,
         &mountpoint,
@@ -212,6 +190,54 @@ pub fn run(a: Args) -> CliResult<u8> {
     served.map_err(|e| CliError::new(e.to_string()))?;
     closed.map_err(|e| CliError::new(format!("{}: closing: {e}", image.display())))?;
     Ok(0)
+}
+
+/// fuseblk where the kernel allows it: only then do `sync` and `syncfs`
+/// reach the daemon and does umount wait for its last commit. As root, a
+/// block device is its own source and an image gets a loop device (held
+/// here until the mount holds it; it then clears itself with the mount);
+/// `nofuseblk`, `auto_unmount` (which needs fusermount3) and unprivileged
+/// mounts stay plain `fuse`. A default attempt that cannot get a loop
+/// device falls back to `fuse`; an explicit `fuseblk` fails instead.
+fn choose_fuseblk(
+    mount: &mut aegis_fuse::MountConfig,
+    block_device: bool,
+    image: &Path,
+    read_only: bool,
+) -> CliResult<Option<crate::loop_device::LoopDevice>> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let asked = mount.fuseblk == Some(true);
+    if asked && !root {
+        return Err(CliError::new(format!(
+            "{}: mount option 'fuseblk' needs root",
+            image.display()
+        )));
+    }
+    if !root || mount.fuseblk == Some(false) || (mount.auto_unmount && !asked) {
+        return Ok(None);
+    }
+    if block_device {
+        mount.blkdev = Some(image.to_path_buf());
+        return Ok(None);
+    }
+    match crate::loop_device::attach(image, read_only) {
+        Ok(l) => {
+            mount.blkdev = Some(l.path.clone());
+            Ok(Some(l))
+        }
+        Err(e) if asked => Err(CliError::new(format!(
+            "{}: attaching a loop device for fuseblk: {e}",
+            image.display()
+        ))),
+        Err(e) => {
+            tracing::warn!(
+                "no loop device for {} ({e}); mounting as fuse: sync(2) will not reach it",
+                image.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Is `mountpoint` a mount point of an AegisFS FUSE mount right now?
