@@ -113,6 +113,21 @@ pub trait ObjectRead: sealed::Parts {
         file_data::read(self.tree(), self.pool(), ino, r, record_size, offset, size)
     }
 
+    /// Bytes of new reservation preallocating `[lo, hi)` of file `ino`
+    /// would hold (record size `rs`), for the space check of a fallocate;
+    /// `zeroing` counts records with data as holes (ZERO_RANGE).
+    fn prealloc_need(&self, ino: u64, rs: u64, lo: u64, hi: u64, zeroing: bool) -> Result<u64> {
+        let bs = self.pool().block_size();
+        file_data::prealloc_need(self.tree(), ino, rs, bs, (lo, hi), zeroing)
+    }
+
+    /// Bytes of reservation held by the records a write of `[lo, hi)` of
+    /// file `ino` touches: what that write draws on instead of free space.
+    fn prealloc_held(&self, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
+        let bs = self.pool().block_size();
+        file_data::prealloc_held(self.tree(), ino, rs, bs, lo, hi)
+    }
+
     /// Number of data records of a file (to size its delete).
     fn record_count(&self, ino: u64) -> Result<u64> {
         file_data::record_count(self.tree(), ino)
@@ -307,6 +322,7 @@ impl Store {
         }
         self.reserve_data(size.data_bytes)?;
         let mut t = self.reserve_tree(ds, size.class, size.ops)?;
+        let held_before = meta.reserved;
         let trees = &mut *t;
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         let log = trees.logs.get(&ds).map(|l| &**l);
@@ -340,6 +356,9 @@ impl Store {
             let policy = |ino| log_policy_of(tree, ino);
             log.record(std::mem::take(&mut tx.records), tx.unlogged, policy);
         }
+        if tx.meta.reserved != held_before {
+            self.reserved.lock().insert(ds, tx.meta.reserved);
+        }
         *meta = tx.meta;
         // Old blocks are freed only once the change stands.
         for bp in &tx.to_free {
@@ -362,7 +381,9 @@ impl Store {
         }
     }
 
-    /// Fail with ENOSPC unless the pool can take `bytes` more of data.
+    /// Fail with ENOSPC unless the pool can take `bytes` more of data
+    /// beside what preallocated records hold back (a write's share that
+    /// lands on them is not in `bytes`: it draws on their reservation).
     /// Space freed in the last txgs comes back only after DEFER_TXGS
     /// commits: pay for those before refusing.
     fn reserve_data(&self, bytes: u64) -> Result<()> {
@@ -370,12 +391,12 @@ impl Store {
             return Ok(());
         }
         for _ in 0..=DEFER_TXGS {
-            if bytes <= self.pool.available(AllocClass::Normal) || self.pool.space().deferred == 0 {
+            if bytes <= self.available(AllocClass::Normal) || self.pool.space().deferred == 0 {
                 break;
             }
             self.commit()?;
         }
-        let available = self.pool.available(AllocClass::Normal);
+        let available = self.available(AllocClass::Normal);
         if bytes > available {
             return Err(PoolError::NoSpace {
                 needed: bytes,

@@ -9,11 +9,21 @@
 //! becomes a hole, as ZFS does with compression on). A partial write reads
 //! the old record, changes it and writes a new block (copy-on-write); the
 //! old block is freed through the pool's deferral.
+//!
+//! Preallocated records (fallocate) read as zeroes and hold back, in the
+//! dataset meta's `reserved` counter, the space of their first write: the
+//! counter is always the sum of [`FileRecord::reserved`] over them, and
+//! every path that replaces or drops a record ([`put_record`], `free_all`)
+//! gives the record's share back. A preallocated record may lie past the
+//! end of file (KEEP_SIZE); truncate drops it like data. Its first write
+//! becomes an ordinary block allocated from the reservation (class
+//! `Reserved`, so the pool's own reserve is not in its way); later
+//! rewrites are copy-on-write overwrites that need free space as any.
 
 use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockType, Pool, WriteProps};
 
-use super::{keys, FileRecord, InodeRecord};
+use super::{keys, FileRecord, InodeRecord, FEATURE_PREALLOC};
 use crate::error::{FsError, Result};
 use crate::tx::{scan, Tx};
 
@@ -26,6 +36,7 @@ fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     match rec {
         FileRecord::Inline(b) => Ok(b.clone()),
         FileRecord::Block { bp, .. } => Ok(pool.read_block(bp)?),
+        FileRecord::Prealloc { .. } => Ok(Vec::new()),
     }
 }
 
@@ -52,10 +63,21 @@ fn records_in(tree: &Tree, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, FileR
     Ok(out)
 }
 
+/// Bytes `rec` counts in `st_blocks`: its block, or its reservation.
 fn alloc_of(rec: &FileRecord, block_size: u32) -> u64 {
     match rec {
         FileRecord::Inline(_) => 0,
         FileRecord::Block { bp, .. } => bp.allocated_size(block_size),
+        FileRecord::Prealloc { .. } => rec.reserved(block_size),
+    }
+}
+
+/// `rec` stops being part of the file: give back its reservation.
+fn release(tx: &mut Tx<'_>, rec: &FileRecord) {
+    let held = rec.reserved(tx.pool_ref().block_size());
+    if held > 0 {
+        tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
+        tx.meta_dirty = true;
     }
 }
 
@@ -101,11 +123,17 @@ fn put_record(
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(keep);
     let key = keys::data(ino, start);
+    let mut class = AllocClass::Normal;
     if let Some(old) = &old {
         r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
         if let FileRecord::Block { bp, .. } = old {
             tx.to_free.push(bp.clone());
         }
+        if matches!(old, FileRecord::Prealloc { .. }) {
+            // The space was held for exactly this write.
+            class = AllocClass::Reserved;
+        }
+        release(tx, old);
     }
     if bytes.is_empty() {
         if old.is_some() {
@@ -122,7 +150,7 @@ fn put_record(
             copies: 1,
             checksum: pool.config().checksum,
             compression: tx.meta.compression,
-            class: AllocClass::Normal,
+            class,
         };
         let bp = pool.write_block(&bytes, &props)?;
         tx.written.push(bp.clone());
@@ -204,6 +232,9 @@ pub(crate) fn punch(
         let rec_end = start + rec.len() as u64;
         if lo <= start && rec_end <= hi {
             put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+        } else if matches!(rec, FileRecord::Prealloc { .. }) {
+            // Part of a preallocated record already reads as zeroes; the
+            // reservation is per record, so it stays whole.
         } else if lo < rec_end {
             let mut b = record_bytes(tx.pool_ref(), &rec)?;
             let (a, z) = (
@@ -219,6 +250,9 @@ pub(crate) fn punch(
 
 /// Set the size to `size`: shrinking drops whole records past it and cuts
 /// the one it falls in, so bytes past the new end never reappear.
+/// Preallocated records past the new end go too, even those KEEP_SIZE
+/// put past the old end (ext4 frees them on a shrinking truncate); the
+/// one the end falls in keeps its share up to the end.
 pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
     if size < r.size {
         let rs = tx.meta.record_size as u64;
@@ -227,13 +261,185 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
             if start >= size {
                 put_record(tx, ino, r, start, Some(rec), Vec::new())?;
             } else if start + rec.len() as u64 > size {
-                let mut b = record_bytes(tx.pool_ref(), &rec)?;
-                b.truncate((size - start) as usize);
-                put_record(tx, ino, r, start, Some(rec), b)?;
+                let len = (size - start) as u32;
+                if let FileRecord::Prealloc { .. } = rec {
+                    set_prealloc(tx, ino, r, start, Some(&rec), len)?;
+                } else {
+                    let mut b = record_bytes(tx.pool_ref(), &rec)?;
+                    b.truncate(len as usize);
+                    put_record(tx, ino, r, start, Some(rec), b)?;
+                }
             }
         }
     }
     r.size = size;
+    Ok(())
+}
+
+/// Make the record at `start` (now `old`, a hole or preallocated) a
+/// preallocated record of `len` bytes, moving its reservation and
+/// `st_blocks` share to the new length and setting the dataset's
+/// `prealloc` feature.
+fn set_prealloc(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    old: Option<&FileRecord>,
+    len: u32,
+) -> Result<()> {
+    let bs = tx.pool_ref().block_size();
+    if let Some(old) = old {
+        r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
+        release(tx, old);
+    }
+    let rec = FileRecord::Prealloc { len };
+    let held = rec.reserved(bs);
+    r.alloc_bytes += held;
+    tx.meta.reserved += held;
+    tx.meta.features |= FEATURE_PREALLOC;
+    tx.meta_dirty = true;
+    tx.tree.insert(&keys::data(ino, start), &rec.encode())?;
+    Ok(())
+}
+
+/// The preallocated length `[lo, hi)` asks of the record at `start`: from
+/// the record's start (a record is the unit of reservation) to `hi` or
+/// the record's end.
+fn wanted(start: u64, rs: u64, hi: u64) -> u32 {
+    (hi.min(start + rs) - start) as u32
+}
+
+/// Bytes of new reservation preallocating `[lo, hi)` would hold (for the
+/// ENOSPC check before the change): holes become preallocated records,
+/// shorter preallocated records grow, records with data stay as they are
+/// (unless `zeroing`: ZERO_RANGE may punch them first, so they count as
+/// holes). Computed without walking the range, which may be huge.
+pub(crate) fn prealloc_need(
+    tree: &Tree,
+    ino: u64,
+    rs: u64,
+    bs: u32,
+    (lo, hi): (u64, u64),
+    zeroing: bool,
+) -> Result<u64> {
+    if hi <= lo {
+        return Ok(0);
+    }
+    let share = |start: u64| {
+        FileRecord::Prealloc {
+            len: wanted(start, rs, hi),
+        }
+        .reserved(bs)
+    };
+    let first = lo / rs * rs;
+    let n = (hi - first).div_ceil(rs);
+    let last = first + (n - 1) * rs;
+    let mut need = if n > 1 {
+        (n - 1).saturating_mul(share(first))
+    } else {
+        0
+    }
+    .saturating_add(share(last));
+    for (start, rec) in records_in(tree, ino, first, hi)? {
+        let have = match rec {
+            FileRecord::Prealloc { .. } => rec.reserved(bs),
+            _ if zeroing => 0,
+            _ => u64::MAX,
+        };
+        need = need.saturating_sub(share(start).min(have));
+    }
+    Ok(need)
+}
+
+/// Bytes of reservation held by the records a write of `[lo, hi)` touches:
+/// the share of the write that is already paid for.
+pub(crate) fn prealloc_held(tree: &Tree, ino: u64, rs: u64, bs: u32, lo: u64, hi: u64) -> Result<u64> {
+    if hi <= lo {
+        return Ok(0);
+    }
+    let first = lo / rs * rs;
+    Ok(records_in(tree, ino, first, hi)?
+        .iter()
+        .map(|(_, rec)| rec.reserved(bs))
+        .sum())
+}
+
+/// Preallocate `[lo, hi)` (fallocate mode 0 and KEEP_SIZE; the caller
+/// sets the size): see [`prealloc_need`] for what changes.
+pub(crate) fn preallocate(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    hi: u64,
+) -> Result<()> {
+    let rs = tx.meta.record_size as u64;
+    let first = lo / rs * rs;
+    let mut have = std::collections::BTreeMap::new();
+    for (start, rec) in records_in(tx.tree, ino, first, hi)? {
+        have.insert(start, rec);
+    }
+    let mut start = first;
+    while start < hi {
+        let len = wanted(start, rs, hi);
+        match have.get(&start) {
+            None => set_prealloc(tx, ino, r, start, None, len)?,
+            Some(rec @ FileRecord::Prealloc { len: l }) if *l < len => {
+                let rec = rec.clone();
+                set_prealloc(tx, ino, r, start, Some(&rec), len)?
+            }
+            Some(_) => {}
+        }
+        start += rs;
+    }
+    Ok(())
+}
+
+/// COLLAPSE_RANGE: drop the records of `[lo, lo + len)` and move every
+/// later record down by `len` (both multiples of the record size, checked
+/// by the caller), lowest first so no move lands on a record not yet moved.
+pub(crate) fn collapse(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    len: u64,
+) -> Result<()> {
+    let hi = lo + len;
+    for (start, rec) in records_in(tx.tree, ino, lo, hi)? {
+        put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+    }
+    for (start, rec) in records_in(tx.tree, ino, hi, u64::MAX)? {
+        tx.tree.remove(&keys::data(ino, start))?;
+        tx.tree.insert(&keys::data(ino, start - len), &rec.encode())?;
+    }
+    r.size = r.size.saturating_sub(len);
+    Ok(())
+}
+
+/// INSERT_RANGE: move every record at or past `lo` up by `len` (both
+/// multiples of the record size, the new size checked by the caller),
+/// highest first, leaving a hole. An inline record only moves when `lo`
+/// is 0, and then becomes a block: inline records live at offset 0 only.
+pub(crate) fn insert(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    len: u64,
+) -> Result<()> {
+    let mut recs = records_in(tx.tree, ino, lo, u64::MAX)?;
+    recs.reverse();
+    for (start, rec) in recs {
+        tx.tree.remove(&keys::data(ino, start))?;
+        if let FileRecord::Inline(bytes) = rec {
+            put_record(tx, ino, r, start + len, None, bytes)?;
+        } else {
+            tx.tree.insert(&keys::data(ino, start + len), &rec.encode())?;
+        }
+    }
+    r.size += len;
     Ok(())
 }
 
@@ -245,7 +451,9 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
         &keys::item_end(ino, keys::DATA),
     )?;
     for (k, v) in items {
-        if let FileRecord::Block { bp, .. } = FileRecord::decode(&v)? {
+        let rec = FileRecord::decode(&v)?;
+        release(tx, &rec);
+        if let FileRecord::Block { bp, .. } = rec {
             tx.to_free.push(bp);
         }
         tx.tree.remove(&k)?;
@@ -339,6 +547,31 @@ impl Tx<'_> {
     /// Set file `ino`'s size, dropping the data past a smaller one.
     pub fn truncate_file(&mut self, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
         truncate(self, ino, r, size)
+    }
+
+    /// Preallocate `[lo, hi)` of file `ino` (fallocate mode 0 or
+    /// KEEP_SIZE): holes in it become preallocated records that hold back
+    /// the space of their first write. The size is the caller's.
+    pub fn preallocate_file(
+        &mut self,
+        ino: u64,
+        r: &mut InodeRecord,
+        lo: u64,
+        hi: u64,
+    ) -> Result<()> {
+        preallocate(self, ino, r, lo, hi)
+    }
+
+    /// Remove `[lo, lo + len)` from file `ino`, moving what follows down
+    /// (COLLAPSE_RANGE; record-aligned, inside the file: the caller checks).
+    pub fn collapse_file(&mut self, ino: u64, r: &mut InodeRecord, lo: u64, len: u64) -> Result<()> {
+        collapse(self, ino, r, lo, len)
+    }
+
+    /// Insert a hole of `len` bytes at `lo` of file `ino`, moving what
+    /// follows up (INSERT_RANGE; record-aligned: the caller checks).
+    pub fn insert_file(&mut self, ino: u64, r: &mut InodeRecord, lo: u64, len: u64) -> Result<()> {
+        insert(self, ino, r, lo, len)
     }
 
     /// Free every record of a file being deleted.

@@ -3,9 +3,14 @@
 //! block. Bytes of a record past `len`, and records that do not exist, are
 //! holes and read as zeroes.
 //!
-//! Layout: u8 kind (1 inline, 2 block) · u32 logical length (LE) · then the
-//! inline bytes (exactly `len`) or an encoded block pointer (whose logical
-//! size equals `len`).
+//! A third kind, *preallocated* (fallocate), holds no bytes: it reads as
+//! zeroes like a hole, but the space for its first write is held back in
+//! the dataset's reserved-bytes counter (see `meta.rs`). Only a dataset
+//! with the `prealloc` feature has such records.
+//!
+//! Layout: u8 kind (1 inline, 2 block, 3 preallocated) · u32 logical
+//! length (LE) · then the inline bytes (exactly `len`), an encoded block
+//! pointer (whose logical size equals `len`), or nothing (preallocated).
 
 use aegis_pool::codec::{Reader, Writer};
 use aegis_pool::BlockPtr;
@@ -14,6 +19,7 @@ use crate::error::{FsError, Result};
 
 const INLINE: u8 = 1;
 const BLOCK: u8 = 2;
+const PREALLOC: u8 = 3;
 
 /// Largest record size a dataset may use.
 pub const MAX_RECORD_SIZE: u32 = 1 << 20;
@@ -22,13 +28,26 @@ pub const MAX_RECORD_SIZE: u32 = 1 << 20;
 pub enum FileRecord {
     Inline(Vec<u8>),
     Block { len: u32, bp: BlockPtr },
+    /// Preallocated, unwritten: `len` bytes of zeroes whose first write is
+    /// paid for by the reservation ([`FileRecord::reserved`]).
+    Prealloc { len: u32 },
 }
 
 impl FileRecord {
     pub fn len(&self) -> u32 {
         match self {
             FileRecord::Inline(b) => b.len() as u32,
-            FileRecord::Block { len, .. } => *len,
+            FileRecord::Block { len, .. } | FileRecord::Prealloc { len } => *len,
+        }
+    }
+
+    /// Bytes this record holds back from the pool's free space: the
+    /// largest block its first write can take (its length in whole blocks,
+    /// uncompressed). Zero for records that hold data.
+    pub fn reserved(&self, block_size: u32) -> u64 {
+        match self {
+            FileRecord::Prealloc { len } => (*len as u64).div_ceil(block_size as u64) * block_size as u64,
+            _ => 0,
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -47,6 +66,10 @@ impl FileRecord {
                 w.u8(BLOCK);
                 w.u32(*len);
                 bp.encode_into(&mut w);
+            }
+            FileRecord::Prealloc { len } => {
+                w.u8(PREALLOC);
+                w.u32(*len);
             }
         }
         w.into_inner()
@@ -77,6 +100,12 @@ impl FileRecord {
                 }
                 FileRecord::Block { len, bp }
             }
+            PREALLOC => {
+                if r.remaining() != 0 {
+                    return Err(bad("preallocated record with bytes"));
+                }
+                FileRecord::Prealloc { len }
+            }
             _ => return Err(bad("unknown kind")),
         };
         Ok(rec)
@@ -95,5 +124,16 @@ mod tests {
         assert!(FileRecord::decode(&e[..e.len() - 1]).is_err());
         assert!(FileRecord::decode(&[1, 0, 0, 0, 0]).is_err());
         assert!(FileRecord::decode(&[9, 1, 0, 0, 0, 7]).is_err());
+    }
+
+    #[test]
+    fn prealloc_round_trip_and_rejects() {
+        let r = FileRecord::Prealloc { len: 5000 };
+        assert_eq!(r.encode(), [3, 0x88, 0x13, 0, 0]);
+        assert_eq!(FileRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(r.reserved(4096), 8192);
+        assert!(FileRecord::decode(&[3, 0, 0, 0, 0]).is_err());
+        assert!(FileRecord::decode(&[3, 1, 0, 0, 0, 7]).is_err());
+        assert!(FileRecord::decode(&[3, 1, 0, 0x20, 0]).is_err());
     }
 }
