@@ -48,7 +48,8 @@ impl FileData {
     }
 
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
-        if offset >= self.size {
+        // An empty read must not reach `end - 1` below.
+        if offset >= self.size || size == 0 {
             return Vec::new();
         }
         let end = self.size.min(offset.saturating_add(size as u64));
