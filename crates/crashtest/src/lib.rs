@@ -46,7 +46,8 @@ fn mount_opts(atime: AtimeMode) -> MountOptions {
 }
 
 /// The whole tree as text, one line per entry: path, kind, mode, links,
-/// size, xattrs, content hash or symlink target. Times are left out.
+/// size, xattrs, content hash or symlink target, and for a regular file
+/// its `st_blocks` (which counts its reservations). Times are left out.
 pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
     fn walk(fs: &dyn FileSystem, ino: Ino, path: &mut Vec<u8>, out: &mut Vec<String>) {
         let Ok(fh) = fs.opendir(ino, 0) else { return };
@@ -71,6 +72,7 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
                     );
                     match a.kind {
                         FileType::RegularFile => {
+                            line += &format!(" b{}", a.blocks);
                             let d = fs.open(e.ino, libc::O_RDONLY).and_then(|fh| {
                                 let d = fs.read(e.ino, fh, 0, a.size.min(u32::MAX as u64) as u32);
                                 let _ = fs.release(e.ino, fh);
@@ -104,6 +106,15 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
     let mut out = Vec::new();
     walk(fs, ROOT_INO, &mut Vec::new(), &mut out);
     out
+}
+
+/// [`dump`], and the bytes the dataset's preallocated records hold back:
+/// a crash must leave reservations exactly as the acknowledged state had
+/// them.
+fn snapshot(fs: &DiskFs) -> Vec<String> {
+    let mut t = dump(fs);
+    t.push(format!("reserved {}", fs.store().reserved_bytes()));
+    t
 }
 
 /// A workload on a recording device, remembering the tree at every fsync.
@@ -160,7 +171,7 @@ impl Recorder {
             logged: 0,
             committed: 0,
         };
-        r.points.push((r.rec.len(), dump(&*r.fs)));
+        r.points.push((r.rec.len(), snapshot(&r.fs)));
         Ok(r)
     }
 
@@ -178,7 +189,7 @@ impl Recorder {
             self.committed += 1;
         }
         self.last_txg = t;
-        self.points.push((self.rec.len(), dump(&*self.fs)));
+        self.points.push((self.rec.len(), snapshot(&self.fs)));
     }
 
     /// Build and check the crash images: every flush point, and up to
@@ -248,7 +259,7 @@ fn recover(img: MemDevice) -> std::result::Result<Vec<String>, String> {
         &mount_opts(AtimeMode::Noatime),
     )
     .map_err(|e| e.to_string())?;
-    let tree = dump(&*fs);
+    let tree = snapshot(&fs);
     fs.unmount().map_err(|e| e.to_string())?;
     let store = Store::open(
         vec![dev as DeviceRef],
