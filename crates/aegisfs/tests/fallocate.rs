@@ -32,7 +32,11 @@ fn space(m: &ImageMount) -> (u64, u64) {
 
 /// Run `fallocate(1)` with `args`; Ok or its stderr.
 fn fallocate(args: &[&str], file: &Path) -> Result<(), String> {
-    let out = Command::new("fallocate").args(args).arg(file).output().unwrap();
+    let out = Command::new("fallocate")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
     if out.status.success() {
         Ok(())
     } else {
@@ -76,7 +80,10 @@ fn reservations_through_fuse() {
         .unwrap();
     assert_eq!(blocks(&m.p("f")), 12 * MB / 512);
     let (avail2, _) = space(&m);
-    assert!(avail2 >= avail1 + 4 * MB, "truncate released: {avail1} -> {avail2}");
+    assert!(
+        avail2 >= avail1 + 4 * MB,
+        "truncate released: {avail1} -> {avail2}"
+    );
     // Kept across a remount.
     m.remount();
     assert_eq!(blocks(&m.p("f")), 12 * MB / 512);
@@ -90,7 +97,10 @@ fn reservations_through_fuse() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         avail3 = space(&m).0;
     }
-    assert!(avail3 >= avail2 + 12 * MB, "unlink released: {avail2} -> {avail3}");
+    assert!(
+        avail3 >= avail2 + 12 * MB,
+        "unlink released: {avail2} -> {avail3}"
+    );
     m.finish();
 }
 
@@ -126,7 +136,10 @@ fn writes_into_a_reservation_succeed_when_the_pool_is_full() {
     let e = filler.write_at(&[1u8; 4096], off).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
     // Every megabyte of the reservation takes its write.
-    let f = OpenOptions::new().write(true).open(m.p("reserved")).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(m.p("reserved"))
+        .unwrap();
     let data: Vec<u8> = (0..MB).map(|i| (i % 251) as u8 + 1).collect();
     let mut pos = 0;
     while pos < len {
@@ -160,7 +173,11 @@ fn zero_punch_collapse_and_insert_with_fallocate_1() {
     let before = blocks(&p);
     fallocate(&["-z", "-n", "-o", &n(8 * RS), "-l", &n(RS)], &p).unwrap();
     assert_eq!(fs::metadata(&p).unwrap().len(), 8 * RS);
-    assert_eq!(blocks(&p), before + RS / 512, "the zeroed range past the end is held");
+    assert_eq!(
+        blocks(&p),
+        before + RS / 512,
+        "the zeroed range past the end is held"
+    );
     // -p: a hole.
     fallocate(&["-p", "-o", &n(3 * RS), "-l", &n(RS)], &p).unwrap();
     model[(3 * RS) as usize..(4 * RS) as usize].fill(0);

@@ -69,8 +69,7 @@ struct Line<'a> {
 fn falloc_mode(word: &str) -> Option<i32> {
     use libc::{
         FALLOC_FL_COLLAPSE_RANGE as COLLAPSE, FALLOC_FL_INSERT_RANGE as INSERT,
-        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH,
-        FALLOC_FL_ZERO_RANGE as ZERO,
+        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO,
     };
     Some(match word {
         "alloc" => 0,

@@ -63,7 +63,8 @@ fn record(seed: u64, rounds: usize) -> Recorder {
         let (a, fh) = fs
             .create(&req, ROOT_INO, std::ffi::OsStr::new(n), 0o644, libc::O_RDWR)
             .unwrap();
-        fs.write(a.ino, fh, 0, &vec![n.as_bytes()[0]; 100_000]).unwrap();
+        fs.write(a.ino, fh, 0, &vec![n.as_bytes()[0]; 100_000])
+            .unwrap();
         fs.release(a.ino, fh).unwrap();
         fs.forget(a.ino, 1);
     }
@@ -126,7 +127,14 @@ fn random_fallocate_workloads_keep_reservations_exact_through_crashes() {
             "seed {seed}: the workload should end holding reservations"
         );
         let report = r.check(6, seed);
-        assert!(report.failures.is_empty(), "seed {seed}: {:#?}", report.failures);
-        assert!(report.logged > report.committed, "seed {seed}: mostly logged");
+        assert!(
+            report.failures.is_empty(),
+            "seed {seed}: {:#?}",
+            report.failures
+        );
+        assert!(
+            report.logged > report.committed,
+            "seed {seed}: mostly logged"
+        );
     }
 }

@@ -474,7 +474,9 @@ impl Driver {
             }
             76..=78 => {
                 let (off, len, mode) = self.fallocate_args(&p);
-                let what = if mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE) != 0 {
+                let what = if mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE)
+                    != 0
+                {
                     "fallocate shift"
                 } else {
                     "fallocate"

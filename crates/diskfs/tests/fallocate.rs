@@ -27,7 +27,13 @@ fn kit() -> Kit {
 
 fn create(fs: &DiskFs, name: &str) -> (Ino, Fh) {
     let (a, fh) = fs
-        .create(&Request::root(), ROOT_INO, OsStr::new(name), 0o644, libc::O_RDWR)
+        .create(
+            &Request::root(),
+            ROOT_INO,
+            OsStr::new(name),
+            0o644,
+            libc::O_RDWR,
+        )
         .unwrap();
     (a.ino, fh)
 }
@@ -72,11 +78,18 @@ fn fallocate_past_free_space_is_enospc_and_changes_nothing() {
     let (ino, fh) = create(&fs, "f");
     let room = avail(&fs);
     assert_eq!(fs.fallocate(ino, fh, 0, 2 * room, 0), Err(FsError::NoSpace));
-    assert_eq!(fs.fallocate(ino, fh, 0, 2 * room, KEEP), Err(FsError::NoSpace));
+    assert_eq!(
+        fs.fallocate(ino, fh, 0, 2 * room, KEEP),
+        Err(FsError::NoSpace)
+    );
     let a = fs.getattr(ino).unwrap();
     assert_eq!((a.size, a.blocks), (0, 0));
     assert_eq!(reserved(&fs), 0);
-    assert_eq!(meta_reserved(&fs), (0, 0), "no feature until a reservation stands");
+    assert_eq!(
+        meta_reserved(&fs),
+        (0, 0),
+        "no feature until a reservation stands"
+    );
     fs.release(ino, fh).unwrap();
     fs.unmount().unwrap();
     fsck(&dev);
@@ -98,7 +111,11 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
     assert!(avail(&fs) + len <= avail0, "statfs available drops");
     assert!(free(&fs) + len <= free0, "statfs free drops");
     // Reads as zeroes.
-    assert!(fs.read(ino, fh, 100_000, 5000).unwrap().iter().all(|&b| b == 0));
+    assert!(fs
+        .read(ino, fh, 100_000, 5000)
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0));
     // KEEP_SIZE past the end: reserved, size unchanged.
     fs.fallocate(ino, fh, len, len, KEEP).unwrap();
     assert_eq!(fs.getattr(ino).unwrap().size, len);
@@ -236,7 +253,11 @@ fn zero_collapse_and_insert_ranges_move_contents() {
     fs.fallocate(ino, fh, RS + 10, 2 * RS, ZERO).unwrap();
     model[(RS + 10) as usize..(3 * RS + 10) as usize].fill(0);
     assert_eq!(read_all(&fs, ino, fh), model);
-    assert_eq!(reserved(&fs), RS, "record 2, whole in the range, is reserved");
+    assert_eq!(
+        reserved(&fs),
+        RS,
+        "record 2, whole in the range, is reserved"
+    );
     // ZERO_RANGE past the end extends the size unless KEEP_SIZE.
     fs.fallocate(ino, fh, 9 * RS, RS, ZERO | KEEP).unwrap();
     assert_eq!(fs.getattr(ino).unwrap().size, model.len() as u64);
@@ -295,7 +316,8 @@ fn bad_modes_and_ranges_get_linux_errors() {
         "punch without KEEP_SIZE"
     );
     assert_eq!(
-        fs.fallocate(ino, fh, 0, RS, ZERO | PUNCH).map_err(|e| e.errno()),
+        fs.fallocate(ino, fh, 0, RS, ZERO | PUNCH)
+            .map_err(|e| e.errno()),
         Err(libc::EOPNOTSUPP)
     );
     einval(fs.fallocate(ino, fh, 0, 0, 0));
@@ -306,11 +328,23 @@ fn bad_modes_and_ranges_get_linux_errors() {
     einval(fs.fallocate(ino, fh, 4 * RS, RS, INSERT)); // at EOF
     let big = (i64::MAX as u64) / RS * RS;
     assert_eq!(fs.fallocate(ino, fh, 0, big, INSERT), Err(FsError::TooBig));
-    assert_eq!(fs.fallocate(ino, fh, u64::MAX - 5, 10, 0), Err(FsError::TooBig));
-    assert_eq!(fs.fallocate(ino, fh, i64::MAX as u64, 1, 0), Err(FsError::TooBig));
+    assert_eq!(
+        fs.fallocate(ino, fh, u64::MAX - 5, 10, 0),
+        Err(FsError::TooBig)
+    );
+    assert_eq!(
+        fs.fallocate(ino, fh, i64::MAX as u64, 1, 0),
+        Err(FsError::TooBig)
+    );
     // A huge reservation is ENOSPC, quickly.
-    assert_eq!(fs.fallocate(ino, fh, 0, 1 << 60, KEEP), Err(FsError::NoSpace));
-    assert_eq!(fs.read(ino, fh, 0, (4 * RS) as u32).unwrap(), pattern(4 * RS, 3));
+    assert_eq!(
+        fs.fallocate(ino, fh, 0, 1 << 60, KEEP),
+        Err(FsError::NoSpace)
+    );
+    assert_eq!(
+        fs.read(ino, fh, 0, (4 * RS) as u32).unwrap(),
+        pattern(4 * RS, 3)
+    );
     fs.release(ino, fh).unwrap();
     fs.unmount().unwrap();
     fsck(&dev);

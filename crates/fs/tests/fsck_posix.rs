@@ -182,7 +182,13 @@ fn build_reserved() -> (Arc<MemDevice>, u64) {
     let dev = kit.fresh();
     let fs = kit.mount(dev.clone()).unwrap();
     let (f, fh) = fs
-        .create(&Request::root(), ROOT_INO, OsStr::new("r"), 0o644, libc::O_RDWR)
+        .create(
+            &Request::root(),
+            ROOT_INO,
+            OsStr::new("r"),
+            0o644,
+            libc::O_RDWR,
+        )
         .unwrap();
     fs.write(f.ino, fh, 0, &[7u8; 4096]).unwrap();
     fs.fallocate(f.ino, fh, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)

@@ -111,8 +111,7 @@ pub enum Falloc {
 pub fn fallocate_mode(mode: i32, offset: u64, len: u64) -> Result<(Falloc, u64)> {
     use libc::{
         FALLOC_FL_COLLAPSE_RANGE as COLLAPSE, FALLOC_FL_INSERT_RANGE as INSERT,
-        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH,
-        FALLOC_FL_ZERO_RANGE as ZERO,
+        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO,
     };
     if len == 0 {
         return Err(FsError::InvalidArgument("fallocate length 0"));

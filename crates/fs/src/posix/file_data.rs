@@ -354,7 +354,14 @@ pub(crate) fn prealloc_need(
 
 /// Bytes of reservation held by the records a write of `[lo, hi)` touches:
 /// the share of the write that is already paid for.
-pub(crate) fn prealloc_held(tree: &Tree, ino: u64, rs: u64, bs: u32, lo: u64, hi: u64) -> Result<u64> {
+pub(crate) fn prealloc_held(
+    tree: &Tree,
+    ino: u64,
+    rs: u64,
+    bs: u32,
+    lo: u64,
+    hi: u64,
+) -> Result<u64> {
     if hi <= lo {
         return Ok(0);
     }
@@ -412,7 +419,8 @@ pub(crate) fn collapse(
     }
     for (start, rec) in records_in(tx.tree, ino, hi, u64::MAX)? {
         tx.tree.remove(&keys::data(ino, start))?;
-        tx.tree.insert(&keys::data(ino, start - len), &rec.encode())?;
+        tx.tree
+            .insert(&keys::data(ino, start - len), &rec.encode())?;
     }
     r.size = r.size.saturating_sub(len);
     Ok(())
@@ -436,7 +444,8 @@ pub(crate) fn insert(
         if let FileRecord::Inline(bytes) = rec {
             put_record(tx, ino, r, start + len, None, bytes)?;
         } else {
-            tx.tree.insert(&keys::data(ino, start + len), &rec.encode())?;
+            tx.tree
+                .insert(&keys::data(ino, start + len), &rec.encode())?;
         }
     }
     r.size += len;
@@ -564,7 +573,13 @@ impl Tx<'_> {
 
     /// Remove `[lo, lo + len)` from file `ino`, moving what follows down
     /// (COLLAPSE_RANGE; record-aligned, inside the file: the caller checks).
-    pub fn collapse_file(&mut self, ino: u64, r: &mut InodeRecord, lo: u64, len: u64) -> Result<()> {
+    pub fn collapse_file(
+        &mut self,
+        ino: u64,
+        r: &mut InodeRecord,
+        lo: u64,
+        len: u64,
+    ) -> Result<()> {
         collapse(self, ino, r, lo, len)
     }
 

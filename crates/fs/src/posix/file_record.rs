@@ -27,10 +27,15 @@ pub const MAX_RECORD_SIZE: u32 = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileRecord {
     Inline(Vec<u8>),
-    Block { len: u32, bp: BlockPtr },
+    Block {
+        len: u32,
+        bp: BlockPtr,
+    },
     /// Preallocated, unwritten: `len` bytes of zeroes whose first write is
     /// paid for by the reservation ([`FileRecord::reserved`]).
-    Prealloc { len: u32 },
+    Prealloc {
+        len: u32,
+    },
 }
 
 impl FileRecord {
@@ -46,7 +51,9 @@ impl FileRecord {
     /// uncompressed). Zero for records that hold data.
     pub fn reserved(&self, block_size: u32) -> u64 {
         match self {
-            FileRecord::Prealloc { len } => (*len as u64).div_ceil(block_size as u64) * block_size as u64,
+            FileRecord::Prealloc { len } => {
+                (*len as u64).div_ceil(block_size as u64) * block_size as u64
+            }
             _ => 0,
         }
     }

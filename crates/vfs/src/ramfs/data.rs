@@ -144,9 +144,7 @@ impl RamFs {
                 // the missing ones.
                 st.check_space(file.chunks_needed(offset, end) * CHUNK)?
             }
-            Falloc::Collapse | Falloc::Insert => {
-                check_shift(op, offset, length, file.size, CHUNK)?
-            }
+            Falloc::Collapse | Falloc::Insert => check_shift(op, offset, length, file.size, CHUNK)?,
             Falloc::Punch => {}
         }
         st.with_file(ino, |f| match op {
