@@ -117,6 +117,7 @@ fn writes_into_a_reservation_succeed_when_the_pool_is_full() {
     // Fill the rest of the pool.
     let filler = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .write(true)
         .open(m.p("filler"))
         .unwrap();

@@ -145,7 +145,7 @@ pub fn fallocate_mode(mode: i32, offset: u64, len: u64) -> Result<(Falloc, u64)>
 /// largest size EFBIG; collapse reaching the end of file, and insert at
 /// or past it, EINVAL.
 pub fn check_shift(op: Falloc, offset: u64, len: u64, size: u64, unit: u64) -> Result<()> {
-    if offset % unit != 0 || len % unit != 0 {
+    if !offset.is_multiple_of(unit) || !len.is_multiple_of(unit) {
         return Err(FsError::InvalidArgument(
             "collapse or insert range not aligned to the allocation unit",
         ));
