@@ -116,6 +116,9 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
         .unwrap()
         .iter()
         .all(|&b| b == 0));
+    // Zeroes written over a reservation keep it.
+    fs.write(ino, fh, 0, &vec![0u8; 2 * RS as usize]).unwrap();
+    assert_eq!(reserved(&fs), len);
     // KEEP_SIZE past the end: reserved, size unchanged.
     fs.fallocate(ino, fh, len, len, KEEP).unwrap();
     assert_eq!(fs.getattr(ino).unwrap().size, len);

@@ -191,6 +191,13 @@ pub(crate) fn write(
         let piece_end = end.min(start + rs);
         let old = get_record(tx.tree, ino, start)?;
         let src = &data[(pos - offset) as usize..(piece_end - offset) as usize];
+        if matches!(old, Some(FileRecord::Prealloc { .. })) && src.iter().all(|&b| b == 0) {
+            // Zeroes over zeroes: the record keeps its reservation (a
+            // program writing zeroes over its preallocation, as `dd` does,
+            // must not give it away before its real writes come).
+            pos = piece_end;
+            continue;
+        }
         let bytes =
             if pos == start && piece_end - start >= old.as_ref().map_or(0, |o| o.len() as u64) {
                 // Whole new content of the record: no need to read the old one.
