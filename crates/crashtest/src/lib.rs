@@ -46,10 +46,21 @@ fn mount_opts(atime: AtimeMode) -> MountOptions {
 }
 
 /// The whole tree as text, one line per entry: path, kind, mode, links,
-/// size, xattrs, content hash or symlink target, and for a regular file
-/// its `st_blocks` (which counts its reservations). Times are left out.
+/// size, xattrs, content hash or symlink target. Times are left out, and
+/// so is `st_blocks` (ramfs counts it differently; see [`snapshot`]).
 pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
-    fn walk(fs: &dyn FileSystem, ino: Ino, path: &mut Vec<u8>, out: &mut Vec<String>) {
+    dump_tree(fs, false)
+}
+
+/// [`dump`], with each regular file's `st_blocks` when `blocks`.
+fn dump_tree(fs: &dyn FileSystem, blocks: bool) -> Vec<String> {
+    fn walk(
+        fs: &dyn FileSystem,
+        ino: Ino,
+        path: &mut Vec<u8>,
+        out: &mut Vec<String>,
+        blocks: bool,
+    ) {
         let Ok(fh) = fs.opendir(ino, 0) else { return };
         let mut es = fs.readdir(ino, fh, 0, usize::MAX).unwrap_or_default();
         let _ = fs.releasedir(ino, fh);
@@ -72,7 +83,9 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
                     );
                     match a.kind {
                         FileType::RegularFile => {
-                            line += &format!(" b{}", a.blocks);
+                            if blocks {
+                                line += &format!(" b{}", a.blocks);
+                            }
                             let d = fs.open(e.ino, libc::O_RDONLY).and_then(|fh| {
                                 let d = fs.read(e.ino, fh, 0, a.size.min(u32::MAX as u64) as u32);
                                 let _ = fs.release(e.ino, fh);
@@ -91,7 +104,7 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
                     }
                     if a.kind == FileType::Directory {
                         out.push(line);
-                        walk(fs, e.ino, path, out);
+                        walk(fs, e.ino, path, out, blocks);
                         path.truncate(path.len() - e.name.len() - 1);
                         continue;
                     }
@@ -104,15 +117,15 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(fs, ROOT_INO, &mut Vec::new(), &mut out);
+    walk(fs, ROOT_INO, &mut Vec::new(), &mut out, blocks);
     out
 }
 
-/// [`dump`], and the bytes the dataset's preallocated records hold back:
-/// a crash must leave reservations exactly as the acknowledged state had
-/// them.
+/// [`dump`] with each file's `st_blocks` (which counts its reservations),
+/// and the bytes the dataset's preallocated records hold back: a crash
+/// must leave reservations exactly as the acknowledged state had them.
 fn snapshot(fs: &DiskFs) -> Vec<String> {
-    let mut t = dump(fs);
+    let mut t = dump_tree(fs, true);
     t.push(format!("reserved {}", fs.store().reserved_bytes()));
     t
 }
