@@ -76,19 +76,22 @@ impl DiskFs {
         let end = check_range(offset, data.len() as u64)?;
         let rs = self.record_size as u64;
         let held = if st.meta.reserved > 0 {
-            self.view(|t| Ok(t.prealloc_held(ino, rs, offset, end)?))?
+            self.view(|t| Ok(t.prealloc_cover(ino, rs, offset, end)?))?
         } else {
             0
         };
-        let bytes = write_size_bytes(rs, offset, data.len() as u64).saturating_sub(held);
+        let whole = write_size_bytes(rs, offset, data.len() as u64);
+        // Wholly inside preallocated records: checked against all free
+        // space (the reservations hold it), committing if old blocks are
+        // still waiting out their deferral.
+        let (bytes, class) = match whole.saturating_sub(held) {
+            0 if held > 0 => (whole, AllocClass::Reserved),
+            rest => (rest, AllocClass::Normal),
+        };
         let size = TxSize {
             ops: data.len() as u64 / rs + 4,
             data_bytes: bytes,
-            class: if bytes == 0 && held > 0 {
-                AllocClass::Reserved
-            } else {
-                AllocClass::Normal
-            },
+            class,
         };
         self.tx_sized(&mut st.meta, size, |tx| {
             let mut r = tx.inode(ino)?;

@@ -253,10 +253,15 @@ impl Walker<'_> {
                 continue;
             }
             match posix::FileRecord::decode(v) {
-                Ok(posix::FileRecord::Block { bp, .. }) => {
+                Ok(
+                    posix::FileRecord::Block { bp, .. }
+                    | posix::FileRecord::Prealloc { data: Some(bp), .. },
+                ) => {
                     self.visit_block(&bp);
                 }
-                Ok(posix::FileRecord::Inline(_) | posix::FileRecord::Prealloc { .. }) => {}
+                Ok(
+                    posix::FileRecord::Inline(_) | posix::FileRecord::Prealloc { data: None, .. },
+                ) => {}
                 Err(e) => self.error(format!("{name}: {e}"), false),
             }
         }

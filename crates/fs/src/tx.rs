@@ -37,7 +37,9 @@ pub struct TxSize {
     /// Bytes of new data blocks it may write.
     pub data_bytes: u64,
     /// `Reserved` for changes that free space (deletes), which must work
-    /// on a full pool.
+    /// on a full pool, and for writes wholly inside preallocated records,
+    /// which the reservations pay for; `Normal` changes leave every
+    /// reservation alone.
     pub class: AllocClass,
 }
 
@@ -121,11 +123,13 @@ pub trait ObjectRead: sealed::Parts {
         file_data::prealloc_need(self.tree(), ino, rs, bs, (lo, hi), zeroing)
     }
 
-    /// Bytes of reservation held by the records a write of `[lo, hi)` of
-    /// file `ino` touches: what that write draws on instead of free space.
-    fn prealloc_held(&self, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
-        let bs = self.pool().block_size();
-        file_data::prealloc_held(self.tree(), ino, rs, bs, lo, hi)
+    /// The part of a write of `[lo, hi)` of file `ino` (record size `rs`)
+    /// that preallocated records pay for, out of [`write_size_bytes`]: the
+    /// rest must come from free space.
+    ///
+    /// [`write_size_bytes`]: crate::posix::write_size_bytes
+    fn prealloc_cover(&self, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
+        file_data::prealloc_cover(self.tree(), ino, rs, lo, hi)
     }
 
     /// Number of data records of a file (to size its delete).
@@ -320,7 +324,7 @@ impl Store {
         if self.pool.is_read_only() {
             return Err(FsError::from(PoolError::ReadOnly).into());
         }
-        self.reserve_data(size.data_bytes)?;
+        self.reserve_data(size.data_bytes, size.class)?;
         let mut t = self.reserve_tree(ds, size.class, size.ops)?;
         let held_before = meta.reserved;
         let trees = &mut *t;
@@ -381,22 +385,24 @@ impl Store {
         }
     }
 
-    /// Fail with ENOSPC unless the pool can take `bytes` more of data
-    /// beside what preallocated records hold back (a write's share that
-    /// lands on them is not in `bytes`: it draws on their reservation).
-    /// Space freed in the last txgs comes back only after DEFER_TXGS
-    /// commits: pay for those before refusing.
-    fn reserve_data(&self, bytes: u64) -> Result<()> {
+    /// Fail with ENOSPC unless the pool can take `bytes` more of data of
+    /// `class`: a `Normal` change beside what preallocated records hold
+    /// back (a write's share that lands on them is not in `bytes`), a
+    /// `Reserved` one (a write wholly inside preallocated records) out of
+    /// all free space, which the reservations guarantee it. Space freed in
+    /// the last txgs comes back only after DEFER_TXGS commits: pay for
+    /// those before refusing.
+    fn reserve_data(&self, bytes: u64, class: AllocClass) -> Result<()> {
         if bytes == 0 {
             return Ok(());
         }
         for _ in 0..=DEFER_TXGS {
-            if bytes <= self.available(AllocClass::Normal) || self.pool.space().deferred == 0 {
+            if bytes <= self.available(class) || self.pool.space().deferred == 0 {
                 break;
             }
             self.commit()?;
         }
-        let available = self.available(AllocClass::Normal);
+        let available = self.available(class);
         if bytes > available {
             return Err(PoolError::NoSpace {
                 needed: bytes,

@@ -219,7 +219,10 @@ fn reserved_bytes_must_equal_the_preallocated_records() {
             "reserved bytes, the preallocated records hold",
             Box::new(|t, _, f| {
                 // A preallocated record the counter does not know.
-                let rec = aegis_fs::posix::FileRecord::Prealloc { len: 4096 };
+                let rec = aegis_fs::posix::FileRecord::Prealloc {
+                    len: 4096,
+                    data: None,
+                };
                 t.insert(&keys::data(f, 64 << 20), &rec.encode()).unwrap();
             }),
         ),

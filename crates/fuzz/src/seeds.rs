@@ -138,7 +138,13 @@ fn posix_seeds(store: &Store) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<
         .encode(),
     );
     records.push(FileRecord::Inline(b"hello".to_vec()).encode());
-    records.push(FileRecord::Prealloc { len: 4096 }.encode());
+    records.push(
+        FileRecord::Prealloc {
+            len: 4096,
+            data: None,
+        }
+        .encode(),
+    );
     inodes.push(InodeRecord::default().encode());
     dirents.push(
         DirentValue {

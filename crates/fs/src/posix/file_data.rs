@@ -10,18 +10,20 @@
 //! the old record, changes it and writes a new block (copy-on-write); the
 //! old block is freed through the pool's deferral.
 //!
-//! Preallocated records (fallocate) read as zeroes and hold back, in the
-//! dataset meta's `reserved` counter, the space of their first write: the
-//! counter is always the sum of [`FileRecord::reserved`] over them, and
-//! every path that replaces or drops a record ([`put_record`], `free_all`)
-//! gives the record's share back. A preallocated record may lie past the
-//! end of file (KEEP_SIZE); truncate drops it like data. Its first write
-//! becomes an ordinary block allocated from the reservation (class
-//! `Reserved`, so the pool's own reserve is not in its way); later
-//! rewrites are copy-on-write overwrites that need free space as any.
+//! Preallocated records (fallocate) read as their data (none at first)
+//! then zeroes, and hold back, in the dataset meta's `reserved` counter,
+//! the room their block may still grow into: the counter is always the
+//! sum of [`FileRecord::reserved`] over them, and every path that changes
+//! or drops a record goes through `account_out`/`account_in` (or
+//! `free_all`) so it stays exact. A write inside a preallocated record
+//! allocates its block from the reservation (class `Reserved`, so the
+//! pool's own reserve is not in its way) and keeps the record preallocated
+//! until its data fills the last block; after that, rewrites are ordinary
+//! copy-on-write overwrites. A preallocated record may lie past the end of
+//! file (KEEP_SIZE); truncate drops it like data.
 
 use aegis_btree::Tree;
-use aegis_pool::{AllocClass, BlockType, Pool, WriteProps};
+use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::{keys, FileRecord, InodeRecord, FEATURE_PREALLOC};
 use crate::error::{FsError, Result};
@@ -36,7 +38,8 @@ fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     match rec {
         FileRecord::Inline(b) => Ok(b.clone()),
         FileRecord::Block { bp, .. } => Ok(pool.read_block(bp)?),
-        FileRecord::Prealloc { .. } => Ok(Vec::new()),
+        FileRecord::Prealloc { data: None, .. } => Ok(Vec::new()),
+        FileRecord::Prealloc { data: Some(bp), .. } => Ok(pool.read_block(bp)?),
     }
 }
 
@@ -63,22 +66,72 @@ fn records_in(tree: &Tree, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, FileR
     Ok(out)
 }
 
-/// Bytes `rec` counts in `st_blocks`: its block, or its reservation.
+/// Bytes `rec` counts in `st_blocks`: its block, and a preallocated
+/// record's share.
 fn alloc_of(rec: &FileRecord, block_size: u32) -> u64 {
     match rec {
         FileRecord::Inline(_) => 0,
         FileRecord::Block { bp, .. } => bp.allocated_size(block_size),
-        FileRecord::Prealloc { .. } => rec.reserved(block_size),
+        FileRecord::Prealloc { data, .. } => {
+            data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)) + rec.reserved(block_size)
+        }
     }
 }
 
-/// `rec` stops being part of the file: give back its reservation.
-fn release(tx: &mut Tx<'_>, rec: &FileRecord) {
-    let held = rec.reserved(tx.pool_ref().block_size());
+/// The block a record's bytes live in, if any.
+fn block_of(rec: &FileRecord) -> Option<&BlockPtr> {
+    match rec {
+        FileRecord::Block { bp, .. } => Some(bp),
+        FileRecord::Prealloc { data, .. } => data.as_ref(),
+        FileRecord::Inline(_) => None,
+    }
+}
+
+/// Take `rec`'s share of `st_blocks` and of the reservation out (its
+/// block stays: for a record that only changes its length).
+fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+    let bs = tx.pool_ref().block_size();
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(rec, bs));
+    let held = rec.reserved(bs);
     if held > 0 {
         tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
         tx.meta_dirty = true;
     }
+}
+
+/// Put `rec`'s share of `st_blocks` and of the reservation in; a
+/// preallocated record sets the dataset's `prealloc` feature.
+fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+    let bs = tx.pool_ref().block_size();
+    r.alloc_bytes += alloc_of(rec, bs);
+    if let FileRecord::Prealloc { .. } = rec {
+        tx.meta.reserved += rec.reserved(bs);
+        tx.meta.features |= FEATURE_PREALLOC;
+        tx.meta_dirty = true;
+    }
+}
+
+/// `old` stops being used: out of the accounts, its block freed once
+/// the change stands.
+fn forget(tx: &mut Tx<'_>, r: &mut InodeRecord, old: &FileRecord) {
+    account_out(tx, r, old);
+    if let Some(bp) = block_of(old) {
+        tx.to_free.push(bp.clone());
+    }
+}
+
+/// Remove the record `old` at `start` whole (punch, truncate, collapse):
+/// its reservation goes with it.
+fn drop_record(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    old: FileRecord,
+) -> Result<()> {
+    forget(tx, r, &old);
+    tx.tree.remove(&keys::data(ino, start))?;
+    Ok(())
 }
 
 /// Read `[offset, offset + size)` of a file of `r.size` bytes.
@@ -108,60 +161,92 @@ pub(crate) fn read(
     Ok(out)
 }
 
-/// Replace the record at `start` with `bytes` (trailing zeroes trimmed; all
-/// zeroes removes it) and account the allocation change in `r`.
+/// Replace the record `old` at `start` with `bytes`: see [`store`].
 fn put_record(
     tx: &mut Tx<'_>,
     ino: u64,
     r: &mut InodeRecord,
     start: u64,
     old: Option<FileRecord>,
-    mut bytes: Vec<u8>,
+    bytes: Vec<u8>,
 ) -> Result<()> {
-    let pool = tx.pool_ref().clone();
-    let bs = pool.block_size();
+    let held = match &old {
+        Some(FileRecord::Prealloc { len, .. }) => Some(*len),
+        _ => None,
+    };
+    if let Some(old) = &old {
+        forget(tx, r, old);
+    }
+    store(tx, ino, r, start, held, bytes, old.is_some())
+}
+
+/// Store `bytes` (trailing zeroes trimmed) as the record at `start`, whose
+/// old record (if `existed`) is already forgotten, and account it in `r`.
+/// A record preallocated for `held` bytes stays preallocated while the
+/// bytes fit inside it without filling its last block (so a series of
+/// small writes keeps drawing on its share), its block allocated from the
+/// reservation (class `Reserved`: the pool's own reserve is not in its
+/// way); bytes that fill it or reach past it make an ordinary record and
+/// give the rest of the share back. Otherwise all zeroes leave a hole.
+fn store(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    held: Option<u32>,
+    mut bytes: Vec<u8>,
+    existed: bool,
+) -> Result<()> {
+    let bs = tx.pool_ref().block_size() as u64;
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(keep);
     let key = keys::data(ino, start);
-    let mut class = AllocClass::Normal;
-    if let Some(old) = &old {
-        r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
-        if let FileRecord::Block { bp, .. } = old {
-            tx.to_free.push(bp.clone());
-        }
-        if matches!(old, FileRecord::Prealloc { .. }) {
-            // The space was held for exactly this write.
-            class = AllocClass::Reserved;
-        }
-        release(tx, old);
-    }
-    if bytes.is_empty() {
-        if old.is_some() {
+    let stays = held.filter(|&l| (bytes.len() as u64).div_ceil(bs) < (l as u64).div_ceil(bs));
+    if bytes.is_empty() && stays.is_none() {
+        if existed {
             tx.tree.remove(&key)?;
         }
         return Ok(());
     }
-    let rec = if start == 0 && bytes.len() <= inline_max(tx.tree) {
+    let rec = if held.is_none() && start == 0 && bytes.len() <= inline_max(tx.tree) {
         FileRecord::Inline(bytes)
     } else {
-        let props = WriteProps {
-            block_type: BlockType::Data,
-            level: 0,
-            copies: 1,
-            checksum: pool.config().checksum,
-            compression: tx.meta.compression,
-            class,
+        let class = match held {
+            Some(_) => AllocClass::Reserved,
+            None => AllocClass::Normal,
         };
-        let bp = pool.write_block(&bytes, &props)?;
-        tx.written.push(bp.clone());
-        FileRecord::Block {
-            len: bytes.len() as u32,
-            bp,
+        let data = match bytes.is_empty() {
+            true => None,
+            false => Some(write_data(tx, &bytes, class)?),
+        };
+        match (stays, data) {
+            (Some(len), data) => FileRecord::Prealloc { len, data },
+            (None, Some(bp)) => FileRecord::Block {
+                len: bytes.len() as u32,
+                bp,
+            },
+            (None, None) => unreachable!("empty bytes returned above"),
         }
     };
-    r.alloc_bytes += alloc_of(&rec, bs);
+    account_in(tx, r, &rec);
     tx.tree.insert(&key, &rec.encode())?;
     Ok(())
+}
+
+/// Write one record's bytes as a data block of this change.
+fn write_data(tx: &mut Tx<'_>, bytes: &[u8], class: AllocClass) -> Result<BlockPtr> {
+    let pool = tx.pool_ref().clone();
+    let props = WriteProps {
+        block_type: BlockType::Data,
+        level: 0,
+        copies: 1,
+        checksum: pool.config().checksum,
+        compression: tx.meta.compression,
+        class,
+    };
+    let bp = pool.write_block(bytes, &props)?;
+    tx.written.push(bp.clone());
+    Ok(bp)
 }
 
 /// Bytes a write of `len` bytes may allocate, for the ENOSPC check made
@@ -191,7 +276,9 @@ pub(crate) fn write(
         let piece_end = end.min(start + rs);
         let old = get_record(tx.tree, ino, start)?;
         let src = &data[(pos - offset) as usize..(piece_end - offset) as usize];
-        if matches!(old, Some(FileRecord::Prealloc { .. })) && src.iter().all(|&b| b == 0) {
+        if matches!(old, Some(FileRecord::Prealloc { data: None, .. }))
+            && src.iter().all(|&b| b == 0)
+        {
             // Zeroes over zeroes: the record keeps its reservation (a
             // program writing zeroes over its preallocation, as `dd` does,
             // must not give it away before its real writes come).
@@ -238,17 +325,20 @@ pub(crate) fn punch(
     for (start, rec) in records_in(tx.tree, ino, first, hi)? {
         let rec_end = start + rec.len() as u64;
         if lo <= start && rec_end <= hi {
-            put_record(tx, ino, r, start, Some(rec), Vec::new())?;
-        } else if matches!(rec, FileRecord::Prealloc { .. }) {
+            drop_record(tx, ino, r, start, rec)?;
+        } else if matches!(rec, FileRecord::Prealloc { data: None, .. }) {
             // Part of a preallocated record already reads as zeroes; the
             // reservation is per record, so it stays whole.
         } else if lo < rec_end {
+            // A preallocated record's data may end before the record does.
             let mut b = record_bytes(tx.pool_ref(), &rec)?;
             let (a, z) = (
                 (lo.max(start) - start) as usize,
-                (hi.min(rec_end) - start) as usize,
+                ((hi.min(rec_end) - start) as usize).min(b.len()),
             );
-            b[a..z].fill(0);
+            if a < z {
+                b[a..z].fill(0);
+            }
             put_record(tx, ino, r, start, Some(rec), b)?;
         }
     }
@@ -266,15 +356,21 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
         let first = size / rs * rs;
         for (start, rec) in records_in(tx.tree, ino, first, u64::MAX)? {
             if start >= size {
-                put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+                drop_record(tx, ino, r, start, rec)?;
             } else if start + rec.len() as u64 > size {
                 let len = (size - start) as u32;
-                if let FileRecord::Prealloc { .. } = rec {
-                    set_prealloc(tx, ino, r, start, Some(&rec), len)?;
-                } else {
-                    let mut b = record_bytes(tx.pool_ref(), &rec)?;
-                    b.truncate(len as usize);
-                    put_record(tx, ino, r, start, Some(rec), b)?;
+                let mut b = record_bytes(tx.pool_ref(), &rec)?;
+                b.truncate(len as usize);
+                match rec {
+                    FileRecord::Prealloc { data: None, .. } => {
+                        let new = FileRecord::Prealloc { len, data: None };
+                        resize_prealloc(tx, ino, r, start, &rec, new)?;
+                    }
+                    FileRecord::Prealloc { .. } => {
+                        forget(tx, r, &rec);
+                        store(tx, ino, r, start, Some(len), b, true)?;
+                    }
+                    _ => put_record(tx, ino, r, start, Some(rec), b)?,
                 }
             }
         }
@@ -283,30 +379,19 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
     Ok(())
 }
 
-/// Make the record at `start` (now `old`, a hole or preallocated) a
-/// preallocated record of `len` bytes, moving its reservation and
-/// `st_blocks` share to the new length and setting the dataset's
-/// `prealloc` feature.
-fn set_prealloc(
+/// Replace preallocated `old` at `start` by `new`, the same data with
+/// another length: only the accounts move.
+fn resize_prealloc(
     tx: &mut Tx<'_>,
     ino: u64,
     r: &mut InodeRecord,
     start: u64,
-    old: Option<&FileRecord>,
-    len: u32,
+    old: &FileRecord,
+    new: FileRecord,
 ) -> Result<()> {
-    let bs = tx.pool_ref().block_size();
-    if let Some(old) = old {
-        r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
-        release(tx, old);
-    }
-    let rec = FileRecord::Prealloc { len };
-    let held = rec.reserved(bs);
-    r.alloc_bytes += held;
-    tx.meta.reserved += held;
-    tx.meta.features |= FEATURE_PREALLOC;
-    tx.meta_dirty = true;
-    tx.tree.insert(&keys::data(ino, start), &rec.encode())?;
+    account_out(tx, r, old);
+    account_in(tx, r, &new);
+    tx.tree.insert(&keys::data(ino, start), &new.encode())?;
     Ok(())
 }
 
@@ -336,6 +421,7 @@ pub(crate) fn prealloc_need(
     let share = |start: u64| {
         FileRecord::Prealloc {
             len: wanted(start, rs, hi),
+            data: None,
         }
         .reserved(bs)
     };
@@ -359,24 +445,23 @@ pub(crate) fn prealloc_need(
     Ok(need)
 }
 
-/// Bytes of reservation held by the records a write of `[lo, hi)` touches:
-/// the share of the write that is already paid for.
-pub(crate) fn prealloc_held(
-    tree: &Tree,
-    ino: u64,
-    rs: u64,
-    bs: u32,
-    lo: u64,
-    hi: u64,
-) -> Result<u64> {
+/// The part of [`write_size_bytes`] for a write of `[lo, hi)` that the
+/// reservation pays: one record size for each touched record that is
+/// preallocated and holds the write's piece (its block cannot outgrow the
+/// record's share plus the block it replaces).
+pub(crate) fn prealloc_cover(tree: &Tree, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
     if hi <= lo {
         return Ok(0);
     }
     let first = lo / rs * rs;
     Ok(records_in(tree, ino, first, hi)?
         .iter()
-        .map(|(_, rec)| rec.reserved(bs))
-        .sum())
+        .filter(|(start, rec)| {
+            matches!(rec, FileRecord::Prealloc { .. })
+                && hi.min(start + rs) <= start + rec.len() as u64
+        })
+        .count() as u64
+        * rs)
 }
 
 /// Preallocate `[lo, hi)` (fallocate mode 0 and KEEP_SIZE; the caller
@@ -398,10 +483,18 @@ pub(crate) fn preallocate(
     while start < hi {
         let len = wanted(start, rs, hi);
         match have.get(&start) {
-            None => set_prealloc(tx, ino, r, start, None, len)?,
-            Some(rec @ FileRecord::Prealloc { len: l }) if *l < len => {
+            None => {
+                let rec = FileRecord::Prealloc { len, data: None };
+                account_in(tx, r, &rec);
+                tx.tree.insert(&keys::data(ino, start), &rec.encode())?;
+            }
+            Some(rec @ FileRecord::Prealloc { len: l, data }) if *l < len => {
+                let new = FileRecord::Prealloc {
+                    len,
+                    data: data.clone(),
+                };
                 let rec = rec.clone();
-                set_prealloc(tx, ino, r, start, Some(&rec), len)?
+                resize_prealloc(tx, ino, r, start, &rec, new)?
             }
             Some(_) => {}
         }
@@ -422,7 +515,7 @@ pub(crate) fn collapse(
 ) -> Result<()> {
     let hi = lo + len;
     for (start, rec) in records_in(tx.tree, ino, lo, hi)? {
-        put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+        drop_record(tx, ino, r, start, rec)?;
     }
     for (start, rec) in records_in(tx.tree, ino, hi, u64::MAX)? {
         tx.tree.remove(&keys::data(ino, start))?;
@@ -468,9 +561,14 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
     )?;
     for (k, v) in items {
         let rec = FileRecord::decode(&v)?;
-        release(tx, &rec);
-        if let FileRecord::Block { bp, .. } = rec {
-            tx.to_free.push(bp);
+        let bs = tx.pool_ref().block_size();
+        let held = rec.reserved(bs);
+        if held > 0 {
+            tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
+            tx.meta_dirty = true;
+        }
+        if let Some(bp) = block_of(&rec) {
+            tx.to_free.push(bp.clone());
         }
         tx.tree.remove(&k)?;
     }
