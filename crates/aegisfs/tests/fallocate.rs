@@ -112,8 +112,11 @@ fn writes_into_a_reservation_succeed_when_the_pool_is_full() {
     let dir = tempfile::tempdir().unwrap();
     let m = ImageMount::new(BIN, dir.path(), "96M");
     let (avail, _) = space(&m);
-    let len = (avail - 8 * MB) / MB * MB;
+    let len = (avail - 12 * MB) / MB * MB;
     fallocate(&["-l", &len.to_string()], &m.p("reserved")).unwrap();
+    // A log file: 4 MiB kept past its (empty) end, for appends.
+    fs::File::create(m.p("log")).unwrap();
+    fallocate(&["-n", "-l", "4M"], &m.p("log")).unwrap();
     // Fill the rest of the pool.
     let filler = OpenOptions::new()
         .create(true)
@@ -148,10 +151,21 @@ fn writes_into_a_reservation_succeed_when_the_pool_is_full() {
         pos += MB;
     }
     f.sync_all().unwrap();
-    drop((f, filler));
+    // 4 KiB appends, as a log writes: each record of the log takes 32.
+    let mut log = OpenOptions::new().append(true).open(m.p("log")).unwrap();
+    let page = vec![0x6bu8; 4096];
+    for i in 0..1024 {
+        if let Err(e) = std::io::Write::write_all(&mut log, &page) {
+            panic!("append {i} of 1024: {e}");
+        }
+    }
+    log.sync_all().unwrap();
+    assert_eq!(fs::metadata(m.p("log")).unwrap().len(), 4 * MB);
+    drop((f, filler, log));
     let back = fs::read(m.p("reserved")).unwrap();
     assert_eq!(back.len() as u64, len);
     assert!(back.chunks(MB as usize).all(|c| c == &data[..]));
+    assert!(fs::read(m.p("log")).unwrap().iter().all(|&b| b == 0x6b));
     m.finish();
 }
 
