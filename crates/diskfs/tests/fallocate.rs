@@ -178,17 +178,29 @@ fn writes_into_a_reservation_succeed_on_a_full_pool() {
         fs.write(a, fa, pos, &data).unwrap();
         pos += RS;
     }
-    let mut partly = 0;
     while pos < len {
         fs.write(a, fa, pos, &small).unwrap();
         pos += RS;
-        partly += 1;
     }
-    // Whole records are ordinary data now; the partly written ones keep
-    // the rest of their share for the writes still to come.
-    assert_eq!(reserved(&fs), partly * (RS - 4096));
+    // The records stay preallocated: data plus share is still the whole
+    // reservation, and so are st_blocks.
+    assert_eq!(blocks(&fs, a), len / 512);
     assert_eq!(fs.read(a, fa, RS, RS as u32).unwrap(), data);
     assert_eq!(fs.read(a, fa, len - RS, 4096).unwrap(), small);
+    // Rewrites inside the reservation are paid for too, across commits.
+    let other: Vec<u8> = (0..RS).map(|i| (i % 13) as u8 + 2).collect();
+    for round in 0..2 {
+        let mut pos = 0;
+        while pos < len {
+            if let Err(e) = fs.write(a, fa, pos, &other) {
+                panic!("rewrite {round} at {pos} of {len}: {e:?}");
+            }
+            pos += RS;
+        }
+        fs.sync().unwrap();
+    }
+    assert_eq!(fs.read(a, fa, len - RS, RS as u32).unwrap(), other);
+    assert_eq!(fs.write(b, fb, off, &small), Err(FsError::NoSpace));
     fs.release(a, fa).unwrap();
     fs.release(b, fb).unwrap();
     fs.unmount().unwrap();
@@ -225,7 +237,7 @@ fn small_sequential_writes_fill_a_reservation_on_a_full_pool() {
             fs.sync().unwrap();
         }
     }
-    assert_eq!(reserved(&fs), 0, "every record filled");
+    assert_eq!(blocks(&fs, a), len / 512, "still all reserved or written");
     assert_eq!(fs.read(a, fa, len - 4096, 4096).unwrap(), page);
     fs.release(a, fa).unwrap();
     fs.release(b, fb).unwrap();

@@ -17,10 +17,11 @@
 //! or drops a record goes through `account_out`/`account_in` (or
 //! `free_all`) so it stays exact. A write inside a preallocated record
 //! allocates its block from the reservation (class `Reserved`, so the
-//! pool's own reserve is not in its way) and keeps the record preallocated
-//! until its data fills the last block; after that, rewrites are ordinary
-//! copy-on-write overwrites. A preallocated record may lie past the end of
-//! file (KEEP_SIZE); truncate drops it like data.
+//! pool's own reserve is not in its way) and the record stays
+//! preallocated, so rewrites inside it are paid for too (as ext4 keeps
+//! its blocks); a write reaching past it makes it an ordinary record. A
+//! preallocated record may lie past the end of file (KEEP_SIZE); truncate
+//! drops it like data.
 
 use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
@@ -183,11 +184,12 @@ fn put_record(
 /// Store `bytes` (trailing zeroes trimmed) as the record at `start`, whose
 /// old record (if `existed`) is already forgotten, and account it in `r`.
 /// A record preallocated for `held` bytes stays preallocated while the
-/// bytes fit inside it without filling its last block (so a series of
-/// small writes keeps drawing on its share), its block allocated from the
+/// bytes fit inside it, so its block plus its share stay its length in
+/// whole blocks (`st_blocks` does not move) and every later write inside
+/// it, a rewrite too, is paid for; its block is allocated from the
 /// reservation (class `Reserved`: the pool's own reserve is not in its
-/// way); bytes that fill it or reach past it make an ordinary record and
-/// give the rest of the share back. Otherwise all zeroes leave a hole.
+/// way). Bytes that reach past it make an ordinary record and give the
+/// share back. Otherwise all zeroes leave a hole.
 fn store(
     tx: &mut Tx<'_>,
     ino: u64,
@@ -197,11 +199,10 @@ fn store(
     mut bytes: Vec<u8>,
     existed: bool,
 ) -> Result<()> {
-    let bs = tx.pool_ref().block_size() as u64;
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(keep);
     let key = keys::data(ino, start);
-    let stays = held.filter(|&l| (bytes.len() as u64).div_ceil(bs) < (l as u64).div_ceil(bs));
+    let stays = held.filter(|&l| bytes.len() <= l as usize);
     if bytes.is_empty() && stays.is_none() {
         if existed {
             tx.tree.remove(&key)?;
