@@ -10,7 +10,7 @@
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
-use aegis_fs::posix::{write_size_bytes, InodeRecord};
+use aegis_fs::posix::{write_size_bytes, InodeRecord, FEATURE_PREALLOC};
 use aegis_fs::{AllocClass, ObjectRead, Tx, TxSize};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
@@ -75,7 +75,9 @@ impl DiskFs {
     ) -> Result<()> {
         let end = check_range(offset, data.len() as u64)?;
         let rs = self.record_size as u64;
-        let held = if st.meta.reserved > 0 {
+        // Only a dataset that ever preallocated can have records to cover
+        // the write (written ones may hold back nothing, yet still cover).
+        let held = if st.meta.features & FEATURE_PREALLOC != 0 {
             self.view(|t| Ok(t.prealloc_cover(ino, rs, offset, end)?))?
         } else {
             0
