@@ -46,9 +46,21 @@ fn mount_opts(atime: AtimeMode) -> MountOptions {
 }
 
 /// The whole tree as text, one line per entry: path, kind, mode, links,
-/// size, xattrs, content hash or symlink target. Times are left out.
+/// size, xattrs, content hash or symlink target. Times are left out, and
+/// so is `st_blocks` (ramfs counts it differently; see [`snapshot`]).
 pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
-    fn walk(fs: &dyn FileSystem, ino: Ino, path: &mut Vec<u8>, out: &mut Vec<String>) {
+    dump_tree(fs, false)
+}
+
+/// [`dump`], with each regular file's `st_blocks` when `blocks`.
+fn dump_tree(fs: &dyn FileSystem, blocks: bool) -> Vec<String> {
+    fn walk(
+        fs: &dyn FileSystem,
+        ino: Ino,
+        path: &mut Vec<u8>,
+        out: &mut Vec<String>,
+        blocks: bool,
+    ) {
         let Ok(fh) = fs.opendir(ino, 0) else { return };
         let mut es = fs.readdir(ino, fh, 0, usize::MAX).unwrap_or_default();
         let _ = fs.releasedir(ino, fh);
@@ -71,6 +83,9 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
                     );
                     match a.kind {
                         FileType::RegularFile => {
+                            if blocks {
+                                line += &format!(" b{}", a.blocks);
+                            }
                             let d = fs.open(e.ino, libc::O_RDONLY).and_then(|fh| {
                                 let d = fs.read(e.ino, fh, 0, a.size.min(u32::MAX as u64) as u32);
                                 let _ = fs.release(e.ino, fh);
@@ -89,7 +104,7 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
                     }
                     if a.kind == FileType::Directory {
                         out.push(line);
-                        walk(fs, e.ino, path, out);
+                        walk(fs, e.ino, path, out, blocks);
                         path.truncate(path.len() - e.name.len() - 1);
                         continue;
                     }
@@ -102,8 +117,17 @@ pub fn dump(fs: &dyn FileSystem) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(fs, ROOT_INO, &mut Vec::new(), &mut out);
+    walk(fs, ROOT_INO, &mut Vec::new(), &mut out, blocks);
     out
+}
+
+/// [`dump`] with each file's `st_blocks` (which counts its reservations),
+/// and the bytes the dataset's preallocated records hold back: a crash
+/// must leave reservations exactly as the acknowledged state had them.
+fn snapshot(fs: &DiskFs) -> Vec<String> {
+    let mut t = dump_tree(fs, true);
+    t.push(format!("reserved {}", fs.store().reserved_bytes()));
+    t
 }
 
 /// A workload on a recording device, remembering the tree at every fsync.
@@ -165,7 +189,7 @@ impl Recorder {
             committed: 0,
             shut_at: None,
         };
-        r.points.push((r.rec.len(), dump(&*r.fs)));
+        r.points.push((r.rec.len(), snapshot(&r.fs)));
         Ok(r)
     }
 
@@ -183,7 +207,7 @@ impl Recorder {
             self.committed += 1;
         }
         self.last_txg = t;
-        self.points.push((self.rec.len(), dump(&*self.fs)));
+        self.points.push((self.rec.len(), snapshot(&self.fs)));
     }
 
     /// Shut the filesystem down as `FS_IOC_SHUTDOWN` does: nothing more
@@ -266,7 +290,7 @@ fn recover(img: MemDevice) -> std::result::Result<Vec<String>, String> {
         &mount_opts(AtimeMode::Noatime),
     )
     .map_err(|e| e.to_string())?;
-    let tree = dump(&*fs);
+    let tree = snapshot(&fs);
     fs.unmount().map_err(|e| e.to_string())?;
     let store = Store::open(
         vec![dev as DeviceRef],

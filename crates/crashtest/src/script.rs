@@ -23,6 +23,7 @@ use crate::{fsync_path, lookup, split, CrashReport, Recorder};
 /// mkdir PATH            rmdir PATH            unlink PATH
 /// create PATH           write PATH OFFSET LEN  append PATH LEN
 /// truncate PATH SIZE    punch PATH OFFSET LEN  fallocate PATH SIZE
+/// falloc PATH MODE OFFSET LEN
 /// rename FROM TO        exchange A B          link FROM TO
 /// whiteout FROM TO      (rename leaving a whiteout at FROM)
 /// symlink TARGET PATH   setxattr PATH NAME VALUE
@@ -33,6 +34,10 @@ use crate::{fsync_path, lookup, split, CrashReport, Recorder};
 /// `shutdown` stops the filesystem as `FS_IOC_SHUTDOWN` does: every later
 /// line fails with EIO (a note each), and the image it leaves must show
 /// the newest fsync.
+///
+/// `fallocate PATH SIZE` reserves `[0, SIZE)` and extends the size (mode
+/// 0); `falloc` takes a mode: `alloc`, `keep` (KEEP_SIZE), `punch`,
+/// `zero`, `zero-keep`, `collapse` or `insert`.
 ///
 /// A line that does not parse is an error naming it; an operation that
 /// fails (e.g. ENOENT) is reported and the script goes on, as a program
@@ -68,8 +73,26 @@ pub fn run_script(
 /// them, and the line number that seeds its data.
 struct Line<'a> {
     w: Vec<&'a str>,
-    nums: [u64; 4],
+    nums: [u64; 5],
     number: usize,
+}
+
+/// The `fallocate(2)` mode a `falloc` line names.
+fn falloc_mode(word: &str) -> Option<i32> {
+    use libc::{
+        FALLOC_FL_COLLAPSE_RANGE as COLLAPSE, FALLOC_FL_INSERT_RANGE as INSERT,
+        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO,
+    };
+    Some(match word {
+        "alloc" => 0,
+        "keep" => KEEP,
+        "punch" => PUNCH | KEEP,
+        "zero" => ZERO,
+        "zero-keep" => ZERO | KEEP,
+        "collapse" => COLLAPSE,
+        "insert" => INSERT,
+        _ => return None,
+    })
 }
 
 fn parse_line(number: usize, line: &str) -> std::result::Result<Line<'_>, String> {
@@ -81,6 +104,7 @@ fn parse_line(number: usize, line: &str) -> std::result::Result<Line<'_>, String
         "append" | "truncate" | "fallocate" => (2, &[2]),
         "rename" | "exchange" | "whiteout" | "link" | "symlink" => (2, &[]),
         "setxattr" => (3, &[]),
+        "falloc" => (4, &[3, 4]),
         "sync" | "shutdown" => (0, &[]),
         other => return Err(format!("line {number}: unknown operation '{other}'")),
     };
@@ -90,7 +114,13 @@ fn parse_line(number: usize, line: &str) -> std::result::Result<Line<'_>, String
             w[0]
         ));
     }
-    let mut nums = [0u64; 4];
+    if w[0] == "falloc" && falloc_mode(w[2]).is_none() {
+        return Err(format!(
+            "line {number}: '{line}': unknown fallocate mode '{}'",
+            w[2]
+        ));
+    }
+    let mut nums = [0u64; 5];
     for &i in numeric {
         nums[i] = w[i]
             .parse()
@@ -106,7 +136,7 @@ impl Line<'_> {
         match w[0] {
             "fsync" | "fdatasync" => fsync_path(fs, w[1], w[0] == "fdatasync").map(|_| true),
             "sync" => fs.sync().map(|_| true),
-            "write" | "append" | "truncate" | "punch" | "fallocate" => {
+            "write" | "append" | "truncate" | "punch" | "fallocate" | "falloc" => {
                 self.apply_data(fs).map(|_| false)
             }
             _ => self.apply_namespace(fs).map(|_| false),
@@ -171,6 +201,10 @@ impl Line<'_> {
                 nums[3],
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
             ),
+            "falloc" => {
+                let mode = falloc_mode(w[2]).expect("checked by parse_line");
+                fs.fallocate(i, fh, nums[3], nums[4], mode)
+            }
             _ => fs.fallocate(i, fh, 0, nums[2], 0),
         };
         fs.release(i, fh)?;

@@ -1,10 +1,17 @@
-//! Open handles and file data: open, write, punch and extend, each logged
-//! as the intent log policy of the file says.
+//! Open handles and file data: open, write, punch, extend and the
+//! fallocate modes, each logged as the intent log policy of the file says.
+//!
+//! Space: a write's share that lands on preallocated records is paid by
+//! their reservation, so only the rest is checked against free space (and
+//! a write wholly inside them runs in the `Reserved` class, as deletes do:
+//! it must not fail on a pool that ordinary writes have filled). A
+//! fallocate is checked for its new reservation before anything changes,
+//! and refused with ENOSPC when the pool cannot hold it.
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
-use aegis_fs::posix::{write_size_bytes, InodeRecord};
-use aegis_fs::{AllocClass, ObjectRead, TxSize};
+use aegis_fs::posix::{write_size_bytes, InodeRecord, FEATURE_PREALLOC};
+use aegis_fs::{AllocClass, ObjectRead, Tx, TxSize};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
@@ -67,12 +74,27 @@ impl DiskFs {
         offset: u64,
         data: &[u8],
     ) -> Result<()> {
-        check_range(offset, data.len() as u64)?;
+        let end = check_range(offset, data.len() as u64)?;
         let rs = self.record_size as u64;
+        // Only a dataset that ever preallocated can have records to cover
+        // the write (written ones may hold back nothing, yet still cover).
+        let held = if st.meta.features & FEATURE_PREALLOC != 0 {
+            self.view(|t| Ok(t.prealloc_cover(ino, rs, offset, end)?))?
+        } else {
+            0
+        };
+        let whole = write_size_bytes(rs, offset, data.len() as u64);
+        // Wholly inside preallocated records: checked against all free
+        // space (the reservations hold it), committing if old blocks are
+        // still waiting out their deferral.
+        let (bytes, class) = match whole.saturating_sub(held) {
+            0 if held > 0 => (whole, AllocClass::Reserved),
+            rest => (rest, AllocClass::Normal),
+        };
         let size = TxSize {
             ops: data.len() as u64 / rs + 4,
-            data_bytes: write_size_bytes(rs, offset, data.len() as u64),
-            class: AllocClass::Normal,
+            data_bytes: bytes,
+            class,
         };
         self.tx_sized(&mut st.meta, size, |tx| {
             let mut r = tx.inode(ino)?;
@@ -169,7 +191,80 @@ impl DiskFs {
         })
     }
 
-    /// Grow a file to `size` (a hole), as fallocate mode 0 does.
+    /// fallocate(2) after the handle and mode checks (also replay's entry):
+    /// `op` as [`fallocate_mode`] decoded `mode`, over `[offset, end)`.
+    pub(crate) fn fallocate_locked(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        (op, mode): (Falloc, i32),
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
+        let len = end - offset;
+        match op {
+            Falloc::Punch => return self.punch_locked(st, ino, offset, end, None),
+            Falloc::Collapse | Falloc::Insert => {
+                let r = self.inode(ino)?;
+                check_shift(op, offset, len, r.size, self.record_size as u64)?;
+            }
+            Falloc::Allocate { .. } | Falloc::Zero { .. } => {}
+        }
+        let size = self.fallocate_size(ino, op, offset, end)?;
+        self.tx_sized(&mut st.meta, size, |tx| {
+            let mut r = tx.inode(ino)?;
+            let before = r.size;
+            apply_falloc(tx, ino, &mut r, op, offset, end)?;
+            // Contents or size changed: the times move (a reservation
+            // alone leaves them, as ext4 does).
+            if !matches!(op, Falloc::Allocate { .. }) || r.size != before {
+                touch_modified(&mut r, tx.now);
+            }
+            tx.log(LogRec::Fallocate {
+                ino,
+                mode: mode as u32,
+                offset,
+                len,
+            });
+            Ok(tx.put_inode(ino, &r)?)
+        })
+    }
+
+    /// What a fallocate may need: a reservation's new bytes (checked
+    /// against free space beside every other reservation) and one tree
+    /// operation per record it adds; a collapse or insert two per record
+    /// it moves, and an insert one record of data (an inline record 0
+    /// moved up becomes a block).
+    fn fallocate_size(&self, ino: Ino, op: Falloc, offset: u64, end: u64) -> Result<TxSize> {
+        let rs = self.record_size as u64;
+        let bs = self.store.block_size() as u64;
+        self.view(|t| {
+            let records = t.record_count(ino)?;
+            Ok(match op {
+                Falloc::Allocate { .. } | Falloc::Zero { .. } => {
+                    let zeroing = matches!(op, Falloc::Zero { .. });
+                    let need = t.prealloc_need(ino, rs, offset, end, zeroing)?;
+                    // A huge range fails on `need`; keep the count sane.
+                    let added = (end - offset).div_ceil(rs).min(need / bs + 1);
+                    TxSize {
+                        ops: 4 + (added + records) / 8,
+                        data_bytes: need,
+                        class: AllocClass::Normal,
+                    }
+                }
+                Falloc::Insert => TxSize {
+                    ops: 4 + 2 * records,
+                    data_bytes: rs,
+                    class: AllocClass::Normal,
+                },
+                Falloc::Collapse | Falloc::Punch => {
+                    TxSize::ops(4 + 2 * records, AllocClass::Reserved)
+                }
+            })
+        })
+    }
+
+    /// Grow a file to `size` (a hole).
     pub(crate) fn extend_locked(&self, st: &mut State, ino: Ino, size: u64) -> Result<()> {
         self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
@@ -180,5 +275,32 @@ impl DiskFs {
             }
             Ok(tx.put_inode(ino, &r)?)
         })
+    }
+}
+
+/// The change of one fallocate, inside its transaction.
+fn apply_falloc(
+    tx: &mut Tx<'_>,
+    ino: Ino,
+    r: &mut InodeRecord,
+    op: Falloc,
+    offset: u64,
+    end: u64,
+) -> aegis_fs::Result<()> {
+    let len = end - offset;
+    match op {
+        Falloc::Allocate { keep_size } | Falloc::Zero { keep_size } => {
+            if matches!(op, Falloc::Zero { .. }) {
+                tx.punch_file(ino, r, offset, end)?;
+            }
+            tx.preallocate_file(ino, r, offset, end)?;
+            if !keep_size {
+                r.size = r.size.max(end);
+            }
+            Ok(())
+        }
+        Falloc::Punch => tx.punch_file(ino, r, offset, end),
+        Falloc::Collapse => tx.collapse_file(ino, r, offset, len),
+        Falloc::Insert => tx.insert_file(ino, r, offset, len),
     }
 }

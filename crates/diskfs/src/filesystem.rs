@@ -421,7 +421,8 @@ impl FileSystem for DiskFs {
         let bs = self.store.block_size() as u64;
         let space = self.store.space();
         let blocks = space.total / bs;
-        let bfree = space.free / bs;
+        // Preallocated space is in use, as on ext4.
+        let bfree = space.free.saturating_sub(self.store.reserved_bytes()) / bs;
         let bavail = self.store.available(AllocClass::Normal) / bs;
         Ok(StatFs {
             blocks,
@@ -559,24 +560,8 @@ impl FileSystem for DiskFs {
         if !h.write {
             return Err(FsError::BadHandle);
         }
-        if length == 0 {
-            return Err(FsError::InvalidArgument("fallocate length 0"));
-        }
-        let end = check_range(offset, length)?;
-        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        match mode {
-            // Copy-on-write cannot reserve blocks for later overwrites (ZFS
-            // neither): allocation only extends the size.
-            0 | KEEP => {
-                if mode == 0 && end > r.size {
-                    self.extend_locked(&mut st, ino, end)?;
-                }
-                Ok(())
-            }
-            PUNCH => self.punch_locked(&mut st, ino, offset, end, None),
-            _ => Err(FsError::NotSupported),
-        }
+        let (op, end) = fallocate_mode(mode, offset, length)?;
+        self.fallocate_locked(&mut st, ino, (op, mode), offset, end)
     }
 
     fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {

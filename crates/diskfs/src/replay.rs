@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use aegis_fs::intent_log::{LogRec, Replay};
 use aegis_fs::posix::inode::{S_IFLNK, S_IFMT};
+use aegis_vfs::validate::fallocate_mode;
 use aegis_vfs::{FileSystem, FsError, Ino, Request, Result, SetAttr, TimeOrNow};
 
 use crate::diskfs::DiskFs;
@@ -141,6 +142,17 @@ impl DiskFs {
             L::Extend { ino, size } => {
                 let mut st = self.state.lock();
                 self.extend_locked(&mut st, *ino, *size)
+            }
+            L::Fallocate {
+                ino,
+                mode,
+                offset,
+                len,
+            } => {
+                let mode = *mode as i32;
+                let (op, end) = fallocate_mode(mode, *offset, *len)?;
+                let mut st = self.state.lock();
+                self.fallocate_locked(&mut st, *ino, (op, mode), *offset, end)
             }
             L::SetXattr {
                 ino,

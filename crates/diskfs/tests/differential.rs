@@ -237,6 +237,44 @@ impl Driver {
         }
     }
 
+    /// A fallocate's offset, length and mode. Collapse and insert get
+    /// offsets and lengths in whole 128 KiB (every record size here, and
+    /// ramfs's chunks), or one byte off them (EINVAL on both), since
+    /// their alignment unit differs between the two filesystems.
+    fn fallocate_args(&mut self, path: &[u8]) -> (u64, u64, i32) {
+        use libc::{
+            FALLOC_FL_COLLAPSE_RANGE as COLLAPSE, FALLOC_FL_INSERT_RANGE as INSERT,
+            FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH,
+            FALLOC_FL_ZERO_RANGE as ZERO,
+        };
+        let mode = match self.rng.gen_range(0..11) {
+            0 => 0,
+            1 => KEEP,
+            2 => PUNCH,
+            3 => PUNCH | KEEP,
+            4 => ZERO,
+            5 => ZERO | KEEP,
+            6 | 7 => COLLAPSE,
+            8 | 9 => INSERT,
+            _ => 0x100,
+        };
+        if mode & (COLLAPSE | INSERT) == 0 {
+            return (self.offset(), self.len() as u64, mode);
+        }
+        // Mostly inside the file (from the oracle's size), so that they
+        // succeed often enough to compare contents.
+        const UNIT: u64 = 128 << 10;
+        let size = walk(&self.ram, path)
+            .and_then(|ino| self.ram.getattr(ino).map_err(err))
+            .map_or(0, |a| a.size);
+        let units = (size / UNIT).max(1);
+        let at = self.rng.gen_range(0..units);
+        let off = at * UNIT;
+        let len = self.rng.gen_range(1..(units - at).clamp(1, 4) + 1) * UNIT
+            + self.rng.gen_bool(0.1) as u64;
+        (off, len, mode)
+    }
+
     fn step(&mut self) {
         self.ops += 1;
         let op = self.rng.gen_range(0..100);
@@ -464,15 +502,15 @@ impl Driver {
                 });
             }
             76..=78 => {
-                let off = self.offset();
-                let len = self.len() as u64;
-                let mode = match self.rng.gen_range(0..4) {
-                    0 => 0,
-                    1 => libc::FALLOC_FL_KEEP_SIZE,
-                    2 => libc::FALLOC_FL_PUNCH_HOLE,
-                    _ => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                let (off, len, mode) = self.fallocate_args(&p);
+                let what = if mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE)
+                    != 0
+                {
+                    "fallocate shift"
+                } else {
+                    "fallocate"
                 };
-                self.both("fallocate", |fs, _| {
+                self.both(what, |fs, _| {
                     let ino = walk(fs, &p)?;
                     let fh = fs.open(ino, libc::O_RDWR).map_err(err)?;
                     let r = fs.fallocate(ino, fh, off, len, mode).map_err(err);

@@ -253,10 +253,15 @@ impl Walker<'_> {
                 continue;
             }
             match posix::FileRecord::decode(v) {
-                Ok(posix::FileRecord::Block { bp, .. }) => {
+                Ok(
+                    posix::FileRecord::Block { bp, .. }
+                    | posix::FileRecord::Prealloc { data: Some(bp), .. },
+                ) => {
                     self.visit_block(&bp);
                 }
-                Ok(posix::FileRecord::Inline(_)) => {}
+                Ok(
+                    posix::FileRecord::Inline(_) | posix::FileRecord::Prealloc { data: None, .. },
+                ) => {}
                 Err(e) => self.error(format!("{name}: {e}"), false),
             }
         }
@@ -408,7 +413,7 @@ impl Walker<'_> {
     }
 
     fn check_posix(&mut self, id: u64, tree: &Tree) {
-        match posix::check::check_tree(tree, 100) {
+        match posix::check::check_tree(tree, self.pool.block_size(), 100) {
             Ok(Some(found)) => {
                 for f in found {
                     self.error(format!("dataset {id}: {f}"), false);

@@ -83,6 +83,10 @@ pub struct Store {
     /// Set when a failed change could not be undone: the in-memory trees
     /// may hold half of it, so nothing more may change or commit.
     pub(crate) broken: Mutex<Option<String>>,
+    /// Each dataset's reserved bytes (its meta record's counter, kept
+    /// here so a change of one dataset leaves the others' reservations
+    /// alone without reading their meta records).
+    pub(crate) reserved: Mutex<BTreeMap<u64, u64>>,
     report: OpenReport,
 }
 
@@ -118,6 +122,21 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
         records,
         logs: BTreeMap::new(),
     })
+}
+
+/// Each dataset's reserved bytes, from its meta record. A meta record that
+/// does not decode counts nothing here: the first change of that dataset
+/// fails on it anyway, and fsck reports it.
+fn reserved_of(trees: &Trees) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for (id, tree) in &trees.datasets {
+        if let Ok(Some(v)) = tree.get(&crate::posix::keys::meta()) {
+            if let Ok(m) = crate::posix::DatasetMeta::decode(&v) {
+                out.insert(*id, m.reserved);
+            }
+        }
+    }
+    out
 }
 
 impl Store {
@@ -187,6 +206,7 @@ impl Store {
         opts: StoreOptions,
         report: OpenReport,
     ) -> Store {
+        let reserved = reserved_of(&trees);
         Store {
             pool,
             cache,
@@ -195,8 +215,14 @@ impl Store {
             commit_lock: Mutex::new(()),
             sync: SyncThread::default(),
             broken: Mutex::new(None),
+            reserved: Mutex::new(reserved),
             report,
         }
+    }
+
+    /// Bytes held back by every dataset's preallocated records.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved.lock().values().sum()
     }
 
     /// The pool, for the engine's own tools and tests (fsck, the fuzzer's
@@ -241,9 +267,18 @@ impl Store {
     pub fn inject_no_space(&self, n: Option<u64>) {
         self.pool.inject_no_space(n)
     }
-    /// Bytes that writes of `class` may still allocate.
+    /// Bytes that writes of `class` may still allocate. Ordinary
+    /// (`Normal`) allocations leave the space of preallocated records
+    /// alone; deletes, commits and writes into preallocated records
+    /// (`Reserved`) may use it.
     pub fn available(&self, class: AllocClass) -> u64 {
-        self.pool.available(class)
+        match class {
+            AllocClass::Normal => self
+                .pool
+                .available(class)
+                .saturating_sub(self.reserved_bytes()),
+            AllocClass::Reserved => self.pool.available(class),
+        }
     }
     pub fn cache(&self) -> &Arc<NodeCache> {
         &self.cache
@@ -376,7 +411,7 @@ impl Store {
         let needed =
             blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64
                 + self.pool.commit_overhead(blocks);
-        let available = self.pool.available(class);
+        let available = self.available(class);
         if needed > available {
             return Err(PoolError::NoSpace { needed, available }.into());
         }

@@ -37,7 +37,9 @@ pub struct TxSize {
     /// Bytes of new data blocks it may write.
     pub data_bytes: u64,
     /// `Reserved` for changes that free space (deletes), which must work
-    /// on a full pool.
+    /// on a full pool, and for writes wholly inside preallocated records,
+    /// which the reservations pay for; `Normal` changes leave every
+    /// reservation alone.
     pub class: AllocClass,
 }
 
@@ -111,6 +113,23 @@ pub trait ObjectRead: sealed::Parts {
         size: u32,
     ) -> Result<Vec<u8>> {
         file_data::read(self.tree(), self.pool(), ino, r, record_size, offset, size)
+    }
+
+    /// Bytes of new reservation preallocating `[lo, hi)` of file `ino`
+    /// would hold (record size `rs`), for the space check of a fallocate;
+    /// `zeroing` counts records with data as holes (ZERO_RANGE).
+    fn prealloc_need(&self, ino: u64, rs: u64, lo: u64, hi: u64, zeroing: bool) -> Result<u64> {
+        let bs = self.pool().block_size();
+        file_data::prealloc_need(self.tree(), ino, rs, bs, (lo, hi), zeroing)
+    }
+
+    /// The part of a write of `[lo, hi)` of file `ino` (record size `rs`)
+    /// that preallocated records pay for, out of [`write_size_bytes`]: the
+    /// rest must come from free space.
+    ///
+    /// [`write_size_bytes`]: crate::posix::write_size_bytes
+    fn prealloc_cover(&self, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
+        file_data::prealloc_cover(self.tree(), ino, rs, lo, hi)
     }
 
     /// Number of data records of a file (to size its delete).
@@ -311,8 +330,9 @@ impl Store {
         if self.pool.is_read_only() {
             return Err(FsError::from(PoolError::ReadOnly).into());
         }
-        self.reserve_data(size.data_bytes)?;
+        self.reserve_data(size.data_bytes, size.class)?;
         let mut t = self.reserve_tree(ds, size.class, size.ops)?;
+        let held_before = meta.reserved;
         let trees = &mut *t;
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         let log = trees.logs.get(&ds).map(|l| &**l);
@@ -346,6 +366,9 @@ impl Store {
             let policy = |ino| log_policy_of(tree, ino);
             log.record(std::mem::take(&mut tx.records), tx.unlogged, policy);
         }
+        if tx.meta.reserved != held_before {
+            self.reserved.lock().insert(ds, tx.meta.reserved);
+        }
         *meta = tx.meta;
         // Old blocks are freed only once the change stands.
         for bp in &tx.to_free {
@@ -368,20 +391,24 @@ impl Store {
         }
     }
 
-    /// Fail with ENOSPC unless the pool can take `bytes` more of data.
-    /// Space freed in the last txgs comes back only after DEFER_TXGS
-    /// commits: pay for those before refusing.
-    fn reserve_data(&self, bytes: u64) -> Result<()> {
+    /// Fail with ENOSPC unless the pool can take `bytes` more of data of
+    /// `class`: a `Normal` change beside what preallocated records hold
+    /// back (a write's share that lands on them is not in `bytes`), a
+    /// `Reserved` one (a write wholly inside preallocated records) out of
+    /// all free space, which the reservations guarantee it. Space freed in
+    /// the last txgs comes back only after DEFER_TXGS commits: pay for
+    /// those before refusing.
+    fn reserve_data(&self, bytes: u64, class: AllocClass) -> Result<()> {
         if bytes == 0 {
             return Ok(());
         }
         for _ in 0..=DEFER_TXGS {
-            if bytes <= self.pool.available(AllocClass::Normal) || self.pool.space().deferred == 0 {
+            if bytes <= self.available(class) || self.pool.space().deferred == 0 {
                 break;
             }
             self.commit()?;
         }
-        let available = self.pool.available(AllocClass::Normal);
+        let available = self.available(class);
         if bytes > available {
             return Err(PoolError::NoSpace {
                 needed: bytes,

@@ -175,3 +175,75 @@ fn each_kind_of_damage_is_named() {
         );
     }
 }
+
+/// A file with a reservation: /r, 64 KiB preallocated past a 4 KiB write.
+fn build_reserved() -> (Arc<MemDevice>, u64) {
+    let kit = Kit::default();
+    let dev = kit.fresh();
+    let fs = kit.mount(dev.clone()).unwrap();
+    let (f, fh) = fs
+        .create(
+            &Request::root(),
+            ROOT_INO,
+            OsStr::new("r"),
+            0o644,
+            libc::O_RDWR,
+        )
+        .unwrap();
+    fs.write(f.ino, fh, 0, &[7u8; 4096]).unwrap();
+    fs.fallocate(f.ino, fh, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
+    fs.release(f.ino, fh).unwrap();
+    fs.unmount().unwrap();
+    (dev, f.ino)
+}
+
+fn meta_of(t: &aegis_btree::Tree) -> aegis_fs::posix::DatasetMeta {
+    aegis_fs::posix::DatasetMeta::decode(&t.get(&keys::meta()).unwrap().unwrap()).unwrap()
+}
+
+#[test]
+fn reserved_bytes_must_equal_the_preallocated_records() {
+    let (dev, f) = build_reserved();
+    assert_eq!(findings(&dev), Vec::<String>::new());
+    let cases: Vec<(&str, Damage)> = vec![
+        (
+            "reserved bytes, the preallocated records hold",
+            Box::new(|t, _, _| {
+                let mut m = meta_of(t);
+                m.reserved += 4096;
+                t.insert(&keys::meta(), &m.encode()).unwrap();
+            }),
+        ),
+        (
+            "reserved bytes, the preallocated records hold",
+            Box::new(|t, _, f| {
+                // A preallocated record the counter does not know.
+                let rec = aegis_fs::posix::FileRecord::Prealloc {
+                    len: 4096,
+                    data: None,
+                };
+                t.insert(&keys::data(f, 64 << 20), &rec.encode()).unwrap();
+            }),
+        ),
+        (
+            "without the prealloc feature",
+            Box::new(|t, _, _| {
+                let mut m = meta_of(t);
+                m.features = 0;
+                m.reserved = 0;
+                t.insert(&keys::meta(), &m.encode()).unwrap();
+            }),
+        ),
+    ];
+    for (needle, damage_it) in cases {
+        let (dev, f2) = build_reserved();
+        assert_eq!(f2, f);
+        damage(&dev, |t| damage_it(t, 0, f));
+        let found = findings(&dev);
+        assert!(
+            found.iter().any(|s| s.contains(needle)),
+            "wanted '{needle}' in {found:#?}"
+        );
+    }
+}

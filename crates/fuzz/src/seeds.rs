@@ -122,10 +122,30 @@ fn posix_seeds(store: &Store) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<
             record_size: 128 << 10,
             next_ino: 9,
             inodes: 3,
+            features: 0,
+            reserved: 0,
+        }
+        .encode(),
+    );
+    records.push(
+        DatasetMeta {
+            compression: aegis_pool::Compression::None,
+            record_size: 4096,
+            next_ino: 9,
+            inodes: 3,
+            features: aegis_fs::posix::FEATURE_PREALLOC,
+            reserved: 8192,
         }
         .encode(),
     );
     records.push(FileRecord::Inline(b"hello".to_vec()).encode());
+    records.push(
+        FileRecord::Prealloc {
+            len: 4096,
+            data: None,
+        }
+        .encode(),
+    );
     inodes.push(InodeRecord::default().encode());
     dirents.push(
         DirentValue {

@@ -233,3 +233,148 @@ fn describe_process(pid: u32, dir: &Path, what: BTreeSet<String>) -> String {
         what.into_iter().collect::<Vec<_>>().join(", ")
     )
 }
+
+/// An image file made by `aegisfs mkfs` and mounted by the `aegisfs mount
+/// --foreground` daemon, for end-to-end suites: the same fixture as
+/// `crates/aegisfs/tests/e2e.rs`'s `Mount`, shared here. The caller owns
+/// the directory (a tempdir) and names the binary (`CARGO_BIN_EXE_aegisfs`
+/// exists only in that crate's tests). Dropping it unmounts (lazily if it
+/// stays busy) and stops the daemon, also after a panic; [`finish`]
+/// unmounts cleanly and runs `aegisfs fsck`, the last step of every test.
+///
+/// [`finish`]: ImageMount::finish
+pub struct ImageMount {
+    bin: PathBuf,
+    pub img: PathBuf,
+    pub mnt: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// Whether /dev/fuse and fusermount3 are there; says so when not.
+pub fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists()
+        && std::process::Command::new("fusermount3")
+            .arg("-V")
+            .output()
+            .is_ok();
+    if !ok {
+        eprintln!("skipping: /dev/fuse or fusermount3 missing (apt-get install fuse3)");
+    }
+    ok
+}
+
+/// Whether something is mounted on `mnt` (canonical), per mountinfo.
+pub fn is_mounted(mnt: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = mnt.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+impl ImageMount {
+    /// `mkfs --size SIZE` an image in `dir` and mount it on `dir/mnt`.
+    pub fn new(bin: &str, dir: &Path, size: &str) -> ImageMount {
+        let dir = dir.canonicalize().expect("canonical test directory");
+        let (img, mnt) = (dir.join("test.img"), dir.join("mnt"));
+        std::fs::create_dir(&mnt).expect("mount point");
+        let out = std::process::Command::new(bin)
+            .args(["mkfs", "--size", size])
+            .arg(&img)
+            .output()
+            .expect("run mkfs");
+        assert!(out.status.success(), "mkfs: {out:?}");
+        let mut m = ImageMount {
+            bin: bin.into(),
+            img,
+            mnt,
+            child: None,
+        };
+        m.mount();
+        m
+    }
+
+    pub fn mount(&mut self) {
+        assert!(self.child.is_none(), "already mounted");
+        let child = std::process::Command::new(&self.bin)
+            .args(["mount", "--foreground", "-o", "allow_other"])
+            .arg(&self.img)
+            .arg(&self.mnt)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the mount daemon");
+        let child = self.child.insert(child);
+        let start = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Some(st) = child.try_wait().expect("daemon status") {
+                panic!("mount daemon exited early: {st}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clean unmount: the daemon must commit and exit 0.
+    pub fn unmount(&mut self) {
+        if let Err(report) = unmount_with_retry(&self.mnt) {
+            panic!("unmount failed: {report}");
+        }
+        let st = self.child.take().expect("mounted").wait().expect("wait");
+        assert!(st.success(), "mount daemon exited with {st}");
+    }
+
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// `aegisfs fsck` of the image must exit 0.
+    pub fn fsck(&self) {
+        let out = std::process::Command::new(&self.bin)
+            .arg("fsck")
+            .arg(&self.img)
+            .output()
+            .expect("run fsck");
+        assert!(
+            out.status.success(),
+            "fsck: {}",
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmount, fsck, done.
+    pub fn finish(mut self) {
+        self.unmount();
+        self.fsck();
+    }
+}
+
+impl Drop for ImageMount {
+    fn drop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if is_mounted(&self.mnt) {
+            if let Err(report) = unmount_with_retry(&self.mnt) {
+                eprintln!("teardown: {report}\nteardown: detaching it lazily");
+                let _ = std::process::Command::new("fusermount3")
+                    .arg("-uz")
+                    .arg(&self.mnt)
+                    .status();
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if c.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -270,15 +270,24 @@ pub trait FileSystem: Send + Sync {
     /// Errors: EACCES.
     fn access(&self, req: &Request, ino: Ino, mask: i32) -> Result<()>;
 
-    /// Preallocate or punch: `mode` 0 allocates and extends the size,
-    /// `FALLOC_FL_KEEP_SIZE` allocates without changing the size,
-    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` deallocates (reads as
-    /// zeroes). Sets mtime/ctime when the content or size changes.
+    /// fallocate(2): `mode` 0 reserves the range (later writes into it
+    /// cannot fail for space; counted in `st_blocks` and `statfs`) and
+    /// extends the size, `FALLOC_FL_KEEP_SIZE` reserves without changing
+    /// the size, `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` deallocates
+    /// (reads as zeroes), `FALLOC_FL_ZERO_RANGE` (optionally with
+    /// KEEP_SIZE) zeroes and reserves, `FALLOC_FL_COLLAPSE_RANGE` and
+    /// `FALLOC_FL_INSERT_RANGE` remove or insert a range of whole
+    /// allocation units (ramfs chunks, on-disk records), moving what
+    /// follows. Sets mtime/ctime when the content or size changes. Checks
+    /// as [`fallocate_mode`](crate::validate::fallocate_mode) and
+    /// [`check_shift`](crate::validate::check_shift).
     ///
-    /// Errors: EINVAL (length 0, or offset + length overflows), EOPNOTSUPP
-    /// (other modes, PUNCH_HOLE without KEEP_SIZE), EFBIG, ENOSPC, EISDIR,
-    /// EINVAL for other non-regular files (Linux: ENODEV), EBADF (handle not
-    /// writable).
+    /// Errors: EINVAL (length 0, COLLAPSE/INSERT misaligned, combined with
+    /// other flags, or reaching the end of file), EOPNOTSUPP (unknown
+    /// bits, PUNCH_HOLE without KEEP_SIZE, PUNCH_HOLE with ZERO_RANGE),
+    /// EFBIG (past the largest file), ENOSPC (the reservation cannot be
+    /// held), EISDIR, EINVAL for other non-regular files (Linux: ENODEV),
+    /// EBADF (handle not writable).
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()>;
 
     /// Reposition within a file: `Set` returns `offset`, `End` returns

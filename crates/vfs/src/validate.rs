@@ -171,6 +171,80 @@ pub fn check_range(offset: u64, len: u64) -> Result<u64> {
     }
 }
 
+/// What a `fallocate(2)` mode asks for, once [`fallocate_mode`] accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Falloc {
+    /// Mode 0 (`keep_size` false) or KEEP_SIZE: reserve the range.
+    Allocate { keep_size: bool },
+    /// PUNCH_HOLE | KEEP_SIZE.
+    Punch,
+    /// ZERO_RANGE, with or without KEEP_SIZE: zeroes, reserved.
+    Zero { keep_size: bool },
+    /// COLLAPSE_RANGE: remove the range, moving what follows down.
+    Collapse,
+    /// INSERT_RANGE: insert a hole, moving what follows up.
+    Insert,
+}
+
+/// Decode a `fallocate(2)` mode and check its range in the order Linux's
+/// VFS does: length 0 EINVAL; unknown bits, PUNCH_HOLE without KEEP_SIZE
+/// and ZERO_RANGE with PUNCH_HOLE EOPNOTSUPP; COLLAPSE/INSERT with any
+/// other bit EINVAL; a range past the largest file EFBIG. Returns the
+/// operation and the range's end.
+pub fn fallocate_mode(mode: i32, offset: u64, len: u64) -> Result<(Falloc, u64)> {
+    use libc::{
+        FALLOC_FL_COLLAPSE_RANGE as COLLAPSE, FALLOC_FL_INSERT_RANGE as INSERT,
+        FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH, FALLOC_FL_ZERO_RANGE as ZERO,
+    };
+    if len == 0 {
+        return Err(FsError::InvalidArgument("fallocate length 0"));
+    }
+    if mode & !(KEEP | PUNCH | ZERO | COLLAPSE | INSERT) != 0 {
+        return Err(FsError::NotSupported);
+    }
+    let op = match mode {
+        0 | KEEP => Falloc::Allocate {
+            keep_size: mode == KEEP,
+        },
+        m if m == PUNCH | KEEP => Falloc::Punch,
+        m if m == ZERO || m == ZERO | KEEP => Falloc::Zero {
+            keep_size: m & KEEP != 0,
+        },
+        COLLAPSE => Falloc::Collapse,
+        INSERT => Falloc::Insert,
+        m if m & (COLLAPSE | INSERT) != 0 && m & (PUNCH | ZERO) == 0 => {
+            return Err(FsError::InvalidArgument(
+                "COLLAPSE_RANGE and INSERT_RANGE take no other flag",
+            ))
+        }
+        _ => return Err(FsError::NotSupported),
+    };
+    Ok((op, check_range(offset, len)?))
+}
+
+/// The range checks of COLLAPSE_RANGE and INSERT_RANGE on a file of
+/// `size` bytes, in ext4's order: offset and length multiples of `unit`
+/// (the allocation unit) or EINVAL; insert growing the file past the
+/// largest size EFBIG; collapse reaching the end of file, and insert at
+/// or past it, EINVAL.
+pub fn check_shift(op: Falloc, offset: u64, len: u64, size: u64, unit: u64) -> Result<()> {
+    if !offset.is_multiple_of(unit) || !len.is_multiple_of(unit) {
+        return Err(FsError::InvalidArgument(
+            "collapse or insert range not aligned to the allocation unit",
+        ));
+    }
+    match op {
+        Falloc::Collapse if offset.saturating_add(len) >= size => Err(FsError::InvalidArgument(
+            "collapse range reaches the end of file",
+        )),
+        Falloc::Insert if len > MAX_FILE_SIZE - size.min(MAX_FILE_SIZE) => Err(FsError::TooBig),
+        Falloc::Insert if offset >= size => Err(FsError::InvalidArgument(
+            "insert range at or past the end of file",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Check `rename`'s flags and both names, in the order Linux does.
 pub fn check_rename(name: &[u8], newname: &[u8], flags: u32) -> Result<()> {
     use crate::types::{RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};

@@ -84,6 +84,15 @@ pub enum LogRec {
         value: Vec<u8>,
         flags: i32,
     },
+    /// fallocate(2) other than a hole punch (which is [`LogRec::Punch`]):
+    /// preallocate, zero, collapse or insert a range; `mode` holds the
+    /// Linux `FALLOC_FL_*` bits as given.
+    Fallocate {
+        ino: u64,
+        mode: u32,
+        offset: u64,
+        len: u64,
+    },
     RemoveXattr {
         ino: u64,
         name: Vec<u8>,
@@ -148,6 +157,7 @@ impl LogRec {
             | LogRec::Write { ino, .. }
             | LogRec::Punch { ino, .. }
             | LogRec::Extend { ino, .. }
+            | LogRec::Fallocate { ino, .. }
             | LogRec::SetXattr { ino, .. }
             | LogRec::RemoveXattr { ino, .. } => vec![*ino],
         }
@@ -276,6 +286,18 @@ impl LogRec {
                 w.u64(*ino);
                 put_bytes(&mut w, name);
             }
+            LogRec::Fallocate {
+                ino,
+                mode,
+                offset,
+                len,
+            } => {
+                w.u8(13);
+                w.u64(*ino);
+                w.u32(*mode);
+                w.u64(*offset);
+                w.u64(*len);
+            }
         }
         w.into_inner()
     }
@@ -392,6 +414,12 @@ impl LogRec {
                     name: get_bytes(&mut r)?,
                 }
             }
+            13 => LogRec::Fallocate {
+                ino: r.u64()?,
+                mode: r.u32()?,
+                offset: r.u64()?,
+                len: r.u64()?,
+            },
             t => return Err(FsError::Damaged(format!("log record of unknown type {t}"))),
         };
         if r.remaining() != 0 {
@@ -474,6 +502,12 @@ pub fn samples() -> Vec<LogRec> {
         LogRec::RemoveXattr {
             ino: 9,
             name: b"user.a".to_vec(),
+        },
+        LogRec::Fallocate {
+            ino: 9,
+            mode: 0x10,
+            offset: 1 << 17,
+            len: 1 << 18,
         },
     ]
 }

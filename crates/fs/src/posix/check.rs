@@ -8,7 +8,11 @@
 //!   is the one directory that names it, and its link count is 2 plus its
 //!   subdirectories; any other inode's link count is its number of names;
 //! - an inode without a name is an orphan, and every orphan exists;
-//! - file records sit on record boundaries, inside the file's size;
+//! - file records sit on record boundaries, inside the file's size
+//!   (preallocated ones may lie past it: KEEP_SIZE);
+//! - preallocated records exist only with the dataset's `prealloc`
+//!   feature, and the meta record's reserved bytes are exactly the sum of
+//!   their shares;
 //! - the meta record's inode count and next inode number fit what exists.
 //!
 //! Findings are strings naming the object; nothing is repaired here.
@@ -19,8 +23,15 @@ use std::ops::Bound;
 use aegis_btree::Tree;
 
 use super::inode::S_IFDIR;
-use super::{keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, ROOT_INO};
+use super::{keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, FEATURE_PREALLOC, ROOT_INO};
 use crate::error::Result;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Inline,
+    Block,
+    Prealloc,
+}
 
 #[derive(Default)]
 struct Obj {
@@ -30,13 +41,13 @@ struct Obj {
     index: BTreeMap<u64, DirentValue>,
     /// (parent, cookie) → name.
     backrefs: BTreeMap<(u64, u64), Vec<u8>>,
-    /// (offset, length, inline).
-    records: Vec<(u64, u32, bool)>,
+    /// (offset, length, kind).
+    records: Vec<(u64, u32, Kind)>,
 }
 
 /// Check the POSIX invariants of one dataset tree. Returns the findings
 /// (empty when clean), or `None` if the tree holds no filesystem.
-pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
+pub fn check_tree(tree: &Tree, block_size: u32, limit: usize) -> Result<Option<Vec<String>>> {
     let Some(meta) = tree.get(&keys::meta())? else {
         return Ok(None);
     };
@@ -46,6 +57,9 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
     };
     let mut c = Checker {
         limit,
+        block_size,
+        reserved: 0,
+        prealloc_records: 0,
         out: Vec::new(),
         objs: BTreeMap::new(),
         orphans: BTreeSet::new(),
@@ -66,6 +80,10 @@ pub fn check_tree(tree: &Tree, limit: usize) -> Result<Option<Vec<String>>> {
 struct Checker {
     /// Findings stop being recorded past this many.
     limit: usize,
+    block_size: u32,
+    /// Sum of the preallocated records' shares, and their number.
+    reserved: u64,
+    prealloc_records: u64,
     out: Vec<String>,
     objs: BTreeMap<u64, Obj>,
     orphans: BTreeSet<u64>,
@@ -142,8 +160,16 @@ impl Checker {
             keys::DATA => {
                 let rec = FileRecord::decode(&v)?;
                 if let Some(off) = keys::data_offset(k) {
-                    let inline = matches!(rec, FileRecord::Inline(_));
-                    o.records.push((off, rec.len(), inline));
+                    let kind = match rec {
+                        FileRecord::Inline(_) => Kind::Inline,
+                        FileRecord::Block { .. } => Kind::Block,
+                        FileRecord::Prealloc { .. } => Kind::Prealloc,
+                    };
+                    o.records.push((off, rec.len(), kind));
+                }
+                if let FileRecord::Prealloc { .. } = rec {
+                    self.reserved = self.reserved.saturating_add(rec.reserved(self.block_size));
+                    self.prealloc_records += 1;
                 }
             }
             t => finding = Some(format!("object {obj}: unknown item type {t}")),
@@ -240,6 +266,18 @@ impl Checker {
                 meta.inodes
             ));
         }
+        if self.prealloc_records > 0 && meta.features & FEATURE_PREALLOC == 0 {
+            self.bad(format!(
+                "{} preallocated file records without the prealloc feature",
+                self.prealloc_records
+            ));
+        }
+        if self.reserved != meta.reserved {
+            self.bad(format!(
+                "meta record counts {} reserved bytes, the preallocated records hold {}",
+                meta.reserved, self.reserved
+            ));
+        }
         if max_ino >= meta.next_ino {
             self.bad(format!(
                 "inode {max_ino} is not below the next inode number {}",
@@ -332,18 +370,18 @@ fn directory_findings(
     found
 }
 
-/// File records sit on record boundaries, inside the file's size; an
-/// inline record is the only record, at offset 0.
+/// File records sit on record boundaries, inside the file's size (a
+/// preallocated one may lie past it); an inline record is at offset 0.
 fn record_findings(ino: u64, o: &Obj, r: &InodeRecord, record_size: u64) -> Vec<String> {
     o.records
         .iter()
-        .filter(|&&(off, len, inline)| {
+        .filter(|&&(off, len, kind)| {
             !r.is_reg()
                 || record_size == 0
                 || off % record_size != 0
                 || len as u64 > record_size
-                || off.saturating_add(len as u64) > r.size
-                || (inline && off != 0)
+                || (kind != Kind::Prealloc && off.saturating_add(len as u64) > r.size)
+                || (kind == Kind::Inline && off != 0)
         })
         .map(|&(off, len, _)| {
             format!(

@@ -9,11 +9,24 @@
 //! becomes a hole, as ZFS does with compression on). A partial write reads
 //! the old record, changes it and writes a new block (copy-on-write); the
 //! old block is freed through the pool's deferral.
+//!
+//! Preallocated records (fallocate) read as their data (none at first)
+//! then zeroes, and hold back, in the dataset meta's `reserved` counter,
+//! the room their block may still grow into: the counter is always the
+//! sum of [`FileRecord::reserved`] over them, and every path that changes
+//! or drops a record goes through `account_out`/`account_in` (or
+//! `free_all`) so it stays exact. A write inside a preallocated record
+//! allocates its block from the reservation (class `Reserved`, so the
+//! pool's own reserve is not in its way) and the record stays
+//! preallocated, so rewrites inside it are paid for too (as ext4 keeps
+//! its blocks); a write reaching past it makes it an ordinary record. A
+//! preallocated record may lie past the end of file (KEEP_SIZE); truncate
+//! drops it like data.
 
 use aegis_btree::Tree;
-use aegis_pool::{AllocClass, BlockType, Pool, WriteProps};
+use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
-use super::{keys, FileRecord, InodeRecord};
+use super::{keys, FileRecord, InodeRecord, FEATURE_PREALLOC};
 use crate::error::{FsError, Result};
 use crate::tx::{scan, Tx};
 
@@ -26,6 +39,8 @@ fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     match rec {
         FileRecord::Inline(b) => Ok(b.clone()),
         FileRecord::Block { bp, .. } => Ok(pool.read_block(bp)?),
+        FileRecord::Prealloc { data: None, .. } => Ok(Vec::new()),
+        FileRecord::Prealloc { data: Some(bp), .. } => Ok(pool.read_block(bp)?),
     }
 }
 
@@ -52,11 +67,72 @@ fn records_in(tree: &Tree, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, FileR
     Ok(out)
 }
 
+/// Bytes `rec` counts in `st_blocks`: its block, and a preallocated
+/// record's share.
 fn alloc_of(rec: &FileRecord, block_size: u32) -> u64 {
     match rec {
         FileRecord::Inline(_) => 0,
         FileRecord::Block { bp, .. } => bp.allocated_size(block_size),
+        FileRecord::Prealloc { data, .. } => {
+            data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)) + rec.reserved(block_size)
+        }
     }
+}
+
+/// The block a record's bytes live in, if any.
+fn block_of(rec: &FileRecord) -> Option<&BlockPtr> {
+    match rec {
+        FileRecord::Block { bp, .. } => Some(bp),
+        FileRecord::Prealloc { data, .. } => data.as_ref(),
+        FileRecord::Inline(_) => None,
+    }
+}
+
+/// Take `rec`'s share of `st_blocks` and of the reservation out (its
+/// block stays: for a record that only changes its length).
+fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+    let bs = tx.pool_ref().block_size();
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(rec, bs));
+    let held = rec.reserved(bs);
+    if held > 0 {
+        tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
+        tx.meta_dirty = true;
+    }
+}
+
+/// Put `rec`'s share of `st_blocks` and of the reservation in; a
+/// preallocated record sets the dataset's `prealloc` feature.
+fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+    let bs = tx.pool_ref().block_size();
+    r.alloc_bytes += alloc_of(rec, bs);
+    if let FileRecord::Prealloc { .. } = rec {
+        tx.meta.reserved += rec.reserved(bs);
+        tx.meta.features |= FEATURE_PREALLOC;
+        tx.meta_dirty = true;
+    }
+}
+
+/// `old` stops being used: out of the accounts, its block freed once
+/// the change stands.
+fn forget(tx: &mut Tx<'_>, r: &mut InodeRecord, old: &FileRecord) {
+    account_out(tx, r, old);
+    if let Some(bp) = block_of(old) {
+        tx.to_free.push(bp.clone());
+    }
+}
+
+/// Remove the record `old` at `start` whole (punch, truncate, collapse):
+/// its reservation goes with it.
+fn drop_record(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    old: FileRecord,
+) -> Result<()> {
+    forget(tx, r, &old);
+    tx.tree.remove(&keys::data(ino, start))?;
+    Ok(())
 }
 
 /// Read `[offset, offset + size)` of a file of `r.size` bytes.
@@ -86,54 +162,92 @@ pub(crate) fn read(
     Ok(out)
 }
 
-/// Replace the record at `start` with `bytes` (trailing zeroes trimmed; all
-/// zeroes removes it) and account the allocation change in `r`.
+/// Replace the record `old` at `start` with `bytes`: see [`store`].
 fn put_record(
     tx: &mut Tx<'_>,
     ino: u64,
     r: &mut InodeRecord,
     start: u64,
     old: Option<FileRecord>,
-    mut bytes: Vec<u8>,
+    bytes: Vec<u8>,
 ) -> Result<()> {
-    let pool = tx.pool_ref().clone();
-    let bs = pool.block_size();
+    let held = match &old {
+        Some(FileRecord::Prealloc { len, .. }) => Some(*len),
+        _ => None,
+    };
+    if let Some(old) = &old {
+        forget(tx, r, old);
+    }
+    store(tx, ino, r, start, held, bytes, old.is_some())
+}
+
+/// Store `bytes` (trailing zeroes trimmed) as the record at `start`, whose
+/// old record (if `existed`) is already forgotten, and account it in `r`.
+/// A record preallocated for `held` bytes stays preallocated while the
+/// bytes fit inside it, so its block plus its share stay its length in
+/// whole blocks (`st_blocks` does not move) and every later write inside
+/// it, a rewrite too, is paid for; its block is allocated from the
+/// reservation (class `Reserved`: the pool's own reserve is not in its
+/// way). Bytes that reach past it make an ordinary record and give the
+/// share back. Otherwise all zeroes leave a hole.
+fn store(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    held: Option<u32>,
+    mut bytes: Vec<u8>,
+    existed: bool,
+) -> Result<()> {
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(keep);
     let key = keys::data(ino, start);
-    if let Some(old) = &old {
-        r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(old, bs));
-        if let FileRecord::Block { bp, .. } = old {
-            tx.to_free.push(bp.clone());
-        }
-    }
-    if bytes.is_empty() {
-        if old.is_some() {
+    let stays = held.filter(|&l| bytes.len() <= l as usize);
+    if bytes.is_empty() && stays.is_none() {
+        if existed {
             tx.tree.remove(&key)?;
         }
         return Ok(());
     }
-    let rec = if start == 0 && bytes.len() <= inline_max(tx.tree) {
+    let rec = if held.is_none() && start == 0 && bytes.len() <= inline_max(tx.tree) {
         FileRecord::Inline(bytes)
     } else {
-        let props = WriteProps {
-            block_type: BlockType::Data,
-            level: 0,
-            copies: 1,
-            checksum: pool.config().checksum,
-            compression: tx.meta.compression,
-            class: AllocClass::Normal,
+        let class = match held {
+            Some(_) => AllocClass::Reserved,
+            None => AllocClass::Normal,
         };
-        let bp = pool.write_block(&bytes, &props)?;
-        tx.written.push(bp.clone());
-        FileRecord::Block {
-            len: bytes.len() as u32,
-            bp,
+        let data = match bytes.is_empty() {
+            true => None,
+            false => Some(write_data(tx, &bytes, class)?),
+        };
+        match (stays, data) {
+            (Some(len), data) => FileRecord::Prealloc { len, data },
+            (None, Some(bp)) => FileRecord::Block {
+                len: bytes.len() as u32,
+                bp,
+            },
+            (None, None) => unreachable!("empty bytes returned above"),
         }
     };
-    r.alloc_bytes += alloc_of(&rec, bs);
+    account_in(tx, r, &rec);
     tx.tree.insert(&key, &rec.encode())?;
     Ok(())
+}
+
+/// Write one record's bytes as a data block of this change.
+fn write_data(tx: &mut Tx<'_>, bytes: &[u8], class: AllocClass) -> Result<BlockPtr> {
+    let pool = tx.pool_ref().clone();
+    let props = WriteProps {
+        block_type: BlockType::Data,
+        level: 0,
+        copies: 1,
+        checksum: pool.config().checksum,
+        compression: tx.meta.compression,
+        class,
+    };
+    let bp = pool.write_block(bytes, &props)?;
+    tx.written.push(bp.clone());
+    Ok(bp)
 }
 
 /// Bytes a write of `len` bytes may allocate, for the ENOSPC check made
@@ -163,6 +277,15 @@ pub(crate) fn write(
         let piece_end = end.min(start + rs);
         let old = get_record(tx.tree, ino, start)?;
         let src = &data[(pos - offset) as usize..(piece_end - offset) as usize];
+        if matches!(old, Some(FileRecord::Prealloc { data: None, .. }))
+            && src.iter().all(|&b| b == 0)
+        {
+            // Zeroes over zeroes: the record keeps its reservation (a
+            // program writing zeroes over its preallocation, as `dd` does,
+            // must not give it away before its real writes come).
+            pos = piece_end;
+            continue;
+        }
         let bytes =
             if pos == start && piece_end - start >= old.as_ref().map_or(0, |o| o.len() as u64) {
                 // Whole new content of the record: no need to read the old one.
@@ -203,14 +326,20 @@ pub(crate) fn punch(
     for (start, rec) in records_in(tx.tree, ino, first, hi)? {
         let rec_end = start + rec.len() as u64;
         if lo <= start && rec_end <= hi {
-            put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+            drop_record(tx, ino, r, start, rec)?;
+        } else if matches!(rec, FileRecord::Prealloc { data: None, .. }) {
+            // Part of a preallocated record already reads as zeroes; the
+            // reservation is per record, so it stays whole.
         } else if lo < rec_end {
+            // A preallocated record's data may end before the record does.
             let mut b = record_bytes(tx.pool_ref(), &rec)?;
             let (a, z) = (
                 (lo.max(start) - start) as usize,
-                (hi.min(rec_end) - start) as usize,
+                ((hi.min(rec_end) - start) as usize).min(b.len()),
             );
-            b[a..z].fill(0);
+            if a < z {
+                b[a..z].fill(0);
+            }
             put_record(tx, ino, r, start, Some(rec), b)?;
         }
     }
@@ -219,21 +348,208 @@ pub(crate) fn punch(
 
 /// Set the size to `size`: shrinking drops whole records past it and cuts
 /// the one it falls in, so bytes past the new end never reappear.
+/// Preallocated records past the new end go too, even those KEEP_SIZE
+/// put past the old end (ext4 frees them on a shrinking truncate); the
+/// one the end falls in keeps its share up to the end.
 pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
     if size < r.size {
         let rs = tx.meta.record_size as u64;
         let first = size / rs * rs;
         for (start, rec) in records_in(tx.tree, ino, first, u64::MAX)? {
             if start >= size {
-                put_record(tx, ino, r, start, Some(rec), Vec::new())?;
+                drop_record(tx, ino, r, start, rec)?;
             } else if start + rec.len() as u64 > size {
+                let len = (size - start) as u32;
                 let mut b = record_bytes(tx.pool_ref(), &rec)?;
-                b.truncate((size - start) as usize);
-                put_record(tx, ino, r, start, Some(rec), b)?;
+                b.truncate(len as usize);
+                match rec {
+                    FileRecord::Prealloc { data: None, .. } => {
+                        let new = FileRecord::Prealloc { len, data: None };
+                        resize_prealloc(tx, ino, r, start, &rec, new)?;
+                    }
+                    FileRecord::Prealloc { .. } => {
+                        forget(tx, r, &rec);
+                        store(tx, ino, r, start, Some(len), b, true)?;
+                    }
+                    _ => put_record(tx, ino, r, start, Some(rec), b)?,
+                }
             }
         }
     }
     r.size = size;
+    Ok(())
+}
+
+/// Replace preallocated `old` at `start` by `new`, the same data with
+/// another length: only the accounts move.
+fn resize_prealloc(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    old: &FileRecord,
+    new: FileRecord,
+) -> Result<()> {
+    account_out(tx, r, old);
+    account_in(tx, r, &new);
+    tx.tree.insert(&keys::data(ino, start), &new.encode())?;
+    Ok(())
+}
+
+/// The preallocated length `[lo, hi)` asks of the record at `start`: from
+/// the record's start (a record is the unit of reservation) to `hi` or
+/// the record's end.
+fn wanted(start: u64, rs: u64, hi: u64) -> u32 {
+    (hi.min(start + rs) - start) as u32
+}
+
+/// Bytes of new reservation preallocating `[lo, hi)` would hold (for the
+/// ENOSPC check before the change): holes become preallocated records,
+/// shorter preallocated records grow, records with data stay as they are
+/// (unless `zeroing`: ZERO_RANGE may punch them first, so they count as
+/// holes). Computed without walking the range, which may be huge.
+pub(crate) fn prealloc_need(
+    tree: &Tree,
+    ino: u64,
+    rs: u64,
+    bs: u32,
+    (lo, hi): (u64, u64),
+    zeroing: bool,
+) -> Result<u64> {
+    if hi <= lo {
+        return Ok(0);
+    }
+    let share = |start: u64| {
+        FileRecord::Prealloc {
+            len: wanted(start, rs, hi),
+            data: None,
+        }
+        .reserved(bs)
+    };
+    let first = lo / rs * rs;
+    let n = (hi - first).div_ceil(rs);
+    let last = first + (n - 1) * rs;
+    let mut need = if n > 1 {
+        (n - 1).saturating_mul(share(first))
+    } else {
+        0
+    }
+    .saturating_add(share(last));
+    for (start, rec) in records_in(tree, ino, first, hi)? {
+        let have = match rec {
+            FileRecord::Prealloc { .. } => rec.reserved(bs),
+            _ if zeroing => 0,
+            _ => u64::MAX,
+        };
+        need = need.saturating_sub(share(start).min(have));
+    }
+    Ok(need)
+}
+
+/// The part of [`write_size_bytes`] for a write of `[lo, hi)` that the
+/// reservation pays: one record size for each touched record that is
+/// preallocated and holds the write's piece (its block cannot outgrow the
+/// record's share plus the block it replaces).
+pub(crate) fn prealloc_cover(tree: &Tree, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
+    if hi <= lo {
+        return Ok(0);
+    }
+    let first = lo / rs * rs;
+    Ok(records_in(tree, ino, first, hi)?
+        .iter()
+        .filter(|(start, rec)| {
+            matches!(rec, FileRecord::Prealloc { .. })
+                && hi.min(start + rs) <= start + rec.len() as u64
+        })
+        .count() as u64
+        * rs)
+}
+
+/// Preallocate `[lo, hi)` (fallocate mode 0 and KEEP_SIZE; the caller
+/// sets the size): see [`prealloc_need`] for what changes.
+pub(crate) fn preallocate(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    hi: u64,
+) -> Result<()> {
+    let rs = tx.meta.record_size as u64;
+    let first = lo / rs * rs;
+    let mut have = std::collections::BTreeMap::new();
+    for (start, rec) in records_in(tx.tree, ino, first, hi)? {
+        have.insert(start, rec);
+    }
+    let mut start = first;
+    while start < hi {
+        let len = wanted(start, rs, hi);
+        match have.get(&start) {
+            None => {
+                let rec = FileRecord::Prealloc { len, data: None };
+                account_in(tx, r, &rec);
+                tx.tree.insert(&keys::data(ino, start), &rec.encode())?;
+            }
+            Some(rec @ FileRecord::Prealloc { len: l, data }) if *l < len => {
+                let new = FileRecord::Prealloc {
+                    len,
+                    data: data.clone(),
+                };
+                let rec = rec.clone();
+                resize_prealloc(tx, ino, r, start, &rec, new)?
+            }
+            Some(_) => {}
+        }
+        start += rs;
+    }
+    Ok(())
+}
+
+/// COLLAPSE_RANGE: drop the records of `[lo, lo + len)` and move every
+/// later record down by `len` (both multiples of the record size, checked
+/// by the caller), lowest first so no move lands on a record not yet moved.
+pub(crate) fn collapse(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    len: u64,
+) -> Result<()> {
+    let hi = lo + len;
+    for (start, rec) in records_in(tx.tree, ino, lo, hi)? {
+        drop_record(tx, ino, r, start, rec)?;
+    }
+    for (start, rec) in records_in(tx.tree, ino, hi, u64::MAX)? {
+        tx.tree.remove(&keys::data(ino, start))?;
+        tx.tree
+            .insert(&keys::data(ino, start - len), &rec.encode())?;
+    }
+    r.size = r.size.saturating_sub(len);
+    Ok(())
+}
+
+/// INSERT_RANGE: move every record at or past `lo` up by `len` (both
+/// multiples of the record size, the new size checked by the caller),
+/// highest first, leaving a hole. An inline record only moves when `lo`
+/// is 0, and then becomes a block: inline records live at offset 0 only.
+pub(crate) fn insert(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    len: u64,
+) -> Result<()> {
+    let mut recs = records_in(tx.tree, ino, lo, u64::MAX)?;
+    recs.reverse();
+    for (start, rec) in recs {
+        tx.tree.remove(&keys::data(ino, start))?;
+        if let FileRecord::Inline(bytes) = rec {
+            put_record(tx, ino, r, start + len, None, bytes)?;
+        } else {
+            tx.tree
+                .insert(&keys::data(ino, start + len), &rec.encode())?;
+        }
+    }
+    r.size += len;
     Ok(())
 }
 
@@ -245,8 +561,15 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
         &keys::item_end(ino, keys::DATA),
     )?;
     for (k, v) in items {
-        if let FileRecord::Block { bp, .. } = FileRecord::decode(&v)? {
-            tx.to_free.push(bp);
+        let rec = FileRecord::decode(&v)?;
+        let bs = tx.pool_ref().block_size();
+        let held = rec.reserved(bs);
+        if held > 0 {
+            tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
+            tx.meta_dirty = true;
+        }
+        if let Some(bp) = block_of(&rec) {
+            tx.to_free.push(bp.clone());
         }
         tx.tree.remove(&k)?;
     }
@@ -339,6 +662,37 @@ impl Tx<'_> {
     /// Set file `ino`'s size, dropping the data past a smaller one.
     pub fn truncate_file(&mut self, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
         truncate(self, ino, r, size)
+    }
+
+    /// Preallocate `[lo, hi)` of file `ino` (fallocate mode 0 or
+    /// KEEP_SIZE): holes in it become preallocated records that hold back
+    /// the space of their first write. The size is the caller's.
+    pub fn preallocate_file(
+        &mut self,
+        ino: u64,
+        r: &mut InodeRecord,
+        lo: u64,
+        hi: u64,
+    ) -> Result<()> {
+        preallocate(self, ino, r, lo, hi)
+    }
+
+    /// Remove `[lo, lo + len)` from file `ino`, moving what follows down
+    /// (COLLAPSE_RANGE; record-aligned, inside the file: the caller checks).
+    pub fn collapse_file(
+        &mut self,
+        ino: u64,
+        r: &mut InodeRecord,
+        lo: u64,
+        len: u64,
+    ) -> Result<()> {
+        collapse(self, ino, r, lo, len)
+    }
+
+    /// Insert a hole of `len` bytes at `lo` of file `ino`, moving what
+    /// follows up (INSERT_RANGE; record-aligned: the caller checks).
+    pub fn insert_file(&mut self, ino: u64, r: &mut InodeRecord, lo: u64, len: u64) -> Result<()> {
+        insert(self, ino, r, lo, len)
     }
 
     /// Free every record of a file being deleted.

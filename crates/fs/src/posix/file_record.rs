@@ -3,9 +3,18 @@
 //! block. Bytes of a record past `len`, and records that do not exist, are
 //! holes and read as zeroes.
 //!
-//! Layout: u8 kind (1 inline, 2 block) · u32 logical length (LE) · then the
-//! inline bytes (exactly `len`) or an encoded block pointer (whose logical
-//! size equals `len`).
+//! A third kind, *preallocated* (fallocate), covers `len` bytes that read
+//! as zeroes past the data it holds (none at first, or a block of up to
+//! `len` bytes once written): the space its block may still grow to is
+//! held back in the dataset's reserved-bytes counter (see `meta.rs`), so
+//! writes inside `len` cannot fail for space. Only a dataset with the
+//! `prealloc` feature has such records.
+//!
+//! Layout: u8 kind (1 inline, 2 block, 3 preallocated) · u32 logical
+//! length (LE) · then the inline bytes (exactly `len`), an encoded block
+//! pointer (whose logical size equals `len`), or for a preallocated
+//! record nothing or the block pointer of its data (logical size at most
+//! `len`).
 
 use aegis_pool::codec::{Reader, Writer};
 use aegis_pool::BlockPtr;
@@ -14,6 +23,7 @@ use crate::error::{FsError, Result};
 
 const INLINE: u8 = 1;
 const BLOCK: u8 = 2;
+const PREALLOC: u8 = 3;
 
 /// Largest record size a dataset may use.
 pub const MAX_RECORD_SIZE: u32 = 1 << 20;
@@ -21,14 +31,37 @@ pub const MAX_RECORD_SIZE: u32 = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileRecord {
     Inline(Vec<u8>),
-    Block { len: u32, bp: BlockPtr },
+    Block {
+        len: u32,
+        bp: BlockPtr,
+    },
+    /// Preallocated: `len` bytes, `data`'s bytes then zeroes, whose
+    /// writes inside `len` are paid for by the reservation
+    /// ([`FileRecord::reserved`]).
+    Prealloc {
+        len: u32,
+        data: Option<BlockPtr>,
+    },
 }
 
 impl FileRecord {
     pub fn len(&self) -> u32 {
         match self {
             FileRecord::Inline(b) => b.len() as u32,
-            FileRecord::Block { len, .. } => *len,
+            FileRecord::Block { len, .. } | FileRecord::Prealloc { len, .. } => *len,
+        }
+    }
+
+    /// Bytes this record holds back from the pool's free space (its
+    /// *share*): what its block may still grow by, up to its length in
+    /// whole blocks uncompressed. Zero for the other kinds.
+    pub fn reserved(&self, block_size: u32) -> u64 {
+        match self {
+            FileRecord::Prealloc { len, data } => {
+                let whole = (*len as u64).div_ceil(block_size as u64) * block_size as u64;
+                whole.saturating_sub(data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)))
+            }
+            _ => 0,
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -47,6 +80,13 @@ impl FileRecord {
                 w.u8(BLOCK);
                 w.u32(*len);
                 bp.encode_into(&mut w);
+            }
+            FileRecord::Prealloc { len, data } => {
+                w.u8(PREALLOC);
+                w.u32(*len);
+                if let Some(bp) = data {
+                    bp.encode_into(&mut w);
+                }
             }
         }
         w.into_inner()
@@ -77,6 +117,17 @@ impl FileRecord {
                 }
                 FileRecord::Block { len, bp }
             }
+            PREALLOC if r.remaining() == 0 => FileRecord::Prealloc { len, data: None },
+            PREALLOC => {
+                let bp = BlockPtr::decode(&mut r)?;
+                if r.remaining() != 0 || bp.logical_size > len {
+                    return Err(bad("preallocated record's block does not fit it"));
+                }
+                FileRecord::Prealloc {
+                    len,
+                    data: Some(bp),
+                }
+            }
             _ => return Err(bad("unknown kind")),
         };
         Ok(rec)
@@ -95,5 +146,58 @@ mod tests {
         assert!(FileRecord::decode(&e[..e.len() - 1]).is_err());
         assert!(FileRecord::decode(&[1, 0, 0, 0, 0]).is_err());
         assert!(FileRecord::decode(&[9, 1, 0, 0, 0, 7]).is_err());
+    }
+
+    #[test]
+    fn prealloc_round_trip_and_rejects() {
+        let r = FileRecord::Prealloc {
+            len: 5000,
+            data: None,
+        };
+        assert_eq!(r.encode(), [3, 0x88, 0x13, 0, 0]);
+        assert_eq!(FileRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(r.reserved(4096), 8192);
+        assert!(FileRecord::decode(&[3, 0, 0, 0, 0]).is_err());
+        assert!(FileRecord::decode(&[3, 1, 0, 0, 0, 7]).is_err());
+        assert!(FileRecord::decode(&[3, 1, 0, 0x20, 0]).is_err());
+    }
+
+    #[test]
+    fn prealloc_with_data_round_trip_and_share() {
+        use aegis_pool::{BlockType, ChecksumType, Compression, Dva};
+        let bp = BlockPtr {
+            checksum_type: ChecksumType::Blake3,
+            compression: Compression::Lz4,
+            block_type: BlockType::Data,
+            level: 0,
+            logical_size: 4096,
+            physical_size: 1000,
+            birth_txg: 7,
+            checksum: [3; 32],
+            addrs: vec![Dva {
+                device: 0,
+                offset: 1 << 20,
+            }],
+        };
+        let r = FileRecord::Prealloc {
+            len: 16384,
+            data: Some(bp.clone()),
+        };
+        let e = r.encode();
+        assert_eq!(&e[..5], &[3, 0, 0x40, 0, 0]);
+        assert_eq!(FileRecord::decode(&e).unwrap(), r);
+        // 16 KiB in 4 KiB blocks, less the one block its data takes.
+        assert_eq!(r.reserved(4096), 12288);
+        // A block longer than the record, or trailing bytes, are refused.
+        let mut long = bp.clone();
+        long.logical_size = 20000;
+        let bad = FileRecord::Prealloc {
+            len: 16384,
+            data: Some(long),
+        };
+        assert!(FileRecord::decode(&bad.encode()).is_err());
+        let mut trailing = e.clone();
+        trailing.push(0);
+        assert!(FileRecord::decode(&trailing).is_err());
     }
 }

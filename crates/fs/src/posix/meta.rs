@@ -1,9 +1,19 @@
 //! The dataset's own record (object 0, item [`META`](super::keys::META)):
 //! how its files are stored and where inode numbering stands.
 //!
-//! Layout (24 bytes): u8 version (1) · u8 data compression (as in block
-//! pointers) · u16 reserved · u32 record size · u64 next inode number ·
-//! u64 inode count.
+//! Layout, version 1 (24 bytes): u8 version · u8 data compression (as in
+//! block pointers) · u16 reserved · u32 record size · u64 next inode
+//! number · u64 inode count. Version 2 (40 bytes) appends u64 incompat
+//! features · u64 reserved bytes (the sum of [`FileRecord::reserved`] over
+//! the dataset's preallocated records, which fsck checks).
+//!
+//! A dataset without features is written as version 1, byte for byte as
+//! before, so images that never used a feature stay readable by older
+//! builds; the first fallocate sets [`FEATURE_PREALLOC`] and from then on
+//! the record is version 2, which an older build refuses as an unknown
+//! version, and this one refuses when it names a feature it does not know.
+//!
+//! [`FileRecord::reserved`]: super::FileRecord::reserved
 
 use aegis_pool::codec::{Reader, Writer};
 use aegis_pool::Compression;
@@ -14,23 +24,36 @@ use crate::posix::file_record::MAX_RECORD_SIZE;
 pub const MIN_RECORD_SIZE: u32 = 4096;
 pub const DEFAULT_RECORD_SIZE: u32 = 128 << 10;
 
+/// Incompat feature: the dataset may hold preallocated file records.
+pub const FEATURE_PREALLOC: u64 = 1 << 0;
+const KNOWN_FEATURES: u64 = FEATURE_PREALLOC;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetMeta {
     pub compression: Compression,
     pub record_size: u32,
     pub next_ino: u64,
     pub inodes: u64,
+    /// Incompat features in use ([`FEATURE_PREALLOC`]); 0 for version 1.
+    pub features: u64,
+    /// Bytes held back by preallocated records; 0 without the feature.
+    pub reserved: u64,
 }
 
 impl DatasetMeta {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(24);
-        w.u8(1);
+        let v2 = self.features != 0;
+        let mut w = Writer::with_capacity(40);
+        w.u8(if v2 { 2 } else { 1 });
         w.u8(self.compression as u8);
         w.u16(0);
         w.u32(self.record_size);
         w.u64(self.next_ino);
         w.u64(self.inodes);
+        if v2 {
+            w.u64(self.features);
+            w.u64(self.reserved);
+        }
         w.into_inner()
     }
 
@@ -39,12 +62,12 @@ impl DatasetMeta {
             what: "dataset meta record".into(),
             detail: d.into(),
         };
-        if b.len() != 24 {
-            return Err(bad("wrong length"));
-        }
         let mut r = Reader::new(b, "dataset meta record");
-        if r.u8()? != 1 {
-            return Err(bad("unknown version"));
+        let version = r.u8()?;
+        match (version, b.len()) {
+            (1, 24) | (2, 40) => {}
+            (1 | 2, _) => return Err(bad("wrong length")),
+            _ => return Err(bad("unknown version")),
         }
         let compression = Compression::from_u8(r.u8()?)?;
         r.skip(2)?;
@@ -54,14 +77,34 @@ impl DatasetMeta {
         {
             return Err(bad("record size"));
         }
+        let (next_ino, inodes) = (r.u64()?, r.u64()?);
+        let (features, reserved) = if version == 2 {
+            (r.u64()?, r.u64()?)
+        } else {
+            (0, 0)
+        };
         let m = DatasetMeta {
             compression,
             record_size,
-            next_ino: r.u64()?,
-            inodes: r.u64()?,
+            next_ino,
+            inodes,
+            features,
+            reserved,
         };
         if m.next_ino < 2 {
             return Err(bad("next inode number"));
+        }
+        if version == 2 && features == 0 {
+            return Err(bad("version 2 without features"));
+        }
+        if features & !KNOWN_FEATURES != 0 {
+            return Err(bad(&format!(
+                "unknown incompat features {:#x}",
+                features & !KNOWN_FEATURES
+            )));
+        }
+        if reserved != 0 && features & FEATURE_PREALLOC == 0 {
+            return Err(bad("reserved bytes without the prealloc feature"));
         }
         Ok(m)
     }
@@ -78,11 +121,43 @@ mod tests {
             record_size: 128 << 10,
             next_ino: 77,
             inodes: 5,
+            features: 0,
+            reserved: 0,
         };
         assert_eq!(DatasetMeta::decode(&m.encode()).unwrap(), m);
         let mut bad = m.encode();
         bad[4..8].copy_from_slice(&3000u32.to_le_bytes());
         assert!(DatasetMeta::decode(&bad).is_err());
         assert!(DatasetMeta::decode(&m.encode()[..23]).is_err());
+    }
+
+    #[test]
+    fn version_2_only_with_features() {
+        let mut m = DatasetMeta {
+            compression: Compression::None,
+            record_size: 4096,
+            next_ino: 9,
+            inodes: 2,
+            features: 0,
+            reserved: 0,
+        };
+        assert_eq!(m.encode().len(), 24);
+        m.features = FEATURE_PREALLOC;
+        m.reserved = 8192;
+        let e = m.encode();
+        assert_eq!((e.len(), e[0]), (40, 2));
+        assert_eq!(&e[24..32], &1u64.to_le_bytes());
+        assert_eq!(&e[32..40], &8192u64.to_le_bytes());
+        assert_eq!(DatasetMeta::decode(&e).unwrap(), m);
+        let mut unknown = e.clone();
+        unknown[24] = 3;
+        assert!(DatasetMeta::decode(&unknown).is_err());
+        let mut none = e.clone();
+        none[24] = 0;
+        assert!(DatasetMeta::decode(&none).is_err());
+        let mut short = e.clone();
+        short[0] = 1;
+        assert!(DatasetMeta::decode(&short).is_err());
+        assert!(DatasetMeta::decode(&e[..39]).is_err());
     }
 }

@@ -27,7 +27,7 @@ pub use dirent::DirentValue;
 pub use file_data::write_size_bytes;
 pub use file_record::{FileRecord, MAX_RECORD_SIZE};
 pub use inode::InodeRecord;
-pub use meta::{DatasetMeta, DEFAULT_RECORD_SIZE, MIN_RECORD_SIZE};
+pub use meta::{DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, MIN_RECORD_SIZE};
 
 use aegis_pool::{AllocClass, Compression, Extent};
 
@@ -88,6 +88,8 @@ pub fn format(store: &Store, ds: u64, opts: &FormatOptions) -> Result<()> {
             record_size: opts.record_size,
             next_ino: ROOT_INO + 1,
             inodes: 1,
+            features: 0,
+            reserved: 0,
         };
         t.insert(&keys::meta(), &meta.encode())?;
         let root = InodeRecord {

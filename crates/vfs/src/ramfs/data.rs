@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::{Handle, RamFs, State, CHUNK};
 use crate::error::{FsError, Result};
 use crate::types::*;
-use crate::validate::check_range;
+use crate::validate::{check_range, check_shift, fallocate_mode, Falloc};
 
 impl State {
     pub(super) fn open(&mut self, ino: Ino, flags: i32) -> Result<Fh> {
@@ -120,7 +120,8 @@ impl RamFs {
         Ok(len)
     }
 
-    /// fallocate(2): allocate (mode 0, or KEEP_SIZE) or punch a hole.
+    /// fallocate(2): allocate (mode 0, or KEEP_SIZE), punch a hole, zero
+    /// a range (allocated afterwards), or collapse or insert whole chunks.
     pub(crate) fn allocate(
         &self,
         ino: Ino,
@@ -135,32 +136,32 @@ impl RamFs {
         if !h.write {
             return Err(FsError::BadHandle);
         }
-        if length == 0 {
-            return Err(FsError::InvalidArgument("fallocate length 0"));
+        let (op, end) = fallocate_mode(mode, offset, length)?;
+        let file = st.get(ino)?.file().expect("file");
+        let before = file.size;
+        match op {
+            Falloc::Allocate { .. } | Falloc::Zero { .. } => {
+                // Zeroing keeps the chunks it covers, so both need only
+                // the missing ones.
+                st.check_space(file.chunks_needed(offset, end) * CHUNK)?
+            }
+            Falloc::Collapse | Falloc::Insert => check_shift(op, offset, length, file.size, CHUNK)?,
+            Falloc::Punch => {}
         }
-        let end = check_range(offset, length)?;
-        let now = SystemTime::now();
-        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        match mode {
-            0 | KEEP => {
-                let file = st.get(ino)?.file().expect("file");
-                let before = file.size;
-                let needed = file.chunks_needed(offset, end);
-                st.check_space(needed * CHUNK)?;
-                let after = st.with_file(ino, |f| {
-                    f.allocate(offset, end, mode == KEEP);
-                    f.size
-                })?;
-                if after != before {
-                    st.inode(ino).touch_modified(now);
-                }
+        st.with_file(ino, |f| match op {
+            Falloc::Allocate { keep_size } => f.allocate(offset, end, keep_size),
+            Falloc::Zero { keep_size } => {
+                f.punch(offset, end);
+                f.allocate(offset, end, keep_size);
             }
-            PUNCH => {
-                st.with_file(ino, |f| f.punch(offset, end))?;
-                st.inode(ino).touch_modified(now);
-            }
-            _ => return Err(FsError::NotSupported),
+            Falloc::Punch => f.punch(offset, end),
+            Falloc::Collapse => f.collapse(offset, length),
+            Falloc::Insert => f.insert(offset, length),
+        })?;
+        let after = st.get(ino)?.file().expect("file").size;
+        // A reservation alone leaves the times, as ext4 does.
+        if !matches!(op, Falloc::Allocate { .. }) || after != before {
+            st.inode(ino).touch_modified(SystemTime::now());
         }
         Ok(())
     }

@@ -48,7 +48,8 @@ impl FileData {
     }
 
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
-        if offset >= self.size {
+        // An empty read must not reach `end - 1` below.
+        if offset >= self.size || size == 0 {
             return Vec::new();
         }
         let end = self.size.min(offset.saturating_add(size as u64));
@@ -127,6 +128,28 @@ impl FileData {
         if !keep_size {
             self.size = self.size.max(end);
         }
+    }
+
+    /// COLLAPSE_RANGE: drop the chunks of `[offset, offset + len)` and move
+    /// the later ones down (both multiples of [`CHUNK`], checked by the
+    /// caller); the size shrinks by `len`.
+    pub fn collapse(&mut self, offset: u64, len: u64) {
+        let (lo, n) = (offset / CHUNK, len / CHUNK);
+        let mut tail = self.chunks.split_off(&lo);
+        let moved = tail.split_off(&(lo + n));
+        self.chunks
+            .extend(moved.into_iter().map(|(i, c)| (i - n, c)));
+        self.size = self.size.saturating_sub(len);
+    }
+
+    /// INSERT_RANGE: move the chunks at or past `offset` up by `len` (both
+    /// multiples of [`CHUNK`]), leaving a hole; the size grows by `len`.
+    pub fn insert(&mut self, offset: u64, len: u64) {
+        let (lo, n) = (offset / CHUNK, len / CHUNK);
+        let moved = self.chunks.split_off(&lo);
+        self.chunks
+            .extend(moved.into_iter().map(|(i, c)| (i + n, c)));
+        self.size += len;
     }
 
     /// First data at or after `offset` (ENXIO past the end or if none).
