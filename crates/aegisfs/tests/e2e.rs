@@ -590,7 +590,7 @@ fn special_files_atime_modes_sigterm_and_the_mount_helper() {
 
     // SIGTERM unmounts cleanly: exit 0, the data committed.
     fs::write(m.p("after-term"), b"kept").unwrap();
-    let child = m.child.take().unwrap();
+    let child = m.take_child().unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = {

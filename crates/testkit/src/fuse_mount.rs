@@ -235,8 +235,8 @@ fn describe_process(pid: u32, dir: &Path, what: BTreeSet<String>) -> String {
 }
 
 /// An image file made by `aegisfs mkfs` and mounted by the `aegisfs mount
-/// --foreground` daemon, for end-to-end suites: the same fixture as
-/// `crates/aegisfs/tests/e2e.rs`'s `Mount`, shared here. The caller owns
+/// --foreground` daemon: the one mount fixture of the end-to-end suites
+/// (`crates/aegisfs/tests/common` wraps it with the binary and a tempdir). The caller owns
 /// the directory (a tempdir) and names the binary (`CARGO_BIN_EXE_aegisfs`
 /// exists only in that crate's tests). Dropping it unmounts (lazily if it
 /// stays busy) and stops the daemon, also after a panic; [`finish`]
@@ -293,10 +293,17 @@ impl ImageMount {
         m
     }
 
+    /// Mount with `allow_other`, the default of these suites.
     pub fn mount(&mut self) {
+        self.mount_with("allow_other");
+    }
+
+    /// Mount with the options `-o OPTIONS` and wait until the kernel
+    /// lists the mount.
+    pub fn mount_with(&mut self, options: &str) {
         assert!(self.child.is_none(), "already mounted");
         let child = std::process::Command::new(&self.bin)
-            .args(["mount", "--foreground", "-o", "allow_other"])
+            .args(["mount", "--foreground", "-o", options])
             .arg(&self.img)
             .arg(&self.mnt)
             .stdin(std::process::Stdio::null())
@@ -326,6 +333,31 @@ impl ImageMount {
     pub fn remount(&mut self) {
         self.unmount();
         self.mount();
+    }
+
+    /// `kill -9` of the daemon, then clear the dead mount.
+    pub fn kill(&mut self) {
+        let mut c = self.child.take().expect("mounted");
+        let _ = c.kill();
+        let _ = c.wait();
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
+        let start = Instant::now();
+        while is_mounted(&self.mnt) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the daemon is running (mounted by this fixture).
+    pub fn is_served(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The daemon's process, to signal it.
+    pub fn take_child(&mut self) -> Option<std::process::Child> {
+        self.child.take()
     }
 
     /// `aegisfs fsck` of the image must exit 0.
