@@ -99,6 +99,20 @@ impl FuseAdapter {
         }
     }
 
+    /// The entry and open handle of a create or tmpfile.
+    fn reply_created(&self, reply: ReplyCreate, result: aegis_vfs::Result<(aegis_vfs::Attr, u64)>) {
+        match result {
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &file_attr(&attr),
+                generation(&attr),
+                FileHandle(fh),
+                self.open_flags,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     /// Drop the kernel's cached pages of `[offset, offset + len)` after an
     /// O_DIRECT write, before it is acknowledged. The kernel invalidates
     /// them itself before a direct write, and after a synchronous one, but
@@ -479,16 +493,10 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let req = creator(req, umask);
-        match self.fs.create(&req, parent.0, name, mode & 0o7777, flags) {
-            Ok((attr, fh)) => reply.created(
-                &TTL,
-                &file_attr(&attr),
-                generation(&attr),
-                FileHandle(fh),
-                self.open_flags,
-            ),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_created(
+            reply,
+            self.fs.create(&req, parent.0, name, mode & 0o7777, flags),
+        );
     }
 
     fn tmpfile(
@@ -501,16 +509,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let req = creator(req, umask);
-        match self.fs.tmpfile(&req, parent.0, mode & 0o7777, flags) {
-            Ok((attr, fh)) => reply.created(
-                &TTL,
-                &file_attr(&attr),
-                generation(&attr),
-                FileHandle(fh),
-                self.open_flags,
-            ),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_created(reply, self.fs.tmpfile(&req, parent.0, mode & 0o7777, flags));
     }
 
     fn fallocate(
