@@ -383,7 +383,7 @@ fn remount_read_only_and_back_through_mount8() {
             .unwrap()
     };
     let out = Command::new("mount")
-        .args(["-t", "fuse.aegisfs"])
+        .args(["-t", "fuse.aegisfs", "-o", "allow_other"])
         .arg(&m.img)
         .arg(&m.mnt)
         .output()
@@ -401,6 +401,28 @@ fn remount_read_only_and_back_through_mount8() {
     fs::write(m.p("still-writable"), b"yes").unwrap();
     drop(busy);
 
+    // Options a mounted daemon cannot change: refused, nothing changes.
+    for bad in [
+        "remount,ro,nolog",
+        "remount,threads=3",
+        "remount,auto_unmount",
+    ] {
+        let out = mount8(&["-o", bad]);
+        assert!(!out.status.success(), "{bad}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot change"),
+            "{bad}: {out:?}"
+        );
+        assert!(
+            mount_options(&m.mnt).contains(&"rw".to_string()),
+            "{bad} changed the mount"
+        );
+    }
+    fs::write(m.p("still-writable"), b"yes").unwrap();
+    // What the mount already has may be repeated (as an fstab line is).
+    let out = mount8(&["-o", "remount,ro,allow_other"]);
+    assert!(out.status.success(), "remount,ro,allow_other: {out:?}");
+    assert!(mount8(&["-o", "remount,rw"]).status.success());
     let out = mount8(&["-o", "remount,ro"]);
     assert!(out.status.success(), "remount,ro: {out:?}");
     assert!(mount_options(&m.mnt).contains(&"ro".to_string()));

@@ -62,6 +62,10 @@ pub struct MountConfig {
     /// `fuseblk` asked for (`Some(true)`), refused (`nofuseblk`), or left
     /// to the caller's default (`None`); the caller finds the device.
     pub fuseblk: Option<bool>,
+    /// Options of this mount that a remount cannot change, comma
+    /// separated as given (the caller's daemon options among them); the
+    /// remount helper reads them back to refuse a change (EINVAL).
+    pub fixed_options: String,
     /// Let fusermount3 unmount if this process dies (`auto_unmount`).
     /// Needs `allow_other` or `allow_root`.
     pub auto_unmount: bool,
@@ -86,6 +90,7 @@ impl Default for MountConfig {
             suid: false,
             exec: true,
             blkdev: None,
+            fixed_options: String::new(),
             fuseblk: None,
             auto_unmount: false,
             threads: None,

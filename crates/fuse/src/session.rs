@@ -166,7 +166,7 @@ fn start(
     config: &MountConfig,
 ) -> Result<(Session<FuseAdapter>, Arc<Unmounter>), MountError> {
     let notifier = Arc::new(OnceLock::new());
-    let adapter = FuseAdapter::new(fs, Arc::clone(&notifier), config.strictatime);
+    let adapter = FuseAdapter::new(fs, Arc::clone(&notifier), config);
     let (mut session, direct) = match &config.blkdev {
         Some(dev) => {
             let fd = crate::fuseblk::mount(dev, &path, config)?;

@@ -127,6 +127,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         atime,
         intent_log,
     } = fs_choices(&parsed.fs)?;
+    parsed.mount.fixed_options = fixed_options(&parsed, intent_log);
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
     if !a.image.exists() {
         return Err(CliError::new(format!(
@@ -190,6 +191,35 @@ pub fn run(a: Args) -> CliResult<u8> {
     served.map_err(|e| CliError::new(e.to_string()))?;
     closed.map_err(|e| CliError::new(format!("{}: closing: {e}", image.display())))?;
     Ok(0)
+}
+
+/// The options of this mount a remount cannot change, for the remount
+/// helper to compare against (see `remount.rs`).
+fn fixed_options(parsed: &aegis_fuse::ParsedOptions, intent_log: bool) -> String {
+    let m = &parsed.mount;
+    let mut o: Vec<String> = Vec::new();
+    if !intent_log {
+        o.push("nolog".into());
+    }
+    if parsed.fs.iter().any(|f| f.name == "norecovery") {
+        o.push("norecovery".into());
+    }
+    if let Some(n) = m.threads {
+        o.push(format!("threads={n}"));
+    }
+    match m.access {
+        aegis_fuse::AccessPolicy::AllowOther => o.push("allow_other".into()),
+        // The kernel lists allow_other for it, which mount(8) hands back.
+        aegis_fuse::AccessPolicy::AllowRoot => {
+            o.push("allow_root".into());
+            o.push("allow_other".into());
+        }
+        aegis_fuse::AccessPolicy::Owner => {}
+    }
+    if m.auto_unmount {
+        o.push("auto_unmount".into());
+    }
+    o.join(",")
 }
 
 /// fuseblk where the kernel allows it: only then do `sync` and `syncfs`

@@ -72,6 +72,7 @@ pub fn run(a: &Args) -> CliResult<u8> {
     }
     // Neither `ro` nor `rw` given: the mount stays as it is.
     let says = |w: &str| spec.split(',').any(|o| o.trim() == w);
+    check_fixed(&mnt, &spec).map_err(fail)?;
     let writable = if says("ro") || says("rw") {
         !parsed.mount.read_only
     } else {
@@ -79,6 +80,33 @@ pub fn run(a: &Args) -> CliResult<u8> {
     };
     apply(&mnt, flags, writable).map_err(fail)?;
     Ok(0)
+}
+
+/// Options the daemon cannot change while mounted: asked for on a
+/// remount, each must be what the mount already has (mount(8) passes the
+/// fstab line along, so an unchanged `nolog` is fine), else EINVAL and
+/// nothing changes. The atime mode is not among them: the kernel shows
+/// `relatime` for a strictatime mount too, so mount(8)'s copy says nothing.
+fn check_fixed(mnt: &Path, spec: &str) -> Result<(), String> {
+    let Ok(fixed) = aegis_fuse::control::fixed_options(mnt) else {
+        // A daemon that cannot say: nothing to compare against.
+        return Ok(());
+    };
+    let has: Vec<&str> = fixed.split(',').filter(|o| !o.is_empty()).collect();
+    for o in spec.split(',').map(str::trim) {
+        let name = o.split('=').next().unwrap_or(o);
+        let fixed_kind = matches!(
+            name,
+            "nolog" | "norecovery" | "threads" | "allow_other" | "allow_root" | "auto_unmount"
+        );
+        if fixed_kind && !has.contains(&o) {
+            return Err(format!(
+                "{}: mount option '{o}' cannot change on a remount (EINVAL); unmount and mount again",
+                mnt.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What the kernel shows of a FUSE mount in mountinfo, which mount(8)

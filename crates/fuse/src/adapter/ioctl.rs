@@ -6,15 +6,33 @@ use aegis_vfs::FileSystem;
 use fuser::Errno;
 
 use super::reply::errno;
-use crate::control::{AEGIS_IOC_SET_WRITABLE, FS_IOC_SHUTDOWN};
+use crate::control::{
+    AEGIS_IOC_GET_FIXED_OPTIONS, AEGIS_IOC_SET_WRITABLE, FIXED_OPTIONS_MAX, FS_IOC_SHUTDOWN,
+};
 
-/// Serve one ioctl from `uid` with the bytes the kernel copied in.
-pub(super) fn serve(fs: &dyn FileSystem, uid: u32, cmd: u32, in_data: &[u8]) -> Result<(), Errno> {
+/// Serve one ioctl from `uid` with the bytes the kernel copied in; returns
+/// the bytes to copy out. `fixed` is what AEGIS_IOC_GET_FIXED_OPTIONS
+/// answers.
+pub(super) fn serve(
+    fs: &dyn FileSystem,
+    fixed: &str,
+    uid: u32,
+    cmd: u32,
+    in_data: &[u8],
+) -> Result<Vec<u8>, Errno> {
     match cmd {
-        FS_IOC_SHUTDOWN | AEGIS_IOC_SET_WRITABLE if uid != 0 => Err(Errno::EPERM),
+        FS_IOC_SHUTDOWN | AEGIS_IOC_SET_WRITABLE | AEGIS_IOC_GET_FIXED_OPTIONS if uid != 0 => {
+            Err(Errno::EPERM)
+        }
+        AEGIS_IOC_GET_FIXED_OPTIONS => {
+            let mut out = fixed.as_bytes().to_vec();
+            out.truncate(FIXED_OPTIONS_MAX - 1);
+            out.push(0);
+            Ok(out)
+        }
         FS_IOC_SHUTDOWN => {
             tracing::warn!("shut down by FS_IOC_SHUTDOWN: nothing more is written");
-            fs.shutdown().map_err(|e| errno(&e))
+            fs.shutdown().map(|()| Vec::new()).map_err(|e| errno(&e))
         }
         AEGIS_IOC_SET_WRITABLE => {
             let Ok(word) = <[u8; 4]>::try_from(in_data) else {
@@ -25,6 +43,7 @@ pub(super) fn serve(fs: &dyn FileSystem, uid: u32, cmd: u32, in_data: &[u8]) -> 
                 1 => fs.set_writable(true),
                 _ => return Err(Errno::EINVAL),
             }
+            .map(|()| Vec::new())
             .map_err(|e| errno(&e))
         }
         _ => Err(Errno::ENOTTY),

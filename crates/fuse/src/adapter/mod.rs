@@ -70,6 +70,8 @@ pub(crate) struct FuseAdapter {
     /// How opened files use the page cache: kept across opens, or direct
     /// I/O under `strictatime` (see [`open_flags`]).
     open_flags: FopenFlags,
+    /// The options a remount cannot change (`MountConfig::fixed_options`).
+    fixed_options: String,
 }
 
 /// KEEP_CACHE: every change to a file passes through this mount's page
@@ -90,12 +92,13 @@ impl FuseAdapter {
     pub(crate) fn new(
         fs: Arc<dyn FileSystem>,
         notifier: Arc<OnceLock<Notifier>>,
-        strictatime: bool,
+        config: &crate::MountConfig,
     ) -> FuseAdapter {
         FuseAdapter {
             fs,
             notifier,
-            open_flags: open_flags(strictatime),
+            open_flags: open_flags(config.strictatime),
+            fixed_options: config.fixed_options.clone(),
         }
     }
 
@@ -588,8 +591,8 @@ impl fuser::Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        match ioctl::serve(&*self.fs, req.uid(), cmd, in_data) {
-            Ok(()) => reply.ioctl(0, &[]),
+        match ioctl::serve(&*self.fs, &self.fixed_options, req.uid(), cmd, in_data) {
+            Ok(out) => reply.ioctl(0, &out),
             Err(e) => reply.error(e),
         }
     }
