@@ -223,3 +223,45 @@ fn zero_punch_collapse_and_insert_with_fallocate_1() {
     }
     m.finish();
 }
+
+/// Rewrites of an already written reservation on a pool full for every
+/// other write: each pass needs fresh copy-on-write space while the old
+/// blocks wait out their deferred free, and every one must still succeed
+/// (the kernel sends at most 1 MiB per write, and a write that finds too
+/// little commits to get the deferred frees back).
+#[test]
+fn rewrites_of_a_written_reservation_succeed_when_the_pool_is_full() {
+    use std::io::Write;
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = ImageMount::new(BIN, dir.path(), "128M");
+    let res = m.p("res");
+    fallocate(&["-l", "60M"], &res).unwrap();
+    // Fill everything else.
+    let mut filler = fs::File::create(m.p("filler")).unwrap();
+    let chunk: Vec<u8> = (0..MB).map(|i| (i * 7 + 3) as u8).collect();
+    let full = loop {
+        if let Err(e) = filler.write_all(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+    drop(filler);
+    let f = OpenOptions::new().write(true).open(&res).unwrap();
+    for pass in 0..4u8 {
+        let data = vec![pass.wrapping_mul(37).wrapping_add(1); MB as usize];
+        for i in 0..60 {
+            f.write_all_at(&data, i * MB)
+                .unwrap_or_else(|e| panic!("pass {pass}, MiB {i}: {e}"));
+        }
+        f.sync_all().unwrap();
+    }
+    drop(f);
+    let back = fs::read(&res).unwrap();
+    assert!(back
+        .iter()
+        .all(|&b| b == 3u8.wrapping_mul(37).wrapping_add(1)));
+    m.finish();
+}
