@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -618,25 +618,7 @@ fn special_files_atime_modes_sigterm_and_the_mount_helper() {
         panic!("unmount of the helper's mount failed: {report}");
     }
     // The daemon is not our child: wait for the image lock to be free.
-    let start = Instant::now();
-    loop {
-        let f = File::open(&m.img).unwrap();
-        // SAFETY: flock on an open descriptor.
-        let rc = unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        };
-        if rc == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "daemon did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_lock_free(&m.img);
     m.fsck();
 }
 

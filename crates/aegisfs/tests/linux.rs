@@ -233,27 +233,6 @@ impl Drop for Detach {
     }
 }
 
-/// Wait until no process holds the image lock: a daemon that is not our
-/// child has exited.
-fn wait_for_lock_free(img: &std::path::Path) {
-    let start = std::time::Instant::now();
-    loop {
-        let f = File::open(img).unwrap();
-        // SAFETY: flock on a descriptor `f` keeps open.
-        let rc = unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        };
-        if rc == 0 {
-            return;
-        }
-        assert!(start.elapsed().as_secs() < 60, "the daemon did not exit");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 fn run_ok(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {out:?}");

@@ -231,23 +231,20 @@ impl Unmounter {
 
 /// umount2(2) of `path`, no flags.
 fn umount(path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    umount2(path, 0)
 }
 
 /// Lazy unmount: remove the mount from the namespace now, let the kernel
 /// end the connection once nothing uses it.
 fn detach(path: &Path) -> io::Result<()> {
+    umount2(path, libc::MNT_DETACH)
+}
+
+fn umount2(path: &Path, flags: libc::c_int) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())

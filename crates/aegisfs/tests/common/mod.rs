@@ -55,6 +55,27 @@ impl DerefMut for Mount {
     }
 }
 
+/// Wait until no process holds the image lock: a daemon that is not our
+/// child has exited.
+pub fn wait_for_lock_free(img: &Path) {
+    let start = std::time::Instant::now();
+    loop {
+        let f = std::fs::File::open(img).unwrap();
+        // SAFETY: flock on a descriptor `f` keeps open.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+        assert!(start.elapsed().as_secs() < 60, "the daemon did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn errno_of(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
