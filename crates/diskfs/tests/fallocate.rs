@@ -191,15 +191,7 @@ fn writes_into_a_reservation_succeed_on_a_full_pool() {
     // (1 MiB of records, three times: each round's old blocks wait out
     // their deferral in the pool's commit reserve).
     // Incompressible, so each block takes its record's whole share.
-    let mut x = 0x9e3779b97f4a7c15u64;
-    let other: Vec<u8> = (0..RS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let other = aegis_testkit::noise(RS as usize, 0);
     for round in 0..3 {
         let mut pos = 0;
         while pos < (1 << 20) {

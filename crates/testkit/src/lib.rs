@@ -111,3 +111,17 @@ impl Kit {
         store.shutdown().expect("close after fsck");
     }
 }
+
+/// `len` bytes of xorshift noise from `seed`: data that does not compress,
+/// the same for the same arguments.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

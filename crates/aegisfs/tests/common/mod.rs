@@ -15,6 +15,8 @@ use std::path::Path;
 
 #[allow(unused_imports)]
 pub use aegis_testkit::fuse_mount::{fuse_available, is_mounted, unmount_with_retry, ImageMount};
+#[allow(unused_imports)]
+pub use aegis_testkit::noise;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_aegisfs");
 
@@ -82,17 +84,4 @@ pub fn errno_of(e: std::io::Error) -> i32 {
 
 pub fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-/// `len` bytes of xorshift noise from `seed`: data that does not compress.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
