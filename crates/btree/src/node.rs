@@ -278,6 +278,7 @@ mod tests {
                 device: 0,
                 offset: 1 << 20,
             }],
+            gang: false,
         }
     }
 

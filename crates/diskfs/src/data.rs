@@ -10,7 +10,7 @@
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
-use aegis_fs::posix::{write_size_bytes, InodeRecord, FEATURE_PREALLOC};
+use aegis_fs::posix::{write_size_bytes, FileRecord, InodeRecord, FEATURE_PREALLOC};
 use aegis_fs::{AllocClass, ObjectRead, Tx, TxSize};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
@@ -67,6 +67,45 @@ impl DiskFs {
         ))
     }
 
+    /// A write of any length, as transactions of at most
+    /// [`DiskFs::write_piece_bytes`] each, in order: a rewrite needs new
+    /// blocks while the old ones wait out their deferral, so a piece must
+    /// fit the pool's commit reserve, and the commits in between give the
+    /// old blocks back. A piece that fails after others stood makes a
+    /// short write, as on Linux.
+    pub(crate) fn write_in_pieces(
+        &self,
+        st: &mut State,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32> {
+        let rs = self.record_size as u64;
+        let piece = self.write_piece_bytes();
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = offset + done as u64;
+            // Pieces end on record boundaries, so no record is written twice.
+            let to_boundary = (piece - at % rs) as usize;
+            let n = to_boundary.min(data.len() - done);
+            match self.write_locked(st, ino, at, &data[done..done + n]) {
+                Ok(()) => done += n,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done as u32)
+    }
+
+    /// Largest piece of one write transaction: a quarter of the pool's
+    /// commit reserve, whole records, at least one record and at most
+    /// 1 MiB (what the kernel sends in one FUSE write) or one record.
+    fn write_piece_bytes(&self) -> u64 {
+        let rs = self.record_size as u64;
+        let quarter = self.store.space().reserve / 4 / rs * rs;
+        quarter.clamp(rs, (1u64 << 20).max(rs))
+    }
+
     pub(crate) fn write_locked(
         &self,
         st: &mut State,
@@ -92,7 +131,8 @@ impl DiskFs {
             rest => (rest, AllocClass::Normal),
         };
         let size = TxSize {
-            ops: data.len() as u64 / rs + 4,
+            ops: 4,
+            run_bytes: FileRecord::run_bytes(whole / rs, false),
             data_bytes: bytes,
             class,
         };
@@ -247,13 +287,16 @@ impl DiskFs {
                     // A huge range fails on `need`; keep the count sane.
                     let added = (end - offset).div_ceil(rs).min(need / bs + 1);
                     TxSize {
-                        ops: 4 + (added + records) / 8,
+                        ops: 4 + records / 8,
+                        // ZERO_RANGE may punch records with blocks first.
+                        run_bytes: FileRecord::run_bytes(added, !zeroing),
                         data_bytes: need,
                         class: AllocClass::Normal,
                     }
                 }
                 Falloc::Insert => TxSize {
                     ops: 4 + 2 * records,
+                    run_bytes: 0,
                     data_bytes: rs,
                     class: AllocClass::Normal,
                 },

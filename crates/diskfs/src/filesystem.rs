@@ -330,8 +330,7 @@ impl FileSystem for DiskFs {
     }
 
     fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        let len =
-            u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
+        u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
         let mut st = self.state.lock();
         let h = Self::handle(&st, ino, fh)?;
         let r = self.inode(ino)?;
@@ -343,8 +342,7 @@ impl FileSystem for DiskFs {
             return Ok(0);
         }
         let offset = if h.append { r.size } else { offset };
-        self.write_locked(&mut st, ino, offset, data)?;
-        Ok(len)
+        self.write_in_pieces(&mut st, ino, offset, data)
     }
 
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {

@@ -56,6 +56,38 @@ fn reserved(fs: &DiskFs) -> u64 {
     fs.store().reserved_bytes()
 }
 
+/// What an unwritten preallocated record holds for the tree growth of
+/// its first write, beyond its data blocks.
+fn tree_share(fs: &DiskFs) -> u64 {
+    let copies = fs.store().config().metadata_copies;
+    aegis_fs::posix::ShareRule::new(fs.store().block_size(), copies, true).tree_bytes
+}
+
+/// Rewrite `[0, len)` of `ino` with noise of `seed` in one call and read
+/// it back.
+fn rewrite_all(fs: &DiskFs, ino: Ino, fh: Fh, len: u64, seed: u64) {
+    let all = aegis_testkit::noise(len as usize, seed);
+    match fs.write(ino, fh, 0, &all) {
+        Ok(n) => assert_eq!(n as u64, len, "rewrite of {len} bytes: short write"),
+        Err(e) => panic!("rewrite of {len} bytes in one call: {e:?}"),
+    }
+    assert!(fs.read(ino, fh, 0, len as u32).unwrap() == all);
+}
+
+/// Let the filler `ino` take in 4 KiB writes at `off` all it still can.
+fn fill_up(fs: &DiskFs, ino: Ino, fh: Fh, off: u64) {
+    let page = aegis_testkit::noise(4096, off);
+    let mut n = 0;
+    while fs.write(ino, fh, off + n, &page).is_ok() {
+        n += 4096;
+    }
+}
+
+/// The reservation of `records` unwritten records holding `data` bytes.
+fn held(fs: &DiskFs, data: u64, records: u64) -> u64 {
+    data + records * tree_share(fs)
+}
+
 /// The meta record's counter, read from the tree (not the store's copy).
 fn meta_reserved(fs: &DiskFs) -> (u64, u64) {
     fs.store()
@@ -106,8 +138,10 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
     fs.fallocate(ino, fh, 0, len, 0).unwrap();
     let a = fs.getattr(ino).unwrap();
     assert_eq!((a.size, a.blocks), (len, len / 512));
-    assert_eq!(reserved(&fs), len);
-    assert_eq!(meta_reserved(&fs), (aegis_fs::posix::FEATURE_PREALLOC, len));
+    assert!(tree_share(&fs) > 0);
+    assert_eq!(reserved(&fs), held(&fs, len, len / RS));
+    let features = aegis_fs::posix::FEATURE_PREALLOC | aegis_fs::posix::FEATURE_PREALLOC_TREE;
+    assert_eq!(meta_reserved(&fs), (features, held(&fs, len, len / RS)));
     assert!(avail(&fs) + len <= avail0, "statfs available drops");
     assert!(free(&fs) + len <= free0, "statfs free drops");
     // Reads as zeroes.
@@ -118,7 +152,7 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
         .all(|&b| b == 0));
     // Zeroes written over a reservation keep it.
     fs.write(ino, fh, 0, &vec![0u8; 2 * RS as usize]).unwrap();
-    assert_eq!(reserved(&fs), len);
+    assert_eq!(reserved(&fs), held(&fs, len, len / RS));
     // KEEP_SIZE past the end: reserved, size unchanged.
     fs.fallocate(ino, fh, len, len, KEEP).unwrap();
     assert_eq!(fs.getattr(ino).unwrap().size, len);
@@ -130,14 +164,18 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
     };
     fs.setattr(&Request::root(), ino, &set, None).unwrap();
     assert_eq!(blocks(&fs, ino), (3 << 20) / 512);
-    assert_eq!(reserved(&fs), 3 << 20);
+    assert_eq!(reserved(&fs), held(&fs, 3 << 20, (3 << 20) / RS));
     // A punch releases the records it covers whole.
     fs.fallocate(ino, fh, 1 << 20, 1 << 20, PUNCH).unwrap();
-    assert_eq!(reserved(&fs), 2 << 20);
+    assert_eq!(reserved(&fs), held(&fs, 2 << 20, (2 << 20) / RS));
     assert_eq!(blocks(&fs, ino), (2 << 20) / 512);
     // Unlink frees the rest once the inode goes.
     fs.unlink(ROOT_INO, OsStr::new("f")).unwrap();
-    assert_eq!(reserved(&fs), 2 << 20, "still open");
+    assert_eq!(
+        reserved(&fs),
+        held(&fs, 2 << 20, (2 << 20) / RS),
+        "still open"
+    );
     fs.release(ino, fh).unwrap();
     fs.forget(ino, 1);
     assert_eq!(reserved(&fs), 0);
@@ -204,7 +242,11 @@ fn writes_into_a_reservation_succeed_on_a_full_pool() {
     }
     assert_eq!(fs.read(a, fa, RS, RS as u32).unwrap(), other);
     assert_eq!(blocks(&fs, a), len / 512);
-    assert_eq!(fs.write(b, fb, off, &small), Err(FsError::NoSpace));
+    // What the records' writes gave back (tree share they did not need,
+    // room the commits made) may go to others; the reservation still
+    // takes its rewrites.
+    fill_up(&fs, b, fb, off);
+    rewrite_all(&fs, a, fa, len, 3);
     fs.release(a, fa).unwrap();
     fs.release(b, fb).unwrap();
     fs.unmount().unwrap();
@@ -273,9 +315,9 @@ fn reservation_is_exact_after_remount_and_after_log_replay() {
     let content = fs.read(ino, fh, 0, (11 * RS) as u32).unwrap();
     // Record 0 held data before, 5 is punched; the rest of 0..=10 and
     // 20..23 are reserved (record 10 for 100 bytes: one block), record 2
-    // less the block its small write took.
+    // less the block its small write took; all but record 2 unwritten.
     let bs = fs.statfs(ROOT_INO).unwrap().frsize as u64;
-    assert_eq!(want.1, 7 * RS + bs + 3 * RS + (RS - bs));
+    assert_eq!(want.1, held(&fs, 7 * RS + bs + 3 * RS + (RS - bs), 11));
     let crash = Arc::new(dev.snapshot());
     fs.release(ino, fh).unwrap();
     fs.unmount().unwrap();
@@ -317,7 +359,7 @@ fn zero_collapse_and_insert_ranges_move_contents() {
     assert_eq!(read_all(&fs, ino, fh), model);
     assert_eq!(
         reserved(&fs),
-        RS,
+        held(&fs, RS, 1),
         "record 2, whole in the range, is reserved"
     );
     // ZERO_RANGE past the end extends the size unless KEEP_SIZE.
@@ -408,6 +450,52 @@ fn bad_modes_and_ranges_get_linux_errors() {
         pattern(4 * RS, 3)
     );
     fs.release(ino, fh).unwrap();
+    fs.unmount().unwrap();
+    fsck(&dev);
+}
+
+/// Fill everything but the reservation, then write and rewrite all of it:
+/// in 1 MiB pieces (what the kernel sends), and in one call of the whole
+/// range (the embedded API), with small records so that the tree grows by
+/// a block pointer per record. Every write must succeed.
+#[test]
+fn whole_reservation_writes_and_rewrites_succeed_on_a_full_pool() {
+    let kit = kit();
+    let dev = kit.fresh();
+    let fs = kit.mount(dev.clone()).unwrap();
+    let (a, fa) = create(&fs, "reserved");
+    let len = avail(&fs) * 3 / 4 / RS * RS;
+    fs.fallocate(a, fa, 0, len, 0).unwrap();
+    let (b, fb) = create(&fs, "filler");
+    let mut off = 0;
+    for n in [1 << 20, RS as usize, 4096] {
+        let chunk = aegis_testkit::noise(n, 9);
+        while fs.write(b, fb, off, &chunk).is_ok() {
+            off += n as u64;
+        }
+    }
+    assert_eq!(fs.write(b, fb, off, &[1u8; 4096]), Err(FsError::NoSpace));
+    for round in 0..2u64 {
+        let piece = aegis_testkit::noise(1 << 20, round);
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(1 << 20) as usize;
+            if let Err(e) = fs.write(a, fa, pos, &piece[..n]) {
+                panic!("1 MiB pieces, round {round}: at {pos} of {len}: {e:?}");
+            }
+            pos += n as u64;
+        }
+        fs.fsync(a, fa, false).unwrap();
+    }
+    for round in 2..4u64 {
+        rewrite_all(&fs, a, fa, len, round);
+    }
+    // All written; a record that went in pieces also counts its header.
+    assert!(blocks(&fs, a) >= len / 512);
+    fill_up(&fs, b, fb, off);
+    rewrite_all(&fs, a, fa, len, 9);
+    fs.release(a, fa).unwrap();
+    fs.release(b, fb).unwrap();
     fs.unmount().unwrap();
     fsck(&dev);
 }

@@ -107,17 +107,24 @@ impl Walker<'_> {
                 );
             }
         }
-        let len = bp.allocated_size(self.pool.block_size());
-        for a in &bp.addrs {
-            self.report.bytes_reachable += len;
-            if let Some(prev) = self.overlapping(a.device, a.offset, len) {
+        // A gang block owns its header and its pieces.
+        let extents = match self.pool.extents_of(bp) {
+            Ok(x) => x,
+            Err(e) => {
+                self.error(format!("{}: {e}", bp.describe()), false);
+                return check.data;
+            }
+        };
+        for a in extents {
+            self.report.bytes_reachable += a.len;
+            if let Some(prev) = self.overlapping(a.device, a.offset, a.len) {
                 self.error(
                     format!("{} overlaps {} (block owned twice)", bp.describe(), prev),
                     false,
                 );
             }
             self.owned
-                .insert((a.device, a.offset), (len, bp.describe()));
+                .insert((a.device, a.offset), (a.len, bp.describe()));
         }
         check.data
     }
@@ -413,7 +420,11 @@ impl Walker<'_> {
     }
 
     fn check_posix(&mut self, id: u64, tree: &Tree) {
-        match posix::check::check_tree(tree, self.pool.block_size(), 100) {
+        match posix::check::check_tree(
+            tree,
+            (self.pool.block_size(), self.pool.config().metadata_copies),
+            100,
+        ) {
             Ok(Some(found)) => {
                 for f in found {
                     self.error(format!("dataset {id}: {f}"), false);

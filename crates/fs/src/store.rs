@@ -27,6 +27,7 @@ use crate::dataset::{
 };
 use crate::error::{FsError, Result};
 use crate::intent_log::IntentLog;
+use crate::tx::TxSize;
 use crate::txg::SyncThread;
 
 #[derive(Clone, Debug)]
@@ -319,7 +320,7 @@ impl Store {
         if self.pool.is_read_only() {
             return Err(PoolError::ReadOnly.into());
         }
-        let mut t = self.reserve_tree(ds, class, ops)?;
+        let mut t = self.reserve_tree(ds, TxSize::ops(ops, class))?;
         let tree = t.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         // A failed operation is undone whole: no half-applied change may
         // reach the next commit.
@@ -349,18 +350,19 @@ impl Store {
         }
     }
 
-    /// The trees, write-locked, once the commit of everything dirty plus
-    /// `ops` more operations on `ds` fits. Space held by deferred frees
-    /// comes back after DEFER_TXGS commits: pay for them before giving up.
+    /// The trees, write-locked, once a change of `size` on `ds` fits:
+    /// its data blocks and the commit of everything dirty with its own
+    /// tree changes, out of what `size.class` may use. Space held by
+    /// deferred frees comes back after DEFER_TXGS commits: pay for them
+    /// before giving up.
     pub(crate) fn reserve_tree(
         &self,
         ds: u64,
-        class: AllocClass,
-        ops: u64,
+        size: TxSize,
     ) -> Result<RwLockWriteGuard<'_, Trees>> {
         for tries in 0..=DEFER_TXGS + 1 {
             let t = self.trees.write();
-            match self.check_space(&t, ds, class, ops.max(1)) {
+            match self.check_space(&t, ds, size) {
                 Ok(()) => {
                     if let Some(why) = self.broken.lock().as_ref() {
                         return Err(FsError::Invalid(format!(
@@ -395,26 +397,47 @@ impl Store {
         Ok(())
     }
 
-    /// Would the commit of everything dirty plus `ops` more worst-case
-    /// operations on `ds` fit? Every dirty node becomes one block per copy;
-    /// an operation dirties at most a path and splits it (2 × height + 1);
-    /// the space map's share is the pool's `commit_overhead`.
-    fn check_space(&self, t: &Trees, ds: u64, class: AllocClass, ops: u64) -> Result<()> {
+    /// Would `size.data_bytes` of new data and the commit of everything
+    /// dirty plus `size.ops` more worst-case operations and `size.run_bytes`
+    /// of entries in key order on `ds` fit? Every dirty node becomes one block per
+    /// copy; an operation dirties at most a path and splits it
+    /// (2 × height + 1); the space map's share is the pool's
+    /// `commit_overhead`.
+    fn check_space(&self, t: &Trees, ds: u64, size: TxSize) -> Result<()> {
+        let (ops, run) = (size.ops.max(1), size.run_bytes);
         let height = t
             .datasets
             .get(&ds)
             .map(|x| x.height())
             .unwrap_or(0)
             .max(t.pool_tree.height()) as u64;
-        let blocks =
-            t.dirty_nodes() as u64 + ops * 2 * (height + 2) + t.pool_tree.height() as u64 + 2;
+        let blocks = t.dirty_nodes() as u64
+            + ops * 2 * (height + 2)
+            + run_blocks(run, self.pool.block_size(), height)
+            + t.pool_tree.height() as u64
+            + 2;
         let needed =
             blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64
-                + self.pool.commit_overhead(blocks);
-        let available = self.available(class);
+                + self.pool.commit_overhead(blocks)
+                + size.data_bytes;
+        let available = self.available(size.class);
         if needed > available {
             return Err(PoolError::NoSpace { needed, available }.into());
         }
         Ok(())
     }
+}
+
+/// Nodes a run of entries of `bytes` in all, in key order, may dirty in a
+/// tree of `height`: the leaves holding them (a leaf other than the first and
+/// last is at least a quarter full, or a remove would have merged it),
+/// each of which may split, plus the nodes above them (an eighth more,
+/// each internal entry being smaller than a record's) and the two paths
+/// at the run's ends.
+fn run_blocks(bytes: u64, block_size: u32, height: u64) -> u64 {
+    if bytes == 0 {
+        return 0;
+    }
+    let leaves = bytes.div_ceil(block_size as u64 / 4) + 2;
+    2 * (leaves + leaves / 8 + 2 * (height + 2))
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aegis_btree::Tree;
-use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError, DEFER_TXGS};
+use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError};
 
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
@@ -34,6 +34,12 @@ pub struct TxSize {
     /// Tree operations (inserts or removes), each of which may dirty a
     /// path and split it.
     pub ops: u64,
+    /// Leaf bytes of the entries it writes in one range of keys, such as
+    /// the data records of one file (counted apart from `ops`: neighbours
+    /// share leaves and paths); see [`FileRecord::run_bytes`].
+    ///
+    /// [`FileRecord::run_bytes`]: crate::posix::FileRecord::run_bytes
+    pub run_bytes: u64,
     /// Bytes of new data blocks it may write.
     pub data_bytes: u64,
     /// `Reserved` for changes that free space (deletes), which must work
@@ -47,6 +53,7 @@ impl TxSize {
     pub fn ops(ops: u64, class: AllocClass) -> TxSize {
         TxSize {
             ops,
+            run_bytes: 0,
             data_bytes: 0,
             class,
         }
@@ -119,8 +126,7 @@ pub trait ObjectRead: sealed::Parts {
     /// would hold (record size `rs`), for the space check of a fallocate;
     /// `zeroing` counts records with data as holes (ZERO_RANGE).
     fn prealloc_need(&self, ino: u64, rs: u64, lo: u64, hi: u64, zeroing: bool) -> Result<u64> {
-        let bs = self.pool().block_size();
-        file_data::prealloc_need(self.tree(), ino, rs, bs, (lo, hi), zeroing)
+        file_data::prealloc_need(self.tree(), self.pool(), ino, rs, (lo, hi), zeroing)
     }
 
     /// The part of a write of `[lo, hi)` of file `ino` (record size `rs`)
@@ -330,8 +336,7 @@ impl Store {
         if self.pool.is_read_only() {
             return Err(FsError::from(PoolError::ReadOnly).into());
         }
-        self.reserve_data(size.data_bytes, size.class)?;
-        let mut t = self.reserve_tree(ds, size.class, size.ops)?;
+        let mut t = self.reserve_tree(ds, size)?;
         let held_before = meta.reserved;
         let trees = &mut *t;
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
@@ -389,34 +394,6 @@ impl Store {
                 tracing::warn!(error = %f, "could not free a block of an undone change");
             }
         }
-    }
-
-    /// Fail with ENOSPC unless the pool can take `bytes` more of data of
-    /// `class`: a `Normal` change beside what preallocated records hold
-    /// back (a write's share that lands on them is not in `bytes`), a
-    /// `Reserved` one (a write wholly inside preallocated records) out of
-    /// all free space, which the reservations guarantee it. Space freed in
-    /// the last txgs comes back only after DEFER_TXGS commits: pay for
-    /// those before refusing.
-    fn reserve_data(&self, bytes: u64, class: AllocClass) -> Result<()> {
-        if bytes == 0 {
-            return Ok(());
-        }
-        for _ in 0..=DEFER_TXGS {
-            if bytes <= self.available(class) || self.pool.space().deferred == 0 {
-                break;
-            }
-            self.commit()?;
-        }
-        let available = self.available(class);
-        if bytes > available {
-            return Err(PoolError::NoSpace {
-                needed: bytes,
-                available,
-            }
-            .into());
-        }
-        Ok(())
     }
 }
 

@@ -141,6 +141,7 @@ fn dummy_bp(len: usize) -> BlockPtr {
         birth_txg: 5,
         checksum: [0; 32],
         addrs: Vec::new(),
+        gang: false,
     }
 }
 

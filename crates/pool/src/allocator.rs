@@ -11,15 +11,32 @@
 //! replayed space map violates them): free extents never overlap or touch
 //! (they are coalesced); an allocation takes only free space; a free
 //! returns only allocated, not-yet-freed space; `free_bytes` equals the sum
-//! of the free map.
+//! of the free map, and the size index holds exactly the free map's
+//! extents.
+//!
+//! Placement: first fit from a cursor while a device has room (writes stay
+//! sequential); best fit (the smallest free extent that holds the block)
+//! once less than [`TIGHT_FRACTION`] of it is free, so that small blocks
+//! (tree nodes, 4 KiB) fill the small holes COW leaves behind and the
+//! larger extents stay whole for data records. A nearly full pool whose
+//! free bytes are all in holes smaller than a record could otherwise not
+//! take the writes its reservations promise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{PoolError, Result};
 use crate::space_map::{SpaceEntry, SpaceOp};
 
 /// Frees in txg F become allocatable once txg F + DEFER_TXGS has committed.
 pub const DEFER_TXGS: u64 = 2;
+
+/// A device with less than 1/TIGHT_FRACTION of its space free places by
+/// best fit.
+const TIGHT_FRACTION: u64 = 8;
+
+/// Candidates a best-fit search looks at for a ditto copy (which must lie
+/// in the far half from its sibling) before falling back to first fit.
+const DITTO_CANDIDATES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Extent {
@@ -41,20 +58,53 @@ struct DeviceSpace {
     start: u64,
     end: u64,
     free: BTreeMap<u64, u64>,
+    /// The free map's extents by (length, offset), for best fit.
+    by_size: BTreeSet<(u64, u64)>,
     free_bytes: u64,
     cursor: u64,
 }
 
 impl DeviceSpace {
     fn new(start: u64, end: u64) -> Self {
-        let mut free = BTreeMap::new();
-        free.insert(start, end - start);
-        DeviceSpace {
+        let mut d = DeviceSpace {
             start,
             end,
-            free,
+            free: BTreeMap::new(),
+            by_size: BTreeSet::new(),
             free_bytes: end - start,
             cursor: start,
+        };
+        d.insert_free(start, end - start);
+        d
+    }
+
+    fn insert_free(&mut self, off: u64, len: u64) {
+        self.free.insert(off, len);
+        self.by_size.insert((len, off));
+    }
+
+    fn remove_free(&mut self, off: u64) {
+        if let Some(len) = self.free.remove(&off) {
+            self.by_size.remove(&(len, off));
+        }
+    }
+
+    fn is_tight(&self) -> bool {
+        self.free_bytes < (self.end - self.start) / TIGHT_FRACTION
+    }
+
+    /// Smallest free extent of at least `len` bytes; with `far`, only one
+    /// starting at least half a device from `far` (a ditto copy's sibling),
+    /// looking at a bounded number of candidates.
+    fn best_fit(&self, len: u64, far: Option<u64>) -> Option<u64> {
+        let mut fits = self.by_size.range((len, 0)..).map(|&(_, off)| off);
+        match far {
+            None => fits.next(),
+            Some(sibling) => {
+                let half = (self.end - self.start) / 2;
+                fits.take(DITTO_CANDIDATES)
+                    .find(|&off| off.abs_diff(sibling) >= half.saturating_sub(len))
+            }
         }
     }
 
@@ -66,12 +116,12 @@ impl DeviceSpace {
         if off + len > s + l {
             return false;
         }
-        self.free.remove(&s);
+        self.remove_free(s);
         if off > s {
-            self.free.insert(s, off - s);
+            self.insert_free(s, off - s);
         }
         if s + l > off + len {
-            self.free.insert(off + len, s + l - off - len);
+            self.insert_free(off + len, s + l - off - len);
         }
         self.free_bytes -= len;
         true
@@ -90,16 +140,16 @@ impl DeviceSpace {
         let orig = len;
         if let Some((&s, &l)) = self.free.range(..off).next_back() {
             if s + l == off {
-                self.free.remove(&s);
+                self.remove_free(s);
                 off = s;
                 len += l;
             }
         }
         if let Some(&l) = self.free.get(&(off + len)) {
-            self.free.remove(&(off + len));
+            self.remove_free(off + len);
             len += l;
         }
-        self.free.insert(off, len);
+        self.insert_free(off, len);
         self.free_bytes += orig;
         true
     }
@@ -196,6 +246,73 @@ impl Allocator {
         len.div_ceil(self.block_size) * self.block_size
     }
 
+    /// Allocate `len` bytes (rounded up to the block size) as at most
+    /// `max_pieces` extents of whole blocks, largest free extents first
+    /// (a gang block's pieces, when no one extent holds `len`). All or
+    /// nothing; the pieces come back in allocation order.
+    pub(crate) fn alloc_pieces(
+        &mut self,
+        len: u64,
+        max_pieces: usize,
+        class: AllocClass,
+    ) -> Result<Vec<Extent>> {
+        let len = self.round(len);
+        let short = |a: &Self| PoolError::NoSpace {
+            needed: len,
+            available: a.available(class),
+        };
+        if len == 0 || len > self.available(class) {
+            return Err(short(self));
+        }
+        // Plan first, from the size indexes, so a refusal changes nothing.
+        let mut plan = Vec::new();
+        let mut left = len;
+        let mut holes = self
+            .devices
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                d.by_size
+                    .iter()
+                    .rev()
+                    .take(max_pieces)
+                    .map(move |&(l, o)| (l, i, o))
+            })
+            .collect::<Vec<_>>();
+        holes.sort_unstable_by(|a, b| b.cmp(a));
+        for (l, dev, off) in holes.into_iter().take(max_pieces) {
+            let take = l.min(left) / self.block_size * self.block_size;
+            if take == 0 {
+                break;
+            }
+            plan.push(Extent {
+                device: dev as u32,
+                offset: off,
+                len: take,
+            });
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        self.allocs += 1;
+        if left > 0 || self.fail_at == Some(self.allocs) {
+            return Err(short(self));
+        }
+        for e in &plan {
+            let taken = self.devices[e.device as usize].take(e.offset, e.len);
+            assert!(taken, "a planned piece is not free");
+            self.log.push(SpaceEntry {
+                op: SpaceOp::Alloc,
+                device: e.device,
+                offset: e.offset,
+                len: e.len,
+                txg: 0,
+            });
+        }
+        Ok(plan)
+    }
+
     /// Allocate `copies` extents of `len` bytes (rounded up to the block
     /// size), on distinct devices while there are enough, else spread over
     /// one device (ditto blocks half a device apart). All or nothing.
@@ -228,7 +345,8 @@ impl Allocator {
         for c in 0..copies {
             let dev = order[c % order.len()];
             let d = &self.devices[dev];
-            let from = match out.iter().rev().find(|e| e.device as usize == dev) {
+            let sibling = out.iter().rev().find(|e| e.device as usize == dev);
+            let from = match sibling {
                 // A ditto copy on the same device: start half a device away so
                 // one damaged region does not take both.
                 Some(prev) => {
@@ -236,7 +354,12 @@ impl Allocator {
                 }
                 None => d.cursor,
             };
-            let Some(off) = d.find(len, from) else {
+            let best = if d.is_tight() {
+                d.best_fit(len, sibling.map(|e| e.offset))
+            } else {
+                None
+            };
+            let Some(off) = best.or_else(|| d.find(len, from)) else {
                 for e in out.drain(..) {
                     self.devices[e.device as usize].give(e.offset, e.len);
                 }
@@ -518,10 +641,11 @@ impl Allocator {
     /// Cross-check the free-byte counters against the maps.
     #[cfg(test)]
     pub(crate) fn check_counters(&self) -> bool {
-        self.devices
-            .iter()
-            .all(|d| d.free.values().sum::<u64>() == d.free_bytes)
-            && self.deferred.values().flatten().map(|e| e.len).sum::<u64>() == self.deferred_bytes
+        self.devices.iter().all(|d| {
+            d.free.values().sum::<u64>() == d.free_bytes
+                && d.by_size.len() == d.free.len()
+                && d.free.iter().all(|(&o, &l)| d.by_size.contains(&(l, o)))
+        }) && self.deferred.values().flatten().map(|e| e.len).sum::<u64>() == self.deferred_bytes
     }
 }
 

@@ -8,7 +8,7 @@
 //! |----:|-----:|-------|
 //! | 0 | 1 | version (1) |
 //! | 1 | 1 | encoded length in bytes (64 + 16 × naddr) |
-//! | 2 | 1 | layout: 0 = copies, 1 = Reed-Solomon stripe (reserved) |
+//! | 2 | 1 | layout: 0 = copies, 1 = Reed-Solomon stripe (reserved), 2 = gang |
 //! | 3 | 1 | naddr: number of addresses (1..=11) |
 //! | 4 | 1 | checksum type |
 //! | 5 | 1 | compression |
@@ -26,7 +26,10 @@
 //!
 //! Invariants checked on decode: known version, length matches naddr,
 //! 1 ≤ naddr ≤ 11, physical ≤ logical ≤ 16 MiB, physical > 0, copies on
-//! distinct (device, offset) pairs.
+//! distinct (device, offset) pairs; a gang pointer has one address, that
+//! of its header block (see `gang_header.rs`; pools with the `gang`
+//! feature only), and its sizes and checksum are those of the stored
+//! bytes its pieces hold joined.
 
 use crate::checksum::ChecksumType;
 use crate::codec::{Reader, Writer};
@@ -34,6 +37,8 @@ use crate::compression::Compression;
 use crate::error::{PoolError, Result};
 
 pub(crate) const BLKPTR_VERSION: u8 = 1;
+const LAYOUT_COPIES: u8 = 0;
+const LAYOUT_GANG: u8 = 2;
 pub const BLKPTR_HEADER: usize = 64;
 pub const DVA_SIZE: usize = 16;
 /// The length byte must hold 64 + 16 × n, so n ≤ 11.
@@ -96,8 +101,11 @@ pub struct BlockPtr {
     pub physical_size: u32,
     pub birth_txg: u64,
     pub checksum: [u8; 32],
-    /// Copies of the same stored bytes, in preference order.
+    /// Copies of the same stored bytes, in preference order; for a gang
+    /// block, its header block.
     pub addrs: Vec<Dva>,
+    /// Layout 2: the stored bytes lie in the pieces a header lists.
+    pub gang: bool,
 }
 
 impl BlockPtr {
@@ -114,7 +122,11 @@ impl BlockPtr {
         let start = w.len();
         w.u8(BLKPTR_VERSION);
         w.u8(self.encoded_len() as u8);
-        w.u8(0); // layout: copies
+        w.u8(if self.gang {
+            LAYOUT_GANG
+        } else {
+            LAYOUT_COPIES
+        });
         w.u8(self.addrs.len() as u8);
         w.u8(self.checksum_type as u8);
         w.u8(self.compression as u8);
@@ -153,10 +165,14 @@ impl BlockPtr {
         let len = r.u8()? as usize;
         let layout = r.u8()?;
         let naddr = r.u8()? as usize;
-        if layout != 0 {
+        if layout != LAYOUT_COPIES && layout != LAYOUT_GANG {
             return Err(bad(format!(
                 "layout {layout} is not supported by this build"
             )));
+        }
+        let gang = layout == LAYOUT_GANG;
+        if gang && naddr != 1 {
+            return Err(bad(format!("gang block with {naddr} header addresses")));
         }
         if naddr == 0 || naddr > MAX_ADDRS || len != BLKPTR_HEADER + DVA_SIZE * naddr {
             return Err(bad(format!(
@@ -221,6 +237,7 @@ impl BlockPtr {
             birth_txg,
             checksum,
             addrs,
+            gang,
         })
     }
 
@@ -234,9 +251,21 @@ impl BlockPtr {
         Ok(bp)
     }
 
-    /// Bytes each copy occupies on its device.
+    /// Bytes one copy of the block takes in all: its stored bytes in
+    /// whole blocks, and for a gang block its header block too.
     pub fn allocated_size(&self, block_size: u32) -> u64 {
-        (self.physical_size as u64).div_ceil(block_size as u64) * block_size as u64
+        let stored = (self.physical_size as u64).div_ceil(block_size as u64) * block_size as u64;
+        stored + if self.gang { block_size as u64 } else { 0 }
+    }
+
+    /// Bytes at each address: the stored bytes in whole blocks, or a gang
+    /// block's header block.
+    pub fn copy_size(&self, block_size: u32) -> u64 {
+        if self.gang {
+            block_size as u64
+        } else {
+            (self.physical_size as u64).div_ceil(block_size as u64) * block_size as u64
+        }
     }
 
     /// A short description for error messages ("tree node L1 txg 7 at 0:1048576").
@@ -315,6 +344,7 @@ mod tests {
                     offset: 1 << 20 | (i as u64) << 12,
                 })
                 .collect(),
+            gang: false,
         }
     }
 

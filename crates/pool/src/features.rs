@@ -7,13 +7,17 @@
 
 /// The version-1 format itself (labels, uberblock ring, space map log).
 pub(crate) const INCOMPAT_BASE_V1: u64 = 1 << 0;
+/// Gang blocks (block pointer layout 2, `gang_header.rs`): a data block
+/// may lie in pieces when no free extent holds it whole. Set on pools
+/// made by this build; a pool without it never gets a gang block.
+pub(crate) const INCOMPAT_GANG: u64 = 1 << 1;
 
 /// Unused by the code (an old reader ignores compat bits by definition);
 /// kept so the three masks read as one table.
 #[allow(dead_code)]
 pub(crate) const KNOWN_COMPAT: u64 = 0;
 pub(crate) const KNOWN_RO_COMPAT: u64 = 0;
-pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1;
+pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1 | INCOMPAT_GANG;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Features {
@@ -27,7 +31,7 @@ impl Features {
         Features {
             compat: 0,
             ro_compat: 0,
-            incompat: INCOMPAT_BASE_V1,
+            incompat: INCOMPAT_BASE_V1 | INCOMPAT_GANG,
         }
     }
     /// Names of the set bits, for `info`.
@@ -37,6 +41,7 @@ impl Features {
             if self.incompat & (1 << bit) != 0 {
                 v.push(match bit {
                     0 => "base_v1".to_string(),
+                    1 => "gang".to_string(),
                     _ => format!("incompat_{bit}"),
                 });
             }

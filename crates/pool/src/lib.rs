@@ -20,6 +20,7 @@ pub mod codec;
 mod compression;
 mod error;
 mod features;
+mod gang_header;
 /// Public for the CLI (device signatures, mkfs limits), the format tests
 /// and the fuzzer.
 pub mod label;
@@ -34,7 +35,7 @@ pub mod uberblock;
 mod write_behind;
 
 pub use allocator::{AllocClass, Extent, DEFER_TXGS};
-pub use blkptr::{BlockPtr, BlockType, Dva};
+pub use blkptr::{BlockPtr, BlockType, Dva, BLKPTR_HEADER, DVA_SIZE};
 pub use checksum::ChecksumType;
 pub use compression::Compression;
 pub use error::{PoolError, Result};

@@ -23,7 +23,9 @@ use std::ops::Bound;
 use aegis_btree::Tree;
 
 use super::inode::S_IFDIR;
-use super::{keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, FEATURE_PREALLOC, ROOT_INO};
+use super::{
+    keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, ROOT_INO,
+};
 use crate::error::Result;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,7 +49,11 @@ struct Obj {
 
 /// Check the POSIX invariants of one dataset tree. Returns the findings
 /// (empty when clean), or `None` if the tree holds no filesystem.
-pub fn check_tree(tree: &Tree, block_size: u32, limit: usize) -> Result<Option<Vec<String>>> {
+pub fn check_tree(
+    tree: &Tree,
+    (block_size, metadata_copies): (u32, u8),
+    limit: usize,
+) -> Result<Option<Vec<String>>> {
     let Some(meta) = tree.get(&keys::meta())? else {
         return Ok(None);
     };
@@ -57,7 +63,7 @@ pub fn check_tree(tree: &Tree, block_size: u32, limit: usize) -> Result<Option<V
     };
     let mut c = Checker {
         limit,
-        block_size,
+        rule: meta.share_rule(block_size, metadata_copies),
         reserved: 0,
         prealloc_records: 0,
         out: Vec::new(),
@@ -80,7 +86,7 @@ pub fn check_tree(tree: &Tree, block_size: u32, limit: usize) -> Result<Option<V
 struct Checker {
     /// Findings stop being recorded past this many.
     limit: usize,
-    block_size: u32,
+    rule: ShareRule,
     /// Sum of the preallocated records' shares, and their number.
     reserved: u64,
     prealloc_records: u64,
@@ -168,7 +174,7 @@ impl Checker {
                     o.records.push((off, rec.len(), kind));
                 }
                 if let FileRecord::Prealloc { .. } = rec {
-                    self.reserved = self.reserved.saturating_add(rec.reserved(self.block_size));
+                    self.reserved = self.reserved.saturating_add(rec.reserved(self.rule));
                     self.prealloc_records += 1;
                 }
             }

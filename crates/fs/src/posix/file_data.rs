@@ -26,7 +26,9 @@
 use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
-use super::{keys, FileRecord, InodeRecord, FEATURE_PREALLOC};
+use super::{
+    keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
+};
 use crate::error::{FsError, Result};
 use crate::tx::{scan, Tx};
 
@@ -74,7 +76,7 @@ fn alloc_of(rec: &FileRecord, block_size: u32) -> u64 {
         FileRecord::Inline(_) => 0,
         FileRecord::Block { bp, .. } => bp.allocated_size(block_size),
         FileRecord::Prealloc { data, .. } => {
-            data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)) + rec.reserved(block_size)
+            data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)) + rec.data_share(block_size)
         }
     }
 }
@@ -88,26 +90,50 @@ fn block_of(rec: &FileRecord) -> Option<&BlockPtr> {
     }
 }
 
-/// Take `rec`'s share of `st_blocks` and of the reservation out (its
-/// block stays: for a record that only changes its length).
-fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
-    let bs = tx.pool_ref().block_size();
-    r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(rec, bs));
-    let held = rec.reserved(bs);
+/// The share rule of the transaction's dataset.
+fn share_rule(tx: &Tx<'_>) -> ShareRule {
+    let pool = tx.pool_ref();
+    tx.meta
+        .share_rule(pool.block_size(), pool.config().metadata_copies)
+}
+
+/// The rule the next reservation of a dataset with `meta` will use: with
+/// nothing reserved, no record's share can change meaning, so the first
+/// one switches the dataset to the newest rule.
+fn next_share_rule(meta: &DatasetMeta, pool: &Pool) -> ShareRule {
+    let tree = meta.reserved == 0 || meta.features & FEATURE_PREALLOC_TREE != 0;
+    ShareRule::new(pool.block_size(), pool.config().metadata_copies, tree)
+}
+
+/// Release the reservation `held`.
+fn unreserve(tx: &mut Tx<'_>, held: u64) {
     if held > 0 {
         tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
         tx.meta_dirty = true;
     }
 }
 
+/// Take `rec`'s share of `st_blocks` and of the reservation out (its
+/// block stays: for a record that only changes its length).
+fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+    let bs = tx.pool_ref().block_size();
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(rec, bs));
+    let held = rec.reserved(share_rule(tx));
+    unreserve(tx, held);
+}
+
 /// Put `rec`'s share of `st_blocks` and of the reservation in; a
-/// preallocated record sets the dataset's `prealloc` feature.
+/// preallocated record sets the dataset's `prealloc` feature (and
+/// `prealloc_tree` when nothing is reserved yet).
 fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
     let bs = tx.pool_ref().block_size();
     r.alloc_bytes += alloc_of(rec, bs);
     if let FileRecord::Prealloc { .. } = rec {
-        tx.meta.reserved += rec.reserved(bs);
+        if tx.meta.reserved == 0 {
+            tx.meta.features |= FEATURE_PREALLOC_TREE;
+        }
         tx.meta.features |= FEATURE_PREALLOC;
+        tx.meta.reserved += rec.reserved(share_rule(tx));
         tx.meta_dirty = true;
     }
 }
@@ -410,21 +436,26 @@ fn wanted(start: u64, rs: u64, hi: u64) -> u32 {
 /// holes). Computed without walking the range, which may be huge.
 pub(crate) fn prealloc_need(
     tree: &Tree,
+    pool: &Pool,
     ino: u64,
     rs: u64,
-    bs: u32,
     (lo, hi): (u64, u64),
     zeroing: bool,
 ) -> Result<u64> {
     if hi <= lo {
         return Ok(0);
     }
+    let meta = match tree.get(&keys::meta())? {
+        Some(v) => DatasetMeta::decode(&v)?,
+        None => return Err(FsError::Damaged("dataset without a meta record".into())),
+    };
+    let rule = next_share_rule(&meta, pool);
     let share = |start: u64| {
         FileRecord::Prealloc {
             len: wanted(start, rs, hi),
             data: None,
         }
-        .reserved(bs)
+        .reserved(rule)
     };
     let first = lo / rs * rs;
     let n = (hi - first).div_ceil(rs);
@@ -437,7 +468,7 @@ pub(crate) fn prealloc_need(
     .saturating_add(share(last));
     for (start, rec) in records_in(tree, ino, first, hi)? {
         let have = match rec {
-            FileRecord::Prealloc { .. } => rec.reserved(bs),
+            FileRecord::Prealloc { .. } => rec.reserved(rule),
             _ if zeroing => 0,
             _ => u64::MAX,
         };
@@ -562,12 +593,8 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
     )?;
     for (k, v) in items {
         let rec = FileRecord::decode(&v)?;
-        let bs = tx.pool_ref().block_size();
-        let held = rec.reserved(bs);
-        if held > 0 {
-            tx.meta.reserved = tx.meta.reserved.saturating_sub(held);
-            tx.meta_dirty = true;
-        }
+        let held = rec.reserved(share_rule(tx));
+        unreserve(tx, held);
         if let Some(bp) = block_of(&rec) {
             tx.to_free.push(bp.clone());
         }

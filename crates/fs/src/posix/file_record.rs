@@ -17,7 +17,7 @@
 //! `len`).
 
 use aegis_pool::codec::{Reader, Writer};
-use aegis_pool::BlockPtr;
+use aegis_pool::{BlockPtr, BLKPTR_HEADER, DVA_SIZE};
 
 use crate::error::{FsError, Result};
 
@@ -27,6 +27,43 @@ const PREALLOC: u8 = 3;
 
 /// Largest record size a dataset may use.
 pub const MAX_RECORD_SIZE: u32 = 1 << 20;
+
+/// Leaf entry of a record without data: entry header, key, kind, length.
+const PREALLOC_ENTRY: u64 = 4 + 17 + 5;
+/// Largest leaf entry of a record with a block: the same and a block
+/// pointer with its one address (data has one copy).
+const BLOCK_ENTRY_MAX: u64 = PREALLOC_ENTRY + (BLKPTR_HEADER + DVA_SIZE) as u64;
+
+/// Tree bytes, per metadata copy, that the first write of a preallocated
+/// record may add: its block pointer (BLKPTR_HEADER + DVA_SIZE = 80
+/// bytes) in a leaf at least half full after a split (× 2), plus an
+/// eighth for the levels above (× 9/8): 80 × 9/4 = 180.
+const FIRST_WRITE_TREE_BYTES: u64 = (BLKPTR_HEADER + DVA_SIZE) as u64 * 9 / 4;
+
+/// How much a preallocated record holds back in one dataset: whole
+/// blocks of its length less its data's, and, when the dataset has the
+/// `prealloc_tree` feature, [`FIRST_WRITE_TREE_BYTES`] per metadata copy
+/// while it has no data yet (its first write grows the tree; later ones
+/// replace a pointer of the same size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShareRule {
+    pub block_size: u32,
+    /// Bytes an unwritten record adds for the tree; 0 without the feature.
+    pub tree_bytes: u64,
+}
+
+impl ShareRule {
+    pub fn new(block_size: u32, metadata_copies: u8, tree_feature: bool) -> ShareRule {
+        ShareRule {
+            block_size,
+            tree_bytes: if tree_feature {
+                FIRST_WRITE_TREE_BYTES * metadata_copies as u64
+            } else {
+                0
+            },
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileRecord {
@@ -45,6 +82,18 @@ pub enum FileRecord {
 }
 
 impl FileRecord {
+    /// Leaf bytes that `records` consecutive records of a file may take
+    /// (for [`TxSize::run_bytes`]): as records with a block, or, when
+    /// `unwritten`, as preallocated records without data.
+    ///
+    /// [`TxSize::run_bytes`]: crate::TxSize::run_bytes
+    pub fn run_bytes(records: u64, unwritten: bool) -> u64 {
+        records.saturating_mul(if unwritten {
+            PREALLOC_ENTRY
+        } else {
+            BLOCK_ENTRY_MAX
+        })
+    }
     pub fn len(&self) -> u32 {
         match self {
             FileRecord::Inline(b) => b.len() as u32,
@@ -52,10 +101,10 @@ impl FileRecord {
         }
     }
 
-    /// Bytes this record holds back from the pool's free space (its
-    /// *share*): what its block may still grow by, up to its length in
-    /// whole blocks uncompressed. Zero for the other kinds.
-    pub fn reserved(&self, block_size: u32) -> u64 {
+    /// Data bytes this record holds back from the pool's free space (and
+    /// counts in `st_blocks`): what its block may still grow by, up to its
+    /// length in whole blocks uncompressed. Zero for the other kinds.
+    pub fn data_share(&self, block_size: u32) -> u64 {
         match self {
             FileRecord::Prealloc { len, data } => {
                 let whole = (*len as u64).div_ceil(block_size as u64) * block_size as u64;
@@ -63,6 +112,17 @@ impl FileRecord {
             }
             _ => 0,
         }
+    }
+
+    /// Bytes this record holds back in all (its *share*, summed in the
+    /// dataset's reserved-bytes counter): its data share, plus the tree
+    /// growth of its first write while it has no data (see [`ShareRule`]).
+    pub fn reserved(&self, rule: ShareRule) -> u64 {
+        let tree = match self {
+            FileRecord::Prealloc { data: None, .. } => rule.tree_bytes,
+            _ => 0,
+        };
+        self.data_share(rule.block_size) + tree
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -156,7 +216,9 @@ mod tests {
         };
         assert_eq!(r.encode(), [3, 0x88, 0x13, 0, 0]);
         assert_eq!(FileRecord::decode(&r.encode()).unwrap(), r);
-        assert_eq!(r.reserved(4096), 8192);
+        assert_eq!(r.data_share(4096), 8192);
+        assert_eq!(r.reserved(ShareRule::new(4096, 2, false)), 8192);
+        assert_eq!(r.reserved(ShareRule::new(4096, 2, true)), 8192 + 360);
         assert!(FileRecord::decode(&[3, 0, 0, 0, 0]).is_err());
         assert!(FileRecord::decode(&[3, 1, 0, 0, 0, 7]).is_err());
         assert!(FileRecord::decode(&[3, 1, 0, 0x20, 0]).is_err());
@@ -178,6 +240,7 @@ mod tests {
                 device: 0,
                 offset: 1 << 20,
             }],
+            gang: false,
         };
         let r = FileRecord::Prealloc {
             len: 16384,
@@ -187,7 +250,9 @@ mod tests {
         assert_eq!(&e[..5], &[3, 0, 0x40, 0, 0]);
         assert_eq!(FileRecord::decode(&e).unwrap(), r);
         // 16 KiB in 4 KiB blocks, less the one block its data takes.
-        assert_eq!(r.reserved(4096), 12288);
+        assert_eq!(r.data_share(4096), 12288);
+        // Written: its pointer is in the tree already.
+        assert_eq!(r.reserved(ShareRule::new(4096, 3, true)), 12288);
         // A block longer than the record, or trailing bytes, are refused.
         let mut long = bp.clone();
         long.logical_size = 20000;

@@ -4,8 +4,9 @@
 //! Layout, version 1 (24 bytes): u8 version · u8 data compression (as in
 //! block pointers) · u16 reserved · u32 record size · u64 next inode
 //! number · u64 inode count. Version 2 (40 bytes) appends u64 incompat
-//! features · u64 reserved bytes (the sum of [`FileRecord::reserved`] over
-//! the dataset's preallocated records, which fsck checks).
+//! features (bit 0 `prealloc`, bit 1 `prealloc_tree`) · u64 reserved
+//! bytes (the sum of [`FileRecord::reserved`] over the dataset's
+//! preallocated records, which fsck checks).
 //!
 //! A dataset without features is written as version 1, byte for byte as
 //! before, so images that never used a feature stay readable by older
@@ -19,14 +20,22 @@ use aegis_pool::codec::{Reader, Writer};
 use aegis_pool::Compression;
 
 use crate::error::{FsError, Result};
-use crate::posix::file_record::MAX_RECORD_SIZE;
+use crate::posix::file_record::{ShareRule, MAX_RECORD_SIZE};
 
 pub const MIN_RECORD_SIZE: u32 = 4096;
 pub const DEFAULT_RECORD_SIZE: u32 = 128 << 10;
 
 /// Incompat feature: the dataset may hold preallocated file records.
 pub const FEATURE_PREALLOC: u64 = 1 << 0;
-const KNOWN_FEATURES: u64 = FEATURE_PREALLOC;
+/// Incompat feature: an unwritten preallocated record's share includes
+/// the tree growth of its first write ([`ShareRule`]). Set with
+/// [`FEATURE_PREALLOC`] whenever nothing is reserved (so no record's
+/// share changes meaning); a dataset preallocated before it existed keeps
+/// the old rule until its reservations are all gone.
+///
+/// [`ShareRule`]: super::file_record::ShareRule
+pub const FEATURE_PREALLOC_TREE: u64 = 1 << 1;
+const KNOWN_FEATURES: u64 = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetMeta {
@@ -41,6 +50,12 @@ pub struct DatasetMeta {
 }
 
 impl DatasetMeta {
+    /// The share rule of this dataset's preallocated records.
+    pub fn share_rule(&self, block_size: u32, metadata_copies: u8) -> ShareRule {
+        let tree = self.features & FEATURE_PREALLOC_TREE != 0;
+        ShareRule::new(block_size, metadata_copies, tree)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let v2 = self.features != 0;
         let mut w = Writer::with_capacity(40);
@@ -106,6 +121,9 @@ impl DatasetMeta {
         if reserved != 0 && features & FEATURE_PREALLOC == 0 {
             return Err(bad("reserved bytes without the prealloc feature"));
         }
+        if features & FEATURE_PREALLOC_TREE != 0 && features & FEATURE_PREALLOC == 0 {
+            return Err(bad("prealloc_tree without prealloc"));
+        }
         Ok(m)
     }
 }
@@ -149,8 +167,14 @@ mod tests {
         assert_eq!(&e[24..32], &1u64.to_le_bytes());
         assert_eq!(&e[32..40], &8192u64.to_le_bytes());
         assert_eq!(DatasetMeta::decode(&e).unwrap(), m);
+        let mut tree_only = e.clone();
+        tree_only[24] = 2;
+        assert!(DatasetMeta::decode(&tree_only).is_err());
+        let mut both = m.clone();
+        both.features = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
+        assert_eq!(DatasetMeta::decode(&both.encode()).unwrap(), both);
         let mut unknown = e.clone();
-        unknown[24] = 3;
+        unknown[24] = 5;
         assert!(DatasetMeta::decode(&unknown).is_err());
         let mut none = e.clone();
         none[24] = 0;

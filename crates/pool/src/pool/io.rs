@@ -39,11 +39,24 @@ impl Pool {
             None => (data, Compression::None),
         };
         let copies = (props.copies.max(1) as usize).min(crate::blkptr::MAX_ADDRS);
-        let extents = self
+        let placed = self
             .alloc
             .lock()
-            .alloc(stored.len() as u64, copies, props.class)?;
+            .alloc(stored.len() as u64, copies, props.class);
         let txg = self.open_txg();
+        let extents = match placed {
+            Ok(x) => x,
+            Err(PoolError::NoSpace { .. }) if self.may_gang(stored.len(), copies) => {
+                // No free extent holds it whole: in pieces (gang.rs).
+                let checksum = props.checksum.compute(stored);
+                let header = self.place_gang(stored, checksum, data, props.class)?;
+                let mut bp = make_ptr(props, compression, data.len(), stored, txg, &[header]);
+                bp.gang = true;
+                self.counters.gang_blocks.fetch_add(1, Ordering::Relaxed);
+                return Ok(bp);
+            }
+            Err(e) => return Err(e),
+        };
         let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
         // The copies wait for the commit (see write_behind.rs).
         let buffered = Buffered {
@@ -72,10 +85,10 @@ impl Pool {
         Ok(bp)
     }
 
-    /// `stored` zero padded to the whole blocks `bp` occupies.
+    /// `stored` zero padded to the whole blocks each copy of `bp` takes.
     fn padded(&self, bp: &BlockPtr, stored: &[u8]) -> Vec<u8> {
         let mut p = stored.to_vec();
-        p.resize(bp.allocated_size(self.config.block_size) as usize, 0);
+        p.resize(bp.copy_size(self.config.block_size) as usize, 0);
         p
     }
 
@@ -97,28 +110,57 @@ impl Pool {
 
     /// Check that each address of `bp` lies in its device's data area.
     fn check_addrs(&self, bp: &BlockPtr) -> Result<()> {
-        let bs = self.config.block_size as u64;
-        let len = bp.allocated_size(self.config.block_size);
+        if bp.gang && !self.gangs() {
+            return Err(PoolError::corrupt(
+                "block pointer",
+                format!(
+                    "gang block in a pool without the gang feature: {}",
+                    bp.describe()
+                ),
+            ));
+        }
+        let len = bp.copy_size(self.config.block_size);
         for a in &bp.addrs {
-            let ok = self.config.devices.get(a.device as usize).is_some_and(|d| {
-                a.offset % bs == 0
-                    && a.offset >= d.data_start
-                    && a.offset
-                        .checked_add(len)
-                        .is_some_and(|end| end <= d.data_end)
-            });
-            if !ok {
-                return Err(PoolError::corrupt(
+            let e = Extent {
+                device: a.device,
+                offset: a.offset,
+                len,
+            };
+            self.check_extent(&e).map_err(|_| {
+                PoolError::corrupt(
                     "block pointer",
                     format!("address outside the data area: {}", bp.describe()),
-                ));
-            }
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Check that `e` lies in its device's data area, on block boundaries.
+    pub(super) fn check_extent(&self, e: &Extent) -> Result<()> {
+        let bs = self.config.block_size as u64;
+        let ok = self.config.devices.get(e.device as usize).is_some_and(|d| {
+            e.offset.is_multiple_of(bs)
+                && e.offset >= d.data_start
+                && e.offset
+                    .checked_add(e.len)
+                    .is_some_and(|end| end <= d.data_end)
+        });
+        if !ok {
+            return Err(PoolError::corrupt(
+                "block address",
+                format!("{}:{}+{} outside the data area", e.device, e.offset, e.len),
+            ));
         }
         Ok(())
     }
 
     /// Read copy `i`'s stored bytes and verify them against the checksum.
     fn read_copy(&self, bp: &BlockPtr, i: usize) -> std::result::Result<Vec<u8>, String> {
+        if bp.gang {
+            let buf = self.read_gang(bp)?;
+            return self.verified(bp, buf);
+        }
         let a = bp.addrs[i];
         let buffered = self.behind.lock().get(a.device, a.offset);
         let mut buf = vec![0u8; bp.physical_size as usize];
@@ -132,6 +174,11 @@ impl Pool {
             self.counters.io_errors.fetch_add(1, Ordering::Relaxed);
             return Err(format!("read error: {e}"));
         }
+        self.verified(bp, buf)
+    }
+
+    /// `buf` if it is the stored bytes `bp`'s checksum names.
+    fn verified(&self, bp: &BlockPtr, buf: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         if bp.checksum_type.compute(&buf) != bp.checksum {
             self.counters
                 .checksum_errors
@@ -164,7 +211,8 @@ impl Pool {
                 what: format!("{} ({})", bp.describe(), why.join(", ")),
             });
         };
-        if !bad.is_empty() && !self.read_only {
+        // A gang block has one copy: nothing to heal from.
+        if !bad.is_empty() && !self.read_only && !bp.gang {
             for (i, why) in &bad {
                 if self.heal_copy(bp, *i, &stored).is_ok() {
                     tracing::warn!(block = %bp.describe(), copy = i, %why, "repaired damaged copy");
@@ -234,7 +282,7 @@ impl Pool {
             }
         }
         let mut repaired = Vec::new();
-        if let (true, Some(stored)) = (repair, &good) {
+        if let (true, Some(stored), false) = (repair, &good, bp.gang) {
             for (i, s) in states.iter_mut().enumerate() {
                 if let CopyState::Bad(why) = s {
                     match self.heal_copy(bp, i, stored) {
@@ -259,13 +307,28 @@ impl Pool {
     pub fn free(&self, bp: &BlockPtr) -> Result<()> {
         self.check_writable()?;
         let txg = self.open_txg();
+        if !bp.gang {
+            if bp.birth_txg == txg {
+                let mut wb = self.behind.lock();
+                for a in &bp.addrs {
+                    wb.drop_copy(a.device, a.offset);
+                }
+            }
+            return free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg);
+        }
+        // A gang block's pieces are known only from its header.
+        let extents = self.extents_of(bp)?;
         if bp.birth_txg == txg {
             let mut wb = self.behind.lock();
-            for a in &bp.addrs {
-                wb.drop_copy(a.device, a.offset);
+            for e in &extents {
+                wb.drop_copy(e.device, e.offset);
             }
         }
-        free_ptr(&mut self.alloc.lock(), bp, self.config.block_size, txg)
+        let mut a = self.alloc.lock();
+        for e in extents {
+            a.free(e, txg, bp.birth_txg == txg)?;
+        }
+        Ok(())
     }
 
     /// Bytes of new blocks held for the commit (the store counts them as
@@ -308,5 +371,6 @@ pub(super) fn make_ptr(
                 offset: x.offset,
             })
             .collect(),
+        gang: false,
     }
 }

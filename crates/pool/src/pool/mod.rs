@@ -24,6 +24,7 @@
 //! table also indexes `devices`.
 
 mod commit;
+mod gang;
 mod io;
 mod log_region;
 mod open;
@@ -113,6 +114,8 @@ pub struct Counters {
     pub healed: AtomicU64,
     pub checksum_errors: AtomicU64,
     pub io_errors: AtomicU64,
+    /// Blocks written in pieces behind a gang header (a fragmented pool).
+    pub gang_blocks: AtomicU64,
 }
 
 /// Outcome of checking every copy of a block.
@@ -316,7 +319,7 @@ fn empty_allocator(config: &LabelConfig) -> Allocator {
 /// Free every copy of `bp` in the txg `txg`: at once if it was born in
 /// that (still open) txg, else deferred.
 fn free_ptr(alloc: &mut Allocator, bp: &BlockPtr, block_size: u32, txg: u64) -> Result<()> {
-    let len = bp.allocated_size(block_size);
+    let len = bp.copy_size(block_size);
     for d in &bp.addrs {
         alloc.free(
             Extent {
