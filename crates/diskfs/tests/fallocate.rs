@@ -184,30 +184,38 @@ fn reservation_shows_in_st_blocks_and_statfs_and_truncate_punch_unlink_release_i
     fsck(&dev);
 }
 
-#[test]
-fn writes_into_a_reservation_succeed_on_a_full_pool() {
-    let kit = kit();
-    let dev = kit.fresh();
-    let fs = kit.mount(dev.clone()).unwrap();
-    let (a, fa) = create(&fs, "reserved");
-    let len = avail(&fs) * 3 / 4 / RS * RS;
-    fs.fallocate(a, fa, 0, len, 0).unwrap();
-    // Fill everything else.
-    let (b, fb) = create(&fs, "filler");
+/// A file "reserved" with `[0, len)` preallocated (`mode`) and a file
+/// "filler" that then took every byte ordinary writes could get, in
+/// 1 MiB, record and 4 KiB writes of noise: (reserved, its handle,
+/// filler, its handle, filler's size).
+fn reserve_then_fill(fs: &DiskFs, len: u64, mode: i32) -> (Ino, Fh, Ino, Fh, u64) {
+    let (a, fa) = create(fs, "reserved");
+    fs.fallocate(a, fa, 0, len, mode).unwrap();
+    let (b, fb) = create(fs, "filler");
     let mut off = 0;
     for n in [1 << 20, RS as usize, 4096] {
-        let chunk = vec![0x5au8; n];
+        let chunk = aegis_testkit::noise(n, off);
         loop {
             match fs.write(b, fb, off, &chunk) {
-                Ok(_) => off += n as u64,
+                Ok(k) => off += k as u64,
                 Err(FsError::NoSpace) => break,
                 Err(e) => panic!("filler: {e:?}"),
             }
         }
     }
-    let small = vec![1u8; 4096];
-    assert_eq!(fs.write(b, fb, off, &small), Err(FsError::NoSpace));
+    assert_eq!(fs.write(b, fb, off, &[1u8; 4096]), Err(FsError::NoSpace));
     assert!(len > 0 && off > 0);
+    (a, fa, b, fb, off)
+}
+
+#[test]
+fn writes_into_a_reservation_succeed_on_a_full_pool() {
+    let kit = kit();
+    let dev = kit.fresh();
+    let fs = kit.mount(dev.clone()).unwrap();
+    let len = avail(&fs) * 3 / 4 / RS * RS;
+    let (a, fa, b, fb, off) = reserve_then_fill(&fs, len, 0);
+    let small = vec![1u8; 4096];
     // Every record of the reservation takes its first write: whole
     // records, and then single small writes at the start of records.
     let data: Vec<u8> = (0..RS).map(|i| (i % 251) as u8 + 1).collect();
@@ -258,18 +266,8 @@ fn small_sequential_writes_fill_a_reservation_on_a_full_pool() {
     let kit = kit();
     let dev = kit.fresh();
     let fs = kit.mount(dev.clone()).unwrap();
-    let (a, fa) = create(&fs, "log");
     let len = avail(&fs) / 2 / RS * RS;
-    fs.fallocate(a, fa, 0, len, KEEP).unwrap();
-    let (b, fb) = create(&fs, "filler");
-    let mut off = 0;
-    for n in [1 << 20, RS as usize, 4096] {
-        let chunk = vec![0x5au8; n];
-        while fs.write(b, fb, off, &chunk).is_ok() {
-            off += n as u64;
-        }
-    }
-    assert_eq!(fs.write(b, fb, off, &[1u8; 4096]), Err(FsError::NoSpace));
+    let (a, fa, b, fb, _) = reserve_then_fill(&fs, len, KEEP);
     // An appending log: 4 KiB at a time, each record rewritten four times
     // (16 KiB records), with commits in between.
     let page: Vec<u8> = (0..4096).map(|i| (i % 7) as u8 + 1).collect();
@@ -463,18 +461,8 @@ fn whole_reservation_writes_and_rewrites_succeed_on_a_full_pool() {
     let kit = kit();
     let dev = kit.fresh();
     let fs = kit.mount(dev.clone()).unwrap();
-    let (a, fa) = create(&fs, "reserved");
     let len = avail(&fs) * 3 / 4 / RS * RS;
-    fs.fallocate(a, fa, 0, len, 0).unwrap();
-    let (b, fb) = create(&fs, "filler");
-    let mut off = 0;
-    for n in [1 << 20, RS as usize, 4096] {
-        let chunk = aegis_testkit::noise(n, 9);
-        while fs.write(b, fb, off, &chunk).is_ok() {
-            off += n as u64;
-        }
-    }
-    assert_eq!(fs.write(b, fb, off, &[1u8; 4096]), Err(FsError::NoSpace));
+    let (a, fa, b, fb, off) = reserve_then_fill(&fs, len, 0);
     for round in 0..2u64 {
         let piece = aegis_testkit::noise(1 << 20, round);
         let mut pos = 0;

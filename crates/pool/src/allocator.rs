@@ -246,6 +246,17 @@ impl Allocator {
         len.div_ceil(self.block_size) * self.block_size
     }
 
+    /// Record allocation `e` in this txg's space map log.
+    fn log_alloc(&mut self, e: &Extent) {
+        self.log.push(SpaceEntry {
+            op: SpaceOp::Alloc,
+            device: e.device,
+            offset: e.offset,
+            len: e.len,
+            txg: 0,
+        });
+    }
+
     /// Allocate `len` bytes (rounded up to the block size) as at most
     /// `max_pieces` extents of whole blocks, largest free extents first
     /// (a gang block's pieces, when no one extent holds `len`). All or
@@ -302,13 +313,7 @@ impl Allocator {
         for e in &plan {
             let taken = self.devices[e.device as usize].take(e.offset, e.len);
             assert!(taken, "a planned piece is not free");
-            self.log.push(SpaceEntry {
-                op: SpaceOp::Alloc,
-                device: e.device,
-                offset: e.offset,
-                len: e.len,
-                txg: 0,
-            });
+            self.log_alloc(e);
         }
         Ok(plan)
     }
@@ -380,13 +385,7 @@ impl Allocator {
             });
         }
         for e in &out {
-            self.log.push(SpaceEntry {
-                op: SpaceOp::Alloc,
-                device: e.device,
-                offset: e.offset,
-                len: e.len,
-                txg: 0,
-            });
+            self.log_alloc(e);
         }
         Ok(out)
     }

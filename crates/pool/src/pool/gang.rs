@@ -180,15 +180,10 @@ mod tests {
     }
 
     fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        use rand::{Rng, SeedableRng};
+        let mut b = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill(&mut b[..]);
+        b
     }
 
     /// A pool whose free space is in single 4 KiB holes but for less than
