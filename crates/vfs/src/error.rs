@@ -52,6 +52,12 @@ pub enum FsError {
     Io(String),
     #[error("read-only filesystem")]
     ReadOnly,
+    /// EMFILE: the descriptor table is full.
+    #[error("too many open files")]
+    TooManyFiles,
+    /// EBUSY: a mount point in use, or a mount over a mount point.
+    #[error("device or resource busy")]
+    Busy,
 }
 
 impl FsError {
@@ -79,6 +85,8 @@ impl FsError {
             FsError::NoSuchOffset => libc::ENXIO,
             FsError::Io(_) => libc::EIO,
             FsError::ReadOnly => libc::EROFS,
+            FsError::TooManyFiles => libc::EMFILE,
+            FsError::Busy => libc::EBUSY,
         }
     }
 }

@@ -1,5 +1,9 @@
 //! AegisFS VFS layer.
 //!
+//! Above the seam sits [`embedded`]: the [`Vfs`] (mount table, path walk,
+//! descriptors, caches) that any Rust program can link, and its
+//! [`Process`], whose methods are the Linux system calls.
+//!
 //! [`FileSystem`] is the inode-level seam of AegisFS: the FUSE adapter, the
 //! embedded API and the differential tests all call it, and both
 //! [`RamFs`] (in memory, the test oracle) and `aegis_diskfs::DiskFs` (the
@@ -14,12 +18,14 @@
 //! - every error is an [`FsError`] with one errno.
 
 pub mod acl;
+pub mod embedded;
 pub mod error;
 pub mod filesystem;
 pub mod ramfs;
 pub mod types;
 pub mod validate;
 
+pub use embedded::{Creds, Process, Vfs};
 pub use error::{FsError, Result};
 pub use filesystem::FileSystem;
 pub use ramfs::{RamFs, RamFsConfig};
