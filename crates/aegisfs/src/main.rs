@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Create a pool on an image file (created sparse if missing) or a block device.
     Mkfs(cmd::mkfs::Args),
-    /// Mount an image with FUSE (in the background unless --foreground).
-    Mount(cmd::mount::Args),
+    /// Mount an image with FUSE, or an empty RAM filesystem with --ram (in the background unless --foreground).
+    Mount(cmd::mount::CliArgs),
     /// Quick start: create aegisfs.img (1 GiB) if missing and mount it at ./mnt.
     Up(cmd::up::Args),
     /// Set a property of files or directories on a mounted AegisFS (logging=full|metadata|none).
@@ -72,7 +72,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Mkfs(a) => cmd::mkfs::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
-        Command::Mount(a) => cmd::mount::run(a),
+        Command::Mount(a) => cmd::mount::run_cli(a),
         Command::Up(a) => cmd::up::run(a),
         Command::Set(a) => cmd::property::set(a),
         Command::Crashtest(a) => cmd::crashtest::run(a),

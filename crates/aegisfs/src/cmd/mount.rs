@@ -10,7 +10,11 @@
 //! use: the image is locked with `flock` while mounted, so a second mount
 //! is refused). A clean unmount, SIGTERM, SIGINT or SIGHUP commits every
 //! change before the process ends.
+//!
+//! `--ram MOUNTPOINT` mounts an empty in-memory filesystem instead
+//! (`mount/ram.rs`), through the same daemon start and signal handling.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -24,12 +28,26 @@ use aegis_vfs::FileSystem;
 
 use super::{CliError, CliResult};
 
-#[derive(clap::Args, Clone)]
-pub struct Args {
+mod ram;
+
+/// What `aegisfs mount` parses: `IMAGE MOUNTPOINT`, or `--ram
+/// MOUNTPOINT` for an empty in-memory filesystem (see `mount/ram.rs`).
+#[derive(clap::Args)]
+#[command(override_usage = "aegisfs mount [OPTIONS] IMAGE MOUNTPOINT\n       \
+                            aegisfs mount [OPTIONS] --ram MOUNTPOINT")]
+pub struct CliArgs {
     /// Image file or block device holding an AegisFS pool.
-    pub image: PathBuf,
+    #[arg(required_unless_present = "ram")]
+    pub image: Option<PathBuf>,
     /// Empty directory to mount it on.
-    pub mountpoint: PathBuf,
+    #[arg(required_unless_present = "ram")]
+    pub mountpoint: Option<PathBuf>,
+    /// Mount an empty RAM filesystem on MOUNTPOINT instead of an image
+    /// (no image, no lock; its contents vanish at unmount). Options as
+    /// tmpfs: size=SIZE (512M, 1G, 100k, bytes, 50%; default half of
+    /// RAM), nr_inodes=N, mode=OCTAL, uid=N, gid=N, plus the FUSE options.
+    #[arg(long, value_name = "MOUNTPOINT", conflicts_with_all = ["image", "mountpoint"])]
+    pub ram: Option<PathBuf>,
     /// Mount options, comma separated: ro, rw, noatime, relatime,
     /// strictatime, allow_other, allow_root, dev, nodev, suid, nosuid,
     /// exec, noexec, auto_unmount, fsname=NAME, threads=N, nolog (fsync
@@ -40,6 +58,43 @@ pub struct Args {
     pub options: Vec<String>,
     /// Stay in the foreground (logs go to stderr) until unmounted.
     #[arg(long, short = 'f')]
+    pub foreground: bool,
+}
+
+/// `aegisfs mount` from the command line: an image, or `--ram`.
+pub fn run_cli(a: CliArgs) -> CliResult<u8> {
+    if let Some(mountpoint) = a.ram {
+        return ram::run(ram::Args {
+            mountpoint,
+            options: a.options,
+            foreground: a.foreground,
+        });
+    }
+    // clap requires both unless --ram is given.
+    let (Some(image), Some(mountpoint)) = (a.image, a.mountpoint) else {
+        return Err(CliError::new(
+            "mount needs IMAGE MOUNTPOINT, or --ram MOUNTPOINT",
+        ));
+    };
+    run(Args {
+        image,
+        mountpoint,
+        options: a.options,
+        foreground: a.foreground,
+    })
+}
+
+/// An image mount, as the command line, mount(8)'s helper and `up` ask
+/// for it.
+#[derive(Clone)]
+pub struct Args {
+    /// Image file or block device holding an AegisFS pool.
+    pub image: PathBuf,
+    /// Empty directory to mount it on.
+    pub mountpoint: PathBuf,
+    /// Mount options, as `-o` gives them (see [`CliArgs::options`]).
+    pub options: Vec<String>,
+    /// Stay in the foreground until unmounted.
     pub foreground: bool,
 }
 
@@ -140,7 +195,8 @@ pub fn run(a: Args) -> CliResult<u8> {
         .canonicalize()
         .map_err(|e| CliError::new(format!("{}: {e}", a.image.display())))?;
     if !a.foreground {
-        return daemonize(&a, &image, &mountpoint);
+        let args = [image.as_os_str(), mountpoint.as_os_str()];
+        return daemonize(&args, &a.options, &mountpoint);
     }
 
     let mode = if read_only {
@@ -293,9 +349,10 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// Run the same mount in the foreground as a detached child and wait until
-/// it is mounted or has failed.
-fn daemonize(a: &Args, image: &Path, mountpoint: &Path) -> CliResult<u8> {
+/// Run the same mount in the foreground as a detached child (`aegisfs
+/// mount --foreground ARGS... -o OPTIONS...`) and wait until `mountpoint`
+/// is mounted or the child has failed. Image and RAM mounts share it.
+fn daemonize(args: &[&OsStr], options: &[String], mountpoint: &Path) -> CliResult<u8> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(format!("cannot find the aegisfs executable: {e}")))?;
     // The child's stderr goes to an unlinked temporary file: read on
@@ -303,11 +360,8 @@ fn daemonize(a: &Args, image: &Path, mountpoint: &Path) -> CliResult<u8> {
     let log = tempfile::tempfile()
         .map_err(|e| CliError::new(format!("cannot create a temporary file: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("mount")
-        .arg("--foreground")
-        .arg(image)
-        .arg(mountpoint);
-    for o in &a.options {
+    cmd.arg("mount").arg("--foreground").args(args);
+    for o in options {
         cmd.arg("-o").arg(o);
     }
     cmd.stdin(Stdio::null())
