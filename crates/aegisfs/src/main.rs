@@ -33,8 +33,30 @@ enum Command {
     Up(cmd::up::Args),
     /// Set a property of files or directories on a mounted AegisFS (logging=full|metadata|none).
     Set(cmd::property::SetArgs),
-    /// Show a property of files or directories on a mounted AegisFS.
-    Get(cmd::property::GetArgs),
+    /// Copy out of an image (get [-r] IMAGE:PATH DEST), or show a property of files on a mounted AegisFS (get PROPERTY PATH...).
+    Get(cmd::image::GetAnyArgs),
+    /// Copy a host file or tree (-r) into an image: put [-r] SRC IMAGE:PATH.
+    Put(cmd::image::PutArgs),
+    /// List directories of an unmounted image: ls [-l] [-a] [-R] IMAGE:PATH...
+    Ls(cmd::image::LsArgs),
+    /// Show attributes of paths on an unmounted image.
+    Stat(cmd::image::StatArgs),
+    /// Print files of an unmounted image.
+    Cat(cmd::image::CatArgs),
+    /// Make directories on an unmounted image: mkdir [-p] [-m MODE] IMAGE:PATH...
+    Mkdir(cmd::image::MkdirArgs),
+    /// Remove files (and with -r directories) on an unmounted image.
+    Rm(cmd::image::RmArgs),
+    /// Rename or move within an unmounted image: mv IMAGE:SRC IMAGE:DEST.
+    Mv(cmd::image::MvArgs),
+    /// Make a hard link (ln IMAGE:FILE IMAGE:NEW) or a symlink (ln -s TARGET IMAGE:NEW) on an image.
+    Ln(cmd::image::LnArgs),
+    /// Create files or set their times to now on an unmounted image.
+    Touch(cmd::image::TouchArgs),
+    /// Show the space and inodes of an unmounted image.
+    Df(cmd::image::DfArgs),
+    /// Show a directory tree of an unmounted image.
+    Tree(cmd::image::TreeArgs),
     /// Run a workload script on a recorded in-memory AegisFS and check every crash state.
     Crashtest(cmd::crashtest::Args),
     /// Stop a mounted AegisFS as a crash would (FS_IOC_SHUTDOWN): every operation then fails with EIO.
@@ -76,7 +98,18 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Up(a) => cmd::up::run(a),
         Command::Set(a) => cmd::property::set(a),
         Command::Crashtest(a) => cmd::crashtest::run(a),
-        Command::Get(a) => cmd::property::get(a),
+        Command::Get(a) => cmd::image::get_any(a),
+        Command::Put(a) => cmd::image::put(a),
+        Command::Ls(a) => cmd::image::ls(a),
+        Command::Stat(a) => cmd::image::stat(a),
+        Command::Cat(a) => cmd::image::cat(a),
+        Command::Mkdir(a) => cmd::image::mkdir(a),
+        Command::Rm(a) => cmd::image::rm(a),
+        Command::Mv(a) => cmd::image::mv(a),
+        Command::Ln(a) => cmd::image::ln(a),
+        Command::Touch(a) => cmd::image::touch(a),
+        Command::Df(a) => cmd::image::df(a),
+        Command::Tree(a) => cmd::image::tree(a),
         Command::Shutdown(a) => cmd::shutdown::run(a),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod crashtest;
 pub mod fsck;
+pub mod image;
 pub mod info;
 pub mod mkfs;
 pub mod mount;
