@@ -21,7 +21,7 @@ use super::linux_abi::{push_record, reclen};
 use super::path_walk::SYMLINKS_MAX;
 use super::{Loc, Process};
 use crate::error::{FsError, Result};
-use crate::types::{Attr, FileType, SetAttr, Whence};
+use crate::types::{Attr, Fh, FileType, SetAttr, Whence};
 
 /// Flags `open` accepts; others are EINVAL.
 const OPEN_FLAGS: i32 = libc::O_ACCMODE
@@ -57,15 +57,15 @@ impl Process {
         fds.install(file, flags & libc::O_CLOEXEC != 0, 0)
     }
 
-    /// The place `open` opens, creating it with `O_CREAT`; whether it
-    /// was created (and so needs no permission check).
+    /// The place `open` opens, creating it with `O_CREAT`; for a file it
+    /// created, the handle the create gave (no further check is due).
     fn open_target(
         &self,
         dirfd: Option<Fd>,
         path: &[u8],
         flags: i32,
         mode: u32,
-    ) -> Result<(Loc, Attr, bool)> {
+    ) -> Result<(Loc, Attr, Option<Fh>)> {
         let follow = flags & (libc::O_NOFOLLOW | libc::O_EXCL) == 0;
         if flags & libc::O_CREAT == 0 {
             let loc = self.resolve(dirfd, path, follow)?;
@@ -73,7 +73,7 @@ impl Process {
             if a.kind == FileType::Symlink {
                 return Err(FsError::Loop);
             }
-            return Ok((loc, a, false));
+            return Ok((loc, a, None));
         }
         let mut p = self.resolve_parent(dirfd, path)?;
         // Bounded as every walk is: a symlink chain of at most 40.
@@ -90,9 +90,7 @@ impl Process {
                 if p.slash {
                     return Err(FsError::IsDir);
                 }
-                return self
-                    .create_file(p.dir, &p.name, mode, flags)
-                    .map(|(l, a)| (l, a, true));
+                return self.create_file(p.dir, &p.name, mode, flags);
             };
             if flags & libc::O_EXCL != 0 {
                 return Err(FsError::Exists);
@@ -102,7 +100,7 @@ impl Process {
                 if a.kind == FileType::Directory {
                     return Err(FsError::IsDir);
                 }
-                return Ok((loc, a, false));
+                return Ok((loc, a, None));
             }
             if !follow {
                 return Err(FsError::Loop);
@@ -114,7 +112,13 @@ impl Process {
         Err(FsError::Loop)
     }
 
-    fn create_file(&self, dir: Loc, name: &[u8], mode: u32, flags: i32) -> Result<(Loc, Attr)> {
+    fn create_file(
+        &self,
+        dir: Loc,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Loc, Attr, Option<Fh>)> {
         let d = self.attr(dir)?;
         self.may(dir, &d, libc::W_OK | libc::X_OK)?;
         let fs = self.vfs.mounted(dir.mount)?.fs.clone();
@@ -126,9 +130,7 @@ impl Process {
             mode & 0o7777,
             flags & !libc::O_TRUNC,
         )?;
-        // The handle is dropped: open_loc opens again with the checks of
-        // an ordinary open, which a just-created file passes.
-        fs.release(a.ino, fh)?;
+        // The handle keeps the inode; the create's lookup is not needed.
         fs.forget(a.ino, 1);
         let loc = Loc {
             mount: dir.mount,
@@ -137,11 +139,29 @@ impl Process {
         self.vfs.cache.put_name(dir, name, Some(a.ino));
         self.vfs.cache.forget_attr(dir);
         self.vfs.cache.put_attr(loc, a.clone());
-        Ok((loc, a))
+        Ok((loc, a, Some(fh)))
     }
 
-    /// Open the filesystem handle of `loc` for `flags`.
-    fn open_loc(&self, loc: Loc, a: &Attr, flags: i32, created: bool) -> Result<Arc<OpenFile>> {
+    /// The open file of `loc` for `flags`: with the handle a create gave,
+    /// or one opened now after the checks of an ordinary open.
+    fn open_loc(
+        &self,
+        loc: Loc,
+        a: &Attr,
+        flags: i32,
+        created: Option<Fh>,
+    ) -> Result<Arc<OpenFile>> {
+        let mounted = self.vfs.mounted(loc.mount)?;
+        if let Some(fh) = created {
+            return Ok(Arc::new(OpenFile {
+                mount: mounted,
+                loc,
+                fh,
+                dir: false,
+                flags,
+                pos: Mutex::new(0),
+            }));
+        }
         let acc = flags & libc::O_ACCMODE;
         let dir = a.kind == FileType::Directory;
         if flags & libc::O_DIRECTORY != 0 && !dir {
@@ -150,17 +170,14 @@ impl Process {
         if dir && (acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0) {
             return Err(FsError::IsDir);
         }
-        if !created {
-            let mut want = 0;
-            if acc == libc::O_RDONLY || acc == libc::O_RDWR {
-                want |= libc::R_OK;
-            }
-            if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-                want |= libc::W_OK;
-            }
-            self.may(loc, a, want)?;
+        let mut want = 0;
+        if acc == libc::O_RDONLY || acc == libc::O_RDWR {
+            want |= libc::R_OK;
         }
-        let mounted = self.vfs.mounted(loc.mount)?;
+        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            want |= libc::W_OK;
+        }
+        self.may(loc, a, want)?;
         let fh = if dir {
             mounted.fs.opendir(loc.ino, flags)?
         } else {
