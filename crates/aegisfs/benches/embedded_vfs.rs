@@ -33,6 +33,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Median of five runs of `mount_once` (which times itself), the page
+/// cache dropped before each when `cold`.
+fn mounts_timed(cold: bool, mut mount_once: impl FnMut() -> Duration) -> Duration {
+    median(
+        (0..5)
+            .map(|_| {
+                if cold {
+                    drop_caches();
+                }
+                mount_once()
+            })
+            .collect(),
+    )
+}
+
 fn drop_caches() -> bool {
     // SAFETY: sync(2) takes no arguments.
     unsafe { libc::sync() };
@@ -137,22 +152,15 @@ fn aegis(scratch: &Path, n: usize) -> Vec<(String, String)> {
     fs.unmount().unwrap();
     drop(fs);
     let mount = |cold: bool| {
-        median(
-            (0..5)
-                .map(|_| {
-                    if cold {
-                        drop_caches();
-                    }
-                    let t = Instant::now();
-                    let (fs, vfs, p) = open_image(&img);
-                    p.stat(b"/").unwrap();
-                    let d = t.elapsed();
-                    drop((p, vfs));
-                    fs.unmount().unwrap();
-                    d
-                })
-                .collect(),
-        )
+        mounts_timed(cold, || {
+            let t = Instant::now();
+            let (fs, vfs, p) = open_image(&img);
+            p.stat(b"/").unwrap();
+            let d = t.elapsed();
+            drop((p, vfs));
+            fs.unmount().unwrap();
+            d
+        })
     };
     let cold = if drop_caches() {
         ms(mount(true))
@@ -286,21 +294,14 @@ fn ext4_mount(scratch: &Path, n: usize) -> Result<(String, String), String> {
     }
     assert_eq!(umount(), 0);
     let time = |cold: bool| {
-        median(
-            (0..5)
-                .map(|_| {
-                    if cold {
-                        drop_caches();
-                    }
-                    let t = Instant::now();
-                    assert_eq!(mount(), 0);
-                    std::fs::metadata(&mnt).unwrap();
-                    let d = t.elapsed();
-                    assert_eq!(umount(), 0);
-                    d
-                })
-                .collect(),
-        )
+        mounts_timed(cold, || {
+            let t = Instant::now();
+            assert_eq!(mount(), 0);
+            std::fs::metadata(&mnt).unwrap();
+            let d = t.elapsed();
+            assert_eq!(umount(), 0);
+            d
+        })
     };
     let r = (ms(time(true)), ms(time(false)));
     let _ = sh(&format!("losetup -d {dev}; rm -f {}", img.display()));

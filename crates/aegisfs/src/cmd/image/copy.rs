@@ -121,11 +121,7 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn fail(&self, path: &[u8], e: FsError) -> CliError {
-        Target {
-            image: self.t.image.clone(),
-            path: path.to_vec(),
-        }
-        .fail(e)
+        self.t.fail_at(path, e)
     }
 
     fn copy(&self, src: &[u8], dest: &Path, depth: usize) -> CliResult<()> {
@@ -286,11 +282,7 @@ struct In<'a> {
 
 impl In<'_> {
     fn fail(&self, path: &[u8], e: FsError) -> CliError {
-        Target {
-            image: self.t.image.clone(),
-            path: path.to_vec(),
-        }
-        .fail(e)
+        self.t.fail_at(path, e)
     }
 
     fn copy(&self, src: &Path, dest: &[u8], depth: usize) -> CliResult<()> {

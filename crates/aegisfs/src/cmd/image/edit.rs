@@ -88,13 +88,7 @@ fn mkdir_parents(p: &Process, t: &Target, mode: u32) -> CliResult<()> {
             Err(FsError::Exists)
                 if p.stat(&at)
                     .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) => {}
-            Err(e) => {
-                return Err(Target {
-                    image: t.image.clone(),
-                    path: at,
-                }
-                .fail(e))
-            }
+            Err(e) => return Err(t.fail_at(&at, e)),
         }
     }
     Ok(())
@@ -111,13 +105,7 @@ pub fn rm(a: RmArgs) -> CliResult<u8> {
 }
 
 fn remove(p: &Process, t: &Target, path: &[u8], recursive: bool, depth: usize) -> CliResult<()> {
-    let fail = |e| {
-        Target {
-            image: t.image.clone(),
-            path: path.to_vec(),
-        }
-        .fail(e)
-    };
+    let fail = |e| t.fail_at(path, e);
     let st = p.lstat(path).map_err(fail)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return p.unlink(path).map_err(fail);

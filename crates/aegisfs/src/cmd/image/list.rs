@@ -143,13 +143,7 @@ fn list_one(
     out: &mut impl Write,
     header: bool,
 ) -> CliResult<()> {
-    let fail = |e| {
-        Target {
-            image: t.image.clone(),
-            path: path.to_vec(),
-        }
-        .fail(e)
-    };
+    let fail = |e| t.fail_at(path, e);
     let st = p.lstat(path).map_err(fail)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         let line = if a.long {
@@ -214,13 +208,7 @@ fn tree_of(
     out: &mut impl Write,
     counts: &mut (u64, u64),
 ) -> CliResult<()> {
-    let fail = |e| {
-        Target {
-            image: t.image.clone(),
-            path: path.to_vec(),
-        }
-        .fail(e)
-    };
+    let fail = |e| t.fail_at(path, e);
     let entries: Vec<_> = read_dir(p, path)
         .map_err(fail)?
         .into_iter()

@@ -69,6 +69,15 @@ impl Target {
         )
     }
 
+    /// An error of a call on `path` of this target's image, as one line.
+    pub fn fail_at(&self, path: &[u8], e: FsError) -> CliError {
+        let at = Target {
+            image: self.image.clone(),
+            path: path.to_vec(),
+        };
+        at.fail(e)
+    }
+
     /// An error of the call on this place, as one line.
     pub fn fail(&self, e: FsError) -> CliError {
         CliError::new(format!("{}: {}", self.shown(), errno_text(&e)))
