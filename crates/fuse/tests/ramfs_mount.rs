@@ -187,8 +187,11 @@ fn big_directory_lists_every_name_once() {
         .take(5)
         .collect();
     assert!(settled, "lookups not returned by the kernel: {left:?}");
+    // The kernel sends RELEASE for a closed file asynchronously, so the
+    // last handle may still be on its way once the lookups are back.
+    let freed = eventually(10, || inos.iter().all(|&i| m.fs.inner.getattr(i).is_err()));
     for &i in &inos {
-        assert!(m.fs.inner.getattr(i).is_err(), "inode {i} leaked");
+        assert!(freed || m.fs.inner.getattr(i).is_err(), "inode {i} leaked");
     }
 }
 
