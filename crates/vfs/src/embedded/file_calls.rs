@@ -76,6 +76,9 @@ impl Process {
             return Ok((loc, a, None));
         }
         let mut p = self.resolve_parent(dirfd, path)?;
+        if let Some(made) = self.create_if_new(&p, mode, flags)? {
+            return Ok(made);
+        }
         // Bounded as every walk is: a symlink chain of at most 40.
         for _ in 0..=SYMLINKS_MAX {
             let existing = match p.name.as_slice() {
@@ -110,6 +113,31 @@ impl Process {
             p = self.resolve_parent_from(p.dir, &target)?;
         }
         Err(FsError::Loop)
+    }
+
+    /// The common case of `O_CREAT` without a lookup first: a name the
+    /// dentry cache knows nothing of, in a directory this caller may
+    /// write, is created exclusively; `None` (the name exists after all,
+    /// or the case does not apply) sends the caller to the full path.
+    fn create_if_new(
+        &self,
+        p: &super::path_walk::Parent,
+        mode: u32,
+        flags: i32,
+    ) -> Result<Option<(Loc, Attr, Option<Fh>)>> {
+        let plain = !matches!(p.name.as_slice(), b"." | b"..") && !p.slash;
+        if !plain || self.vfs.cache.name(p.dir, &p.name).is_some() {
+            return Ok(None);
+        }
+        let d = self.attr(p.dir)?;
+        if self.may(p.dir, &d, libc::W_OK | libc::X_OK).is_err() {
+            return Ok(None);
+        }
+        match self.create_file(p.dir, &p.name, mode, flags | libc::O_EXCL) {
+            Ok(made) => Ok(Some(made)),
+            Err(FsError::Exists) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_file(
