@@ -84,8 +84,22 @@ fn reservations_through_fuse() {
         avail2 >= avail1 + 4 * MB,
         "truncate released: {avail1} -> {avail2}"
     );
-    // Kept across a remount.
-    m.remount();
+    // Kept across a remount; `aegisfs info` shows it while unmounted.
+    m.unmount();
+    let out = Command::new(BIN)
+        .args(["info", "--json"])
+        .arg(&m.img)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json");
+    let fsinfo = &info["filesystem"];
+    assert_eq!(
+        fsinfo["features"],
+        serde_json::json!(["prealloc", "prealloc_tree"])
+    );
+    let held = fsinfo["preallocated"].as_u64().unwrap();
+    assert!((12 * MB..13 * MB).contains(&held), "preallocated {held}");
+    m.mount();
     assert_eq!(blocks(&m.p("f")), 12 * MB / 512);
     let (avail2, _) = space(&m);
     // Unlink releases the rest once the kernel forgets the inode, which it

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use aegis_fs::fsck::{tree_shapes, TreeShape};
-use aegis_fs::OpenOptions;
+use aegis_fs::{ObjectRead, OpenOptions};
 use serde::Serialize;
 
 use super::{open_store, CliError, CliResult};
@@ -51,6 +51,34 @@ struct Info {
     reserved: u64,
     space_map_blocks: u64,
     trees: Vec<TreeShape>,
+    /// The filesystem in the root dataset, if it holds one.
+    filesystem: Option<FsInfo>,
+}
+
+/// The root dataset's meta record: how files are stored, its features.
+#[derive(Serialize)]
+struct FsInfo {
+    record_size: u32,
+    compression: String,
+    inodes: u64,
+    features: Vec<String>,
+    /// Bytes held back by preallocated records (fallocate).
+    preallocated: u64,
+}
+
+fn fs_info(store: &aegis_fs::Store) -> CliResult<Option<FsInfo>> {
+    let meta = store
+        .view(aegis_fs::dataset::ROOT_DATASET, |v| v.meta())
+        .map_err(|e: aegis_fs::FsError| {
+            CliError::new(format!("the filesystem's meta record: {e}"))
+        })?;
+    Ok(meta.map(|m| FsInfo {
+        record_size: m.record_size,
+        compression: m.compression.name().into(),
+        inodes: m.inodes,
+        features: aegis_fs::posix::feature_names(m.features),
+        preallocated: m.reserved,
+    }))
 }
 
 pub fn run(a: Args) -> CliResult<u8> {
@@ -107,6 +135,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         reserved: sp.reserve,
         space_map_blocks: ub.space_map_blocks,
         trees: tree_shapes(&store),
+        filesystem: fs_info(&store)?,
     };
     if a.json {
         println!(
@@ -163,6 +192,21 @@ fn print_text(info: &Info) {
         println!(
             "tree         {:<16} id {:<4} height {} nodes {} entries {}",
             t.name, t.id, t.height, t.nodes, t.entries
+        );
+    }
+    if let Some(f) = &info.filesystem {
+        let features = if f.features.is_empty() {
+            "none".to_string()
+        } else {
+            f.features.join(",")
+        };
+        println!(
+            "filesystem   {} records, {} compression, {} inodes, features {}, {} preallocated",
+            human(f.record_size as u64),
+            f.compression,
+            f.inodes,
+            features,
+            human(f.preallocated)
         );
     }
 }

@@ -37,6 +37,18 @@ pub const FEATURE_PREALLOC: u64 = 1 << 0;
 pub const FEATURE_PREALLOC_TREE: u64 = 1 << 1;
 const KNOWN_FEATURES: u64 = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
 
+/// The names of the dataset feature bits set in `bits` (`info`).
+pub fn feature_names(bits: u64) -> Vec<String> {
+    (0..64)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .map(|b| match 1u64 << b {
+            FEATURE_PREALLOC => "prealloc".to_string(),
+            FEATURE_PREALLOC_TREE => "prealloc_tree".to_string(),
+            _ => format!("feature_{b}"),
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetMeta {
     pub compression: Compression,
@@ -147,6 +159,13 @@ mod tests {
         bad[4..8].copy_from_slice(&3000u32.to_le_bytes());
         assert!(DatasetMeta::decode(&bad).is_err());
         assert!(DatasetMeta::decode(&m.encode()[..23]).is_err());
+    }
+
+    #[test]
+    fn feature_bits_have_names() {
+        assert_eq!(feature_names(0), Vec::<String>::new());
+        assert_eq!(feature_names(3), ["prealloc", "prealloc_tree"]);
+        assert_eq!(feature_names(1 << 9), ["feature_9"]);
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub use file_data::write_size_bytes;
 pub use file_record::{FileRecord, ShareRule, MAX_RECORD_SIZE};
 pub use inode::InodeRecord;
 pub use meta::{
-    DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE, MIN_RECORD_SIZE,
+    feature_names, DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
+    MIN_RECORD_SIZE,
 };
 
 use aegis_pool::{AllocClass, Compression, Extent};
