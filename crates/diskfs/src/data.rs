@@ -10,7 +10,7 @@
 
 use aegis_fs::intent_log::{LogPolicy, LogRec};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFLNK, S_IFMT};
-use aegis_fs::posix::{write_size_bytes, FileRecord, InodeRecord, FEATURE_PREALLOC};
+use aegis_fs::posix::{write_size_bytes, DatasetMeta, FileRecord, InodeRecord, FEATURE_PREALLOC};
 use aegis_fs::{AllocClass, ObjectRead, Tx, TxSize};
 use aegis_vfs::validate::*;
 use aegis_vfs::*;
@@ -68,7 +68,7 @@ impl DiskFs {
     }
 
     /// A write of any length, as transactions of at most
-    /// [`DiskFs::write_piece_bytes`] each, in order: a rewrite needs new
+    /// `write_piece_bytes` each, in order: a rewrite needs new
     /// blocks while the old ones wait out their deferral, so a piece must
     /// fit the pool's commit reserve, and the commits in between give the
     /// old blocks back. A piece that fails after others stood makes a
@@ -81,7 +81,7 @@ impl DiskFs {
         data: &[u8],
     ) -> Result<u32> {
         let rs = self.record_size as u64;
-        let piece = self.write_piece_bytes();
+        let piece = self.write_piece_bytes;
         let mut done = 0usize;
         while done < data.len() {
             let at = offset + done as u64;
@@ -95,15 +95,6 @@ impl DiskFs {
             }
         }
         Ok(done as u32)
-    }
-
-    /// Largest piece of one write transaction: a quarter of the pool's
-    /// commit reserve, whole records, at least one record and at most
-    /// 1 MiB (what the kernel sends in one FUSE write) or one record.
-    fn write_piece_bytes(&self) -> u64 {
-        let rs = self.record_size as u64;
-        let quarter = self.store.space().reserve / 4 / rs * rs;
-        quarter.clamp(rs, (1u64 << 20).max(rs))
     }
 
     pub(crate) fn write_locked(
@@ -250,7 +241,7 @@ impl DiskFs {
             }
             Falloc::Allocate { .. } | Falloc::Zero { .. } => {}
         }
-        let size = self.fallocate_size(ino, op, offset, end)?;
+        let size = self.fallocate_size(&st.meta, ino, op, offset, end)?;
         self.tx_sized(&mut st.meta, size, |tx| {
             let mut r = tx.inode(ino)?;
             let before = r.size;
@@ -275,7 +266,14 @@ impl DiskFs {
     /// operation per record it adds; a collapse or insert two per record
     /// it moves, and an insert one record of data (an inline record 0
     /// moved up becomes a block).
-    fn fallocate_size(&self, ino: Ino, op: Falloc, offset: u64, end: u64) -> Result<TxSize> {
+    fn fallocate_size(
+        &self,
+        meta: &DatasetMeta,
+        ino: Ino,
+        op: Falloc,
+        offset: u64,
+        end: u64,
+    ) -> Result<TxSize> {
         let rs = self.record_size as u64;
         let bs = self.store.block_size() as u64;
         self.view(|t| {
@@ -283,7 +281,7 @@ impl DiskFs {
             Ok(match op {
                 Falloc::Allocate { .. } | Falloc::Zero { .. } => {
                     let zeroing = matches!(op, Falloc::Zero { .. });
-                    let need = t.prealloc_need(ino, rs, offset, end, zeroing)?;
+                    let need = t.prealloc_need(meta, ino, (offset, end), zeroing)?;
                     // A huge range fails on `need`; keep the count sane.
                     let added = (end - offset).div_ceil(rs).min(need / bs + 1);
                     TxSize {

@@ -110,6 +110,9 @@ pub struct DiskFs {
     pub(crate) mode: AtomicU8,
     /// The dataset's record size (fixed at mkfs), readable without the lock.
     pub(crate) record_size: u32,
+    /// Largest piece of one write transaction (see `write_in_pieces`):
+    /// fixed by the record size and the pool's commit reserve.
+    pub(crate) write_piece_bytes: u64,
     pub(crate) state: Mutex<State>,
     /// The dataset's intent log, on a writable mount.
     pub(crate) log: Option<Arc<IntentLog>>,
@@ -168,6 +171,7 @@ impl DiskFs {
             (Some(log), Some(replay))
         };
         let fs = Arc::new(DiskFs {
+            write_piece_bytes: write_piece_bytes(meta.record_size, store.space().reserve),
             store,
             ds,
             opts,
@@ -407,4 +411,13 @@ impl DiskFs {
             r.lookups = r.lookups.saturating_sub(1);
         }
     }
+}
+
+/// Largest piece of one write transaction: a quarter of the pool's commit
+/// `reserve` (a rewrite's new blocks come out of it while the old ones
+/// wait out their deferral), whole records, at least one record and at
+/// most 1 MiB (what the kernel sends in one FUSE write) or one record.
+fn write_piece_bytes(record_size: u32, reserve: u64) -> u64 {
+    let rs = record_size as u64;
+    (reserve / 4 / rs * rs).clamp(rs, (1u64 << 20).max(rs))
 }

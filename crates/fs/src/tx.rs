@@ -123,10 +123,17 @@ pub trait ObjectRead: sealed::Parts {
     }
 
     /// Bytes of new reservation preallocating `[lo, hi)` of file `ino`
-    /// would hold (record size `rs`), for the space check of a fallocate;
-    /// `zeroing` counts records with data as holes (ZERO_RANGE).
-    fn prealloc_need(&self, ino: u64, rs: u64, lo: u64, hi: u64, zeroing: bool) -> Result<u64> {
-        file_data::prealloc_need(self.tree(), self.pool(), ino, rs, (lo, hi), zeroing)
+    /// would hold in a dataset with meta record `meta`, for the space
+    /// check of a fallocate; `zeroing` counts records with data as holes
+    /// (ZERO_RANGE).
+    fn prealloc_need(
+        &self,
+        meta: &DatasetMeta,
+        ino: u64,
+        (lo, hi): (u64, u64),
+        zeroing: bool,
+    ) -> Result<u64> {
+        file_data::prealloc_need(self.tree(), self.pool(), meta, ino, (lo, hi), zeroing)
     }
 
     /// The part of a write of `[lo, hi)` of file `ino` (record size `rs`)

@@ -740,26 +740,6 @@ fn mount_point_is_checked() {
     );
 }
 
-/// `setxattr(2)` of raw bytes: 0 or the errno.
-fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) -> i32 {
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid path, name and value buffer of the given length.
-    let r = unsafe {
-        libc::setxattr(
-            cstr(p).as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r == 0 {
-        0
-    } else {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-    }
-}
-
 /// ACL xattr bytes: version 2, then (tag, perm, id) entries.
 fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     let mut v = 2u32.to_le_bytes().to_vec();
@@ -788,7 +768,10 @@ fn acls_and_the_umask_through_the_kernel() {
         (0x10, 6, u),
         (0x20, 0, u),
     ]);
-    assert_eq!(set_xattr(&f, "system.posix_acl_access", &named), 0);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, "system.posix_acl_access", &named),
+        0
+    );
     assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o660);
     // The kernel leaves the umask to the filesystem: applied without a
     // default ACL, replaced by one.
@@ -801,7 +784,10 @@ fn acls_and_the_umask_through_the_kernel() {
         (0x10, 7, u),
         (0x20, 0, u),
     ]);
-    assert_eq!(set_xattr(&d, "system.posix_acl_default", &default), 0);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&d, "system.posix_acl_default", &default),
+        0
+    );
     let create = |p: &std::path::Path| {
         OpenOptions::new()
             .write(true)

@@ -410,3 +410,32 @@ impl Drop for ImageMount {
         let _ = c.wait();
     }
 }
+
+/// `setxattr(2)` of raw bytes on a path of a mount: 0, or the errno (the
+/// ACL and capability suites set values the tools would refuse to write).
+pub fn setxattr_raw(path: &Path, name: &str, value: &[u8]) -> i32 {
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return libc::EINVAL;
+    };
+    // SAFETY: valid NUL-terminated path and name, and a value buffer of
+    // the given length, for the duration of the call.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    }
+}

@@ -140,25 +140,6 @@ fn xattr_len(p: &Path, name: &str) -> Result<usize, i32> {
     usize::try_from(r).map_err(|_| errno_of(std::io::Error::last_os_error()))
 }
 
-/// `setxattr(2)` of raw bytes: 0 or the errno.
-fn set_acl_xattr(p: &Path, name: &str, value: &[u8]) -> i32 {
-    let name = CString::new(name).unwrap();
-    let r = unsafe {
-        libc::setxattr(
-            cstr(p).as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r == 0 {
-        0
-    } else {
-        errno_of(std::io::Error::last_os_error())
-    }
-}
-
 fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     let mut v = 2u32.to_le_bytes().to_vec();
     for &(tag, perm, id) in entries {
@@ -189,22 +170,40 @@ fn bad_acl_values_are_refused() {
     ]);
     let mut ragged = good.clone();
     ragged.push(0);
-    assert_eq!(set_acl_xattr(&f, access, &ragged), libc::EINVAL);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, access, &ragged),
+        libc::EINVAL
+    );
     let no_mask = acl_bytes(&[(1, 6, u), (2, 6, NOBODY), (4, 4, u), (0x20, 4, u)]);
-    assert_eq!(set_acl_xattr(&f, access, &no_mask), libc::EINVAL);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, access, &no_mask),
+        libc::EINVAL
+    );
     let bad_tag = acl_bytes(&[(1, 6, u), (0x40, 6, u), (4, 4, u), (0x20, 4, u)]);
-    assert_eq!(set_acl_xattr(&f, access, &bad_tag), libc::EINVAL);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, access, &bad_tag),
+        libc::EINVAL
+    );
     let mut big = vec![(1, 6, u)];
     big.extend((0..600).map(|i| (2u16, 4u16, 1000 + i)));
     big.extend([(4, 4, u), (0x10, 4, u), (0x20, 4, u)]);
-    assert_eq!(set_acl_xattr(&f, access, &acl_bytes(&big)), libc::E2BIG);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, access, &acl_bytes(&big)),
+        libc::E2BIG
+    );
     let default = "system.posix_acl_default";
-    assert_eq!(set_acl_xattr(&f, default, &good), libc::EACCES);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, default, &good),
+        libc::EACCES
+    );
     assert_eq!(mode(&f), 0o644, "nothing changed");
     // nobody does not own the file.
     let out = as_nobody(&format!("setfacl -m u:nobody:rw {}", f.display()));
     assert!(!out.status.success(), "{out:?}");
-    assert_eq!(set_acl_xattr(&f, access, &good), 0);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, access, &good),
+        0
+    );
     assert_eq!(mode(&f), 0o664);
     m.finish();
 }
@@ -259,7 +258,10 @@ fn writes_truncates_fallocate_and_chown_drop_privilege_bits() {
     let mut caps = vec![0u8; 20];
     caps[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     caps[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
-    assert_eq!(set_acl_xattr(&f, "security.capability", &caps), 0);
+    assert_eq!(
+        aegis_testkit::fuse_mount::setxattr_raw(&f, "security.capability", &caps),
+        0
+    );
     assert_eq!(xattr_len(&f, "security.capability"), Ok(20));
     let out = as_nobody(&format!("echo x >> {fp}"));
     assert!(out.status.success(), "{out:?}");

@@ -437,19 +437,16 @@ fn wanted(start: u64, rs: u64, hi: u64) -> u32 {
 pub(crate) fn prealloc_need(
     tree: &Tree,
     pool: &Pool,
+    meta: &DatasetMeta,
     ino: u64,
-    rs: u64,
     (lo, hi): (u64, u64),
     zeroing: bool,
 ) -> Result<u64> {
     if hi <= lo {
         return Ok(0);
     }
-    let meta = match tree.get(&keys::meta())? {
-        Some(v) => DatasetMeta::decode(&v)?,
-        None => return Err(FsError::Damaged("dataset without a meta record".into())),
-    };
-    let rule = next_share_rule(&meta, pool);
+    let rs = meta.record_size as u64;
+    let rule = next_share_rule(meta, pool);
     let share = |start: u64| {
         FileRecord::Prealloc {
             len: wanted(start, rs, hi),

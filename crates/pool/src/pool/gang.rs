@@ -73,7 +73,11 @@ impl Pool {
         }
         // The header's entry carries the whole block's checksum and its
         // logical bytes, so a read of this txg finds them as for any block.
-        let head = GangHeader { pieces }.encode(bs);
+        let head = GangHeader {
+            block_checksum: checksum,
+            pieces,
+        }
+        .encode(bs);
         wb.insert(
             header.device,
             header.offset,
@@ -100,6 +104,12 @@ impl Pool {
             }
         };
         let h = GangHeader::decode(&bytes, bs)?;
+        if h.block_checksum != bp.checksum {
+            return Err(PoolError::corrupt(
+                "gang header",
+                format!("belongs to another block than {}", bp.describe()),
+            ));
+        }
         let want = bp.allocated_size(bs) - bs as u64;
         if h.len() != want {
             return Err(PoolError::corrupt(
@@ -121,7 +131,12 @@ impl Pool {
         for p in &h.pieces {
             let buffered = self.behind.lock().get(p.device, p.offset);
             match buffered {
-                Some(b) => out.extend_from_slice(&b.stored[..p.len as usize]),
+                // A header names any address: a buffered block there may
+                // be another, shorter one.
+                Some(b) => match b.stored.get(..p.len as usize) {
+                    Some(bytes) => out.extend_from_slice(bytes),
+                    None => return Err("gang piece shorter than its header says".into()),
+                },
                 None => {
                     let mut buf = vec![0u8; p.len as usize];
                     self.devices[p.device as usize]
@@ -270,6 +285,17 @@ mod tests {
         pool.commit(&TreeRoot::default()).unwrap();
         assert!(bp.gang);
         let h = bp.addrs[0];
+        // Intact, but another block's (as a lost write would leave): its
+        // table must not be acted on, a free above all.
+        let mut head = vec![0u8; 4096];
+        devs[0].read_at(&mut head, h.offset).unwrap();
+        let mut other = GangHeader::decode(&head, 4096).unwrap();
+        other.block_checksum[0] ^= 1;
+        devs[0].write_at(&other.encode(4096), h.offset).unwrap();
+        assert!(pool.read_block(&bp).is_err());
+        assert!(pool.extents_of(&bp).is_err());
+        assert!(pool.free(&bp).is_err());
+        // Damaged.
         devs[0].write_at(&[0xff; 8], h.offset + 4).unwrap();
         assert!(pool.read_block(&bp).is_err());
         assert!(pool.extents_of(&bp).is_err());
