@@ -318,8 +318,17 @@ impl DiskFs {
         self.view(|t| Ok(t.inode(ino)?))
     }
 
+    /// `ino`'s attributes from its record `r`; `st_blocks` counts data
+    /// written since the last commit as the commit will store it.
     pub(crate) fn attr_of(&self, ino: Ino, r: &InodeRecord) -> Attr {
-        attr(ino, r, self.record_size)
+        let mut a = attr(ino, r, self.record_size);
+        if r.is_reg() {
+            match self.view(|t| Ok(t.stored_alloc(ino, r)?)) {
+                Ok(bytes) => a.blocks = bytes.div_ceil(512),
+                Err(e) => tracing::debug!(ino, error = %e, "st_blocks left at the record's"),
+            }
+        }
+        a
     }
 
     pub(crate) fn handle(st: &State, ino: Ino, fh: Fh) -> Result<Handle> {

@@ -56,8 +56,7 @@ impl FileSystem for DiskFs {
 
     fn getattr(&self, ino: Ino) -> Result<Attr> {
         // A read of one record: no need to wait for the namespace lock.
-        let r = self.inode(ino)?;
-        Ok(attr(ino, &r, self.record_size))
+        self.view(|t| Ok(stored_attr(t, ino, self.record_size)?))
     }
 
     fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aegis_fs::posix::inode::S_IFMT;
 use aegis_fs::posix::InodeRecord;
 
+use aegis_fs::ObjectRead;
 use aegis_vfs::{Attr, FileType, Ino};
 
 /// Size a directory reports per entry, `.` and `..` included (as tmpfs
@@ -47,6 +48,21 @@ pub(crate) fn now_ns() -> i64 {
 pub(crate) fn kind_of(mode: u32) -> FileType {
     // Decoded records only hold known types (InodeRecord::decode checks).
     FileType::from_mode(mode & S_IFMT).unwrap_or(FileType::RegularFile)
+}
+
+/// `ino`'s attributes as `t` holds them, `st_blocks` counting the data
+/// written since the last commit as the commit will store it.
+pub(crate) fn stored_attr(
+    t: &impl ObjectRead,
+    ino: Ino,
+    blksize: u32,
+) -> Result<Attr, aegis_fs::FsError> {
+    let r = t.inode(ino)?;
+    let mut a = attr(ino, &r, blksize);
+    if r.is_reg() {
+        a.blocks = t.stored_alloc(ino, &r)?.div_ceil(512);
+    }
+    Ok(a)
 }
 
 pub(crate) fn attr(ino: Ino, r: &InodeRecord, blksize: u32) -> Attr {

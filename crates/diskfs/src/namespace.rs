@@ -174,7 +174,7 @@ impl DiskFs {
                     // Plain readdir needs only the entry: the child's inode
                     // is read for readdirplus alone.
                     let a = if plus {
-                        Some(attr(e.ino, &t.inode(e.ino)?, rs))
+                        Some(stored_attr(t, e.ino, rs)?)
                     } else {
                         None
                     };

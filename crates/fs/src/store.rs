@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,7 @@ use crate::dataset::{
 };
 use crate::error::{FsError, Result};
 use crate::intent_log::IntentLog;
+use crate::posix::dirty_data::DirtyData;
 use crate::tx::TxSize;
 use crate::txg::SyncThread;
 
@@ -58,6 +60,9 @@ pub(crate) struct Trees {
     /// The intent log of each dataset mounted writable; each commit that
     /// writes a dataset's tree closes its log's chain.
     pub logs: BTreeMap<u64, Arc<IntentLog>>,
+    /// Each dataset's file data written in the open txg, not yet blocks
+    /// (`posix/dirty_data.rs`); the commit settles it first.
+    pub dirty: BTreeMap<u64, DirtyData>,
 }
 
 impl Trees {
@@ -70,7 +75,21 @@ impl Trees {
                 .sum::<usize>()
     }
     pub(crate) fn is_dirty(&self) -> bool {
-        self.pool_tree.is_dirty() || self.datasets.values().any(|t| t.is_dirty())
+        self.pool_tree.is_dirty()
+            || self.datasets.values().any(|t| t.is_dirty())
+            || self.dirty.values().any(|d| !d.is_empty())
+    }
+    /// Memory the open txg holds: dirty nodes and dirty records.
+    pub(crate) fn dirty_bytes(&self, block_size: u32) -> u64 {
+        self.dirty_nodes() as u64 * block_size as u64
+            + self.dirty.values().map(|d| d.bytes()).sum::<u64>()
+    }
+    /// What the commit may still allocate for dirty records: data bytes
+    /// and leaf bytes.
+    fn dirty_reserve(&self) -> (u64, u64) {
+        self.dirty.values().fold((0, 0), |(d, r), x| {
+            (d + x.reserve_bytes(), r + x.run_bytes())
+        })
     }
 }
 
@@ -88,6 +107,9 @@ pub struct Store {
     /// here so a change of one dataset leaves the others' reservations
     /// alone without reading their meta records).
     pub(crate) reserved: Mutex<BTreeMap<u64, u64>>,
+    /// Write-behind off (a test hook): every block is written at once,
+    /// so file data is not held as dirty records either.
+    pub(crate) write_through: AtomicBool,
     report: OpenReport,
 }
 
@@ -122,6 +144,7 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
         datasets,
         records,
         logs: BTreeMap::new(),
+        dirty: BTreeMap::new(),
     })
 }
 
@@ -217,6 +240,7 @@ impl Store {
             sync: SyncThread::default(),
             broken: Mutex::new(None),
             reserved: Mutex::new(reserved),
+            write_through: AtomicBool::new(false),
             report,
         }
     }
@@ -258,6 +282,7 @@ impl Store {
     /// the next `n` allocations.
     #[doc(hidden)]
     pub fn set_write_behind(&self, bytes: u64) {
+        self.write_through.store(bytes == 0, Ordering::Relaxed);
         self.pool.set_write_behind(bytes)
     }
     #[doc(hidden)]
@@ -335,9 +360,9 @@ impl Store {
                 return Err(e);
             }
         };
-        let dirty_nodes = t.dirty_nodes();
+        let dirty = t.dirty_bytes(self.pool.block_size());
         drop(t);
-        self.after_change(dirty_nodes)?;
+        self.after_change(dirty)?;
         Ok(r)
     }
 
@@ -384,11 +409,13 @@ impl Store {
         unreachable!("the last try returns its error")
     }
 
-    /// After a change stood: commit once too much is dirty, or ask the
-    /// sync thread to. New blocks the pool holds for the commit count too.
-    pub(crate) fn after_change(&self, dirty_nodes: usize) -> Result<()> {
-        let dirty =
-            (dirty_nodes as u64) * self.pool.block_size() as u64 + self.pool.buffered_bytes();
+    /// After a change stood, with `dirty` bytes of dirty nodes and
+    /// records: commit once too much is dirty (the writer that crossed the
+    /// limit waits for it: writers are delayed, never refused), or ask the
+    /// sync thread to start one well before. New blocks the pool holds for
+    /// the commit count too.
+    pub(crate) fn after_change(&self, dirty: u64) -> Result<()> {
+        let dirty = dirty + self.pool.buffered_bytes();
         if dirty > self.opts.dirty_limit {
             self.commit()?;
         } else if dirty > self.opts.dirty_limit / 2 {
@@ -404,7 +431,9 @@ impl Store {
     /// (2 × height + 1); the space map's share is the pool's
     /// `commit_overhead`.
     fn check_space(&self, t: &Trees, ds: u64, size: TxSize) -> Result<()> {
-        let (ops, run) = (size.ops.max(1), size.run_bytes);
+        // Dirty records are allocated at the commit: count them as taken.
+        let (dirty_data, dirty_run) = t.dirty_reserve();
+        let (ops, run) = (size.ops.max(1), size.run_bytes + dirty_run);
         let height = t
             .datasets
             .get(&ds)
@@ -419,7 +448,8 @@ impl Store {
         let needed =
             blocks * self.pool.block_size() as u64 * self.pool.config().metadata_copies as u64
                 + self.pool.commit_overhead(blocks)
-                + size.data_bytes;
+                + size.data_bytes
+                + dirty_data;
         let available = self.available(size.class);
         if needed > available {
             return Err(PoolError::NoSpace { needed, available }.into());

@@ -16,6 +16,7 @@
 //! `posix/` (directories, file data, xattr chunks).
 
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,7 @@ use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError};
 
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
+use crate::posix::dirty_data::{DirtyData, Undo as DirtyUndo};
 use crate::posix::DirentValue;
 use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
 use crate::store::Store;
@@ -65,6 +67,7 @@ pub(crate) mod sealed {
     pub trait Parts {
         fn tree(&self) -> &aegis_btree::Tree;
         fn pool(&self) -> &aegis_pool::Pool;
+        fn dirty(&self) -> &crate::posix::dirty_data::DirtyData;
     }
 }
 
@@ -119,7 +122,16 @@ pub trait ObjectRead: sealed::Parts {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>> {
-        file_data::read(self.tree(), self.pool(), ino, r, record_size, offset, size)
+        file_data::read(
+            self.tree(),
+            self.pool(),
+            self.dirty(),
+            ino,
+            r,
+            record_size,
+            offset,
+            size,
+        )
     }
 
     /// Bytes of new reservation preallocating `[lo, hi)` of file `ino`
@@ -145,9 +157,16 @@ pub trait ObjectRead: sealed::Parts {
         file_data::prealloc_cover(self.tree(), ino, rs, lo, hi)
     }
 
+    /// The bytes `st_blocks` counts for `ino` (record `r`): its
+    /// `alloc_bytes` with the data written since the last commit counted
+    /// as the commit will store it.
+    fn stored_alloc(&self, ino: u64, r: &InodeRecord) -> Result<u64> {
+        file_data::stored_alloc(self.tree(), self.pool(), self.dirty(), ino, r)
+    }
+
     /// Number of data records of a file (to size its delete).
     fn record_count(&self, ino: u64) -> Result<u64> {
-        file_data::record_count(self.tree(), ino)
+        file_data::record_count(self.tree(), self.dirty(), ino)
     }
 
     /// SEEK_DATA; `None` when no data lies at or after `offset`.
@@ -158,7 +177,7 @@ pub trait ObjectRead: sealed::Parts {
         record_size: u64,
         offset: u64,
     ) -> Result<Option<u64>> {
-        file_data::seek_data(self.tree(), ino, r, record_size, offset)
+        file_data::seek_data((self.tree(), self.dirty()), ino, r, record_size, offset)
     }
 
     /// SEEK_HOLE; `None` at or past the end of file.
@@ -169,7 +188,7 @@ pub trait ObjectRead: sealed::Parts {
         record_size: u64,
         offset: u64,
     ) -> Result<Option<u64>> {
-        file_data::seek_hole(self.tree(), ino, r, record_size, offset)
+        file_data::seek_hole((self.tree(), self.dirty()), ino, r, record_size, offset)
     }
 
     fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -205,6 +224,7 @@ impl<T: sealed::Parts> ObjectRead for T {}
 pub struct View<'a> {
     tree: &'a Tree,
     pool: &'a Pool,
+    dirty: &'a DirtyData,
 }
 
 impl sealed::Parts for View<'_> {
@@ -213,6 +233,9 @@ impl sealed::Parts for View<'_> {
     }
     fn pool(&self) -> &Pool {
         self.pool
+    }
+    fn dirty(&self) -> &DirtyData {
+        self.dirty
     }
 }
 
@@ -230,6 +253,12 @@ pub struct Tx<'a> {
     pub(crate) written: Vec<BlockPtr>,
     /// Blocks this change stops using: freed only if it succeeds.
     pub(crate) to_free: Vec<BlockPtr>,
+    /// The dataset's dirty records, and how to take this change's
+    /// changes of them back.
+    pub(crate) dirty: &'a mut DirtyData,
+    pub(crate) dirty_undo: Vec<DirtyUndo>,
+    /// Write file data as blocks at once instead of dirty records.
+    pub(crate) write_through: bool,
     records: Vec<LogRec>,
     unlogged: bool,
 }
@@ -240,6 +269,9 @@ impl sealed::Parts for Tx<'_> {
     }
     fn pool(&self) -> &Pool {
         self.pool
+    }
+    fn dirty(&self) -> &DirtyData {
+        self.dirty
     }
 }
 
@@ -327,6 +359,7 @@ impl Store {
         f(&View {
             tree,
             pool: &self.pool,
+            dirty: t.dirty.get(&ds).unwrap_or(&crate::posix::dirty_data::NONE),
         })
     }
 
@@ -349,18 +382,9 @@ impl Store {
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         let log = trees.logs.get(&ds).map(|l| &**l);
         tree.begin_undo();
-        let mut tx = Tx {
-            tree,
-            pool: &self.pool,
-            log,
-            meta: meta.clone(),
-            meta_dirty: false,
-            now: now_ns(),
-            written: Vec::new(),
-            to_free: Vec::new(),
-            records: Vec::new(),
-            unlogged: false,
-        };
+        let dirty = trees.dirty.entry(ds).or_default();
+        let mut tx = Tx::new(tree, &self.pool, log, dirty, meta.clone());
+        tx.write_through = self.write_through.load(Ordering::Relaxed);
         let r = match f(&mut tx) {
             Ok(r) => tx.write_meta().map(|()| r).map_err(E::from),
             Err(e) => Err(e),
@@ -373,6 +397,7 @@ impl Store {
             }
         };
         tx.tree.commit_undo();
+        tx.dirty_undo.clear();
         if let Some(log) = tx.log {
             let tree = &*tx.tree;
             let policy = |ino| log_policy_of(tree, ino);
@@ -386,16 +411,17 @@ impl Store {
         for bp in &tx.to_free {
             self.pool.free(bp).map_err(FsError::from)?;
         }
-        let dirty_nodes = t.dirty_nodes();
+        let dirty = t.dirty_bytes(self.pool.block_size());
         drop(t);
-        self.after_change(dirty_nodes)?;
+        self.after_change(dirty)?;
         Ok(r)
     }
 
     /// A failed change is undone whole: no half of it may reach the next
     /// commit, and the blocks it wrote belong to nothing.
-    fn undo(&self, tx: Tx<'_>) {
+    pub(crate) fn undo(&self, tx: Tx<'_>) {
         self.roll_back(tx.tree);
+        tx.dirty.roll_back(tx.dirty_undo);
         for bp in &tx.written {
             if let Err(f) = self.pool.free(bp) {
                 tracing::warn!(error = %f, "could not free a block of an undone change");
@@ -404,8 +430,34 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
-    fn write_meta(&mut self) -> Result<()> {
+impl<'a> Tx<'a> {
+    /// A change of `tree` (whose undo log the caller opened) in a dataset
+    /// whose meta record is `meta`.
+    pub(crate) fn new(
+        tree: &'a mut Tree,
+        pool: &'a Arc<Pool>,
+        log: Option<&'a IntentLog>,
+        dirty: &'a mut DirtyData,
+        meta: DatasetMeta,
+    ) -> Tx<'a> {
+        Tx {
+            tree,
+            pool,
+            log,
+            meta,
+            meta_dirty: false,
+            now: now_ns(),
+            written: Vec::new(),
+            to_free: Vec::new(),
+            dirty,
+            dirty_undo: Vec::new(),
+            write_through: false,
+            records: Vec::new(),
+            unlogged: false,
+        }
+    }
+
+    pub(crate) fn write_meta(&mut self) -> Result<()> {
         if self.meta_dirty {
             self.tree.insert(&keys::meta(), &self.meta.encode())?;
         }

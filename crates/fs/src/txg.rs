@@ -20,7 +20,9 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::dataset::dataset_key;
 use crate::error::{FsError, Result};
-use crate::store::Store;
+use crate::posix::{file_data, keys, DatasetMeta};
+use crate::store::{Store, Trees};
+use crate::tx::Tx;
 
 /// The sync thread's control, shared on its own so that a waiting thread
 /// holds only a weak reference to the store: a store dropped without
@@ -76,6 +78,10 @@ impl Store {
         }
         let mut guard = self.trees.write();
         let t = &mut *guard;
+        let ids: Vec<u64> = t.dirty.keys().copied().collect();
+        for id in ids {
+            self.settle_dirty(t, id)?;
+        }
         for (&id, tree) in t.datasets.iter_mut() {
             if !tree.is_dirty() {
                 continue;
@@ -99,6 +105,42 @@ impl Store {
             self.pool.free(bp)?;
         }
         Ok(self.pool.commit(&flushed.root)?)
+    }
+
+    /// Turn dataset `ds`'s dirty records into blocks, in the open txg: the
+    /// compression, checksums and allocation of a whole txg's writes,
+    /// once per record. Undone whole if it fails, so the commit fails
+    /// with the dirty records still in memory.
+    fn settle_dirty(&self, t: &mut Trees, ds: u64) -> Result<()> {
+        let (Some(dirty), Some(tree)) = (t.dirty.get_mut(&ds), t.datasets.get_mut(&ds)) else {
+            return Ok(());
+        };
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let meta = match tree.get(&keys::meta())? {
+            Some(v) => DatasetMeta::decode(&v)?,
+            None => {
+                return Err(FsError::Invalid(format!(
+                    "dataset {ds}: dirty records but no filesystem"
+                )))
+            }
+        };
+        tree.begin_undo();
+        let mut tx = Tx::new(tree, &self.pool, None, dirty, meta);
+        if let Err(e) = file_data::settle_all(&mut tx) {
+            self.undo(tx);
+            return Err(e);
+        }
+        // Settling rewrites records that are not preallocated: the meta
+        // record (and the upper layer's copy of it) stays as it was.
+        debug_assert!(!tx.meta_dirty, "settling changed the dataset meta record");
+        tx.tree.commit_undo();
+        tx.dirty_undo.clear();
+        for bp in &tx.to_free {
+            self.pool.free(bp)?;
+        }
+        Ok(())
     }
 
     /// Commit only if something changed since the last commit.

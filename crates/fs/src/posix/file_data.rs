@@ -26,6 +26,7 @@
 use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
+use super::dirty_data::{DirtyData, DirtyRecord, Estimator};
 use super::{
     keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
 };
@@ -161,10 +162,13 @@ fn drop_record(
     Ok(())
 }
 
-/// Read `[offset, offset + size)` of a file of `r.size` bytes.
+/// Read `[offset, offset + size)` of a file of `r.size` bytes: its dirty
+/// records where it has them, the tree's records elsewhere.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn read(
     tree: &Tree,
     pool: &Pool,
+    dirty: &DirtyData,
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
@@ -176,14 +180,21 @@ pub(crate) fn read(
     }
     let end = r.size.min(offset.saturating_add(size as u64));
     let mut out = vec![0u8; (end - offset) as usize];
-    let first = offset / record_size * record_size;
-    for (start, rec) in records_in(tree, ino, first, end)? {
-        let bytes = record_bytes(pool, &rec)?;
+    let mut copy = |start: u64, bytes: &[u8]| {
         let (lo, hi) = (start.max(offset), (start + bytes.len() as u64).min(end));
         if lo < hi {
             out[(lo - offset) as usize..(hi - offset) as usize]
                 .copy_from_slice(&bytes[(lo - start) as usize..(hi - start) as usize]);
         }
+    };
+    let first = offset / record_size * record_size;
+    for (start, rec) in records_in(tree, ino, first, end)? {
+        if dirty.get(ino, start).is_none() {
+            copy(start, &record_bytes(pool, &rec)?);
+        }
+    }
+    for (start, d) in dirty.range(ino, first, end) {
+        copy(start, &d.bytes);
     }
     Ok(out)
 }
@@ -204,7 +215,111 @@ fn put_record(
     if let Some(old) = &old {
         forget(tx, r, old);
     }
-    store(tx, ino, r, start, held, bytes, old.is_some())
+    let class = match held {
+        Some(_) => AllocClass::Reserved,
+        None => AllocClass::Normal,
+    };
+    store(tx, ino, r, start, (held, class), bytes, old.is_some())
+}
+
+/// Turn `ino`'s dirty records with a start in `[lo, hi)` into tree
+/// records within this change, so that what follows may work on the
+/// tree alone. Their blocks were paid for when they became dirty, and
+/// this is the commit's work brought forward, so they may use the pool's
+/// reserve (class `Reserved`).
+pub(crate) fn settle(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    lo: u64,
+    hi: u64,
+) -> Result<()> {
+    for start in tx.dirty.starts(ino, lo, hi) {
+        let Some(d) = tx.dirty.remove((ino, start), &mut tx.dirty_undo) else {
+            continue;
+        };
+        // The tree's figure back, then the record stored as any rewrite.
+        r.alloc_bytes = r.alloc_bytes.saturating_sub(d.est) + d.old_alloc;
+        let old = get_record(tx.tree, ino, start)?;
+        if let Some(o) = &old {
+            forget(tx, r, o);
+        }
+        let existed = old.is_some();
+        store(
+            tx,
+            ino,
+            r,
+            start,
+            (None, AllocClass::Reserved),
+            d.bytes,
+            existed,
+        )?;
+    }
+    Ok(())
+}
+
+/// Settle every dirty record of the dataset (the commit's first step):
+/// each file's records become blocks and its inode gets exact accounts.
+/// The records of an inode that is gone (which a delete would have
+/// discarded) are dropped with a warning.
+pub(crate) fn settle_all(tx: &mut Tx<'_>) -> Result<()> {
+    for ino in tx.dirty.inodes() {
+        let mut r = match super::directory::read_inode(tx.tree, ino) {
+            Ok(r) => r,
+            Err(FsError::NoInode(_)) => {
+                tracing::warn!(ino, "dirty records of a deleted inode dropped");
+                discard(tx, ino, None, 0);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        settle(tx, ino, &mut r, 0, u64::MAX)?;
+        tx.put_inode(ino, &r)?;
+    }
+    Ok(())
+}
+
+/// Zero `zero` of the dirty record at `start` and cut it to `len`,
+/// keeping `alloc_bytes`' estimate in step.
+fn reshape_dirty(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    zero: Option<(usize, usize)>,
+    len: usize,
+) {
+    let Some(d) = tx.dirty.get(ino, start) else {
+        return;
+    };
+    let len = d.bytes.len().min(len);
+    let est = estimator(tx);
+    let (before, after) = tx
+        .dirty
+        .reshape((ino, start), (zero, len), est, &mut tx.dirty_undo);
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(before) + after;
+}
+
+/// How this dataset's dirty records count in `alloc_bytes`.
+fn estimator(tx: &Tx<'_>) -> Estimator {
+    Estimator {
+        block_size: tx.pool_ref().block_size(),
+        inline_max: inline_max(tx.tree),
+    }
+}
+
+/// Drop `ino`'s dirty records with a start at or past `lo` unwritten
+/// (truncate, delete): `alloc_bytes` gets the tree's figure back.
+fn discard(tx: &mut Tx<'_>, ino: u64, r: Option<&mut InodeRecord>, lo: u64) {
+    let mut back = 0i128;
+    for start in tx.dirty.starts(ino, lo, u64::MAX) {
+        if let Some(d) = tx.dirty.remove((ino, start), &mut tx.dirty_undo) {
+            back += d.old_alloc as i128 - d.est as i128;
+        }
+    }
+    if let Some(r) = r {
+        r.alloc_bytes = (r.alloc_bytes as i128 + back).max(0) as u64;
+    }
 }
 
 /// Store `bytes` (trailing zeroes trimmed) as the record at `start`, whose
@@ -221,7 +336,7 @@ fn store(
     ino: u64,
     r: &mut InodeRecord,
     start: u64,
-    held: Option<u32>,
+    (held, class): (Option<u32>, AllocClass),
     mut bytes: Vec<u8>,
     existed: bool,
 ) -> Result<()> {
@@ -238,10 +353,6 @@ fn store(
     let rec = if held.is_none() && start == 0 && bytes.len() <= inline_max(tx.tree) {
         FileRecord::Inline(bytes)
     } else {
-        let class = match held {
-            Some(_) => AllocClass::Reserved,
-            None => AllocClass::Normal,
-        };
         let data = match bytes.is_empty() {
             true => None,
             false => Some(write_data(tx, &bytes, class)?),
@@ -301,38 +412,75 @@ pub(crate) fn write(
     while pos < end {
         let start = pos / rs * rs;
         let piece_end = end.min(start + rs);
-        let old = get_record(tx.tree, ino, start)?;
         let src = &data[(pos - offset) as usize..(piece_end - offset) as usize];
-        if matches!(old, Some(FileRecord::Prealloc { data: None, .. }))
-            && src.iter().all(|&b| b == 0)
-        {
-            // Zeroes over zeroes: the record keeps its reservation (a
-            // program writing zeroes over its preallocation, as `dd` does,
-            // must not give it away before its real writes come).
-            pos = piece_end;
-            continue;
-        }
-        let bytes =
-            if pos == start && piece_end - start >= old.as_ref().map_or(0, |o| o.len() as u64) {
-                // Whole new content of the record: no need to read the old one.
-                src.to_vec()
-            } else {
-                let mut b = match &old {
-                    Some(o) => record_bytes(tx.pool_ref(), o)?,
-                    None => Vec::new(),
-                };
-                let need = (piece_end - start) as usize;
-                if b.len() < need {
-                    b.resize(need, 0);
-                }
-                b[(pos - start) as usize..need].copy_from_slice(src);
-                b
-            };
-        put_record(tx, ino, r, start, old, bytes)?;
+        write_piece(tx, ino, r, start, pos, src)?;
         pos = piece_end;
     }
     r.size = r.size.max(end);
     Ok(())
+}
+
+/// Write `src` at `pos` of the record at `start`: into its dirty record,
+/// making one if needed; a preallocated record is written at once (its
+/// reservation is per record and per block).
+fn write_piece(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    pos: u64,
+    src: &[u8],
+) -> Result<()> {
+    let at = (pos - start) as usize;
+    let est = estimator(tx);
+    if tx.dirty.get(ino, start).is_some() {
+        let (before, after) = tx
+            .dirty
+            .patch((ino, start), at, src, est, &mut tx.dirty_undo);
+        r.alloc_bytes = r.alloc_bytes.saturating_sub(before) + after;
+        return Ok(());
+    }
+    let old = get_record(tx.tree, ino, start)?;
+    let prealloc = matches!(old, Some(FileRecord::Prealloc { .. }));
+    if matches!(old, Some(FileRecord::Prealloc { data: None, .. })) && src.iter().all(|&b| b == 0) {
+        // Zeroes over zeroes: the record keeps its reservation (a
+        // program writing zeroes over its preallocation, as `dd` does,
+        // must not give it away before its real writes come).
+        return Ok(());
+    }
+    if prealloc || tx.write_through {
+        let bytes = patched(tx, old.as_ref(), at, src)?;
+        return put_record(tx, ino, r, start, old, bytes);
+    }
+    let bytes = patched(tx, old.as_ref(), at, src)?;
+    let old_alloc = old.as_ref().map_or(0, |o| alloc_of(o, est.block_size));
+    let rec = DirtyRecord {
+        est: est.of(start, &bytes),
+        bytes,
+        old_alloc,
+        reserve: tx.meta.record_size as u64,
+    };
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(old_alloc) + rec.est;
+    tx.dirty.insert((ino, start), rec, &mut tx.dirty_undo);
+    Ok(())
+}
+
+/// The record `old`'s bytes with `src` written at `at` (the old bytes are
+/// not read when `src` replaces all of them).
+fn patched(tx: &Tx<'_>, old: Option<&FileRecord>, at: usize, src: &[u8]) -> Result<Vec<u8>> {
+    if at == 0 && src.len() >= old.map_or(0, |o| o.len() as usize) {
+        return Ok(src.to_vec());
+    }
+    let mut b = match old {
+        Some(o) => record_bytes(tx.pool_ref(), o)?,
+        None => Vec::new(),
+    };
+    let need = at + src.len();
+    if b.len() < need {
+        b.resize(need, 0);
+    }
+    b[at..need].copy_from_slice(src);
+    Ok(b)
 }
 
 /// Zero `[lo, hi)` (a hole afterwards), keeping the size.
@@ -349,8 +497,18 @@ pub(crate) fn punch(
         return Ok(());
     }
     let first = lo / rs * rs;
+    // Dirty records are zeroed where they are (settling trims zeroes to
+    // holes); the tree's records under them are theirs to replace.
+    for start in tx.dirty.starts(ino, first, hi) {
+        let a = (lo.max(start) - start) as usize;
+        let z = (hi - start).min(rs) as usize;
+        reshape_dirty(tx, ino, r, start, Some((a, z)), usize::MAX);
+    }
     for (start, rec) in records_in(tx.tree, ino, first, hi)? {
         let rec_end = start + rec.len() as u64;
+        if tx.dirty.get(ino, start).is_some() {
+            continue;
+        }
         if lo <= start && rec_end <= hi {
             drop_record(tx, ino, r, start, rec)?;
         } else if matches!(rec, FileRecord::Prealloc { data: None, .. }) {
@@ -381,9 +539,18 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
     if size < r.size {
         let rs = tx.meta.record_size as u64;
         let first = size / rs * rs;
+        // Dirty records past the end go unwritten, the one the end falls
+        // in is cut where it is; the tree's records are dropped as ever,
+        // but the one under a dirty record is that record's to replace.
+        discard(tx, ino, Some(r), size);
+        if first < size && tx.dirty.get(ino, first).is_some() {
+            reshape_dirty(tx, ino, r, first, None, (size - first) as usize);
+        }
         for (start, rec) in records_in(tx.tree, ino, first, u64::MAX)? {
             if start >= size {
                 drop_record(tx, ino, r, start, rec)?;
+            } else if tx.dirty.get(ino, start).is_some() {
+                continue;
             } else if start + rec.len() as u64 > size {
                 let len = (size - start) as u32;
                 let mut b = record_bytes(tx.pool_ref(), &rec)?;
@@ -395,7 +562,8 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
                     }
                     FileRecord::Prealloc { .. } => {
                         forget(tx, r, &rec);
-                        store(tx, ino, r, start, Some(len), b, true)?;
+                        let held = (Some(len), AllocClass::Reserved);
+                        store(tx, ino, r, start, held, b, true)?;
                     }
                     _ => put_record(tx, ino, r, start, Some(rec), b)?,
                 }
@@ -504,6 +672,7 @@ pub(crate) fn preallocate(
 ) -> Result<()> {
     let rs = tx.meta.record_size as u64;
     let first = lo / rs * rs;
+    settle(tx, ino, r, first, hi)?;
     let mut have = std::collections::BTreeMap::new();
     for (start, rec) in records_in(tx.tree, ino, first, hi)? {
         have.insert(start, rec);
@@ -543,6 +712,7 @@ pub(crate) fn collapse(
     len: u64,
 ) -> Result<()> {
     let hi = lo + len;
+    settle(tx, ino, r, lo, u64::MAX)?;
     for (start, rec) in records_in(tx.tree, ino, lo, hi)? {
         drop_record(tx, ino, r, start, rec)?;
     }
@@ -566,6 +736,7 @@ pub(crate) fn insert(
     lo: u64,
     len: u64,
 ) -> Result<()> {
+    settle(tx, ino, r, lo, u64::MAX)?;
     let mut recs = records_in(tx.tree, ino, lo, u64::MAX)?;
     recs.reverse();
     for (start, rec) in recs {
@@ -583,6 +754,7 @@ pub(crate) fn insert(
 
 /// Free every record of a file being deleted.
 pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
+    discard(tx, ino, None, 0);
     let items = scan(
         tx.tree,
         &keys::item_start(ino, keys::DATA),
@@ -601,8 +773,8 @@ pub(crate) fn free_all(tx: &mut Tx<'_>, ino: u64) -> Result<()> {
 }
 
 /// Number of records of a file (for sizing a delete's transaction).
-pub(crate) fn record_count(tree: &Tree, ino: u64) -> Result<u64> {
-    let mut n = 0;
+pub(crate) fn record_count(tree: &Tree, dirty: &DirtyData, ino: u64) -> Result<u64> {
+    let mut n = dirty.starts(ino, 0, u64::MAX).len() as u64;
     let (lo, hi) = (
         keys::item_start(ino, keys::DATA),
         keys::item_end(ino, keys::DATA),
@@ -617,10 +789,63 @@ pub(crate) fn record_count(tree: &Tree, ino: u64) -> Result<u64> {
     Ok(n)
 }
 
+/// `r.alloc_bytes` as it will be once `ino`'s dirty records are stored
+/// (`st_blocks`): each dirty record compressed as the commit will
+/// compress it, in place of its estimate. Costs a compression per dirty
+/// record, so only a file written since the last commit pays it.
+pub(crate) fn stored_alloc(
+    tree: &Tree,
+    pool: &Pool,
+    dirty: &DirtyData,
+    ino: u64,
+    r: &InodeRecord,
+) -> Result<u64> {
+    let mut recs = dirty.range(ino, 0, u64::MAX).peekable();
+    if recs.peek().is_none() {
+        return Ok(r.alloc_bytes);
+    }
+    let compression = match tree.get(&keys::meta())? {
+        Some(v) => DatasetMeta::decode(&v)?.compression,
+        None => return Ok(r.alloc_bytes),
+    };
+    let (bs, inline) = (pool.block_size() as u64, inline_max(tree));
+    let mut alloc = r.alloc_bytes as i128;
+    for (start, d) in recs {
+        let kept = d.bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let stored = if kept == 0 || (start == 0 && kept <= inline) {
+            0
+        } else {
+            let len = compression
+                .compress(&d.bytes[..kept])
+                .map_or(kept, |z| z.len());
+            (len as u64).div_ceil(bs) * bs
+        };
+        alloc += stored as i128 - d.est as i128;
+    }
+    Ok(alloc.max(0) as u64)
+}
+
+/// `(start, end)` of `ino`'s records with a start in `[lo, hi)`, dirty
+/// ones in place of the tree's, in order.
+fn spans(tree: &Tree, dirty: &DirtyData, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
+    let mut out: Vec<(u64, u64)> = records_in(tree, ino, lo, hi)?
+        .into_iter()
+        .filter(|(start, _)| dirty.get(ino, *start).is_none())
+        .map(|(start, rec)| (start, start + rec.len() as u64))
+        .collect();
+    out.extend(
+        dirty
+            .range(ino, lo, hi)
+            .map(|(start, d)| (start, start + d.bytes.len() as u64)),
+    );
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// SEEK_DATA: the first data at or after `offset`; `None` past the end
 /// or when only a hole follows.
 pub(crate) fn seek_data(
-    tree: &Tree,
+    (tree, dirty): (&Tree, &DirtyData),
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
@@ -630,8 +855,8 @@ pub(crate) fn seek_data(
         return Ok(None);
     }
     let first = offset / record_size * record_size;
-    for (start, rec) in records_in(tree, ino, first, r.size)? {
-        if start + rec.len() as u64 > offset {
+    for (start, end) in spans(tree, dirty, ino, first, r.size)? {
+        if end > offset {
             return Ok(Some(start.max(offset)));
         }
     }
@@ -641,7 +866,7 @@ pub(crate) fn seek_data(
 /// SEEK_HOLE: the first hole at or after `offset`; the end of file is
 /// one; `None` at or past the end.
 pub(crate) fn seek_hole(
-    tree: &Tree,
+    (tree, dirty): (&Tree, &DirtyData),
     ino: u64,
     r: &InodeRecord,
     record_size: u64,
@@ -652,15 +877,14 @@ pub(crate) fn seek_hole(
     }
     let mut pos = offset;
     let first = offset / record_size * record_size;
-    for (start, rec) in records_in(tree, ino, first, r.size)? {
-        let rec_end = start + rec.len() as u64;
-        if rec_end <= pos {
+    for (start, end) in spans(tree, dirty, ino, first, r.size)? {
+        if end <= pos {
             continue;
         }
         if start > pos {
             break;
         }
-        pos = rec_end;
+        pos = end;
     }
     Ok(Some(pos.min(r.size)))
 }

@@ -15,6 +15,8 @@
 pub mod check;
 pub(crate) mod directory;
 pub mod dirent;
+#[doc(hidden)]
+pub mod dirty_data;
 pub(crate) mod file_data;
 pub mod file_record;
 pub mod inode;

@@ -1,0 +1,357 @@
+//! Dirty records: file data written in the open txg, held uncompressed in
+//! memory until the commit (ZFS's dirty records). A small write into a
+//! record changes the bytes here only; compression, checksums and
+//! allocation happen once per record per txg, when the commit (or an
+//! operation that needs the tree to be true, see `file_data::settle`)
+//! turns the record into a block.
+//!
+//! Invariants:
+//! - A dirty record at `(ino, start)` is the whole current content of that
+//!   record: it supersedes whatever the tree holds at that key (the tree's
+//!   record stays until the record is settled, so the commit frees the old
+//!   block as a rewrite does). Its bytes never reach past the record size.
+//! - The tree's record under a dirty one is never preallocated: writes
+//!   into preallocated records go to the tree at once (their reservation
+//!   is accounted per record), and fallocate settles first.
+//! - The inode's `alloc_bytes` counts a dirty record as its `est` bytes
+//!   ([`Estimator`]) instead of what the tree's record takes
+//!   (`old_alloc`); settling puts the tree's figure back before storing, so
+//!   every commit writes exact accounts. Without compression the estimate
+//!   is exact; with it, `st_blocks` settles at the commit (as on ZFS and
+//!   btrfs).
+//! - `reserve_bytes` and `run_bytes` are what the commit may still
+//!   allocate for these records (a whole record and its leaf entry each);
+//!   the space check counts them as allocated, so ENOSPC goes to the
+//!   write that takes the space, never to a commit.
+//!
+//! Every change made for a [`Tx`](crate::Tx) is recorded as a [`Undo`],
+//! so a failed change is rolled back here as it is in the tree.
+
+use std::collections::BTreeMap;
+
+use super::FileRecord;
+
+/// One dirty record.
+#[derive(Clone, Debug)]
+pub(crate) struct DirtyRecord {
+    /// The record's bytes from its start (its length is the record's).
+    pub bytes: Vec<u8>,
+    /// Bytes the tree's record at this key counts in `alloc_bytes`.
+    pub old_alloc: u64,
+    /// Bytes `alloc_bytes` counts for this record meanwhile.
+    pub est: u64,
+    /// Data bytes reserved for this record's block at the commit.
+    pub reserve: u64,
+}
+
+/// What `alloc_bytes` counts for a dirty record: what storing it
+/// uncompressed would take, as `file_data::store` stores it (trailing
+/// zeroes trimmed, a small record 0 inline, all zeroes a hole).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Estimator {
+    pub block_size: u32,
+    pub inline_max: usize,
+}
+
+impl Estimator {
+    pub(crate) fn of(&self, start: u64, bytes: &[u8]) -> u64 {
+        let kept = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if kept == 0 || (start == 0 && kept <= self.inline_max) {
+            return 0;
+        }
+        (kept as u64).div_ceil(self.block_size as u64) * self.block_size as u64
+    }
+}
+
+/// Leaf bytes the commit may add for one dirty record.
+fn run_entry() -> u64 {
+    FileRecord::run_bytes(1, false)
+}
+
+/// The dirty records of one dataset.
+#[derive(Debug, Default)]
+pub struct DirtyData {
+    records: BTreeMap<(u64, u64), DirtyRecord>,
+    /// Sum of the records' lengths (memory held, for the dirty limit).
+    bytes: u64,
+    reserve_bytes: u64,
+}
+
+/// How to take back one change of a [`DirtyData`].
+#[derive(Debug)]
+pub(crate) enum Undo {
+    /// Put `prev` back at `key` (`None`: the key was not dirty).
+    Restore {
+        key: (u64, u64),
+        prev: Option<DirtyRecord>,
+    },
+    /// Bytes `[at, at + old.len())` were `old`, the length `old_len` and
+    /// the estimate `old_est`.
+    Patch {
+        key: (u64, u64),
+        at: usize,
+        old: Vec<u8>,
+        old_len: usize,
+        old_est: u64,
+    },
+}
+
+/// No dirty records (a view of a dataset that has none).
+pub(crate) static NONE: DirtyData = DirtyData {
+    records: BTreeMap::new(),
+    bytes: 0,
+    reserve_bytes: 0,
+};
+
+impl DirtyData {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+    /// Bytes held in memory.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    /// Data bytes the commit may allocate for these records.
+    pub(crate) fn reserve_bytes(&self) -> u64 {
+        self.reserve_bytes
+    }
+    /// Leaf bytes the commit may add for these records.
+    pub(crate) fn run_bytes(&self) -> u64 {
+        self.records.len() as u64 * run_entry()
+    }
+    pub(crate) fn get(&self, ino: u64, start: u64) -> Option<&DirtyRecord> {
+        self.records.get(&(ino, start))
+    }
+
+    /// Dirty records of `ino` with a start in `[lo, hi)`, in order (a
+    /// record's start is below the largest file size, so `u64::MAX` as
+    /// `hi` means "to the end").
+    pub(crate) fn range(
+        &self,
+        ino: u64,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = (u64, &DirtyRecord)> + '_ {
+        self.records
+            .range((ino, lo)..(ino, hi.max(lo)))
+            .map(|(&(_, s), r)| (s, r))
+    }
+
+    /// Starts of `ino`'s dirty records in `[lo, hi)`.
+    pub(crate) fn starts(&self, ino: u64, lo: u64, hi: u64) -> Vec<u64> {
+        self.range(ino, lo, hi).map(|(s, _)| s).collect()
+    }
+
+    /// The inodes with dirty records, in order.
+    pub(crate) fn inodes(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for &(ino, _) in self.records.keys() {
+            if out.last() != Some(&ino) {
+                out.push(ino);
+            }
+        }
+        out
+    }
+
+    /// Set `key` to `rec` (or remove it), returning what was there.
+    fn put(&mut self, key: (u64, u64), rec: Option<DirtyRecord>) -> Option<DirtyRecord> {
+        if let Some(r) = &rec {
+            self.bytes += r.bytes.len() as u64;
+            self.reserve_bytes += r.reserve;
+        }
+        let prev = match rec {
+            Some(r) => self.records.insert(key, r),
+            None => self.records.remove(&key),
+        };
+        if let Some(p) = &prev {
+            self.bytes -= p.bytes.len() as u64;
+            self.reserve_bytes -= p.reserve;
+        }
+        prev
+    }
+
+    /// Make `key` dirty with `rec` (it was not); `undo` takes it back.
+    pub(crate) fn insert(&mut self, key: (u64, u64), rec: DirtyRecord, undo: &mut Vec<Undo>) {
+        let prev = self.put(key, Some(rec));
+        undo.push(Undo::Restore { key, prev });
+    }
+
+    /// Take `key` out (settled or dropped); `undo` puts it back.
+    pub(crate) fn remove(&mut self, key: (u64, u64), undo: &mut Vec<Undo>) -> Option<DirtyRecord> {
+        let prev = self.put(key, None);
+        if prev.is_some() {
+            undo.push(Undo::Restore {
+                key,
+                prev: prev.clone(),
+            });
+        }
+        prev
+    }
+
+    /// Copy `src` into `key`'s bytes at `at`, growing them with zeroes as
+    /// needed; `undo` restores the bytes it covered and the old length.
+    /// Returns the estimate before and after.
+    pub(crate) fn patch(
+        &mut self,
+        key: (u64, u64),
+        at: usize,
+        src: &[u8],
+        est: Estimator,
+        undo: &mut Vec<Undo>,
+    ) -> (u64, u64) {
+        let Some(r) = self.records.get_mut(&key) else {
+            return (0, 0);
+        };
+        let old_est = r.est;
+        let old_len = r.bytes.len();
+        let end = at + src.len();
+        let kept = old_len.min(end).saturating_sub(at);
+        let old = r
+            .bytes
+            .get(at..at + kept)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        if r.bytes.len() < end {
+            r.bytes.resize(end, 0);
+        }
+        r.bytes[at..end].copy_from_slice(src);
+        r.est = est.of(key.1, &r.bytes);
+        self.bytes += r.bytes.len() as u64 - old_len as u64;
+        let new_est = r.est;
+        undo.push(Undo::Patch {
+            key,
+            at,
+            old,
+            old_len,
+            old_est,
+        });
+        (old_est, new_est)
+    }
+
+    /// Cut `key`'s bytes to `len` (zero-filling `[lo, hi)` first when
+    /// given); `undo` restores the whole record. Returns the estimate
+    /// before and after.
+    pub(crate) fn reshape(
+        &mut self,
+        key: (u64, u64),
+        (zero, len): (Option<(usize, usize)>, usize),
+        est: Estimator,
+        undo: &mut Vec<Undo>,
+    ) -> (u64, u64) {
+        let Some(r) = self.records.get(&key) else {
+            return (0, 0);
+        };
+        let mut new = r.clone();
+        if let Some((lo, hi)) = zero {
+            let hi = hi.min(new.bytes.len());
+            if lo < hi {
+                new.bytes[lo..hi].fill(0);
+            }
+        }
+        new.bytes.truncate(len);
+        new.est = est.of(key.1, &new.bytes);
+        let after = new.est;
+        let prev = self.put(key, Some(new));
+        let before = prev.as_ref().map_or(0, |p| p.est);
+        undo.push(Undo::Restore { key, prev });
+        (before, after)
+    }
+
+    /// Take back `undo`'s changes, newest first.
+    pub(crate) fn roll_back(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Restore { key, prev } => {
+                    self.put(key, prev);
+                }
+                Undo::Patch {
+                    key,
+                    at,
+                    old,
+                    old_len,
+                    old_est,
+                } => {
+                    if let Some(r) = self.records.get_mut(&key) {
+                        let before = r.bytes.len() as u64;
+                        r.bytes[at..at + old.len()].copy_from_slice(&old);
+                        r.bytes.truncate(old_len);
+                        r.est = old_est;
+                        self.bytes = self.bytes - before + old_len as u64;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EST: Estimator = Estimator {
+        block_size: 4096,
+        inline_max: 3,
+    };
+
+    fn rec(bytes: &[u8]) -> DirtyRecord {
+        DirtyRecord {
+            bytes: bytes.to_vec(),
+            old_alloc: 0,
+            est: EST.of(0, bytes),
+            reserve: 4096,
+        }
+    }
+
+    #[test]
+    fn estimates_follow_how_records_are_stored() {
+        assert_eq!(EST.of(0, b"abc"), 0, "inline");
+        assert_eq!(EST.of(0, b"abcd"), 4096);
+        assert_eq!(EST.of(8192, b"a"), 4096);
+        assert_eq!(EST.of(8192, &[0; 9000]), 0, "all zeroes: a hole");
+        let mut b = vec![1u8; 4097];
+        b.extend([0; 5000]);
+        assert_eq!(EST.of(8192, &b), 8192, "trailing zeroes trimmed");
+    }
+
+    #[test]
+    fn undo_takes_every_change_back() {
+        let mut d = DirtyData::default();
+        let mut undo = Vec::new();
+        d.insert((5, 0), rec(b"hello"), &mut undo);
+        assert_eq!(d.patch((5, 0), 3, b"p me", EST, &mut undo), (4096, 4096));
+        assert_eq!(d.get(5, 0).unwrap().bytes, b"help me");
+        assert_eq!(d.bytes(), 7);
+        d.roll_back(undo);
+        assert!(d.is_empty());
+        assert_eq!((d.bytes(), d.reserve_bytes()), (0, 0));
+
+        let mut undo = Vec::new();
+        d.insert((5, 0), rec(b"hello"), &mut undo);
+        let mut undo = Vec::new();
+        d.patch((5, 0), 1, b"EL", EST, &mut undo);
+        assert_eq!(
+            d.reshape((5, 0), (Some((0, 1)), 2), EST, &mut undo),
+            (4096, 0)
+        );
+        assert_eq!(d.get(5, 0).unwrap().bytes, b"\0E");
+        d.remove((5, 0), &mut undo);
+        assert!(d.is_empty());
+        d.roll_back(undo);
+        assert_eq!(d.get(5, 0).unwrap().bytes, b"hello");
+        assert_eq!((d.bytes(), d.reserve_bytes()), (5, 4096));
+    }
+
+    #[test]
+    fn ranges_stay_inside_one_inode() {
+        let mut d = DirtyData::default();
+        let mut undo = Vec::new();
+        for (ino, start) in [(4, 0), (5, 0), (5, 128), (5, 1 << 40), (6, 0)] {
+            d.insert((ino, start), rec(b"x"), &mut undo);
+        }
+        assert_eq!(d.starts(5, 0, u64::MAX), vec![0, 128, 1 << 40]);
+        assert_eq!(d.starts(5, 1, 128), Vec::<u64>::new());
+        assert_eq!(d.starts(5, 0, 128), vec![0]);
+        assert_eq!(d.inodes(), vec![4, 5, 6]);
+        assert_eq!(d.run_bytes(), 5 * run_entry());
+    }
+}
