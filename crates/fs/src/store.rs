@@ -47,10 +47,29 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_nodes: 16384,
-            dirty_limit: 64 << 20,
+            dirty_limit: default_dirty_limit(),
             sync_interval: Duration::from_secs(5),
         }
     }
+}
+
+/// The default dirty limit: 1/16 of physical memory, between 64 MiB and
+/// 1 GiB. Random small writes over a working set larger than it pay a
+/// whole record per write (each commit stores every dirty record), so it
+/// is as large as memory comfortably allows; ZFS's default is 10% of RAM
+/// up to 4 GiB.
+pub fn default_dirty_limit() -> u64 {
+    (physical_memory_bytes() / 16).clamp(64 << 20, 1 << 30)
+}
+
+/// `MemTotal` of /proc/meminfo; 0 (so the floor applies) if unreadable.
+fn physical_memory_bytes() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb.saturating_mul(1024))
 }
 
 pub(crate) struct Trees {
