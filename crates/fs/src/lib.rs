@@ -14,7 +14,7 @@ mod tx;
 mod txg;
 
 pub use error::{FsError, Result};
-pub use store::{Store, StoreOptions};
+pub use store::{default_data_cache_bytes, Store, StoreOptions};
 pub use tx::{ObjectRead, Tx, TxSize, View};
 
 pub use aegis_pool::label::LabelConfig;
@@ -29,6 +29,6 @@ pub mod limits {
 /// Pool types the layers above name when they create, open or describe a
 /// pool; they reach the pool itself only through [`Store`].
 pub use aegis_pool::{
-    AllocClass, ChecksumType, Compression, CreateOptions, OpenOptions, OpenReport, SpaceInfo,
-    Uberblock,
+    AllocClass, CachePolicy, CacheStats, ChecksumType, Compression, CreateOptions, OpenOptions,
+    OpenReport, SpaceInfo, Uberblock, MIN_CACHE_BYTES,
 };

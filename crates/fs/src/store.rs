@@ -18,8 +18,8 @@ use aegis_block::DeviceRef;
 use aegis_btree::{NodeCache, Tree};
 use aegis_pool::label::LabelConfig;
 use aegis_pool::{
-    AllocClass, CreateOptions, OpenOptions, OpenReport, Pool, PoolError, SpaceInfo, TreeRoot,
-    Uberblock, DEFER_TXGS,
+    AllocClass, CachePolicy, CacheStats, CreateOptions, OpenOptions, OpenReport, Pool, PoolError,
+    SpaceInfo, TreeRoot, Uberblock, DEFER_TXGS,
 };
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
@@ -29,6 +29,7 @@ use crate::dataset::{
 use crate::error::{FsError, Result};
 use crate::intent_log::IntentLog;
 use crate::posix::dirty_data::DirtyData;
+use crate::posix::read_ahead::ReadAhead;
 use crate::tx::TxSize;
 use crate::txg::SyncThread;
 
@@ -41,6 +42,12 @@ pub struct StoreOptions {
     pub dirty_limit: u64,
     /// Commit at least this often while anything is dirty.
     pub sync_interval: Duration,
+    /// Bytes of decoded file data kept for readers (0: none).
+    pub data_cache_bytes: u64,
+    /// What the data cache gives up when full.
+    pub data_cache_policy: CachePolicy,
+    /// Most records read ahead of a sequential reader (0: no read-ahead).
+    pub read_ahead_records: u32,
 }
 
 impl Default for StoreOptions {
@@ -49,8 +56,20 @@ impl Default for StoreOptions {
             cache_nodes: 16384,
             dirty_limit: default_dirty_limit(),
             sync_interval: Duration::from_secs(5),
+            data_cache_bytes: default_data_cache_bytes(),
+            data_cache_policy: CachePolicy::default(),
+            read_ahead_records: crate::posix::read_ahead::MAX_WINDOW,
         }
     }
+}
+
+/// The default data cache: 1/8 of physical memory, between 64 MiB and
+/// 8 GiB. Under FUSE the kernel's page cache holds file data too, so this
+/// is smaller than ZFS's ARC (half of memory); it is what serves readers
+/// whose pages the kernel dropped, random reads of records bigger than a
+/// page, and embedded users, who have no page cache in front.
+pub fn default_data_cache_bytes() -> u64 {
+    (physical_memory_bytes() / 8).clamp(64 << 20, 8 << 30)
 }
 
 /// The default dirty limit: 1/16 of physical memory, between 64 MiB and
@@ -118,6 +137,8 @@ pub struct Store {
     pub(crate) trees: RwLock<Trees>,
     pub(crate) opts: StoreOptions,
     pub(crate) commit_lock: Mutex<()>,
+    /// Sequential readers' streams and the threads reading ahead of them.
+    pub(crate) ahead: ReadAhead,
     pub(crate) sync: SyncThread,
     /// Set when a failed change could not be undone: the in-memory trees
     /// may hold half of it, so nothing more may change or commit.
@@ -250,7 +271,10 @@ impl Store {
         report: OpenReport,
     ) -> Store {
         let reserved = reserved_of(&trees);
+        pool.configure_data_cache(opts.data_cache_policy, opts.data_cache_bytes);
+        let ahead = ReadAhead::new(&pool, opts.read_ahead_records);
         Store {
+            ahead,
             pool,
             cache,
             trees: RwLock::new(trees),
@@ -292,6 +316,18 @@ impl Store {
     /// The uberblock of the txg this store opened or last committed.
     pub fn last_uberblock(&self) -> Option<Uberblock> {
         self.pool.last_uberblock()
+    }
+    /// The data cache's hits, misses and size.
+    pub fn data_cache_stats(&self) -> CacheStats {
+        self.pool.data_cache_stats()
+    }
+    /// Resize the data cache, or change its policy (which empties it).
+    pub fn configure_data_cache(&self, policy: CachePolicy, capacity_bytes: u64) {
+        self.pool.configure_data_cache(policy, capacity_bytes);
+    }
+    /// Empty the data cache, so the next reads go to the devices.
+    pub fn clear_data_cache(&self) {
+        self.pool.clear_data_cache();
     }
     pub fn space(&self) -> SpaceInfo {
         self.pool.space()

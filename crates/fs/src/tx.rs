@@ -26,6 +26,7 @@ use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError};
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
 use crate::posix::dirty_data::{DirtyData, Undo as DirtyUndo};
+use crate::posix::read_ahead::ReadAhead;
 use crate::posix::DirentValue;
 use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
 use crate::store::Store;
@@ -68,6 +69,10 @@ pub(crate) mod sealed {
         fn tree(&self) -> &aegis_btree::Tree;
         fn pool(&self) -> &aegis_pool::Pool;
         fn dirty(&self) -> &crate::posix::dirty_data::DirtyData;
+        /// The dataset and its read-ahead, for readers that have one.
+        fn ahead(&self) -> Option<(u64, &crate::posix::read_ahead::ReadAhead)> {
+            None
+        }
     }
 }
 
@@ -122,7 +127,7 @@ pub trait ObjectRead: sealed::Parts {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>> {
-        file_data::read(
+        let out = file_data::read(
             self.tree(),
             self.pool(),
             self.dirty(),
@@ -131,7 +136,12 @@ pub trait ObjectRead: sealed::Parts {
             record_size,
             offset,
             size,
-        )
+        )?;
+        if let Some((ds, ahead)) = self.ahead() {
+            let at = (ds, ino, record_size);
+            file_data::read_ahead(self.tree(), self.dirty(), ahead, at, r, offset, size as u64)?;
+        }
+        Ok(out)
     }
 
     /// Bytes of new reservation preallocating `[lo, hi)` of file `ino`
@@ -225,6 +235,8 @@ pub struct View<'a> {
     tree: &'a Tree,
     pool: &'a Pool,
     dirty: &'a DirtyData,
+    ds: u64,
+    ahead: &'a ReadAhead,
 }
 
 impl sealed::Parts for View<'_> {
@@ -236,6 +248,9 @@ impl sealed::Parts for View<'_> {
     }
     fn dirty(&self) -> &DirtyData {
         self.dirty
+    }
+    fn ahead(&self) -> Option<(u64, &ReadAhead)> {
+        Some((self.ds, self.ahead))
     }
 }
 
@@ -360,6 +375,8 @@ impl Store {
             tree,
             pool: &self.pool,
             dirty: t.dirty.get(&ds).unwrap_or(&crate::posix::dirty_data::NONE),
+            ds,
+            ahead: &self.ahead,
         })
     }
 

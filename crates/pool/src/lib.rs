@@ -11,6 +11,7 @@ mod allocator;
 /// Public for the decoders above (the tree sizes its nodes by the pointer
 /// layout) and for the fuzzer.
 pub mod blkptr;
+mod block_cache;
 /// Public for the fuzzer, which forges self-checksummed labels and
 /// uberblocks.
 pub mod checksum;
@@ -36,6 +37,7 @@ mod write_behind;
 
 pub use allocator::{AllocClass, Extent, DEFER_TXGS};
 pub use blkptr::{BlockPtr, BlockType, Dva, BLKPTR_HEADER, DVA_SIZE};
+pub use block_cache::{BlockData, CachePolicy, CacheStats, MIN_CACHE_BYTES};
 pub use checksum::ChecksumType;
 pub use compression::Compression;
 pub use error::{PoolError, Result};

@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
 use aegis_diskfs::{AtimeMode, DiskFsOptions, MountOptions};
-use aegis_fs::OpenOptions;
+use aegis_fs::{default_data_cache_bytes, CachePolicy, OpenOptions, StoreOptions, MIN_CACHE_BYTES};
 use aegis_fuse::{check_mountpoint, parse_options, FsOption};
 use aegis_vfs::FileSystem;
 
 use super::{CliError, CliResult};
+use crate::units::{human, parse_size};
 
 mod ram;
 
@@ -139,6 +140,54 @@ struct FsChoices {
     read_only: bool,
     atime: AtimeMode,
     intent_log: bool,
+    cache: DataCache,
+}
+
+/// `cache_size=` and `cache_policy=`: the engine's cache of decoded file
+/// data.
+struct DataCache {
+    size_bytes: u64,
+    policy: CachePolicy,
+}
+
+/// Largest `cache_size=`: more than the machine has would only be paged
+/// out (and a typo of a unit should not pass).
+fn max_cache_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || page <= 0 {
+        return 1 << 40;
+    }
+    (pages as u64).saturating_mul(page as u64)
+}
+
+fn cache_size(value: Option<&str>) -> CliResult<u64> {
+    let v = value
+        .ok_or_else(|| CliError::new("mount option 'cache_size' needs a size (cache_size=512M)"))?;
+    let n = parse_size(v).map_err(|e| CliError::new(format!("mount option 'cache_size': {e}")))?;
+    let (lo, hi) = (MIN_CACHE_BYTES, max_cache_bytes());
+    if n != 0 && !(lo..=hi).contains(&n) {
+        return Err(CliError::new(format!(
+            "mount option 'cache_size={v}' is out of range: 0 (off) or {} to {} (this machine's memory)",
+            human(lo),
+            human(hi)
+        )));
+    }
+    Ok(n)
+}
+
+fn cache_policy(value: Option<&str>) -> CliResult<CachePolicy> {
+    value.and_then(CachePolicy::parse).ok_or_else(|| {
+        CliError::new(format!(
+            "mount option 'cache_policy={}' is not a policy: arc, lru2 or lru",
+            value.unwrap_or("")
+        ))
+    })
 }
 
 fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
@@ -146,8 +195,14 @@ fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
     let mut norecovery = false;
     let mut atime = AtimeMode::Relatime;
     let mut read_only = false;
-    for FsOption { name, .. } in options {
+    let mut cache = DataCache {
+        size_bytes: default_data_cache_bytes(),
+        policy: CachePolicy::default(),
+    };
+    for FsOption { name, value } in options {
         match name.as_str() {
+            "cache_size" => cache.size_bytes = cache_size(value.as_deref())?,
+            "cache_policy" => cache.policy = cache_policy(value.as_deref())?,
             "ro" => read_only = true,
             "rw" => read_only = false,
             "noatime" => atime = AtimeMode::Noatime,
@@ -167,6 +222,7 @@ fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
         read_only,
         atime,
         intent_log,
+        cache,
     })
 }
 
@@ -175,12 +231,16 @@ pub fn run(a: Args) -> CliResult<u8> {
         return super::remount::run(&a);
     }
     let spec = a.options.join(",");
-    let mut parsed =
-        parse_options(&spec, &["nolog", "norecovery"]).map_err(|e| CliError::new(e.to_string()))?;
+    let mut parsed = parse_options(
+        &spec,
+        &["nolog", "norecovery", "cache_size", "cache_policy"],
+    )
+    .map_err(|e| CliError::new(e.to_string()))?;
     let FsChoices {
         read_only,
         atime,
         intent_log,
+        cache,
     } = fs_choices(&parsed.fs)?;
     parsed.mount.fixed_options = fixed_options(&parsed, intent_log);
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
@@ -213,13 +273,17 @@ pub fn run(a: Args) -> CliResult<u8> {
             read_only,
             rewind_txg: None,
         },
+        store: StoreOptions {
+            data_cache_bytes: cache.size_bytes,
+            data_cache_policy: cache.policy,
+            ..Default::default()
+        },
         fs: DiskFsOptions {
             atime,
             intent_log,
             ..Default::default()
         },
         sync_thread: true,
-        ..Default::default()
     };
     let dev = Arc::new(dev);
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)
@@ -262,6 +326,9 @@ fn fixed_options(parsed: &aegis_fuse::ParsedOptions, intent_log: bool) -> String
     }
     if let Some(n) = m.threads {
         o.push(format!("threads={n}"));
+    }
+    for f in parsed.fs.iter().filter(|f| f.name.starts_with("cache_")) {
+        o.push(format!("{}={}", f.name, f.value.as_deref().unwrap_or("")));
     }
     match m.access {
         aegis_fuse::AccessPolicy::AllowOther => o.push("allow_other".into()),

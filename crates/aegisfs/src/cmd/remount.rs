@@ -97,7 +97,14 @@ fn check_fixed(mnt: &Path, spec: &str) -> Result<(), String> {
         let name = o.split('=').next().unwrap_or(o);
         let fixed_kind = matches!(
             name,
-            "nolog" | "norecovery" | "threads" | "allow_other" | "allow_root" | "auto_unmount"
+            "nolog"
+                | "norecovery"
+                | "threads"
+                | "allow_other"
+                | "allow_root"
+                | "auto_unmount"
+                | "cache_size"
+                | "cache_policy"
         );
         if fixed_kind && !has.contains(&o) {
             return Err(format!(

@@ -24,9 +24,12 @@
 //! drops it like data.
 
 use aegis_btree::Tree;
-use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
+use std::sync::Arc;
+
+use aegis_pool::{AllocClass, BlockData, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::dirty_data::{DirtyData, DirtyRecord, Estimator};
+use super::read_ahead::ReadAhead;
 use super::{
     keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
 };
@@ -38,12 +41,27 @@ pub(crate) fn inline_max(tree: &Tree) -> usize {
     tree.max_value_len(17).saturating_sub(5).min(4096)
 }
 
+/// A record's bytes for a reader, through the pool's data cache.
+fn record_data(pool: &Pool, rec: &FileRecord) -> Result<BlockData> {
+    match rec {
+        FileRecord::Inline(b) => Ok(Arc::new(b.clone())),
+        FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => {
+            Ok(pool.read_data(bp, true)?)
+        }
+        FileRecord::Prealloc { data: None, .. } => Ok(Arc::new(Vec::new())),
+    }
+}
+
+/// A record's bytes for a writer that is about to replace it: from the
+/// cache when there, without filling it (the block is on its way out).
 fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     match rec {
         FileRecord::Inline(b) => Ok(b.clone()),
-        FileRecord::Block { bp, .. } => Ok(pool.read_block(bp)?),
+        FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => {
+            let d = pool.read_data(bp, false)?;
+            Ok(Arc::try_unwrap(d).unwrap_or_else(|shared| (*shared).clone()))
+        }
         FileRecord::Prealloc { data: None, .. } => Ok(Vec::new()),
-        FileRecord::Prealloc { data: Some(bp), .. } => Ok(pool.read_block(bp)?),
     }
 }
 
@@ -190,13 +208,39 @@ pub(crate) fn read(
     let first = offset / record_size * record_size;
     for (start, rec) in records_in(tree, ino, first, end)? {
         if dirty.get(ino, start).is_none() {
-            copy(start, &record_bytes(pool, &rec)?);
+            copy(start, &record_data(pool, &rec)?);
         }
     }
     for (start, d) in dirty.range(ino, first, end) {
         copy(start, &d.bytes);
     }
     Ok(out)
+}
+
+/// Queue the blocks a sequential reader of `ino` (records of `rs` bytes)
+/// will want after its read of `[offset, offset + len)`, if it is one.
+pub(crate) fn read_ahead(
+    tree: &Tree,
+    dirty: &DirtyData,
+    ahead: &ReadAhead,
+    (ds, ino, rs): (u64, u64, u64),
+    r: &InodeRecord,
+    offset: u64,
+    len: u64,
+) -> Result<()> {
+    let Some(plan) = ahead.plan((ds, ino), offset, len, rs, r.size) else {
+        return Ok(());
+    };
+    for (start, rec) in records_in(tree, ino, plan.from, plan.to)? {
+        let bp = match rec {
+            FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => bp,
+            _ => continue,
+        };
+        if dirty.get(ino, start).is_none() && !ahead.queue(bp) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Replace the record `old` at `start` with `bytes`: see [`store`].

@@ -22,6 +22,7 @@ pub mod file_record;
 pub mod inode;
 pub mod keys;
 pub mod meta;
+pub(crate) mod read_ahead;
 pub(crate) mod xattr;
 
 pub use directory::Found;

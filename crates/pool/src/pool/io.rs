@@ -12,6 +12,9 @@
 //! was, so a healed copy is byte for byte what that write put there (a
 //! read-only pool reports damage but never rewrites). Freeing a block born
 //! in the open txg drops its buffered copies: they need never be written.
+//! Data blocks may be read through the decoded-data cache
+//! (`block_cache`): it is filled only with what a verified read returned,
+//! and freeing a block drops its entry.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use super::{free_ptr, CopyCheck, CopyState, Pool, WriteProps};
 use crate::allocator::Extent;
 use crate::blkptr::{BlockPtr, Dva, MAX_BLOCK_BYTES};
+use crate::block_cache::{key_of, BlockData, CachePolicy, CacheStats};
 use crate::compression::Compression;
 use crate::error::{PoolError, Result};
 use crate::write_behind::Buffered;
@@ -190,6 +194,64 @@ impl Pool {
 
     /// Read, verify and decompress a block, healing bad copies from a good one.
     pub fn read_block(&self, bp: &BlockPtr) -> Result<Vec<u8>> {
+        self.read_verified(bp, true)
+    }
+
+    /// A data block's decoded bytes, from the data cache when it holds
+    /// them; a miss reads (and heals) as [`read_block`](Self::read_block)
+    /// and, with `fill`, keeps the verified result. Writers that are about
+    /// to replace the block pass `fill = false`: it would only push out
+    /// blocks that will be read again.
+    pub fn read_data(&self, bp: &BlockPtr, fill: bool) -> Result<BlockData> {
+        let Some(key) = key_of(bp) else {
+            return Err(PoolError::corrupt("block pointer", "no address"));
+        };
+        // The key names one content; the length check only guards
+        // against a damaged pointer that shares a live one's key.
+        if let Some(d) = self.data_cache.get(&key) {
+            if d.len() == bp.logical_size as usize {
+                return Ok(d);
+            }
+        }
+        let data = Arc::new(self.read_block(bp)?);
+        if fill {
+            self.data_cache.insert(key, data.clone());
+        }
+        Ok(data)
+    }
+
+    /// Read a data block into the cache ahead of its reader. It never
+    /// heals: the reader that asked for it may have let go of the tree, so
+    /// the block may be freed and its room reused while this runs, and a
+    /// "repair" would then overwrite someone else's block. A freed block
+    /// fails its checksum or lands under a key no live pointer names.
+    pub fn prefetch_data(&self, bp: &BlockPtr) -> Result<()> {
+        let Some(key) = key_of(bp) else {
+            return Ok(());
+        };
+        if self.data_cache.contains(&key) {
+            return Ok(());
+        }
+        let data = Arc::new(self.read_verified(bp, false)?);
+        self.data_cache.insert(key, data);
+        Ok(())
+    }
+
+    /// Set the data cache's policy and size (bytes; 0 turns it off).
+    pub fn configure_data_cache(&self, policy: CachePolicy, capacity_bytes: u64) {
+        self.data_cache.configure(policy, capacity_bytes);
+    }
+
+    pub fn data_cache_stats(&self) -> CacheStats {
+        self.data_cache.stats()
+    }
+
+    /// Empty the data cache (tests and benchmarks force device reads).
+    pub fn clear_data_cache(&self) {
+        self.data_cache.clear();
+    }
+
+    fn read_verified(&self, bp: &BlockPtr, heal: bool) -> Result<Vec<u8>> {
         self.check_addrs(bp)?;
         if let Some(l) = self.read_buffered(bp) {
             return Ok(l);
@@ -212,7 +274,7 @@ impl Pool {
             });
         };
         // A gang block has one copy: nothing to heal from.
-        if !bad.is_empty() && !self.read_only && !bp.gang {
+        if heal && !bad.is_empty() && !self.read_only && !bp.gang {
             for (i, why) in &bad {
                 if self.heal_copy(bp, *i, &stored).is_ok() {
                     tracing::warn!(block = %bp.describe(), copy = i, %why, "repaired damaged copy");
@@ -307,6 +369,9 @@ impl Pool {
     pub fn free(&self, bp: &BlockPtr) -> Result<()> {
         self.check_writable()?;
         let txg = self.open_txg();
+        if let Some(key) = key_of(bp) {
+            self.data_cache.remove(&key);
+        }
         if !bp.gang {
             if bp.birth_txg == txg {
                 let mut wb = self.behind.lock();

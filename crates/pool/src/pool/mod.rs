@@ -38,6 +38,7 @@ use parking_lot::Mutex;
 
 use crate::allocator::{AllocClass, Allocator, Extent};
 use crate::blkptr::{BlockPtr, BlockType};
+use crate::block_cache::{BlockCache, CachePolicy};
 use crate::checksum::ChecksumType;
 use crate::compression::Compression;
 use crate::error::{PoolError, Result};
@@ -159,7 +160,12 @@ pub struct Pool {
     counters: Counters,
     /// New blocks of the open txg, written out by the commit.
     behind: Mutex<WriteBehind>,
+    /// Decoded data blocks (`read_data`), dropped as they are freed.
+    data_cache: BlockCache,
 }
+
+/// The data cache's size until the store above sets its own.
+const DEFAULT_DATA_CACHE_BYTES: u64 = 64 << 20;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -197,6 +203,7 @@ impl Pool {
             counters: Counters::default(),
             behind: Mutex::new(WriteBehind::default()),
             heal_log: Mutex::new(Vec::new()),
+            data_cache: BlockCache::new(CachePolicy::default(), DEFAULT_DATA_CACHE_BYTES),
         }
     }
 
