@@ -16,8 +16,14 @@
 //! the capacity. Three policies share the interface, so that they can be
 //! measured against each other on the same workload
 //! (`tests::scan_beside_hot_set` and the filesystem's
-//! `data_cache_policies` test): ARC (the default, as ZFS), LRU-2 and
-//! plain LRU. Both adaptive ones treat a re-reference within
+//! `data_cache_policies` test): LRU-2 (the default), ARC (as ZFS) and
+//! plain LRU. On a hot set of half the cache read beside a looping scan
+//! of twice the cache, both adaptive policies end up keeping the hot set
+//! (99% of its reads hit after 12 passes) where LRU keeps under a third;
+//! LRU-2 gets there sooner (95% against ARC's 78% over passes 6 to 12
+//! through the filesystem), because while T1 is full of scan blocks ARC's
+//! B1 ghost list has no room left to notice a hot block coming back,
+//! whereas LRU-2's history always covers a cache's worth of evictions. Both adaptive ones treat a re-reference within
 //! [`CORRELATED_ACCESSES`] cache accesses as the same reference (the
 //! "correlated reference period" of LRU-K, ZFS's `arc_min_prefetch`):
 //! a sequential reader that takes a record in 32 pieces reads it once,
@@ -64,10 +70,11 @@ pub enum CachePolicy {
     /// Adaptive replacement (recent and frequent lists, each with a ghost
     /// list steering the split between them): scan resistant, and it
     /// follows a working set that moves.
-    #[default]
     Arc,
     /// LRU-2: evicts the block whose second-last reference is oldest, so
-    /// blocks referenced once go first.
+    /// blocks referenced once go first. The default: it learns a working
+    /// set beside a scan fastest (see the module doc).
+    #[default]
     Lru2,
     /// Least recently used: the baseline the others are measured against.
     Lru,

@@ -79,7 +79,7 @@ fn scan_beside_hot_set() {
     }
     let rate = |p| rates.iter().find(|(q, _)| *q == p).unwrap().1;
     // Plain LRU loses the working set to the scan; both adaptive policies
-    // keep it. ARC is the default: it keeps it at least as well as LRU-2.
+    // keep it.
     assert!(
         rate(CachePolicy::Lru) < 0.5,
         "LRU kept the hot set: {rates:?}"
