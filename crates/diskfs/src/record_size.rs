@@ -71,6 +71,13 @@ impl DiskFs {
         Ok(self.inode(ino)?.record_size_bytes(self.dataset_record_size))
     }
 
+    /// `(offset, length)` of each stored record of file `ino`, in order
+    /// (data written since the last commit is listed once committed):
+    /// how a file is laid out, for tools and tests.
+    pub fn file_records(&self, ino: Ino) -> Result<Vec<(u64, u32)>> {
+        self.view(|t| Ok(t.file_records(ino)?))
+    }
+
     /// getxattr of [`RECORDSIZE_XATTR`].
     pub(crate) fn get_record_size(&self, ino: Ino) -> Result<Vec<u8>> {
         let r = self.inode(ino)?;
