@@ -31,7 +31,7 @@ enum Command {
     Mount(cmd::mount::CliArgs),
     /// Quick start: create aegisfs.img (1 GiB) if missing and mount it at ./mnt.
     Up(cmd::up::Args),
-    /// Set a property of files or directories on a mounted AegisFS (logging=full|metadata|none).
+    /// Set a property of files or directories on a mounted AegisFS (logging=full|metadata|none, recordsize=4K..1M).
     Set(cmd::property::SetArgs),
     /// Copy out of an image (get [-r] IMAGE:PATH DEST), or show a property of files on a mounted AegisFS (get PROPERTY PATH...).
     Get(cmd::image::GetAnyArgs),

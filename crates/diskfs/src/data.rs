@@ -68,7 +68,7 @@ impl DiskFs {
     }
 
     /// A write of any length, as transactions of at most
-    /// `write_piece_bytes` each, in order: a rewrite needs new
+    /// [`write_piece_bytes`] each (of the file's record size), in order: a rewrite needs new
     /// blocks while the old ones wait out their deferral, so a piece must
     /// fit the pool's commit reserve, and the commits in between give the
     /// old blocks back. A piece that fails after others stood makes a
@@ -80,8 +80,8 @@ impl DiskFs {
         offset: u64,
         data: &[u8],
     ) -> Result<u32> {
-        let rs = self.record_size as u64;
-        let piece = self.write_piece_bytes;
+        let rs = self.file_record_size(st, ino)?;
+        let piece = write_piece_bytes(rs, self.commit_reserve_bytes);
         let mut done = 0usize;
         while done < data.len() {
             let at = offset + done as u64;
@@ -105,7 +105,7 @@ impl DiskFs {
         data: &[u8],
     ) -> Result<()> {
         let end = check_range(offset, data.len() as u64)?;
-        let rs = self.record_size as u64;
+        let rs = self.file_record_size(st, ino)?;
         // Only a dataset that ever preallocated can have records to cover
         // the write (written ones may hold back nothing, yet still cover).
         let held = if st.meta.features & FEATURE_PREALLOC != 0 {
@@ -161,12 +161,16 @@ impl DiskFs {
         (ino_out, offset_out): (Ino, u64),
         n: u64,
     ) -> Result<()> {
-        let rs = self.record_size as u64;
+        // Pieces follow the target's records; the source's own record
+        // size is read from `rin` by `read_file`.
+        let rs = self.file_record_size(st, ino_out)?;
+        let dataset_rs = self.dataset_record_size as u64;
         let mut done = 0u64;
         while done < n {
             let piece = (n - done).min(rs - (offset_out + done) % rs);
-            let buf =
-                self.view(|t| Ok(t.read_file(ino_in, rin, rs, offset_in + done, piece as u32)?))?;
+            let buf = self.view(|t| {
+                Ok(t.read_file(ino_in, rin, dataset_rs, offset_in + done, piece as u32)?)
+            })?;
             let at = offset_out + done;
             if buf.iter().all(|&b| b == 0) {
                 // A hole stays a hole: punch, and extend the size if needed.
@@ -206,7 +210,7 @@ impl DiskFs {
         end: u64,
         grow_to: Option<u64>,
     ) -> Result<()> {
-        let ops = 4 + (end - offset) / self.record_size as u64 / 8;
+        let ops = 4 + (end - offset) / self.file_record_size(st, ino)? / 8;
         self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             tx.punch_file(ino, &mut r, offset, end)?;
@@ -237,7 +241,8 @@ impl DiskFs {
             Falloc::Punch => return self.punch_locked(st, ino, offset, end, None),
             Falloc::Collapse | Falloc::Insert => {
                 let r = self.inode(ino)?;
-                check_shift(op, offset, len, r.size, self.record_size as u64)?;
+                let rs = r.record_size_bytes(self.dataset_record_size);
+                check_shift(op, offset, len, r.size, rs)?;
             }
             Falloc::Allocate { .. } | Falloc::Zero { .. } => {}
         }
@@ -274,7 +279,7 @@ impl DiskFs {
         offset: u64,
         end: u64,
     ) -> Result<TxSize> {
-        let rs = self.record_size as u64;
+        let rs = self.inode(ino)?.record_size_bytes(self.dataset_record_size);
         let bs = self.store.block_size() as u64;
         self.view(|t| {
             let records = t.record_count(ino)?;

@@ -108,11 +108,12 @@ pub struct DiskFs {
     /// [`ACTIVE`], [`FROZEN`] (remounted read-only) or [`SHUT`] (shut
     /// down); only ever moves to `SHUT` once there.
     pub(crate) mode: AtomicU8,
-    /// The dataset's record size (fixed at mkfs), readable without the lock.
-    pub(crate) record_size: u32,
-    /// Largest piece of one write transaction (see `write_in_pieces`):
-    /// fixed by the record size and the pool's commit reserve.
-    pub(crate) write_piece_bytes: u64,
+    /// The dataset's record size (fixed at mkfs), readable without the
+    /// lock: the record size of every file that names none of its own.
+    pub(crate) dataset_record_size: u32,
+    /// The pool's commit reserve, which bounds one write transaction
+    /// (see [`write_piece_bytes`]).
+    pub(crate) commit_reserve_bytes: u64,
     pub(crate) state: Mutex<State>,
     /// The dataset's intent log, on a writable mount.
     pub(crate) log: Option<Arc<IntentLog>>,
@@ -171,13 +172,13 @@ impl DiskFs {
             (Some(log), Some(replay))
         };
         let fs = Arc::new(DiskFs {
-            write_piece_bytes: write_piece_bytes(meta.record_size, store.space().reserve),
+            commit_reserve_bytes: store.space().reserve,
             store,
             ds,
             opts,
             opened_read_only: read_only,
             mode: AtomicU8::new(ACTIVE),
-            record_size: meta.record_size,
+            dataset_record_size: meta.record_size,
             log,
             state: Mutex::new(State {
                 meta,
@@ -321,7 +322,7 @@ impl DiskFs {
     /// `ino`'s attributes from its record `r`; `st_blocks` counts data
     /// written since the last commit as the commit will store it.
     pub(crate) fn attr_of(&self, ino: Ino, r: &InodeRecord) -> Attr {
-        let mut a = attr(ino, r, self.record_size);
+        let mut a = attr(ino, r, self.dataset_record_size);
         if r.is_reg() {
             match self.view(|t| Ok(t.stored_alloc(ino, r)?)) {
                 Ok(bytes) => a.blocks = bytes.div_ceil(512),
@@ -426,7 +427,6 @@ impl DiskFs {
 /// `reserve` (a rewrite's new blocks come out of it while the old ones
 /// wait out their deferral), whole records, at least one record and at
 /// most 1 MiB (what the kernel sends in one FUSE write) or one record.
-fn write_piece_bytes(record_size: u32, reserve: u64) -> u64 {
-    let rs = record_size as u64;
+pub(crate) fn write_piece_bytes(rs: u64, reserve: u64) -> u64 {
     (reserve / 4 / rs * rs).clamp(rs, (1u64 << 20).max(rs))
 }

@@ -16,7 +16,7 @@ use aegis_vfs::*;
 use crate::attrs::{apply_mode, mode_ops};
 use crate::diskfs::*;
 use crate::inode::*;
-use crate::POLICY_XATTR;
+use crate::{POLICY_XATTR, RECORDSIZE_XATTR};
 
 impl FileSystem for DiskFs {
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
@@ -56,7 +56,7 @@ impl FileSystem for DiskFs {
 
     fn getattr(&self, ino: Ino) -> Result<Attr> {
         // A read of one record: no need to wait for the namespace lock.
-        self.view(|t| Ok(stored_attr(t, ino, self.record_size)?))
+        self.view(|t| Ok(stored_attr(t, ino, self.dataset_record_size)?))
     }
 
     fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
@@ -301,7 +301,8 @@ impl FileSystem for DiskFs {
         // the namespace lock only checks the handle, and the inode and its
         // records are read under one tree read lock, so they agree.
         let h = Self::handle(&self.state.lock(), ino, fh)?;
-        let rs = self.record_size as u64;
+        // The dataset's: the file's own comes from its inode in `read_file`.
+        let rs = self.dataset_record_size as u64;
         let (r, out) = self.view(|t| {
             let r = t.inode(ino)?;
             regular(&r)?;
@@ -428,7 +429,7 @@ impl FileSystem for DiskFs {
             // No inode table: any free block can hold inodes.
             files: st.meta.inodes + bavail,
             ffree: bavail,
-            bsize: self.record_size,
+            bsize: self.dataset_record_size,
             namelen: NAME_MAX as u32,
             frsize: bs as u32,
         })
@@ -445,6 +446,9 @@ impl FileSystem for DiskFs {
         let name = bytes(name);
         if name == POLICY_XATTR {
             return self.set_policy(ino, value);
+        }
+        if name == RECORDSIZE_XATTR {
+            return self.set_record_size(ino, value);
         }
         let user = check_xattr_name(name)?;
         if let Some(kind) = acl::AclKind::of_xattr(name) {
@@ -496,6 +500,9 @@ impl FileSystem for DiskFs {
                 Ok(t.log_policy(ino))
             })?;
             return xattr_reply(p.name().as_bytes().to_vec(), size);
+        }
+        if name == RECORDSIZE_XATTR {
+            return xattr_reply(self.get_record_size(ino)?, size);
         }
         check_xattr_name(name)?;
         let _st = self.state.lock();
@@ -564,7 +571,8 @@ impl FileSystem for DiskFs {
     fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
         let st = self.state.lock();
         Self::handle(&st, ino, fh)?;
-        let rs = self.record_size as u64;
+        // The dataset's: the file's own comes from `r` in the seek.
+        let rs = self.dataset_record_size as u64;
         let r = self.inode(ino)?;
         regular(&r)?;
         let neg = FsError::InvalidArgument("negative offset");

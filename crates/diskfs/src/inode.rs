@@ -55,17 +55,19 @@ pub(crate) fn kind_of(mode: u32) -> FileType {
 pub(crate) fn stored_attr(
     t: &impl ObjectRead,
     ino: Ino,
-    blksize: u32,
+    dataset_rs: u32,
 ) -> Result<Attr, aegis_fs::FsError> {
     let r = t.inode(ino)?;
-    let mut a = attr(ino, &r, blksize);
+    let mut a = attr(ino, &r, dataset_rs);
     if r.is_reg() {
         a.blocks = t.stored_alloc(ino, &r)?.div_ceil(512);
     }
     Ok(a)
 }
 
-pub(crate) fn attr(ino: Ino, r: &InodeRecord, blksize: u32) -> Attr {
+/// `r`'s attributes; `st_blksize` is its record size (`dataset_rs`, the
+/// dataset's, unless it has its own).
+pub(crate) fn attr(ino: Ino, r: &InodeRecord, dataset_rs: u32) -> Attr {
     let kind = kind_of(r.mode);
     let size = match kind {
         FileType::Directory => (r.size + 2) * DIRENT_SIZE,
@@ -85,7 +87,8 @@ pub(crate) fn attr(ino: Ino, r: &InodeRecord, blksize: u32) -> Attr {
         uid: r.uid,
         gid: r.gid,
         rdev: r.rdev,
-        blksize,
+        // The object's own record size, as ZFS reports its block size.
+        blksize: r.record_size_bytes(dataset_rs) as u32,
         generation: r.generation,
     }
 }

@@ -8,7 +8,8 @@
 //! Files by concern: `diskfs.rs` (the type, mount, transactions, orphans,
 //! fsync), `namespace.rs` (create, remove, readdir), `rename.rs`, `data.rs`
 //! (open, write, punch, extend), `attrs.rs` (attributes, xattrs, the
-//! logging policy), `replay.rs` (the intent log at mount), `filesystem.rs`
+//! logging policy), `record_size.rs` (the `recordsize` property),
+//! `replay.rs` (the intent log at mount), `filesystem.rs`
 //! (the trait, call by call), `inode.rs` (attributes and atime rules),
 //! `front_door.rs`, and `error.rs` (the one errno mapping).
 
@@ -20,6 +21,7 @@ mod filesystem;
 mod front_door;
 mod inode;
 mod namespace;
+mod record_size;
 mod rename;
 mod replay;
 
@@ -31,3 +33,8 @@ pub use inode::AtimeMode;
 /// The xattr name through which the logging policy is set and read
 /// (`aegisfs set logging=... PATH`).
 pub const POLICY_XATTR: &[u8] = b"user.aegisfs.logging";
+
+/// The xattr name through which a file's or directory's record size is
+/// set and read (`aegisfs set recordsize=64K PATH`): a power of two from
+/// `4K` to `1M`, read back as `16K` or `1M`. See `record_size.rs`.
+pub const RECORDSIZE_XATTR: &[u8] = b"user.aegisfs.recordsize";

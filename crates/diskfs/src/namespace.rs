@@ -146,7 +146,7 @@ impl DiskFs {
         if !h.dir {
             return Err(FsError::BadHandle);
         }
-        let rs = self.record_size;
+        let rs = self.dataset_record_size;
         let rewound = offset == 0;
         let (rows, end) = self.view(|t| {
             let d = t.inode(ino)?;
@@ -291,6 +291,12 @@ fn alloc_inode(
         mtime: now,
         ctime: now,
         crtime: now,
+        // Files and directories inherit their directory's record size
+        // (0, the dataset's, unless it has its own); other kinds have none.
+        record_shift: match n.ftype {
+            S_IFREG | S_IFDIR => p.record_shift,
+            _ => 0,
+        },
     };
     (ino, rec)
 }

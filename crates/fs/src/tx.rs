@@ -118,12 +118,13 @@ pub trait ObjectRead: sealed::Parts {
     }
 
     /// `[offset, offset + size)` of file `ino` (record `r`), holes as
-    /// zeroes, cut at the end of file.
+    /// zeroes, cut at the end of file. `dataset_rs` is the dataset's
+    /// record size, used when `r` names none of its own.
     fn read_file(
         &self,
         ino: u64,
         r: &InodeRecord,
-        record_size: u64,
+        dataset_rs: u64,
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>> {
@@ -133,12 +134,12 @@ pub trait ObjectRead: sealed::Parts {
             self.dirty(),
             ino,
             r,
-            record_size,
+            dataset_rs,
             offset,
             size,
         )?;
         if let Some((ds, ahead)) = self.ahead() {
-            let at = (ds, ino, record_size);
+            let at = (ds, ino, dataset_rs);
             file_data::read_ahead(self.tree(), self.dirty(), ahead, at, r, offset, size as u64)?;
         }
         Ok(out)
@@ -158,7 +159,7 @@ pub trait ObjectRead: sealed::Parts {
         file_data::prealloc_need(self.tree(), self.pool(), meta, ino, (lo, hi), zeroing)
     }
 
-    /// The part of a write of `[lo, hi)` of file `ino` (record size `rs`)
+    /// The part of a write of `[lo, hi)` of file `ino` (the file's record size `rs`)
     /// that preallocated records pay for, out of [`write_size_bytes`]: the
     /// rest must come from free space.
     ///
@@ -174,6 +175,16 @@ pub trait ObjectRead: sealed::Parts {
         file_data::stored_alloc(self.tree(), self.pool(), self.dirty(), ino, r)
     }
 
+    /// `(offset, length)` of each record the tree holds for file `ino`,
+    /// in order (dirty records not yet stored are not listed): for
+    /// tools and tests that look at how a file is laid out.
+    fn file_records(&self, ino: u64) -> Result<Vec<(u64, u32)>> {
+        Ok(file_data::records_in(self.tree(), ino, 0, u64::MAX)?
+            .into_iter()
+            .map(|(start, rec)| (start, rec.len()))
+            .collect())
+    }
+
     /// Number of data records of a file (to size its delete).
     fn record_count(&self, ino: u64) -> Result<u64> {
         file_data::record_count(self.tree(), self.dirty(), ino)
@@ -184,10 +195,10 @@ pub trait ObjectRead: sealed::Parts {
         &self,
         ino: u64,
         r: &InodeRecord,
-        record_size: u64,
+        dataset_rs: u64,
         offset: u64,
     ) -> Result<Option<u64>> {
-        file_data::seek_data((self.tree(), self.dirty()), ino, r, record_size, offset)
+        file_data::seek_data((self.tree(), self.dirty()), ino, r, dataset_rs, offset)
     }
 
     /// SEEK_HOLE; `None` at or past the end of file.
@@ -195,10 +206,10 @@ pub trait ObjectRead: sealed::Parts {
         &self,
         ino: u64,
         r: &InodeRecord,
-        record_size: u64,
+        dataset_rs: u64,
         offset: u64,
     ) -> Result<Option<u64>> {
-        file_data::seek_hole((self.tree(), self.dirty()), ino, r, record_size, offset)
+        file_data::seek_hole((self.tree(), self.dirty()), ino, r, dataset_rs, offset)
     }
 
     fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -138,6 +138,17 @@ fn posix_seeds(store: &Store) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<
         }
         .encode(),
     );
+    records.push(
+        DatasetMeta {
+            compression: aegis_pool::Compression::None,
+            record_size: 4096,
+            next_ino: 9,
+            inodes: 3,
+            features: aegis_fs::posix::FEATURE_RECORDSIZE,
+            reserved: 0,
+        }
+        .encode(),
+    );
     records.push(FileRecord::Inline(b"hello".to_vec()).encode());
     records.push(
         FileRecord::Prealloc {
@@ -147,6 +158,14 @@ fn posix_seeds(store: &Store) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<
         .encode(),
     );
     inodes.push(InodeRecord::default().encode());
+    inodes.push(
+        InodeRecord {
+            mode: aegis_fs::posix::inode::S_IFREG | 0o644,
+            record_shift: 14,
+            ..Default::default()
+        }
+        .encode(),
+    );
     dirents.push(
         DirentValue {
             ino: 2,

@@ -8,8 +8,11 @@
 //!   is the one directory that names it, and its link count is 2 plus its
 //!   subdirectories; any other inode's link count is its number of names;
 //! - an inode without a name is an orphan, and every orphan exists;
-//! - file records sit on record boundaries, inside the file's size
-//!   (preallocated ones may lie past it: KEEP_SIZE);
+//! - file records sit on boundaries of the file's own record size, no
+//!   longer than it, inside the file's size (preallocated ones may lie
+//!   past it: KEEP_SIZE);
+//! - an inode names its own record size only in a dataset with the
+//!   `recordsize` feature, and only a file or directory does;
 //! - preallocated records exist only with the dataset's `prealloc`
 //!   feature, and the meta record's reserved bytes are exactly the sum of
 //!   their shares;
@@ -24,7 +27,8 @@ use aegis_btree::Tree;
 
 use super::inode::S_IFDIR;
 use super::{
-    keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, ROOT_INO,
+    keys, DatasetMeta, DirentValue, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC,
+    FEATURE_RECORDSIZE, ROOT_INO,
 };
 use crate::error::Result;
 
@@ -247,7 +251,9 @@ impl Checker {
             if named == 0 && ino != ROOT_INO && !self.orphans.contains(&ino) {
                 found.push(format!("inode {ino}: no name and not an orphan (leaked)"));
             }
-            found.extend(record_findings(ino, o, r, meta.record_size as u64));
+            found.extend(record_size_findings(ino, r, meta));
+            let rs = r.record_size_bytes(meta.record_size);
+            found.extend(record_findings(ino, o, r, rs));
         }
         for f in found {
             self.bad(f);
@@ -371,6 +377,24 @@ fn directory_findings(
         found.push(format!(
             "directory {ino}: '..' is {} but it is named in {parents:?}",
             r.parent
+        ));
+    }
+    found
+}
+
+/// An inode's own record size: only with the dataset's feature, and only
+/// on a file or directory (decode already checked its range).
+fn record_size_findings(ino: u64, r: &InodeRecord, meta: &DatasetMeta) -> Vec<String> {
+    let mut found = Vec::new();
+    if r.record_shift != 0 && meta.features & FEATURE_RECORDSIZE == 0 {
+        found.push(format!(
+            "inode {ino}: record size {} without the recordsize feature",
+            1u64 << r.record_shift
+        ));
+    }
+    if r.record_shift != 0 && !(r.is_reg() || r.is_dir()) {
+        found.push(format!(
+            "inode {ino}: a record size on an object that is neither file nor directory"
         ));
     }
     found

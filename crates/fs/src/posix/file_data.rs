@@ -1,8 +1,11 @@
-//! Regular file data: records of up to the dataset's record size, keyed by
-//! their offset. Record 0 of a small file lives inline in the tree; every
+//! Regular file data: records of up to the file's record size (its
+//! inode's own, else the dataset's: [`InodeRecord::record_size_bytes`]),
+//! keyed by their offset. Record 0 of a small file lives inline in the tree; every
 //! other record is one data block (compressed and checksummed by the pool).
 //!
-//! Invariants: a record covers `[start, start + len)` with `start` a
+//! Invariants: every record of a file has the file's one record size
+//! (it changes only while the file holds at most one record, see
+//! `record_size.rs`); a record covers `[start, start + len)` with `start` a
 //! multiple of the record size and `start + len <= size` of the file; a
 //! missing record, or the part of a record past its `len`, is a hole and
 //! reads as zeroes; a record never holds only zeroes (it is dropped and
@@ -65,7 +68,12 @@ fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
     }
 }
 
-fn get_record(tree: &Tree, ino: u64, start: u64) -> Result<Option<FileRecord>> {
+/// `r`'s record size, `dataset_rs` being the dataset's.
+fn file_record_size(r: &InodeRecord, dataset_rs: u64) -> u64 {
+    r.record_size_bytes(dataset_rs as u32)
+}
+
+pub(crate) fn get_record(tree: &Tree, ino: u64, start: u64) -> Result<Option<FileRecord>> {
     match tree.get(&keys::data(ino, start))? {
         Some(v) => Ok(Some(FileRecord::decode(&v)?)),
         None => Ok(None),
@@ -73,7 +81,12 @@ fn get_record(tree: &Tree, ino: u64, start: u64) -> Result<Option<FileRecord>> {
 }
 
 /// Records of `ino` whose start lies in `[lo, hi)`, in order.
-fn records_in(tree: &Tree, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, FileRecord)>> {
+pub(crate) fn records_in(
+    tree: &Tree,
+    ino: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<(u64, FileRecord)>> {
     let end = if hi == u64::MAX {
         keys::item_end(ino, keys::DATA)
     } else {
@@ -107,6 +120,11 @@ fn block_of(rec: &FileRecord) -> Option<&BlockPtr> {
         FileRecord::Prealloc { data, .. } => data.as_ref(),
         FileRecord::Inline(_) => None,
     }
+}
+
+/// The record size of file `r` in the transaction's dataset.
+pub(crate) fn file_rs(tx: &Tx<'_>, r: &InodeRecord) -> u64 {
+    r.record_size_bytes(tx.meta.record_size)
 }
 
 /// The share rule of the transaction's dataset.
@@ -181,7 +199,8 @@ fn drop_record(
 }
 
 /// Read `[offset, offset + size)` of a file of `r.size` bytes: its dirty
-/// records where it has them, the tree's records elsewhere.
+/// records where it has them, the tree's records elsewhere. The file's
+/// record size comes from `r`, `dataset_rs` when it names none.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn read(
     tree: &Tree,
@@ -189,10 +208,11 @@ pub(crate) fn read(
     dirty: &DirtyData,
     ino: u64,
     r: &InodeRecord,
-    record_size: u64,
+    dataset_rs: u64,
     offset: u64,
     size: u32,
 ) -> Result<Vec<u8>> {
+    let record_size = file_record_size(r, dataset_rs);
     if offset >= r.size {
         return Ok(Vec::new());
     }
@@ -217,17 +237,19 @@ pub(crate) fn read(
     Ok(out)
 }
 
-/// Queue the blocks a sequential reader of `ino` (records of `rs` bytes)
-/// will want after its read of `[offset, offset + len)`, if it is one.
+/// Queue the blocks a sequential reader of `ino` (`dataset_rs` being the
+/// dataset's record size) will want after its read of `[offset, offset +
+/// len)`, if it is one.
 pub(crate) fn read_ahead(
     tree: &Tree,
     dirty: &DirtyData,
     ahead: &ReadAhead,
-    (ds, ino, rs): (u64, u64, u64),
+    (ds, ino, dataset_rs): (u64, u64, u64),
     r: &InodeRecord,
     offset: u64,
     len: u64,
 ) -> Result<()> {
+    let rs = file_record_size(r, dataset_rs);
     let Some(plan) = ahead.plan((ds, ino), offset, len, rs, r.size) else {
         return Ok(());
     };
@@ -450,7 +472,7 @@ pub(crate) fn write(
     offset: u64,
     data: &[u8],
 ) -> Result<()> {
-    let rs = tx.meta.record_size as u64;
+    let rs = file_rs(tx, r);
     let end = offset + data.len() as u64;
     let mut pos = offset;
     while pos < end {
@@ -502,7 +524,7 @@ fn write_piece(
         est: est.of(start, &bytes),
         bytes,
         old_alloc,
-        reserve: tx.meta.record_size as u64,
+        reserve: file_rs(tx, r),
     };
     r.alloc_bytes = r.alloc_bytes.saturating_sub(old_alloc) + rec.est;
     tx.dirty.insert((ino, start), rec, &mut tx.dirty_undo);
@@ -535,7 +557,7 @@ pub(crate) fn punch(
     lo: u64,
     hi: u64,
 ) -> Result<()> {
-    let rs = tx.meta.record_size as u64;
+    let rs = file_rs(tx, r);
     let hi = hi.min(r.size);
     if lo >= hi {
         return Ok(());
@@ -581,7 +603,7 @@ pub(crate) fn punch(
 /// one the end falls in keeps its share up to the end.
 pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64) -> Result<()> {
     if size < r.size {
-        let rs = tx.meta.record_size as u64;
+        let rs = file_rs(tx, r);
         let first = size / rs * rs;
         // Dirty records past the end go unwritten, the one the end falls
         // in is cut where it is; the tree's records are dropped as ever,
@@ -657,7 +679,7 @@ pub(crate) fn prealloc_need(
     if hi <= lo {
         return Ok(0);
     }
-    let rs = meta.record_size as u64;
+    let rs = super::directory::read_inode(tree, ino)?.record_size_bytes(meta.record_size);
     let rule = next_share_rule(meta, pool);
     let share = |start: u64| {
         FileRecord::Prealloc {
@@ -714,7 +736,7 @@ pub(crate) fn preallocate(
     lo: u64,
     hi: u64,
 ) -> Result<()> {
-    let rs = tx.meta.record_size as u64;
+    let rs = file_rs(tx, r);
     let first = lo / rs * rs;
     settle(tx, ino, r, first, hi)?;
     let mut have = std::collections::BTreeMap::new();
@@ -892,9 +914,10 @@ pub(crate) fn seek_data(
     (tree, dirty): (&Tree, &DirtyData),
     ino: u64,
     r: &InodeRecord,
-    record_size: u64,
+    dataset_rs: u64,
     offset: u64,
 ) -> Result<Option<u64>> {
+    let record_size = file_record_size(r, dataset_rs);
     if offset >= r.size {
         return Ok(None);
     }
@@ -913,9 +936,10 @@ pub(crate) fn seek_hole(
     (tree, dirty): (&Tree, &DirtyData),
     ino: u64,
     r: &InodeRecord,
-    record_size: u64,
+    dataset_rs: u64,
     offset: u64,
 ) -> Result<Option<u64>> {
+    let record_size = file_record_size(r, dataset_rs);
     if offset >= r.size {
         return Ok(None);
     }

@@ -4,7 +4,8 @@
 //! Layout, version 1 (24 bytes): u8 version · u8 data compression (as in
 //! block pointers) · u16 reserved · u32 record size · u64 next inode
 //! number · u64 inode count. Version 2 (40 bytes) appends u64 incompat
-//! features (bit 0 `prealloc`, bit 1 `prealloc_tree`) · u64 reserved
+//! features (bit 0 `prealloc`, bit 1 `prealloc_tree`, bit 2
+//! `recordsize`) · u64 reserved
 //! bytes (the sum of [`FileRecord::reserved`] over the dataset's
 //! preallocated records, which fsck checks).
 //!
@@ -35,7 +36,12 @@ pub const FEATURE_PREALLOC: u64 = 1 << 0;
 ///
 /// [`ShareRule`]: super::file_record::ShareRule
 pub const FEATURE_PREALLOC_TREE: u64 = 1 << 1;
-const KNOWN_FEATURES: u64 = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
+/// Incompat feature: inodes may name their own record size (byte 1 of
+/// the inode record). Set by the first change that stores a record size
+/// other than the dataset's; a build without it would read such a file's
+/// records with the wrong size, so it must refuse the dataset.
+pub const FEATURE_RECORDSIZE: u64 = 1 << 2;
+const KNOWN_FEATURES: u64 = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE | FEATURE_RECORDSIZE;
 
 /// The names of the dataset feature bits set in `bits` (`info`).
 pub fn feature_names(bits: u64) -> Vec<String> {
@@ -44,6 +50,7 @@ pub fn feature_names(bits: u64) -> Vec<String> {
         .map(|b| match 1u64 << b {
             FEATURE_PREALLOC => "prealloc".to_string(),
             FEATURE_PREALLOC_TREE => "prealloc_tree".to_string(),
+            FEATURE_RECORDSIZE => "recordsize".to_string(),
             _ => format!("feature_{b}"),
         })
         .collect()
@@ -165,6 +172,7 @@ mod tests {
     fn feature_bits_have_names() {
         assert_eq!(feature_names(0), Vec::<String>::new());
         assert_eq!(feature_names(3), ["prealloc", "prealloc_tree"]);
+        assert_eq!(feature_names(FEATURE_RECORDSIZE), ["recordsize"]);
         assert_eq!(feature_names(1 << 9), ["feature_9"]);
     }
 
@@ -193,8 +201,26 @@ mod tests {
         both.features = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
         assert_eq!(DatasetMeta::decode(&both.encode()).unwrap(), both);
         let mut unknown = e.clone();
-        unknown[24] = 5;
-        assert!(DatasetMeta::decode(&unknown).is_err());
+        unknown[24] = 9;
+        assert!(DatasetMeta::decode(&unknown).is_err(), "bit 3 is unknown");
+        let mut with_rs = e.clone();
+        with_rs[24] = 5;
+        assert!(
+            DatasetMeta::decode(&with_rs).is_ok(),
+            "prealloc + recordsize"
+        );
+        let mut rs_only = m.clone();
+        rs_only.features = FEATURE_RECORDSIZE;
+        rs_only.reserved = 0;
+        let rs_bytes = rs_only.encode();
+        assert_eq!((rs_bytes.len(), rs_bytes[24]), (40, 4));
+        assert_eq!(DatasetMeta::decode(&rs_bytes).unwrap(), rs_only);
+        let mut rs_reserved = rs_bytes.clone();
+        rs_reserved[32] = 1;
+        assert!(DatasetMeta::decode(&rs_reserved).is_err());
+        let mut next_bit = rs_bytes.clone();
+        next_bit[24] = 8;
+        assert!(DatasetMeta::decode(&next_bit).is_err(), "bit 3 is unknown");
         let mut none = e.clone();
         none[24] = 0;
         assert!(DatasetMeta::decode(&none).is_err());

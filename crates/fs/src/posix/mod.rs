@@ -23,16 +23,17 @@ pub mod inode;
 pub mod keys;
 pub mod meta;
 pub(crate) mod read_ahead;
+pub(crate) mod record_size;
 pub(crate) mod xattr;
 
 pub use directory::Found;
 pub use dirent::DirentValue;
 pub use file_data::write_size_bytes;
 pub use file_record::{FileRecord, ShareRule, MAX_RECORD_SIZE};
-pub use inode::InodeRecord;
+pub use inode::{record_shift_of, InodeRecord};
 pub use meta::{
     feature_names, DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
-    MIN_RECORD_SIZE,
+    FEATURE_RECORDSIZE, MIN_RECORD_SIZE,
 };
 
 use aegis_pool::{AllocClass, Compression, Extent};
