@@ -129,6 +129,16 @@ fn random(p: &Process, threads: usize) -> f64 {
     total as f64 / RANDOM_SECS as f64
 }
 
+/// This process's peak resident size (VmHWM), bytes.
+fn peak_rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 fn gbs(v: f64) -> String {
     format!("{:.2} GB/s", v / 1e9)
 }
@@ -171,6 +181,11 @@ fn main() {
     ));
     fs.unmount().unwrap();
     let _ = std::fs::remove_file(&img);
+    let limits = cache + aegis_fs::StoreOptions::default().dirty_limit;
+    rows.push((
+        "peak RSS (cache + dirty limit)".into(),
+        format!("{} MiB ({} MiB)", peak_rss_bytes() >> 20, limits >> 20),
+    ));
     println!("| embedded, {} MiB file | AegisFS |", file_bytes() >> 20);
     println!("|---|---:|");
     for (k, v) in rows {

@@ -19,10 +19,10 @@ use crate::diskfs::*;
 use crate::inode::*;
 
 impl DiskFs {
-    pub(crate) fn new_handle(st: &mut State, h: Handle) -> Fh {
+    pub(crate) fn new_handle(&self, st: &mut State, h: Handle) -> Fh {
         let fh = st.next_fh;
         st.next_fh += 1;
-        st.handles.insert(fh, h);
+        self.handles.write().insert(fh, h);
         st.refs.entry(h.ino).or_default().opens += 1;
         fh
     }
@@ -54,7 +54,7 @@ impl DiskFs {
                 Ok(tx.put_inode(ino, &r)?)
             })?;
         }
-        Ok(Self::new_handle(
+        Ok(self.new_handle(
             st,
             Handle {
                 ino,

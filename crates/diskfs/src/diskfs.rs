@@ -29,7 +29,7 @@ use aegis_fs::posix::inode::{S_IFDIR, S_IFMT, S_IFREG};
 use aegis_fs::posix::{DatasetMeta, InodeRecord};
 use aegis_fs::{AllocClass, ObjectRead, Store, Tx, TxSize, View};
 use aegis_vfs::{Attr, Fh, FsError, Ino, Result, TimeOrNow, ROOT_INO};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{lower, TxResult};
 use crate::inode::{attr, to_ns, AtimeMode};
@@ -77,7 +77,6 @@ pub(crate) struct Refs {
 
 pub(crate) struct State {
     pub(crate) meta: DatasetMeta,
-    pub(crate) handles: HashMap<Fh, Handle>,
     pub(crate) refs: HashMap<Ino, Refs>,
     pub(crate) orphans: HashSet<Ino>,
     /// O_TMPFILE files not yet named: the only orphans `link` may name
@@ -115,6 +114,11 @@ pub struct DiskFs {
     /// (see [`write_piece_bytes`]).
     pub(crate) commit_reserve_bytes: u64,
     pub(crate) state: Mutex<State>,
+    /// Open handles. Apart from `state` so that reads, which only check
+    /// their handle, never wait for a namespace change; a leaf in the lock
+    /// order (`state`, then `handles`, then the store's locks): nothing
+    /// is locked while it is held.
+    pub(crate) handles: RwLock<HashMap<Fh, Handle>>,
     /// The dataset's intent log, on a writable mount.
     pub(crate) log: Option<Arc<IntentLog>>,
 }
@@ -180,9 +184,9 @@ impl DiskFs {
             mode: AtomicU8::new(ACTIVE),
             dataset_record_size: meta.record_size,
             log,
+            handles: RwLock::new(HashMap::new()),
             state: Mutex::new(State {
                 meta,
-                handles: HashMap::new(),
                 refs: HashMap::new(),
                 orphans: orphans.iter().copied().collect(),
                 linkable: HashSet::new(),
@@ -217,7 +221,7 @@ impl DiskFs {
         {
             let mut st = self.state.lock();
             st.refs.clear();
-            st.handles.clear();
+            self.handles.write().clear();
             if !self.read_only() {
                 // One that cannot be freed now stays listed on disk and
                 // goes at the next mount.
@@ -332,8 +336,8 @@ impl DiskFs {
         a
     }
 
-    pub(crate) fn handle(st: &State, ino: Ino, fh: Fh) -> Result<Handle> {
-        match st.handles.get(&fh) {
+    pub(crate) fn handle(&self, ino: Ino, fh: Fh) -> Result<Handle> {
+        match self.handles.read().get(&fh) {
             Some(h) if h.ino == ino => Ok(*h),
             _ => Err(FsError::BadHandle),
         }
@@ -402,7 +406,7 @@ impl DiskFs {
     /// fsync and fsyncdir: write the intent log and flush; a txg commit
     /// when the log is off or cannot take it.
     pub(crate) fn sync_handle(&self, ino: Ino, fh: Fh) -> Result<()> {
-        Self::handle(&self.state.lock(), ino, fh)?;
+        self.handle(ino, fh)?;
         self.check_alive()?;
         if self.read_only() {
             return Ok(());

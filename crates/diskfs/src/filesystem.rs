@@ -62,7 +62,7 @@ impl FileSystem for DiskFs {
     fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
         let mut st = self.state.lock();
         if let Some(fh) = fh {
-            Self::handle(&st, ino, fh)?;
+            self.handle(ino, fh)?;
         }
         let records = match set.size {
             Some(_) => self.view(|t| Ok(t.record_count(ino)?))?,
@@ -300,7 +300,7 @@ impl FileSystem for DiskFs {
         // Reads run in parallel (the kernel sends several for readahead):
         // the namespace lock only checks the handle, and the inode and its
         // records are read under one tree read lock, so they agree.
-        let h = Self::handle(&self.state.lock(), ino, fh)?;
+        let h = self.handle(ino, fh)?;
         // The dataset's: the file's own comes from its inode in `read_file`.
         let rs = self.dataset_record_size as u64;
         let (r, out) = self.view(|t| {
@@ -332,7 +332,7 @@ impl FileSystem for DiskFs {
     fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
         let mut st = self.state.lock();
-        let h = Self::handle(&st, ino, fh)?;
+        let h = self.handle(ino, fh)?;
         let r = self.inode(ino)?;
         regular(&r)?;
         if !h.write {
@@ -346,13 +346,13 @@ impl FileSystem for DiskFs {
     }
 
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        Self::handle(&self.state.lock(), ino, fh).map(|_| ())
+        self.handle(ino, fh).map(|_| ())
     }
 
     fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
         let mut st = self.state.lock();
-        Self::handle(&st, ino, fh)?;
-        st.handles.remove(&fh);
+        self.handle(ino, fh)?;
+        self.handles.write().remove(&fh);
         if let Some(r) = st.refs.get_mut(&ino) {
             r.opens = r.opens.saturating_sub(1);
         }
@@ -370,7 +370,7 @@ impl FileSystem for DiskFs {
         if !d.is_dir() {
             return Err(FsError::NotDir);
         }
-        Ok(Self::new_handle(
+        Ok(self.new_handle(
             &mut st,
             Handle {
                 ino,
@@ -558,7 +558,7 @@ impl FileSystem for DiskFs {
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
         let mut st = self.state.lock();
-        let h = Self::handle(&st, ino, fh)?;
+        let h = self.handle(ino, fh)?;
         let r = self.inode(ino)?;
         regular(&r)?;
         if !h.write {
@@ -569,8 +569,9 @@ impl FileSystem for DiskFs {
     }
 
     fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
-        let st = self.state.lock();
-        Self::handle(&st, ino, fh)?;
+        // Held so that no change lands between the inode and the seek.
+        let _st = self.state.lock();
+        self.handle(ino, fh)?;
         // The dataset's: the file's own comes from `r` in the seek.
         let rs = self.dataset_record_size as u64;
         let r = self.inode(ino)?;
@@ -612,10 +613,7 @@ impl FileSystem for DiskFs {
             return Err(FsError::InvalidArgument("copy_file_range flags"));
         }
         let mut st = self.state.lock();
-        let (hi, ho) = (
-            Self::handle(&st, ino_in, fh_in)?,
-            Self::handle(&st, ino_out, fh_out)?,
-        );
+        let (hi, ho) = (self.handle(ino_in, fh_in)?, self.handle(ino_out, fh_out)?);
         let rin = self.inode(ino_in)?;
         regular(&rin)?;
         regular(&self.inode(ino_out)?)?;

@@ -142,7 +142,7 @@ impl DiskFs {
         plus: bool,
     ) -> Result<Vec<(DirEntry, Option<Attr>)>> {
         let mut st = self.state.lock();
-        let h = Self::handle(&st, ino, fh)?;
+        let h = self.handle(ino, fh)?;
         if !h.dir {
             return Err(FsError::BadHandle);
         }
@@ -190,7 +190,7 @@ impl DiskFs {
             out.truncate(max);
             Ok((out, end))
         })?;
-        if let Some(h) = st.handles.get_mut(&fh) {
+        if let Some(h) = self.handles.write().get_mut(&fh) {
             h.dir_end = end;
         }
         if plus {
