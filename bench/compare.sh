@@ -211,6 +211,10 @@ cleanup() {
   fi
   for m in "${!FUSE_PID[@]}"; do stop_fuse "$m"; done
   teardown_ext4
+  # AegisFS as root mounts its image as fuseblk through a loop device that
+  # detaches itself (autoclear); one left behind by a killed daemon goes here.
+  local dev
+  for dev in $(losetup -j "$RUN/aegisfs.img" 2>/dev/null | cut -d: -f1); do losetup -d "$dev" || true; done
   for m in $(findmnt -rn -o TARGET | grep -F "$RUN/" | sort -r); do
     warn "still mounted: $m; unmounting lazily"; umount -l "$m"
   done
@@ -493,18 +497,25 @@ log "tarball: $TREE_INFO"
 
 # The real source tree: built once, kept in BENCH_DIR (outside the run
 # directory) so that later runs extract the very same bytes.
-REAL_TARBALL=$BENCH_DIR/realtree-$REALTREE_FILES.tar
+# The crates are those this repository's Cargo.lock pins for the host
+# (cargo downloads any that are missing), so the name carries the lockfile's
+# hash and the Python version: a new lockfile or Python makes a new tarball.
+REPO=$(cd "$HERE/.." && pwd)
+command -v cargo >/dev/null || die "cargo not found: the real source tree takes its crates from Cargo.lock through cargo metadata"
+real_key=$(cat "$REPO/Cargo.lock" <("$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
+REAL_TARBALL=$BENCH_DIR/realtree-$REALTREE_FILES-$real_key.tar
 if [[ -s $REAL_TARBALL && -s $REAL_TARBALL.json ]]; then
   log "real source tarball: reusing $REAL_TARBALL"
 else
-  log "building the real source tarball (Python standard library + registry crates, >= $REALTREE_FILES files)"
-  "$PYTHON" "$HERE/mkrealtree.py" "$REAL_TARBALL" --files "$REALTREE_FILES" > "$REAL_TARBALL.json.part" \
-    || die "mkrealtree.py failed (needs /usr/lib/python3.* and ~/.cargo/registry/src; see above)"
+  log "building the real source tarball (Python standard library + crates of Cargo.lock, >= $REALTREE_FILES files)"
+  "$PYTHON" "$HERE/mkrealtree.py" "$REAL_TARBALL" --files "$REALTREE_FILES" --manifest "$REPO/Cargo.toml" \
+    > "$REAL_TARBALL.json.part" \
+    || die "mkrealtree.py failed (needs /usr/lib/python3.* and cargo metadata over $REPO/Cargo.toml; see above)"
   mv "$REAL_TARBALL.json.part" "$REAL_TARBALL.json"
 fi
 REALTREE_INFO=$(cat "$REAL_TARBALL.json")
 REALTREE_NFILES=$(json_get "$REAL_TARBALL.json" 'j["files"]')
-log "real tarball: $REALTREE_INFO"
+log "real tarball: $(json_get "$REAL_TARBALL.json" '{k: v for k, v in j.items() if k != "crate_names"}')"
 
 log "building passthrough_ll from $EXAMPLES"
 mkdir -p "$RUN/build"

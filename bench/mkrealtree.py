@@ -2,26 +2,33 @@
 """Write a tarball of a real source tree: the Python standard library and
 crates from the Cargo registry, real text and binaries, no generated files.
 
-Usage: mkrealtree.py OUT.tar [--files 6000] [--python DIR] [--crates DIR]
+Usage: mkrealtree.py OUT.tar [--files 6000] [--python DIR]
+                     [--manifest Cargo.toml | --crates DIR]
 
 Contents, in this order until at least --files regular files are in:
   python/   the standard library (default: the newest /usr/lib/python3.N),
             every file except __pycache__ directories and *.pyc
-  crates/   whole crates from the registry source directory (default: the
-            first ~/.cargo/registry/src/*), in name order, one crate at a time
+  crates/   whole crates, in name order, one crate at a time. With
+            --manifest (what compare.sh passes: this repository's
+            Cargo.toml), the registry crates that its Cargo.lock pins for
+            the host platform, as `cargo metadata --locked` lists them;
+            cargo downloads any that are missing, so a fresh machine gets
+            the same set. With --crates DIR instead, every crate directory
+            in DIR (e.g. ~/.cargo/registry/src/*), whatever is there.
 Entries are sorted, owned by root (uid/gid 0, no names), with their real
-modes and mtimes; symlinks are kept as symlinks; no compression. So the
-tarball is the same on machines with the same Python and crate versions,
-and not elsewhere: its sha256, file count and size are printed and go into
-the benchmark's JSON.
+modes and mtimes; symlinks are kept as symlinks, hard links stored as
+separate files; no compression. So the tarball is the same on machines
+with the same Python and the same Cargo.lock, and not elsewhere: its
+sha256, file count and size are printed and go into the benchmark's JSON.
 Prints one JSON line: {"files", "dirs", "symlinks", "bytes", "sha256",
-"sources"}.
+"python", "crates_dir", "crates", "crate_names"}.
 """
 import argparse
 import glob
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tarfile
 
@@ -39,6 +46,23 @@ def python_stdlib():
 def registry_src():
     cands = sorted(glob.glob(os.path.expanduser("~/.cargo/registry/src/*")))
     return cands[0] if cands else None
+
+
+def locked_crates(manifest):
+    """Directories of the registry crates the lockfile pins for this host."""
+    host = next(l.split(":", 1)[1].strip()
+                for l in subprocess.run(["rustc", "-vV"], capture_output=True, text=True,
+                                        check=True).stdout.splitlines()
+                if l.startswith("host:"))
+    out = subprocess.run(["cargo", "metadata", "--locked", "--format-version", "1",
+                          "--manifest-path", manifest, "--filter-platform", host],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"mkrealtree.py: cargo metadata failed:\n{out.stderr}")
+    pkgs = [p for p in json.loads(out.stdout)["packages"]
+            if (p.get("source") or "").startswith("registry+")]
+    dirs = sorted({os.path.dirname(p["manifest_path"]) for p in pkgs}, key=os.path.basename)
+    return dirs
 
 
 def walk(root, arc_prefix):
@@ -63,8 +87,17 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--files", type=int, default=6000)
     ap.add_argument("--python", default=python_stdlib())
-    ap.add_argument("--crates", default=registry_src())
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--manifest", help="Cargo.toml whose Cargo.lock names the crates")
+    src.add_argument("--crates", help="a directory of crate directories")
     a = ap.parse_args()
+    if a.manifest:
+        crate_dirs = locked_crates(a.manifest)
+        a.crates = os.path.dirname(crate_dirs[0]) if crate_dirs else None
+    else:
+        a.crates = a.crates or registry_src()
+        crate_dirs = ([os.path.join(a.crates, c) for c in sorted(os.listdir(a.crates))]
+                      if a.crates and os.path.isdir(a.crates) else [])
 
     entries, sources = [], []
     nfiles = 0
@@ -77,17 +110,19 @@ def main():
         entries += es
         nfiles += count(es)
         sources.append(a.python)
-    if a.crates and os.path.isdir(a.crates):
-        for c in sorted(os.listdir(a.crates)):
+    crate_names = []
+    if crate_dirs:
+        for p in crate_dirs:
             if nfiles >= a.files:
                 break
-            p = os.path.join(a.crates, c)
+            c = os.path.basename(p)
             if not os.path.isdir(p) or os.path.islink(p):
                 continue
             es = walk(p, f"tree/crates/{c}")
             entries += es
             nfiles += count(es)
             sources.append(c)
+            crate_names.append(c)
     if nfiles < a.files:
         print(f"mkrealtree.py: only {nfiles} files found (python={a.python}, crates={a.crates}); "
               f"wanted {a.files}", file=sys.stderr)
@@ -103,6 +138,10 @@ def main():
     with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
         for path, arc in entries:
             ti = clean(tar.gettarinfo(path, arcname=arc))
+            if ti.islnk():
+                # A second name of a file already stored: store it again as
+                # a file of its own, so every regular file is one file.
+                ti.type, ti.linkname, ti.size = tarfile.REGTYPE, "", os.stat(path).st_size
             if ti.isreg():
                 files += 1
                 size += ti.size
@@ -121,7 +160,7 @@ def main():
     os.replace(tmp, a.out)
     info = {"files": files, "dirs": dirs, "symlinks": links, "bytes": size,
             "sha256": h.hexdigest(), "python": a.python, "crates_dir": a.crates,
-            "crates": len(sources) - (1 if a.python else 0)}
+            "crates": len(crate_names), "crate_names": crate_names}
     print(json.dumps(info))
 
 
