@@ -19,6 +19,7 @@
 #   RANDWRITE_SIZE file for the 4 KiB random writes [256M]
 #   RANDWRITE_SECS duration of each random write test [10]
 #   RENAME_FILES   files renamed (same batches as META_BATCH) [20000]
+#   RESTAT_FILES   files stat'ed again with warm caches [10000], RESTAT_PASSES times [3]
 #   REALTREE_FILES regular files in the real source tarball, at least [6000]
 #   PAR_PROCS      processes of the concurrent metadata run [4]
 #   PAR_FILES      files of that run in all (split over the processes) [10000]
@@ -46,13 +47,15 @@ TREE_DIRS=${TREE_DIRS:-250}
 RANDWRITE_SIZE=${RANDWRITE_SIZE:-256M}
 RANDWRITE_SECS=${RANDWRITE_SECS:-10}
 RENAME_FILES=${RENAME_FILES:-20000}
+RESTAT_FILES=${RESTAT_FILES:-10000}
+RESTAT_PASSES=${RESTAT_PASSES:-3}
 REALTREE_FILES=${REALTREE_FILES:-6000}
 PAR_PROCS=${PAR_PROCS:-4}
 PAR_FILES=${PAR_FILES:-10000}
 AEGISFS_OPTS=${AEGISFS_OPTS:-}
 AEGISFS_VARIANTS=${AEGISFS_VARIANTS:-default}
 TARGETS=${TARGETS:-ext4 passthrough_ll aegisfs}
-ALL_WORKLOADS="seq_write seq_read warm_read rand_read rand_write rand_write_fsync meta rename meta_par tar realtree"
+ALL_WORKLOADS="seq_write seq_read warm_read rand_read rand_write rand_write_fsync meta restat rename meta_par tar realtree"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-60}
 STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
@@ -132,6 +135,7 @@ held=$META_BATCH
 ((META_BATCH > 0 || held >= RENAME_FILES)) || held=$RENAME_FILES
 ((held >= TREE_FILES + TREE_DIRS)) || held=$((TREE_FILES + TREE_DIRS))
 ((held >= PAR_FILES + PAR_PROCS)) || held=$((PAR_FILES + PAR_PROCS))
+((held >= RESTAT_FILES)) || held=$RESTAT_FILES
 # the real tree: about 1 directory per 5 files
 ((held >= REALTREE_FILES * 13 / 10)) || held=$((REALTREE_FILES * 13 / 10))
 (($(ulimit -Sn) >= held + 1000)) \
@@ -287,7 +291,7 @@ write_meta() {  # run facts for the JSON and the table labels, in $RUN/meta.json
   LOAD_START=${LOAD_START:-$LOAD_END} TREE_INFO=${TREE_INFO:-null} SIZE=$SIZE \
     FIO_SIZE=$FIO_SIZE RANDREAD_SECS=$RANDREAD_SECS META_FILES=$META_FILES META_BATCH=$META_BATCH \
     TREE_FILES=$TREE_FILES REALTREE_INFO=${REALTREE_INFO:-null} RANDWRITE_SIZE=$RANDWRITE_SIZE \
-    RANDWRITE_SECS=$RANDWRITE_SECS RENAME_FILES=$RENAME_FILES PAR_PROCS=$PAR_PROCS PAR_FILES=$PAR_FILES \
+    RANDWRITE_SECS=$RANDWRITE_SECS RENAME_FILES=$RENAME_FILES RESTAT_FILES=$RESTAT_FILES RESTAT_PASSES=$RESTAT_PASSES PAR_PROCS=$PAR_PROCS PAR_FILES=$PAR_FILES \
     AEGISFS_OPTS=$AEGISFS_OPTS AEGISFS_VARIANTS=$AEGISFS_VARIANTS TARGETS=$TARGETS WORKLOADS=$WORKLOADS \
     BENCH_DIR=$BENCH_DIR AEGISFS_BIN=$AEGISFS_BIN \
     "$PYTHON" - "$RUN/meta.json" <<'EOF'
@@ -312,6 +316,7 @@ meta = {
     "realtree_files": (json.loads(e["REALTREE_INFO"]) or {}).get("files"),
     "randwrite_size": e["RANDWRITE_SIZE"], "randwrite_secs": int(e["RANDWRITE_SECS"]),
     "rename_files": int(e["RENAME_FILES"]), "par_procs": int(e["PAR_PROCS"]),
+    "restat_files": int(e["RESTAT_FILES"]), "restat_passes": int(e["RESTAT_PASSES"]),
     "par_files": int(e["PAR_FILES"]) // int(e["PAR_PROCS"]) * int(e["PAR_PROCS"]),
     "aegisfs_opts": e["AEGISFS_OPTS"] or None, "aegisfs_variants": e["AEGISFS_VARIANTS"],
     "targets": e["TARGETS"].split(), "workloads": e["WORKLOADS"].split(),
@@ -420,6 +425,15 @@ w_rename() {  # rename of RENAME_FILES files in one directory (create and unlink
   record "$1" rename_ops_s "$r"; log "$1: rename $r/s"
 }
 
+w_restat() {  # warm stats: RESTAT_FILES files, RESTAT_PASSES passes after an untimed one
+  local out r
+  drop_caches
+  out=$(timeout -k 30 "$STEP_TIMEOUT" "$PYTHON" "$HERE/metaops.py" "$2/restat" --files "$RESTAT_FILES" \
+    --batch 0 --phases restat --passes "$RESTAT_PASSES")
+  r=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["restat_ops"], 1))')
+  record "$1" restat_ops_s "$r"; log "$1: warm stat $r/s"
+}
+
 w_meta_par() {  # create/stat/unlink from PAR_PROCS processes at once, one directory each
   local out c s u
   drop_caches
@@ -482,6 +496,7 @@ run_workloads() {  # run_workloads TARGET DIR
   want rand_write && run_step "$t" "$d" w_rand_write rand_write_iops
   want rand_write_fsync && run_step "$t" "$d" w_rand_write_fsync rand_write_fsync_iops
   want meta && run_step "$t" "$d" w_meta create_ops_s stat_ops_s unlink_ops_s
+  want restat && run_step "$t" "$d" w_restat restat_ops_s
   want rename && run_step "$t" "$d" w_rename rename_ops_s
   want meta_par && run_step "$t" "$d" w_meta_par par_create_ops_s par_stat_ops_s par_unlink_ops_s
   want tar && run_step "$t" "$d" w_tar tar_extract_s tar_extract_files_s
@@ -541,6 +556,22 @@ record_peak_rss() {  # record_peak_rss TARGET MNT
   fi
 }
 
+# set_read_ahead MNT ENV: with BDI_READ_AHEAD_KB=N among a variant's words,
+# the FUSE mount's readahead (its backing device info: MAJ:MIN of the mount,
+# "-fuseblk" added for fuseblk) is set to N KiB before the workloads; the
+# kernel offers FUSE servers at most 128 KiB at INIT, so reads come in
+# requests no larger than that unless this is raised.
+set_read_ahead() {
+  local kv kb="" dev bdi
+  for kv in $2; do [[ $kv == BDI_READ_AHEAD_KB=* ]] && kb=${kv#*=}; done
+  [[ -n $kb ]] || return 0
+  dev=$(mountpoint -d "$1")
+  bdi=/sys/class/bdi/$dev-fuseblk
+  [[ -d $bdi ]] || bdi=/sys/class/bdi/$dev
+  echo "$kb" > "$bdi/read_ahead_kb" || die "cannot set $bdi/read_ahead_kb"
+  log "readahead of $1 ($bdi): $(cat "$bdi/read_ahead_kb") KiB"
+}
+
 # aegis_mount ENV IMG DIR OPTS: the daemon with ENV (VAR=VAL words) exported
 aegis_mount() {
   local kv
@@ -591,6 +622,7 @@ if [[ -n $AEGISFS_BIN ]] && want_target aegisfs; then
     rm -f "$AEGIS_IMG"
     aegisfs mkfs "$AEGIS_IMG" >&2 || die "AegisFS mkfs failed: $AEGISFS_BIN mkfs --size $SIZE $AEGIS_IMG"
     start_fuse "AegisFS $key" "$AEGIS_MNT" "$RUN/${key//[^A-Za-z0-9._=-]/_}.log" aegis_mount "$v_env" "$AEGIS_IMG" "$AEGIS_MNT" "$v_opts"
+    set_read_ahead "$AEGIS_MNT" "$v_env"
     run_workloads "$key" "$AEGIS_MNT/work"
     record_peak_rss "$key" "$AEGIS_MNT"
     stop_fuse "$AEGIS_MNT"

@@ -9,6 +9,10 @@ Each phase is one tight loop of one syscall kind, timed alone:
   create: os.open(O_CREAT|O_EXCL|O_WRONLY) + os.close
   stat:   os.stat
   rename: os.rename(DIR/fNNNNNN, DIR/rNNNNNN), same directory
+  restat: os.stat of every file --passes times over, caches warm: one
+          untimed pass first, no drops, no batches (the kernel holds every
+          inode, so --files must stay below a FUSE server's descriptor
+          budget); what the kernel's attribute and entry timeouts decide
   unlink: os.unlink
 --phases names the timed phases (any of create,stat,rename,unlink; default
 create,stat,unlink). create and unlink always run, so DIR ends empty: when
@@ -43,9 +47,10 @@ def main():
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--drop-caches", action="store_true")
     ap.add_argument("--phases", default="create,stat,unlink")
+    ap.add_argument("--passes", type=int, default=3)
     a = ap.parse_args()
     timed = [p for p in a.phases.split(",") if p]
-    bad = [p for p in timed if p not in ("create", "stat", "rename", "unlink")]
+    bad = [p for p in timed if p not in ("create", "stat", "rename", "unlink", "restat")]
     if bad:
         ap.error(f"unknown phase(s): {','.join(bad)}")
 
@@ -77,6 +82,16 @@ def main():
     phase("create", lambda p: os.close(os.open(p, flags, 0o644)))
     if "stat" in timed:
         phase("stat", os.stat)
+    if "restat" in timed:
+        for p in paths:  # untimed: every entry and inode cached
+            os.stat(p)
+        t0 = time.perf_counter()
+        for _ in range(a.passes):
+            for p in paths:
+                os.stat(p)
+        dt = time.perf_counter() - t0
+        res["restat_s"] = dt
+        res["restat_ops"] = a.files * a.passes / dt if dt > 0 else float("inf")
     if "rename" in timed:
         phase("rename", lambda p: os.rename(p, renamed(p)))
         phase("unlink", lambda p: os.unlink(renamed(p)))

@@ -25,6 +25,7 @@ ROWS = [
     ("create_ops_s", "create {meta_files} files, one dir", "ops/s", 0, True),
     ("stat_ops_s", "stat {meta_files} files (cold cache)", "ops/s", 0, True),
     ("unlink_ops_s", "unlink {meta_files} files (cold cache)", "ops/s", 0, True),
+    ("restat_ops_s", "stat {restat_files} files again, {restat_passes} passes (warm)", "ops/s", 0, True),
     ("rename_ops_s", "rename {rename_files} files, one dir (cold cache)", "ops/s", 0, True),
     ("par_create_ops_s", "{par_procs} processes: create {par_files} files, a dir each", "ops/s", 0, True),
     ("par_stat_ops_s", "{par_procs} processes: stat {par_files} files (cold cache)", "ops/s", 0, True),
@@ -36,7 +37,7 @@ ROWS = [
     ("peak_rss_mib", "daemon peak RSS (VmHWM) over the suite", "MiB", 1, False),
 ]
 LABEL_KEYS = ("fio_size", "randread_secs", "meta_files", "tree_files", "randwrite_size",
-              "randwrite_secs", "rename_files", "par_procs", "par_files", "realtree_files")
+              "randwrite_secs", "rename_files", "restat_files", "restat_passes", "par_procs", "par_files", "realtree_files")
 
 
 def fmt(v, dec):
