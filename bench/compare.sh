@@ -16,6 +16,19 @@
 #   META_FILES     files for create/stat/unlink [20000]
 #   META_BATCH     caches dropped (untimed) every this many files; 0 = never [5000]
 #   TREE_FILES     files in the tarball [5000]; TREE_DIRS dirs in it [250]
+#   RANDWRITE_SIZE file for the 4 KiB random writes [256M]
+#   RANDWRITE_SECS duration of each random write test [10]
+#   RENAME_FILES   files renamed (same batches as META_BATCH) [20000]
+#   RESTAT_FILES   files stat'ed again with warm caches [10000], RESTAT_PASSES times [3]
+#   REALTREE_FILES regular files in the real source tarball, at least [6000]
+#   PAR_PROCS      processes of the concurrent metadata run [4]
+#   PAR_FILES      files of that run in all (split over the processes) [10000]
+#   AEGISFS_OPTS   extra -o options for every AegisFS mount [none]
+#   AEGISFS_VARIANTS  ';'-separated AegisFS configurations, one column each:
+#                  words VAR=VAL (upper case) are environment for the daemon,
+#                  other words -o options; '' or 'default' = as is [one: default]
+#   TARGETS        which of ext4 passthrough_ll aegisfs to run [all three]
+#   WORKLOADS      which steps, by name (see run_workloads) [all]
 #   MOUNT_TIMEOUT  seconds to wait for a FUSE mount to appear [60]
 #   STEP_TIMEOUT   seconds before one workload step is killed [1800]
 #   PYTHON         python interpreter [python3]
@@ -31,6 +44,19 @@ META_FILES=${META_FILES:-20000}
 META_BATCH=${META_BATCH:-5000}
 TREE_FILES=${TREE_FILES:-5000}
 TREE_DIRS=${TREE_DIRS:-250}
+RANDWRITE_SIZE=${RANDWRITE_SIZE:-256M}
+RANDWRITE_SECS=${RANDWRITE_SECS:-10}
+RENAME_FILES=${RENAME_FILES:-20000}
+RESTAT_FILES=${RESTAT_FILES:-10000}
+RESTAT_PASSES=${RESTAT_PASSES:-3}
+REALTREE_FILES=${REALTREE_FILES:-6000}
+PAR_PROCS=${PAR_PROCS:-4}
+PAR_FILES=${PAR_FILES:-10000}
+AEGISFS_OPTS=${AEGISFS_OPTS:-}
+AEGISFS_VARIANTS=${AEGISFS_VARIANTS:-default}
+TARGETS=${TARGETS:-ext4 passthrough_ll aegisfs}
+ALL_WORKLOADS="seq_write seq_read warm_read rand_read rand_write rand_write_fsync meta restat rename meta_par tar realtree"
+WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-60}
 STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
 PYTHON=${PYTHON:-python3}
@@ -59,13 +85,15 @@ die()  { printf '\n*** bench: ERROR: %s\n\n' "$*" >&2; exit 1; }
 # AegisFS command line: the only place that knows it. Adapt here if the
 # mkfs/mount/fsck flags change.
 #   aegisfs mkfs IMG        format a new image of $SIZE
-#   aegisfs mount IMG DIR   mount in the foreground until unmounted (exec'd,
-#                           so when started with & the PID is the daemon's)
+#   aegisfs mount IMG DIR [OPTS]  mount in the foreground until unmounted
+#                           (exec'd, so when started with & the PID is the
+#                           daemon's); OPTS, if any, go to -o
 #   aegisfs fsck IMG        check the image after unmount (exit 0 = clean)
 aegisfs() {
   case $1 in
     mkfs)  "$AEGISFS_BIN" mkfs --size "$SIZE" "$2" ;;
-    mount) exec "$AEGISFS_BIN" mount --foreground "$2" "$3" ;;
+    mount) if [[ -n ${4:-} ]]; then exec "$AEGISFS_BIN" mount --foreground -o "$4" "$2" "$3"
+           else exec "$AEGISFS_BIN" mount --foreground "$2" "$3"; fi ;;
     fsck)  "$AEGISFS_BIN" fsck "$2" ;;
     *) die "aegisfs(): unknown verb $1" ;;
   esac
@@ -104,9 +132,20 @@ ulimit -Hn 1048576 2>/dev/null || true
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 held=$META_BATCH
 ((held > 0 && held <= META_FILES)) || held=$META_FILES
+((META_BATCH > 0 || held >= RENAME_FILES)) || held=$RENAME_FILES
 ((held >= TREE_FILES + TREE_DIRS)) || held=$((TREE_FILES + TREE_DIRS))
+((held >= PAR_FILES + PAR_PROCS)) || held=$((PAR_FILES + PAR_PROCS))
+((held >= RESTAT_FILES)) || held=$RESTAT_FILES
+# the real tree: about 1 directory per 5 files
+((held >= REALTREE_FILES * 13 / 10)) || held=$((REALTREE_FILES * 13 / 10))
 (($(ulimit -Sn) >= held + 1000)) \
-  || die "open-file limit $(ulimit -Sn) is too low: passthrough_ll needs one descriptor per cached inode (META_BATCH=$META_BATCH, TREE_FILES=$TREE_FILES); lower META_BATCH or raise ulimit -n"
+  || die "open-file limit $(ulimit -Sn) is too low: passthrough_ll needs one descriptor per cached inode (META_BATCH=$META_BATCH, TREE_FILES=$TREE_FILES, PAR_FILES=$PAR_FILES, REALTREE_FILES=$REALTREE_FILES); lower them or raise ulimit -n"
+for w in $WORKLOADS; do
+  [[ " $ALL_WORKLOADS " == *" $w "* ]] || die "WORKLOADS: unknown step '$w' (known: $ALL_WORKLOADS)"
+done
+for t in $TARGETS; do
+  [[ $t == ext4 || $t == passthrough_ll || $t == aegisfs ]] || die "TARGETS: unknown target '$t' (ext4 passthrough_ll aegisfs)"
+done
 
 drop_caches() {
   sync
@@ -118,7 +157,7 @@ mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 fio_bytes=$(numfmt --from=iec "$FIO_SIZE")
 avail=$(df --output=avail -B1 "$BENCH_DIR" | tail -n 1 | tr -d ' ')
-need=$((fio_bytes + 1536 * 1024 * 1024))
+need=$((fio_bytes + $(numfmt --from=iec "$RANDWRITE_SIZE") + 1536 * 1024 * 1024))
 ((avail >= need)) || die "$BENCH_DIR has $((avail >> 20)) MiB free; need about $((need >> 20)) MiB (the $FIO_SIZE test file takes real space). Set BENCH_DIR to a roomier disk."
 log "scratch: $BENCH_DIR ($((avail >> 30)) GiB free), image size $SIZE, test file $FIO_SIZE"
 
@@ -176,6 +215,10 @@ cleanup() {
   fi
   for m in "${!FUSE_PID[@]}"; do stop_fuse "$m"; done
   teardown_ext4
+  # AegisFS as root mounts its image as fuseblk through a loop device that
+  # detaches itself (autoclear); one left behind by a killed daemon goes here.
+  local dev
+  for dev in $(losetup -j "$RUN/aegisfs.img" 2>/dev/null | cut -d: -f1); do losetup -d "$dev" || true; done
   for m in $(findmnt -rn -o TARGET | grep -F "$RUN/" | sort -r); do
     warn "still mounted: $m; unmounting lazily"; umount -l "$m"
   done
@@ -211,6 +254,7 @@ start_fuse() {  # start_fuse NAME MNT LOG CMD...: run CMD in the background, wai
   shift 3
   shown="$*"
   [[ $1 == aegisfs ]] && shown="$AEGISFS_BIN ${*:2}"
+  [[ $1 == aegis_mount ]] && shown="${2:+env $2 }$AEGISFS_BIN mount --foreground ${5:+-o $5 }$3 $4"
   mkdir -p "$mnt"
   mountpoint -q "$mnt" && die "$mnt is already a mount point"
   "$@" > "$logf" 2>&1 &
@@ -246,7 +290,9 @@ write_meta() {  # run facts for the JSON and the table labels, in $RUN/meta.json
   export LOAD_END
   LOAD_START=${LOAD_START:-$LOAD_END} TREE_INFO=${TREE_INFO:-null} SIZE=$SIZE \
     FIO_SIZE=$FIO_SIZE RANDREAD_SECS=$RANDREAD_SECS META_FILES=$META_FILES META_BATCH=$META_BATCH \
-    TREE_FILES=$TREE_FILES \
+    TREE_FILES=$TREE_FILES REALTREE_INFO=${REALTREE_INFO:-null} RANDWRITE_SIZE=$RANDWRITE_SIZE \
+    RANDWRITE_SECS=$RANDWRITE_SECS RENAME_FILES=$RENAME_FILES RESTAT_FILES=$RESTAT_FILES RESTAT_PASSES=$RESTAT_PASSES PAR_PROCS=$PAR_PROCS PAR_FILES=$PAR_FILES \
+    AEGISFS_OPTS=$AEGISFS_OPTS AEGISFS_VARIANTS=$AEGISFS_VARIANTS TARGETS=$TARGETS WORKLOADS=$WORKLOADS \
     BENCH_DIR=$BENCH_DIR AEGISFS_BIN=$AEGISFS_BIN \
     "$PYTHON" - "$RUN/meta.json" <<'EOF'
 import json, os, platform, subprocess, sys, time
@@ -266,6 +312,14 @@ meta = {
     "meta_files": int(e["META_FILES"]), "meta_batch": int(e["META_BATCH"]),
     "tree_files": int(e["TREE_FILES"]), "nofile_limit": int(subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout),
     "tarball": json.loads(e["TREE_INFO"]), "bench_dir": e["BENCH_DIR"],
+    "realtree": json.loads(e["REALTREE_INFO"]),
+    "realtree_files": (json.loads(e["REALTREE_INFO"]) or {}).get("files"),
+    "randwrite_size": e["RANDWRITE_SIZE"], "randwrite_secs": int(e["RANDWRITE_SECS"]),
+    "rename_files": int(e["RENAME_FILES"]), "par_procs": int(e["PAR_PROCS"]),
+    "restat_files": int(e["RESTAT_FILES"]), "restat_passes": int(e["RESTAT_PASSES"]),
+    "par_files": int(e["PAR_FILES"]) // int(e["PAR_PROCS"]) * int(e["PAR_PROCS"]),
+    "aegisfs_opts": e["AEGISFS_OPTS"] or None, "aegisfs_variants": e["AEGISFS_VARIANTS"],
+    "targets": e["TARGETS"].split(), "workloads": e["WORKLOADS"].split(),
     "aegisfs_bin": e.get("AEGISFS_BIN") or None,
     "loadavg_start": e["LOAD_START"], "loadavg_end": e["LOAD_END"],
 }
@@ -283,8 +337,9 @@ json_get() {  # json_get FILE EXPR: print a python expression over the parsed JS
 run_fio() {  # run_fio TARGET DIR NAME ARGS...: common fio options; output JSON in $RUN
   local t=$1 d=$2 name=$3
   shift 3
-  local out=$RUN/$t-$name.json
-  timeout -k 30 "$STEP_TIMEOUT" fio --name="$name" --filename="$d/fio.dat" --size="$FIO_SIZE" \
+  local out=$RUN/${t//[^A-Za-z0-9._=-]/_}-$name.json
+  # FIO_FILE / FIO_FILE_SIZE: another file than the 1 GiB one (the random writes)
+  timeout -k 30 "$STEP_TIMEOUT" fio --name="$name" --filename="$d/${FIO_FILE:-fio.dat}" --size="${FIO_FILE_SIZE:-$FIO_SIZE}" \
     --ioengine=psync --numjobs=1 --fallocate=none --output-format=json --output="$out" "$@" >&2
   [[ $(json_get "$out" 'j["jobs"][0]["error"]') == 0 ]] || { echo "fio $name reported an error: $(cat "$out")" >&2; return 1; }
   echo "$out"
@@ -306,12 +361,46 @@ w_seq_read() {
   record "$1" seq_read_mib_s "$v"; log "$1: seq read $v MiB/s"
 }
 
+w_warm_read() {  # the same file again, its pages left in the cache: read once untimed, then timed
+  local out v
+  cat "$2/fio.dat" > /dev/null
+  out=$(run_fio "$1" "$2" warmread --rw=read --bs=1M)
+  v=$(json_get "$out" 'round(j["jobs"][0]["read"]["bw_bytes"] / 1048576, 2)')
+  record "$1" warm_read_mib_s "$v"; log "$1: warm re-read $v MiB/s"
+}
+
 w_rand_read() {
   local out v
   drop_caches
   out=$(run_fio "$1" "$2" randread --rw=randread --bs=4k --runtime="${RANDREAD_SECS}s" --time_based)
   v=$(json_get "$out" 'round(j["jobs"][0]["read"]["iops"], 1)')
   record "$1" rand_read_iops "$v"; log "$1: rand read 4K $v IOPS"
+}
+
+randw_layout() {  # the random-write file, written once sequentially and synced (untimed)
+  [[ -f $2/randw.dat ]] && return 0
+  FIO_FILE=randw.dat FIO_FILE_SIZE=$RANDWRITE_SIZE run_fio "$1" "$2" randwlayout --rw=write --bs=1M --end_fsync=1 > /dev/null
+}
+
+w_rand_write() {  # buffered 4 KiB random overwrites of an existing file, IOPS while writing
+  local out v
+  randw_layout "$1" "$2"
+  drop_caches
+  out=$(FIO_FILE=randw.dat FIO_FILE_SIZE=$RANDWRITE_SIZE run_fio "$1" "$2" randwrite \
+    --rw=randwrite --bs=4k --runtime="${RANDWRITE_SECS}s" --time_based)
+  v=$(json_get "$out" 'round(j["jobs"][0]["write"]["iops"], 1)')
+  record "$1" rand_write_iops "$v"; log "$1: rand write 4K $v IOPS"
+}
+
+w_rand_write_fsync() {  # the same with an fsync after every write
+  local out v
+  randw_layout "$1" "$2"
+  drop_caches
+  out=$(FIO_FILE=randw.dat FIO_FILE_SIZE=$RANDWRITE_SIZE run_fio "$1" "$2" randwritefsync \
+    --rw=randwrite --bs=4k --fsync=1 --runtime="${RANDWRITE_SECS}s" --time_based)
+  v=$(json_get "$out" 'round(j["jobs"][0]["write"]["iops"], 1)')
+  record "$1" rand_write_fsync_iops "$v"; log "$1: rand write 4K + fsync $v IOPS"
+  rm -f "$2/randw.dat"
 }
 
 w_meta() {
@@ -327,25 +416,59 @@ w_meta() {
   log "$1: create $c/s, stat $s/s, unlink $u/s"
 }
 
-w_tar() {
-  local d=$2/tree t0 t1 secs fps n
+w_rename() {  # rename of RENAME_FILES files in one directory (create and unlink untimed)
+  local out r
+  drop_caches
+  out=$(timeout -k 30 "$STEP_TIMEOUT" "$PYTHON" "$HERE/metaops.py" "$2/ren" --files "$RENAME_FILES" \
+    --batch "$META_BATCH" --drop-caches --phases rename)
+  r=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["rename_ops"], 1))')
+  record "$1" rename_ops_s "$r"; log "$1: rename $r/s"
+}
+
+w_restat() {  # warm stats: RESTAT_FILES files, RESTAT_PASSES passes after an untimed one
+  local out r
+  drop_caches
+  out=$(timeout -k 30 "$STEP_TIMEOUT" "$PYTHON" "$HERE/metaops.py" "$2/restat" --files "$RESTAT_FILES" \
+    --batch 0 --phases restat --passes "$RESTAT_PASSES")
+  r=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["restat_ops"], 1))')
+  record "$1" restat_ops_s "$r"; log "$1: warm stat $r/s"
+}
+
+w_meta_par() {  # create/stat/unlink from PAR_PROCS processes at once, one directory each
+  local out c s u
+  drop_caches
+  out=$(timeout -k 30 "$STEP_TIMEOUT" "$PYTHON" "$HERE/metapar.py" "$2/par" --procs "$PAR_PROCS" \
+    --files "$PAR_FILES" --drop-caches)
+  c=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["create_ops"], 1))')
+  s=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["stat_ops"], 1))')
+  u=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["unlink_ops"], 1))')
+  record "$1" par_create_ops_s "$c"; record "$1" par_stat_ops_s "$s"; record "$1" par_unlink_ops_s "$u"
+  log "$1: $PAR_PROCS processes: create $c/s, stat $s/s, unlink $u/s ($out)"
+}
+
+extract() {  # extract TARGET DIR TARBALL NFILES KEY: timed tar -xf + sync, then checked
+  local t=$1 d=$2/tree ball=$3 nfiles=$4 key=$5 t0 t1 secs fps n
   rm -rf "$d"; mkdir -p "$d"
   drop_caches
-  cat "$TARBALL" > /dev/null   # the source is read from memory; only the target's writes count
+  cat "$ball" > /dev/null   # the source is read from memory; only the target's writes count
   t0=$(date +%s%N)
-  timeout -k 30 "$STEP_TIMEOUT" tar -xf "$TARBALL" -C "$d"
+  timeout -k 30 "$STEP_TIMEOUT" tar -xf "$ball" -C "$d"
   sync
   t1=$(date +%s%N)
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
-  fps=$(awk -v n="$TREE_FILES" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
-  record "$1" tar_extract_s "$secs"; record "$1" tar_extract_files_s "$fps"
-  log "$1: tar -xf + sync ${secs}s, $fps files/s"
+  fps=$(awk -v n="$nfiles" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
+  record "$t" "${key}_s" "$secs"; record "$t" "${key}_files_s" "$fps"
+  log "$t: tar -xf $(basename "$ball") + sync ${secs}s, $fps files/s"
   # Untimed correctness check: every file present with the archive's content, mode and mtime.
   n=$(find "$d" -type f | wc -l)
-  [[ $n -eq $TREE_FILES ]] || { echo "$1: extracted $n regular files, expected $TREE_FILES" >&2; return 1; }
-  tar -df "$TARBALL" -C "$d" >&2 || { echo "$1: extracted tree differs from the archive (tar -d)" >&2; return 1; }
+  [[ $n -eq $nfiles ]] || { echo "$t: extracted $n regular files, expected $nfiles" >&2; return 1; }
+  tar -df "$ball" -C "$d" >&2 || { echo "$t: extracted tree differs from the archive (tar -d)" >&2; return 1; }
   rm -rf "$d"
 }
+
+w_tar() { extract "$1" "$2" "$TARBALL" "$TREE_FILES" tar_extract; }
+
+w_realtree() { extract "$1" "$2" "$REAL_TARBALL" "$REALTREE_NFILES" realtree_extract; }
 
 run_step() {  # run_step TARGET DIR FUNC KEYS...: a failed step is recorded as FAIL, the run goes on
   local t=$1 d=$2 f=$3 rc k
@@ -365,11 +488,19 @@ run_workloads() {  # run_workloads TARGET DIR
   local t=$1 d=$2
   mkdir -p "$d"
   log "== $t: workloads in $d (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  run_step "$t" "$d" w_seq_write seq_write_mib_s
-  run_step "$t" "$d" w_seq_read seq_read_mib_s
-  run_step "$t" "$d" w_rand_read rand_read_iops
-  run_step "$t" "$d" w_meta create_ops_s stat_ops_s unlink_ops_s
-  run_step "$t" "$d" w_tar tar_extract_s tar_extract_files_s
+  want() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+  want seq_write && run_step "$t" "$d" w_seq_write seq_write_mib_s
+  want seq_read && run_step "$t" "$d" w_seq_read seq_read_mib_s
+  want warm_read && run_step "$t" "$d" w_warm_read warm_read_mib_s
+  want rand_read && run_step "$t" "$d" w_rand_read rand_read_iops
+  want rand_write && run_step "$t" "$d" w_rand_write rand_write_iops
+  want rand_write_fsync && run_step "$t" "$d" w_rand_write_fsync rand_write_fsync_iops
+  want meta && run_step "$t" "$d" w_meta create_ops_s stat_ops_s unlink_ops_s
+  want restat && run_step "$t" "$d" w_restat restat_ops_s
+  want rename && run_step "$t" "$d" w_rename rename_ops_s
+  want meta_par && run_step "$t" "$d" w_meta_par par_create_ops_s par_stat_ops_s par_unlink_ops_s
+  want tar && run_step "$t" "$d" w_tar tar_extract_s tar_extract_files_s
+  want realtree && run_step "$t" "$d" w_realtree realtree_extract_s realtree_extract_files_s
   rm -rf "$d" || true
 }
 
@@ -378,6 +509,28 @@ log "building the tarball ($TREE_FILES files, $TREE_DIRS dirs, seeded)"
 TARBALL=$RUN/srctree.tar
 TREE_INFO=$("$PYTHON" "$HERE/mktree.py" "$TARBALL" --files "$TREE_FILES" --dirs "$TREE_DIRS")
 log "tarball: $TREE_INFO"
+
+# The real source tree: built once, kept in BENCH_DIR (outside the run
+# directory) so that later runs extract the very same bytes.
+# The crates are those this repository's Cargo.lock pins for the host
+# (cargo downloads any that are missing), so the name carries the lockfile's
+# hash and the Python version: a new lockfile or Python makes a new tarball.
+REPO=$(cd "$HERE/.." && pwd)
+command -v cargo >/dev/null || die "cargo not found: the real source tree takes its crates from Cargo.lock through cargo metadata"
+real_key=$(cat "$REPO/Cargo.lock" <("$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
+REAL_TARBALL=$BENCH_DIR/realtree-$REALTREE_FILES-$real_key.tar
+if [[ -s $REAL_TARBALL && -s $REAL_TARBALL.json ]]; then
+  log "real source tarball: reusing $REAL_TARBALL"
+else
+  log "building the real source tarball (Python standard library + crates of Cargo.lock, >= $REALTREE_FILES files)"
+  "$PYTHON" "$HERE/mkrealtree.py" "$REAL_TARBALL" --files "$REALTREE_FILES" --manifest "$REPO/Cargo.toml" \
+    > "$REAL_TARBALL.json.part" \
+    || die "mkrealtree.py failed (needs /usr/lib/python3.* and cargo metadata over $REPO/Cargo.toml; see above)"
+  mv "$REAL_TARBALL.json.part" "$REAL_TARBALL.json"
+fi
+REALTREE_INFO=$(cat "$REAL_TARBALL.json")
+REALTREE_NFILES=$(json_get "$REAL_TARBALL.json" 'j["files"]')
+log "real tarball: $(json_get "$REAL_TARBALL.json" '{k: v for k, v in j.items() if k != "crate_names"}')"
 
 log "building passthrough_ll from $EXAMPLES"
 mkdir -p "$RUN/build"
@@ -389,38 +542,98 @@ PT_BIN=$RUN/build/passthrough_ll
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# A FUSE daemon's peak resident set (VmHWM, MiB) over its whole mount; read
+# just before the unmount, recorded as the target's peak_rss_mib.
+record_peak_rss() {  # record_peak_rss TARGET MNT
+  local pid=${FUSE_PID[$2]:-} kb
+  [[ -n $pid ]] || return 0
+  kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || kb=
+  if [[ -n $kb ]]; then
+    record "$1" peak_rss_mib "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
+    log "$1: daemon peak RSS (VmHWM) $((kb / 1024)) MiB"
+  else
+    record "$1" peak_rss_mib FAIL; warn "$1: could not read VmHWM of daemon $pid"
+  fi
+}
+
+# set_read_ahead MNT ENV: with BDI_READ_AHEAD_KB=N among a variant's words,
+# the FUSE mount's readahead (its backing device info: MAJ:MIN of the mount,
+# "-fuseblk" added for fuseblk) is set to N KiB before the workloads; the
+# kernel offers FUSE servers at most 128 KiB at INIT, so reads come in
+# requests no larger than that unless this is raised.
+set_read_ahead() {
+  local kv kb="" dev bdi
+  for kv in $2; do [[ $kv == BDI_READ_AHEAD_KB=* ]] && kb=${kv#*=}; done
+  [[ -n $kb ]] || return 0
+  dev=$(mountpoint -d "$1")
+  bdi=/sys/class/bdi/$dev-fuseblk
+  [[ -d $bdi ]] || bdi=/sys/class/bdi/$dev
+  echo "$kb" > "$bdi/read_ahead_kb" || die "cannot set $bdi/read_ahead_kb"
+  log "readahead of $1 ($bdi): $(cat "$bdi/read_ahead_kb") KiB"
+}
+
+# aegis_mount ENV IMG DIR OPTS: the daemon with ENV (VAR=VAL words) exported
+aegis_mount() {
+  local kv
+  for kv in $1; do export "${kv?}"; done
+  aegisfs mount "$2" "$3" "$4"
+}
+
+want_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+
 # ---- targets ---------------------------------------------------------------------
 # 1. ext4 on a loop image
-setup_ext4
-run_workloads ext4 "$EXT4_MNT/work"
-teardown_ext4
+if want_target ext4; then
+  setup_ext4
+  run_workloads ext4 "$EXT4_MNT/work"
+  teardown_ext4
+fi
 
 # 2. passthrough_ll over a fresh ext4 (default cache mode: cache=auto, timeout 1 s)
-setup_ext4
-mkdir -p "$EXT4_MNT/ptsrc"
-PT_MNT=$RUN/mnt/passthrough
-start_fuse passthrough_ll "$PT_MNT" "$RUN/passthrough_ll.log" \
-  "$PT_BIN" -f -o source="$EXT4_MNT/ptsrc" "$PT_MNT"
-run_workloads passthrough_ll "$PT_MNT/work"
-stop_fuse "$PT_MNT"
-((STOP_RC == 0)) || { FAILED=1; warn "passthrough_ll exited with status $STOP_RC after unmount"; }
-teardown_ext4
+if want_target passthrough_ll; then
+  setup_ext4
+  mkdir -p "$EXT4_MNT/ptsrc"
+  PT_MNT=$RUN/mnt/passthrough
+  start_fuse passthrough_ll "$PT_MNT" "$RUN/passthrough_ll.log" \
+    "$PT_BIN" -f -o source="$EXT4_MNT/ptsrc" "$PT_MNT"
+  run_workloads passthrough_ll "$PT_MNT/work"
+  record_peak_rss passthrough_ll "$PT_MNT"
+  stop_fuse "$PT_MNT"
+  ((STOP_RC == 0)) || { FAILED=1; warn "passthrough_ll exited with status $STOP_RC after unmount"; }
+  teardown_ext4
+fi
 
-# 3. AegisFS (optional)
-if [[ -n $AEGISFS_BIN ]]; then
+# 3. AegisFS (optional), once per configuration in AEGISFS_VARIANTS
+if [[ -n $AEGISFS_BIN ]] && want_target aegisfs; then
+  IFS=';' read -r -a VARIANTS <<< "$AEGISFS_VARIANTS"
+  ((${#VARIANTS[@]})) || VARIANTS=(default)
   AEGIS_IMG=$RUN/aegisfs.img
   AEGIS_MNT=$RUN/mnt/aegisfs
-  aegisfs mkfs "$AEGIS_IMG" >&2 || die "AegisFS mkfs failed: $AEGISFS_BIN mkfs --size $SIZE $AEGIS_IMG"
-  start_fuse AegisFS "$AEGIS_MNT" "$RUN/aegisfs.log" aegisfs mount "$AEGIS_IMG" "$AEGIS_MNT"
-  run_workloads aegisfs "$AEGIS_MNT/work"
-  stop_fuse "$AEGIS_MNT"
-  ((STOP_RC == 0)) || { FAILED=1; warn "AegisFS exited with status $STOP_RC after unmount; its log:
-$(tail -n 40 "$RUN/aegisfs.log" | sed 's/^/    /')"; }
-  if aegisfs fsck "$AEGIS_IMG" >&2; then log "AegisFS fsck after the run: clean"
-  else FAILED=1; warn "AegisFS fsck after the run did not report clean (see above)"; fi
-  rm -f "$AEGIS_IMG"
+  for v in "${VARIANTS[@]}"; do
+    v_env="" v_opts=$AEGISFS_OPTS
+    for w in $v; do
+      [[ $w == default ]] && continue
+      if [[ $w =~ ^[A-Z_][A-Z0-9_]*= ]]; then v_env+="${v_env:+ }$w"
+      else v_opts+="${v_opts:+,}$w"; fi
+    done
+    # The target key: plain "aegisfs" for the one default configuration.
+    if ((${#VARIANTS[@]} == 1)) && [[ -z $v_env && -z $v_opts ]]; then key=aegisfs
+    else key="aegisfs[$(echo "$v_env${v_env:+ }$v_opts" | sed 's/^ *//;s/ *$//')]"; [[ $key == 'aegisfs[]' ]] && key='aegisfs[default]'; fi
+    rm -f "$AEGIS_IMG"
+    aegisfs mkfs "$AEGIS_IMG" >&2 || die "AegisFS mkfs failed: $AEGISFS_BIN mkfs --size $SIZE $AEGIS_IMG"
+    start_fuse "AegisFS $key" "$AEGIS_MNT" "$RUN/${key//[^A-Za-z0-9._=-]/_}.log" aegis_mount "$v_env" "$AEGIS_IMG" "$AEGIS_MNT" "$v_opts"
+    set_read_ahead "$AEGIS_MNT" "$v_env"
+    run_workloads "$key" "$AEGIS_MNT/work"
+    record_peak_rss "$key" "$AEGIS_MNT"
+    stop_fuse "$AEGIS_MNT"
+    ((STOP_RC == 0)) || { FAILED=1; warn "AegisFS $key exited with status $STOP_RC after unmount; its log:
+$(tail -n 40 "$RUN/${key//[^A-Za-z0-9._=-]/_}.log" | sed 's/^/    /')"; }
+    if aegisfs fsck "$AEGIS_IMG" >&2; then log "AegisFS $key fsck after the run: clean"
+    else FAILED=1; warn "AegisFS $key fsck after the run did not report clean (see above)"; fi
+    rm -f "$AEGIS_IMG"
+  done
 else
-  log "AEGISFS_BIN not set: AegisFS column skipped"
+  log "AEGISFS_BIN not set or aegisfs not in TARGETS: AegisFS column skipped"
 fi
 
 # ---- report -----------------------------------------------------------------------

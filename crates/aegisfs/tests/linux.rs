@@ -385,6 +385,9 @@ fn remount_read_only_and_back_through_mount8() {
         "remount,ro,nolog",
         "remount,threads=3",
         "remount,auto_unmount",
+        "remount,writeback_cache",
+        "remount,attr_timeout=5",
+        "remount,entry_timeout=0.5",
     ] {
         let out = mount8(&["-o", bad]);
         assert!(!out.status.success(), "{bad}: {out:?}");
@@ -399,7 +402,7 @@ fn remount_read_only_and_back_through_mount8() {
     }
     fs::write(m.p("still-writable"), b"yes").unwrap();
     // What the mount already has may be repeated (as an fstab line is).
-    let out = mount8(&["-o", "remount,ro,allow_other"]);
+    let out = mount8(&["-o", "remount,ro,allow_other,nowriteback_cache"]);
     assert!(out.status.success(), "remount,ro,allow_other: {out:?}");
     assert!(mount8(&["-o", "remount,rw"]).status.success());
     let out = mount8(&["-o", "remount,ro"]);

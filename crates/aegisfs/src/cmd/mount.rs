@@ -54,7 +54,8 @@ pub struct CliArgs {
     /// exec, noexec, auto_unmount, fsname=NAME, threads=N, nolog (fsync
     /// commits a transaction group instead of writing the intent log),
     /// norecovery (with ro: do not replay the intent log; a read-only mount
-    /// never replays it).
+    /// never replays it), writeback_cache / nowriteback_cache (default),
+    /// attr_timeout=SECONDS (default 1), entry_timeout=SECONDS (default 10).
     #[arg(short = 'o', value_name = "OPTIONS")]
     pub options: Vec<String>,
     /// Stay in the foreground (logs go to stderr) until unmounted.
@@ -342,6 +343,24 @@ fn fixed_options(parsed: &aegis_fuse::ParsedOptions, intent_log: bool) -> String
     if m.auto_unmount {
         o.push("auto_unmount".into());
     }
+    // The FUSE cache settings are agreed at INIT or given with every
+    // reply: always listed, so a remount that names them must match.
+    o.push(
+        if m.writeback_cache {
+            "writeback_cache"
+        } else {
+            "nowriteback_cache"
+        }
+        .into(),
+    );
+    o.push(format!(
+        "attr_timeout={}",
+        aegis_fuse::options::format_timeout(m.attr_timeout)
+    ));
+    o.push(format!(
+        "entry_timeout={}",
+        aegis_fuse::options::format_timeout(m.entry_timeout)
+    ));
     o.join(",")
 }
 

@@ -105,8 +105,21 @@ fn check_fixed(mnt: &Path, spec: &str) -> Result<(), String> {
                 | "auto_unmount"
                 | "cache_size"
                 | "cache_policy"
+                | "writeback_cache"
+                | "nowriteback_cache"
+                | "attr_timeout"
+                | "entry_timeout"
         );
-        if fixed_kind && !has.contains(&o) {
+        // A timeout is compared as a value: `1.0` is the `1` listed.
+        let canonical = match o.split_once('=') {
+            Some((n @ ("attr_timeout" | "entry_timeout"), v)) => {
+                aegis_fuse::options::parse_timeout(n, v)
+                    .map(|d| format!("{n}={}", aegis_fuse::options::format_timeout(d)))
+                    .unwrap_or_else(|_| o.to_string())
+            }
+            _ => o.to_string(),
+        };
+        if fixed_kind && !has.contains(&canonical.as_str()) {
             return Err(format!(
                 "{}: mount option '{o}' cannot change on a remount (EINVAL); unmount and mount again",
                 mnt.display()

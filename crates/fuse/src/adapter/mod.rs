@@ -54,7 +54,7 @@ use self::init::negotiate;
 use self::readdir::{reply_dir, reply_dir_plus};
 use self::reply::{
     creator, errno, file_attr, generation, reply_empty, reply_entry, reply_xattr, request,
-    setattr_caller, time, TTL,
+    setattr_caller, time, Ttls,
 };
 
 /// Largest copy_file_range count the 32-bit reply can carry, page aligned.
@@ -72,11 +72,18 @@ pub(crate) struct FuseAdapter {
     open_flags: FopenFlags,
     /// The options a remount cannot change (`MountConfig::fixed_options`).
     fixed_options: String,
+    /// Attribute and entry timeouts of every reply.
+    ttls: Ttls,
+    /// Writeback cache asked for (`MountConfig::writeback_cache`).
+    want_writeback: bool,
+    /// Writeback cache granted by the kernel at INIT: open flags are then
+    /// adjusted for it ([`init::open_flags_for_writeback`]).
+    writeback: bool,
 }
 
 /// KEEP_CACHE: every change to a file passes through this mount's page
-/// cache (no writeback cache, so it is written through), hence cached
-/// pages stay valid across opens. Under `strictatime` a read served from
+/// cache (written through, or with `writeback_cache` written back by the
+/// kernel itself), hence cached pages stay valid across opens. Under `strictatime` a read served from
 /// the page cache would never reach the filesystem, which keeps atime, so
 /// files are opened for direct I/O instead: every read is seen, at the
 /// price of the cache (mmap still works, with FUSE_DIRECT_IO_ALLOW_MMAP).
@@ -99,6 +106,22 @@ impl FuseAdapter {
             notifier,
             open_flags: open_flags(config.strictatime),
             fixed_options: config.fixed_options.clone(),
+            ttls: Ttls {
+                attr: config.attr_timeout,
+                entry: config.entry_timeout,
+            },
+            // Nothing to cache on a read-only mount.
+            want_writeback: config.writeback_cache && !config.read_only,
+            writeback: false,
+        }
+    }
+
+    /// The open flags the filesystem gets for `flags` from the kernel.
+    fn fs_open_flags(&self, flags: i32) -> i32 {
+        if self.writeback {
+            init::open_flags_for_writeback(flags)
+        } else {
+            flags
         }
     }
 
@@ -106,7 +129,7 @@ impl FuseAdapter {
     fn reply_created(&self, reply: ReplyCreate, result: aegis_vfs::Result<(aegis_vfs::Attr, u64)>) {
         match result {
             Ok((attr, fh)) => reply.created(
-                &TTL,
+                &self.ttls.both(),
                 &file_attr(&attr),
                 generation(&attr),
                 FileHandle(fh),
@@ -139,12 +162,12 @@ impl FuseAdapter {
 
 impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &fuser::Request, config: &mut KernelConfig) -> io::Result<()> {
-        negotiate(config);
+        self.writeback = negotiate(config, self.want_writeback);
         Ok(())
     }
 
     fn lookup(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, self.fs.lookup(parent.0, name));
+        reply_entry(reply, &self.ttls, self.fs.lookup(parent.0, name));
     }
 
     fn forget(&self, _req: &fuser::Request, ino: INodeNo, nlookup: u64) {
@@ -162,7 +185,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         match self.fs.getattr(ino.0) {
-            Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
+            Ok(attr) => reply.attr(&self.ttls.attr, &file_attr(&attr)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -197,7 +220,7 @@ impl fuser::Filesystem for FuseAdapter {
         };
         let req = setattr_caller(&*self.fs, req, ino.0, mode, gid);
         match self.fs.setattr(&req, ino.0, &set, fh.map(|f| f.0)) {
-            Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
+            Ok(attr) => reply.attr(&self.ttls.attr, &file_attr(&attr)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -222,6 +245,7 @@ impl fuser::Filesystem for FuseAdapter {
         let req = creator(req, umask);
         reply_entry(
             reply,
+            &self.ttls,
             self.fs.mknod(&req, parent.0, name, mode, u64::from(rdev)),
         );
     }
@@ -236,7 +260,11 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let req = creator(req, umask);
-        reply_entry(reply, self.fs.mkdir(&req, parent.0, name, mode & 0o7777));
+        reply_entry(
+            reply,
+            &self.ttls,
+            self.fs.mkdir(&req, parent.0, name, mode & 0o7777),
+        );
     }
 
     fn unlink(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -257,6 +285,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         reply_entry(
             reply,
+            &self.ttls,
             self.fs
                 .symlink(&request(req), parent.0, link_name, target.as_os_str()),
         );
@@ -287,11 +316,11 @@ impl fuser::Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply_entry(reply, self.fs.link(ino.0, newparent.0, newname));
+        reply_entry(reply, &self.ttls, self.fs.link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, _req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+        match self.fs.open(ino.0, self.fs_open_flags(flags.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), self.open_flags),
             Err(e) => reply.error(errno(&e)),
         }
@@ -407,7 +436,7 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        reply_dir_plus(&*self.fs, ino, fh, offset, reply);
+        reply_dir_plus(&*self.fs, ino, fh, offset, &self.ttls, reply);
     }
 
     fn releasedir(
@@ -498,7 +527,13 @@ impl fuser::Filesystem for FuseAdapter {
         let req = creator(req, umask);
         self.reply_created(
             reply,
-            self.fs.create(&req, parent.0, name, mode & 0o7777, flags),
+            self.fs.create(
+                &req,
+                parent.0,
+                name,
+                mode & 0o7777,
+                self.fs_open_flags(flags),
+            ),
         );
     }
 
@@ -512,6 +547,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let req = creator(req, umask);
+        let flags = self.fs_open_flags(flags);
         self.reply_created(reply, self.fs.tmpfile(&req, parent.0, mode & 0o7777, flags));
     }
 

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use aegis_vfs::{Attr, DirEntry, FileSystem};
 use fuser::{FileHandle, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 
-use super::reply::{errno, file_attr, file_type, generation, TTL};
+use super::reply::{errno, file_attr, file_type, generation, Ttls};
 
 /// Size of `struct fuse_dirent` without its name.
 pub(super) const DIRENT_HEADER: usize = 24;
@@ -189,14 +189,16 @@ pub(crate) fn reply_dir_plus(
     ino: INodeNo,
     fh: FileHandle,
     offset: u64,
+    ttls: &Ttls,
     mut reply: ReplyDirectoryPlus,
 ) {
+    let ttl = ttls.both();
     let result = fill_dir_plus(fs, ino.0, fh.0, offset, dir_buffer_guess(), |e, attr| {
         reply.add(
             INodeNo(e.ino),
             e.offset,
             OsStr::from_bytes(&e.name),
-            &TTL,
+            &ttl,
             &file_attr(attr),
             generation(attr),
         )

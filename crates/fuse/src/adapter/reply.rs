@@ -2,8 +2,8 @@
 //! file types, times, the request's caller, and errors to errno; and the
 //! replies most requests share (an entry, nothing, an xattr).
 //!
-//! Invariant: every reply carrying an attribute gives the kernel the same
-//! [`TTL`], and [`reply_entry`] is the one place an entry (and so a lookup
+//! Invariant: every reply carrying an attribute gives the kernel the
+//! mount's [`Ttls`], and [`reply_entry`] is the one place an entry (and so a lookup
 //! the kernel will later forget) is sent, apart from readdirplus and
 //! create, whose replies carry their own entry shapes.
 
@@ -13,11 +13,25 @@ use aegis_vfs::{Attr, FileSystem, FileType, FsError, Request, TimeOrNow, XattrRe
 use fuser::{Errno, FileAttr, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr};
 use tracing::warn;
 
-/// How long the kernel may cache attributes and name lookups. Every change
+/// How long the kernel may cache what a reply tells it: attributes
+/// (`attr_timeout=`) and name lookups (`entry_timeout=`). Every change
 /// goes through this mount, so the kernel's caches are updated on the way;
-/// the timeout only bounds staleness of `atime` and similar changes the
+/// the timeouts only bound staleness of `atime` and similar changes the
 /// filesystem makes on its own.
-pub(crate) const TTL: Duration = Duration::from_secs(1);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ttls {
+    pub(crate) attr: Duration,
+    pub(crate) entry: Duration,
+}
+
+impl Ttls {
+    /// For replies that carry one timeout for both the entry and its
+    /// attributes (create, readdirplus): the shorter, so that neither is
+    /// cached longer than configured.
+    pub(crate) fn both(&self) -> Duration {
+        self.attr.min(self.entry)
+    }
+}
 
 pub(crate) fn errno(e: &FsError) -> Errno {
     if let FsError::Io(msg) = e {
@@ -134,9 +148,14 @@ pub(crate) fn generation(a: &Attr) -> Generation {
     }
 }
 
-pub(crate) fn reply_entry(reply: ReplyEntry, result: aegis_vfs::Result<Attr>) {
+pub(crate) fn reply_entry(reply: ReplyEntry, ttls: &Ttls, result: aegis_vfs::Result<Attr>) {
     match result {
-        Ok(attr) => reply.entry(&TTL, &file_attr(&attr), generation(&attr)),
+        Ok(attr) => reply.entry_with_ttls(
+            &ttls.attr,
+            &ttls.entry,
+            &file_attr(&attr),
+            generation(&attr),
+        ),
         Err(e) => reply.error(errno(&e)),
     }
 }
