@@ -142,9 +142,11 @@ pub const MAX_THREADS: usize = 1024;
 /// Worker threads used when none are configured: two per CPU, at least 2,
 /// so one slow request (a commit in `fsync`, a read from the device) does
 /// not stall every other. Measured on 2 CPUs (docs/perf.md, "Issue 12:
-/// FUSE settings"): 4 threads against 2 ran random 4 KiB reads 1.22×,
-/// create 1.50×, the real source tree's extraction 1.25× as fast; 8 gained
-/// nothing over 4.
+/// FUSE settings"), 4 threads against 2 in three comparisons: random
+/// 4 KiB reads 1.22–3.2× and sequential reads 1.06–1.26× as fast, four
+/// processes stat'ing at once 0.77–0.87× (the namespace lock); the
+/// single-process metadata rows gained in one run (1.1–1.5×), not in the
+/// other. 8 gained nothing over 4.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().saturating_mul(2))

@@ -31,8 +31,8 @@
 //! - Timeouts (`attr_timeout=`, `entry_timeout=`, in the replies, not
 //!   here): entries 10 s, attributes 1 s by default (see
 //!   `options::DEFAULT_ENTRY_TIMEOUT`).
-//! - Worker threads (`threads=`, the session's): two per CPU by default
-//!   (see `options::default_threads`).
+//! - Worker threads (`threads=`, the session's): two per CPU by default,
+//!   for the reads (see `options::default_threads`).
 //!
 //! Also left out on purpose: `HANDLE_KILLPRIV(_V2)`. Without them the
 //! kernel drops privileges before a write, truncate, fallocate or chown
