@@ -46,7 +46,8 @@ pub struct StoreOptions {
     pub data_cache_bytes: u64,
     /// What the data cache gives up when full.
     pub data_cache_policy: CachePolicy,
-    /// Most records read ahead of a sequential reader (0: no read-ahead).
+    /// Most records read ahead of a sequential reader (0: no read-ahead;
+    /// none either without a data cache, which it fills).
     pub read_ahead_records: u32,
 }
 
@@ -272,7 +273,14 @@ impl Store {
     ) -> Store {
         let reserved = reserved_of(&trees);
         pool.configure_data_cache(opts.data_cache_policy, opts.data_cache_bytes);
-        let ahead = ReadAhead::new(&pool, opts.read_ahead_records);
+        // Read-ahead fills the data cache: with no cache it would only
+        // read every block twice.
+        let window = if opts.data_cache_bytes == 0 {
+            0
+        } else {
+            opts.read_ahead_records
+        };
+        let ahead = ReadAhead::new(&pool, window);
         Store {
             ahead,
             pool,
