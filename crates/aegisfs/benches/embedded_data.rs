@@ -44,18 +44,6 @@ fn open(img: &Path, cache_bytes: u64, read_ahead: u32) -> (Arc<DiskFs>, Process)
     (fs, vfs.process(Creds::root()))
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn make_image(scratch: &Path) -> PathBuf {
     let img = scratch.join("bench-data.img");
     let _ = std::fs::remove_file(&img);
@@ -71,7 +59,7 @@ fn make_image(scratch: &Path) -> PathBuf {
     let fd = p
         .open(b"/f", libc::O_CREAT | libc::O_WRONLY, 0o644)
         .unwrap();
-    let chunk = noise(1 << 20, 7);
+    let chunk = aegis_testkit::noise(1 << 20, 7);
     for _ in 0..file_bytes() >> 20 {
         p.write(fd, &chunk).unwrap();
     }

@@ -29,10 +29,10 @@
 use aegis_btree::Tree;
 use std::sync::Arc;
 
-use aegis_pool::{AllocClass, BlockData, BlockPtr, BlockType, Pool, WriteProps};
+use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::dirty_data::{DirtyData, DirtyRecord, Estimator};
-use super::read_ahead::ReadAhead;
+pub(crate) use super::file_read::{read, read_ahead, seek_data, seek_hole};
 use super::{
     keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
 };
@@ -42,17 +42,6 @@ use crate::tx::{scan, Tx};
 /// Largest inline record: what fits a tree value, at most 4 KiB.
 pub(crate) fn inline_max(tree: &Tree) -> usize {
     tree.max_value_len(17).saturating_sub(5).min(4096)
-}
-
-/// A record's bytes for a reader, through the pool's data cache.
-fn record_data(pool: &Pool, rec: &FileRecord) -> Result<BlockData> {
-    match rec {
-        FileRecord::Inline(b) => Ok(Arc::new(b.clone())),
-        FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => {
-            Ok(pool.read_data(bp, true)?)
-        }
-        FileRecord::Prealloc { data: None, .. } => Ok(Arc::new(Vec::new())),
-    }
 }
 
 /// A record's bytes for a writer that is about to replace it: from the
@@ -69,7 +58,7 @@ fn record_bytes(pool: &Pool, rec: &FileRecord) -> Result<Vec<u8>> {
 }
 
 /// `r`'s record size, `dataset_rs` being the dataset's.
-fn file_record_size(r: &InodeRecord, dataset_rs: u64) -> u64 {
+pub(super) fn file_record_size(r: &InodeRecord, dataset_rs: u64) -> u64 {
     r.record_size_bytes(dataset_rs as u32)
 }
 
@@ -195,73 +184,6 @@ fn drop_record(
 ) -> Result<()> {
     forget(tx, r, &old);
     tx.tree.remove(&keys::data(ino, start))?;
-    Ok(())
-}
-
-/// Read `[offset, offset + size)` of a file of `r.size` bytes: its dirty
-/// records where it has them, the tree's records elsewhere. The file's
-/// record size comes from `r`, `dataset_rs` when it names none.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn read(
-    tree: &Tree,
-    pool: &Pool,
-    dirty: &DirtyData,
-    ino: u64,
-    r: &InodeRecord,
-    dataset_rs: u64,
-    offset: u64,
-    size: u32,
-) -> Result<Vec<u8>> {
-    let record_size = file_record_size(r, dataset_rs);
-    if offset >= r.size {
-        return Ok(Vec::new());
-    }
-    let end = r.size.min(offset.saturating_add(size as u64));
-    let mut out = vec![0u8; (end - offset) as usize];
-    let mut copy = |start: u64, bytes: &[u8]| {
-        let (lo, hi) = (start.max(offset), (start + bytes.len() as u64).min(end));
-        if lo < hi {
-            out[(lo - offset) as usize..(hi - offset) as usize]
-                .copy_from_slice(&bytes[(lo - start) as usize..(hi - start) as usize]);
-        }
-    };
-    let first = offset / record_size * record_size;
-    for (start, rec) in records_in(tree, ino, first, end)? {
-        if dirty.get(ino, start).is_none() {
-            copy(start, &record_data(pool, &rec)?);
-        }
-    }
-    for (start, d) in dirty.range(ino, first, end) {
-        copy(start, &d.bytes);
-    }
-    Ok(out)
-}
-
-/// Queue the blocks a sequential reader of `ino` (`dataset_rs` being the
-/// dataset's record size) will want after its read of `[offset, offset +
-/// len)`, if it is one.
-pub(crate) fn read_ahead(
-    tree: &Tree,
-    dirty: &DirtyData,
-    ahead: &ReadAhead,
-    (ds, ino, dataset_rs): (u64, u64, u64),
-    r: &InodeRecord,
-    offset: u64,
-    len: u64,
-) -> Result<()> {
-    let rs = file_record_size(r, dataset_rs);
-    let Some(plan) = ahead.plan((ds, ino), offset, len, rs, r.size) else {
-        return Ok(());
-    };
-    for (start, rec) in records_in(tree, ino, plan.from, plan.to)? {
-        let bp = match rec {
-            FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => bp,
-            _ => continue,
-        };
-        if dirty.get(ino, start).is_none() && !ahead.queue(bp) {
-            break;
-        }
-    }
     Ok(())
 }
 
@@ -889,72 +811,6 @@ pub(crate) fn stored_alloc(
         alloc += stored as i128 - d.est as i128;
     }
     Ok(alloc.max(0) as u64)
-}
-
-/// `(start, end)` of `ino`'s records with a start in `[lo, hi)`, dirty
-/// ones in place of the tree's, in order.
-fn spans(tree: &Tree, dirty: &DirtyData, ino: u64, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
-    let mut out: Vec<(u64, u64)> = records_in(tree, ino, lo, hi)?
-        .into_iter()
-        .filter(|(start, _)| dirty.get(ino, *start).is_none())
-        .map(|(start, rec)| (start, start + rec.len() as u64))
-        .collect();
-    out.extend(
-        dirty
-            .range(ino, lo, hi)
-            .map(|(start, d)| (start, start + d.bytes.len() as u64)),
-    );
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// SEEK_DATA: the first data at or after `offset`; `None` past the end
-/// or when only a hole follows.
-pub(crate) fn seek_data(
-    (tree, dirty): (&Tree, &DirtyData),
-    ino: u64,
-    r: &InodeRecord,
-    dataset_rs: u64,
-    offset: u64,
-) -> Result<Option<u64>> {
-    let record_size = file_record_size(r, dataset_rs);
-    if offset >= r.size {
-        return Ok(None);
-    }
-    let first = offset / record_size * record_size;
-    for (start, end) in spans(tree, dirty, ino, first, r.size)? {
-        if end > offset {
-            return Ok(Some(start.max(offset)));
-        }
-    }
-    Ok(None)
-}
-
-/// SEEK_HOLE: the first hole at or after `offset`; the end of file is
-/// one; `None` at or past the end.
-pub(crate) fn seek_hole(
-    (tree, dirty): (&Tree, &DirtyData),
-    ino: u64,
-    r: &InodeRecord,
-    dataset_rs: u64,
-    offset: u64,
-) -> Result<Option<u64>> {
-    let record_size = file_record_size(r, dataset_rs);
-    if offset >= r.size {
-        return Ok(None);
-    }
-    let mut pos = offset;
-    let first = offset / record_size * record_size;
-    for (start, end) in spans(tree, dirty, ino, first, r.size)? {
-        if end <= pos {
-            continue;
-        }
-        if start > pos {
-            break;
-        }
-        pos = end;
-    }
-    Ok(Some(pos.min(r.size)))
 }
 
 impl Tx<'_> {
