@@ -32,8 +32,8 @@ impl DiskFs {
             .ok_or(FsError::InvalidArgument(
                 "logging policy is full, metadata or none",
             ))?;
-        let mut st = self.state.lock();
-        self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+        let _st = self.state.lock();
+        self.tx(2, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             if !(r.is_reg() || r.is_dir()) {
                 return Err(FsError::NotPermitted.into());
@@ -59,9 +59,9 @@ impl DiskFs {
         kind: AclKind,
         value: &[u8],
     ) -> Result<()> {
-        let mut st = self.state.lock();
+        let _st = self.state.lock();
         let ops = 6 + value.len() as u64 / 128;
-        self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+        self.tx(ops, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             let target = AclTarget {
                 uid: r.uid,

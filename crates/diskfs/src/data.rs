@@ -38,8 +38,9 @@ impl DiskFs {
             _ => {}
         }
         if write && flags & libc::O_TRUNC != 0 && r.is_reg() {
+            let _file = self.files.lock(ino);
             let records = self.view(|t| Ok(t.record_count(ino)?))?;
-            self.tx(&mut st.meta, 4 + records / 8, AllocClass::Reserved, |tx| {
+            self.tx(4 + records / 8, AllocClass::Reserved, |tx| {
                 let mut r = tx.inode(ino)?;
                 tx.truncate_file(ino, &mut r, 0)?;
                 touch_modified(&mut r, tx.now);
@@ -75,12 +76,11 @@ impl DiskFs {
     /// short write, as on Linux.
     pub(crate) fn write_in_pieces(
         &self,
-        st: &mut State,
         ino: Ino,
         offset: u64,
         data: &[u8],
     ) -> Result<u32> {
-        let rs = self.file_record_size(st, ino)?;
+        let rs = self.file_record_size(ino)?;
         let piece = write_piece_bytes(rs, self.commit_reserve_bytes);
         let mut done = 0usize;
         while done < data.len() {
@@ -88,7 +88,7 @@ impl DiskFs {
             // Pieces end on record boundaries, so no record is written twice.
             let to_boundary = (piece - at % rs) as usize;
             let n = to_boundary.min(data.len() - done);
-            match self.write_locked(st, ino, at, &data[done..done + n]) {
+            match self.write_locked(ino, at, &data[done..done + n]) {
                 Ok(()) => done += n,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),
@@ -99,16 +99,15 @@ impl DiskFs {
 
     pub(crate) fn write_locked(
         &self,
-        st: &mut State,
         ino: Ino,
         offset: u64,
         data: &[u8],
     ) -> Result<()> {
         let end = check_range(offset, data.len() as u64)?;
-        let rs = self.file_record_size(st, ino)?;
+        let rs = self.file_record_size(ino)?;
         // Only a dataset that ever preallocated can have records to cover
         // the write (written ones may hold back nothing, yet still cover).
-        let held = if st.meta.features & FEATURE_PREALLOC != 0 {
+        let held = if self.meta()?.features & FEATURE_PREALLOC != 0 {
             self.view(|t| Ok(t.prealloc_cover(ino, rs, offset, end)?))?
         } else {
             0
@@ -127,7 +126,7 @@ impl DiskFs {
             data_bytes: bytes,
             class,
         };
-        self.tx_sized(&mut st.meta, size, |tx| {
+        self.tx_sized(size, |tx| {
             let mut r = tx.inode(ino)?;
             tx.write_file(ino, &mut r, offset, data)?;
             touch_modified(&mut r, tx.now);
@@ -156,14 +155,13 @@ impl DiskFs {
     /// the target's mtime and ctime.
     pub(crate) fn copy_range_locked(
         &self,
-        st: &mut State,
         (ino_in, rin, offset_in): (Ino, &InodeRecord, u64),
         (ino_out, offset_out): (Ino, u64),
         n: u64,
     ) -> Result<()> {
         // Pieces follow the target's records; the source's own record
         // size is read from `rin` by `read_file`.
-        let rs = self.file_record_size(st, ino_out)?;
+        let rs = self.file_record_size(ino_out)?;
         let dataset_rs = self.dataset_record_size as u64;
         let mut done = 0u64;
         while done < n {
@@ -174,15 +172,15 @@ impl DiskFs {
             let at = offset_out + done;
             if buf.iter().all(|&b| b == 0) {
                 // A hole stays a hole: punch, and extend the size if needed.
-                self.punch_locked(st, ino_out, at, at + piece, Some(at + piece))?;
+                self.punch_locked(ino_out, at, at + piece, Some(at + piece))?;
             } else {
-                self.write_locked(st, ino_out, at, &buf)?;
+                self.write_locked(ino_out, at, &buf)?;
             }
             done += piece;
         }
         let now = now_ns();
         if !self.read_only() && atime_due(rin, now, self.opts.atime) {
-            self.tx(&mut st.meta, 2, AllocClass::Normal, |tx| {
+            self.tx(2, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino_in)?;
                 r.atime = tx.now;
                 tx.put_inode(ino_in, &r)?;
@@ -191,7 +189,7 @@ impl DiskFs {
                 Ok(tx.put_inode(ino_out, &o)?)
             })?;
         } else {
-            self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+            self.tx(1, AllocClass::Normal, |tx| {
                 let mut o = tx.inode(ino_out)?;
                 touch_modified(&mut o, tx.now);
                 Ok(tx.put_inode(ino_out, &o)?)
@@ -204,14 +202,13 @@ impl DiskFs {
     /// `grow_to`, also extend it to at least that size.
     pub(crate) fn punch_locked(
         &self,
-        st: &mut State,
         ino: Ino,
         offset: u64,
         end: u64,
         grow_to: Option<u64>,
     ) -> Result<()> {
-        let ops = 4 + (end - offset) / self.file_record_size(st, ino)? / 8;
-        self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+        let ops = 4 + (end - offset) / self.file_record_size(ino)? / 8;
+        self.tx(ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             tx.punch_file(ino, &mut r, offset, end)?;
             touch_modified(&mut r, tx.now);
@@ -230,7 +227,6 @@ impl DiskFs {
     /// `op` as [`fallocate_mode`] decoded `mode`, over `[offset, end)`.
     pub(crate) fn fallocate_locked(
         &self,
-        st: &mut State,
         ino: Ino,
         (op, mode): (Falloc, i32),
         offset: u64,
@@ -238,7 +234,7 @@ impl DiskFs {
     ) -> Result<()> {
         let len = end - offset;
         match op {
-            Falloc::Punch => return self.punch_locked(st, ino, offset, end, None),
+            Falloc::Punch => return self.punch_locked(ino, offset, end, None),
             Falloc::Collapse | Falloc::Insert => {
                 let r = self.inode(ino)?;
                 let rs = r.record_size_bytes(self.dataset_record_size);
@@ -246,8 +242,8 @@ impl DiskFs {
             }
             Falloc::Allocate { .. } | Falloc::Zero { .. } => {}
         }
-        let size = self.fallocate_size(&st.meta, ino, op, offset, end)?;
-        self.tx_sized(&mut st.meta, size, |tx| {
+        let size = self.fallocate_size(&self.meta()?, ino, op, offset, end)?;
+        self.tx_sized(size, |tx| {
             let mut r = tx.inode(ino)?;
             let before = r.size;
             apply_falloc(tx, ino, &mut r, op, offset, end)?;
@@ -311,8 +307,8 @@ impl DiskFs {
     }
 
     /// Grow a file to `size` (a hole).
-    pub(crate) fn extend_locked(&self, st: &mut State, ino: Ino, size: u64) -> Result<()> {
-        self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+    pub(crate) fn extend_locked(&self, ino: Ino, size: u64) -> Result<()> {
+        self.tx(1, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             if size > r.size {
                 r.size = size;

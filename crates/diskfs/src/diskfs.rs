@@ -10,10 +10,13 @@
 //! size, on `sync` and at unmount.
 //!
 //! In memory there are only the open handles, the kernel's lookup counts
-//! and the set of orphans (inodes with no name left, kept while referenced),
-//! all behind one mutex that every operation takes first, so operations
-//! are atomic with respect to each other. Orphans are also recorded on disk
-//! so that a crash cannot leak them: mount frees every orphan it finds.
+//! and the set of orphans (inodes with no name left, kept while referenced).
+//! The counts and orphans sit behind the namespace mutex, which every
+//! namespace operation takes first, so those are atomic with respect to
+//! each other; data operations take their file's lock instead
+//! (`file_locks.rs`), and each single transaction is atomic under the
+//! store's tree lock. Orphans are also recorded on disk so that a crash
+//! cannot leak them: mount frees every orphan it finds.
 //!
 //! The semantics mirror `ramfs` call for call (the differential tests
 //! compare them): same checks in the same order, same errno.
@@ -32,6 +35,7 @@ use aegis_vfs::{Attr, Fh, FsError, Ino, Result, TimeOrNow, ROOT_INO};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{lower, TxResult};
+use crate::file_locks::FileLocks;
 use crate::inode::{attr, to_ns, AtimeMode};
 
 /// How a [`DiskFs`] is mounted.
@@ -76,7 +80,6 @@ pub(crate) struct Refs {
 }
 
 pub(crate) struct State {
-    pub(crate) meta: DatasetMeta,
     pub(crate) refs: HashMap<Ino, Refs>,
     pub(crate) orphans: HashSet<Ino>,
     /// O_TMPFILE files not yet named: the only orphans `link` may name
@@ -119,6 +122,9 @@ pub struct DiskFs {
     /// order (`state`, then `handles`, then the store's locks): nothing
     /// is locked while it is held.
     pub(crate) handles: RwLock<HashMap<Fh, Handle>>,
+    /// Each file's data lock (`file_locks.rs`): writes and other data
+    /// changes hold it instead of `state`.
+    pub(crate) files: FileLocks,
     /// The dataset's intent log, on a writable mount.
     pub(crate) log: Option<Arc<IntentLog>>,
 }
@@ -185,8 +191,8 @@ impl DiskFs {
             dataset_record_size: meta.record_size,
             log,
             handles: RwLock::new(HashMap::new()),
+            files: FileLocks::new(),
             state: Mutex::new(State {
-                meta,
                 refs: HashMap::new(),
                 orphans: orphans.iter().copied().collect(),
                 linkable: HashSet::new(),
@@ -246,17 +252,15 @@ impl DiskFs {
     /// meta record is written back if `f` changed it.
     pub(crate) fn tx<R>(
         &self,
-        meta: &mut DatasetMeta,
         ops: u64,
         class: AllocClass,
         f: impl FnOnce(&mut Tx<'_>) -> TxResult<R>,
     ) -> Result<R> {
-        self.tx_sized(meta, TxSize::ops(ops, class), f)
+        self.tx_sized(TxSize::ops(ops, class), f)
     }
 
     pub(crate) fn tx_sized<R>(
         &self,
-        meta: &mut DatasetMeta,
         size: TxSize,
         f: impl FnOnce(&mut Tx<'_>) -> TxResult<R>,
     ) -> Result<R> {
@@ -264,7 +268,7 @@ impl DiskFs {
         if self.read_only() {
             return Err(FsError::ReadOnly);
         }
-        Ok(self.store.transact(self.ds, meta, size, f)?)
+        Ok(self.store.transact(self.ds, size, f)?)
     }
 
     pub(crate) fn view<R>(&self, f: impl FnOnce(&View<'_>) -> TxResult<R>) -> Result<R> {
@@ -317,6 +321,14 @@ impl DiskFs {
         let _st = self.state.lock();
         self.mode.store(SHUT, Ordering::SeqCst);
         self.store.halt();
+    }
+
+    /// The dataset's meta record, as its tree holds it now.
+    pub(crate) fn meta(&self) -> Result<DatasetMeta> {
+        self.view(|t| {
+            t.meta()?
+                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()).into())
+        })
     }
 
     pub(crate) fn inode(&self, ino: Ino) -> Result<InodeRecord> {
@@ -392,10 +404,13 @@ impl DiskFs {
         {
             return Ok(());
         }
+        // No data change of the file may slip between the count and the
+        // delete that it sizes.
+        let _file = self.files.lock(ino);
         let records = self.view(|t| Ok(t.record_count(ino)?))?;
         // The object's keys are contiguous: removing them dirties a few
         // leaves per hundred records, not a path per key.
-        self.tx(&mut st.meta, 4 + records / 64, AllocClass::Reserved, |tx| {
+        self.tx(4 + records / 64, AllocClass::Reserved, |tx| {
             Ok(tx.remove_object(ino)?)
         })?;
         st.orphans.remove(&ino);
@@ -416,6 +431,7 @@ impl DiskFs {
         };
         match log.fsync().map_err(lower)? {
             Logged::Done => Ok(()),
+            Logged::AfterTxg(txg) => self.store.wait_durable(txg).map_err(lower),
             Logged::NeedCommit => self.sync(),
         }
     }

@@ -60,7 +60,9 @@ impl FileSystem for DiskFs {
     }
 
     fn setattr(&self, req: &Request, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
-        let mut st = self.state.lock();
+        let _st = self.state.lock();
+        // A size change is a data change: no write may run beside it.
+        let _file = self.files.lock(ino);
         if let Some(fh) = fh {
             self.handle(ino, fh)?;
         }
@@ -69,7 +71,7 @@ impl FileSystem for DiskFs {
             None => 0,
         };
         let ops = 4 + records / 8 + mode_ops(set);
-        let r = self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+        let r = self.tx(ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             let now = tx.now;
             if let Some(size) = set.size {
@@ -182,7 +184,6 @@ impl FileSystem for DiskFs {
     }
 
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let _st = self.state.lock();
         self.view(|t| {
             let r = t.inode(ino)?;
             if r.mode & S_IFMT != S_IFLNK {
@@ -211,7 +212,7 @@ impl FileSystem for DiskFs {
         // re-run that link).
         let replaying = self.log.as_ref().is_some_and(|l| l.is_replaying());
         let linkable = st.linkable.contains(&ino) || (replaying && st.orphans.contains(&ino));
-        let r = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Normal, |tx| {
+        let r = self.tx(NAMESPACE_OPS, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             if r.is_dir() {
                 return Err(FsError::NotPermitted.into());
@@ -314,8 +315,8 @@ impl FileSystem for DiskFs {
         })?;
         let now = now_ns();
         if !self.read_only() && atime_due(&r, now, self.opts.atime) {
-            let mut st = self.state.lock();
-            let touched = self.tx(&mut st.meta, 1, AllocClass::Normal, |tx| {
+            // One inode in one transaction: no lock of ours is needed.
+            let touched = self.tx(1, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino)?;
                 r.atime = tx.now;
                 Ok(tx.put_inode(ino, &r)?)
@@ -331,7 +332,9 @@ impl FileSystem for DiskFs {
 
     fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         u32::try_from(data.len()).map_err(|_| FsError::InvalidArgument("write over 4 GiB"))?;
-        let mut st = self.state.lock();
+        // The file's lock, not the namespace's: writes of different
+        // files run side by side up to the tree lock.
+        let _file = self.files.lock(ino);
         let h = self.handle(ino, fh)?;
         let r = self.inode(ino)?;
         regular(&r)?;
@@ -342,7 +345,7 @@ impl FileSystem for DiskFs {
             return Ok(0);
         }
         let offset = if h.append { r.size } else { offset };
-        self.write_in_pieces(&mut st, ino, offset, data)
+        self.write_in_pieces(ino, offset, data)
     }
 
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
@@ -415,7 +418,7 @@ impl FileSystem for DiskFs {
 
     fn statfs(&self, _ino: Ino) -> Result<StatFs> {
         self.check_alive()?;
-        let st = self.state.lock();
+        let _st = self.state.lock();
         let bs = self.store.block_size() as u64;
         let space = self.store.space();
         let blocks = space.total / bs;
@@ -427,7 +430,7 @@ impl FileSystem for DiskFs {
             bfree,
             bavail,
             // No inode table: any free block can hold inodes.
-            files: st.meta.inodes + bavail,
+            files: self.meta()?.inodes + bavail,
             ffree: bavail,
             bsize: self.dataset_record_size,
             namelen: NAME_MAX as u32,
@@ -454,9 +457,9 @@ impl FileSystem for DiskFs {
         if let Some(kind) = acl::AclKind::of_xattr(name) {
             return self.set_acl(req, ino, kind, value);
         }
-        let mut st = self.state.lock();
+        let _st = self.state.lock();
         let ops = 4 + value.len() as u64 / 128;
-        self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+        self.tx(ops, AllocClass::Normal, |tx| {
             let mut r = tx.inode(ino)?;
             if user && !(r.is_reg() || r.is_dir()) {
                 return Err(FsError::NotPermitted.into());
@@ -505,7 +508,8 @@ impl FileSystem for DiskFs {
             return xattr_reply(self.get_record_size(ino)?, size);
         }
         check_xattr_name(name)?;
-        let _st = self.state.lock();
+        // One view: no lock of ours (the kernel asks this before every
+        // write, for security.capability).
         let v = self.view(|t| {
             t.inode(ino)?;
             Ok(t.xattr(ino, name)?.ok_or(FsError::NoData)?)
@@ -514,7 +518,6 @@ impl FileSystem for DiskFs {
     }
 
     fn listxattr(&self, ino: Ino, size: u32) -> Result<XattrReply> {
-        let _st = self.state.lock();
         let names = self.view(|t| {
             t.inode(ino)?;
             Ok(t.xattr_names(ino)?)
@@ -530,8 +533,8 @@ impl FileSystem for DiskFs {
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
         let name = bytes(name);
         check_xattr_name(name)?;
-        let mut st = self.state.lock();
-        self.tx(&mut st.meta, 4 + 64, AllocClass::Reserved, |tx| {
+        let _st = self.state.lock();
+        self.tx(4 + 64, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             if tx.xattr(ino, name)?.is_none() {
                 return Err(FsError::NoData.into());
@@ -557,7 +560,7 @@ impl FileSystem for DiskFs {
     }
 
     fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
-        let mut st = self.state.lock();
+        let _file = self.files.lock(ino);
         let h = self.handle(ino, fh)?;
         let r = self.inode(ino)?;
         regular(&r)?;
@@ -565,12 +568,12 @@ impl FileSystem for DiskFs {
             return Err(FsError::BadHandle);
         }
         let (op, end) = fallocate_mode(mode, offset, length)?;
-        self.fallocate_locked(&mut st, ino, (op, mode), offset, end)
+        self.fallocate_locked(ino, (op, mode), offset, end)
     }
 
     fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: Whence) -> Result<u64> {
-        // Held so that no change lands between the inode and the seek.
-        let _st = self.state.lock();
+        // Held so that no data change lands between the inode and the seek.
+        let _file = self.files.lock(ino);
         self.handle(ino, fh)?;
         // The dataset's: the file's own comes from `r` in the seek.
         let rs = self.dataset_record_size as u64;
@@ -612,7 +615,7 @@ impl FileSystem for DiskFs {
         if flags != 0 {
             return Err(FsError::InvalidArgument("copy_file_range flags"));
         }
-        let mut st = self.state.lock();
+        let _files = self.files.lock_two(ino_in, ino_out);
         let (hi, ho) = (self.handle(ino_in, fh_in)?, self.handle(ino_out, fh_out)?);
         let rin = self.inode(ino_in)?;
         regular(&rin)?;
@@ -634,7 +637,7 @@ impl FileSystem for DiskFs {
         if n == 0 {
             return Ok(0);
         }
-        self.copy_range_locked(&mut st, (ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
+        self.copy_range_locked((ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
         Ok(n)
     }
 

@@ -17,6 +17,7 @@ mod attrs;
 mod data;
 mod diskfs;
 mod error;
+mod file_locks;
 mod filesystem;
 mod front_door;
 mod inode;

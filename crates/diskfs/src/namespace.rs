@@ -38,7 +38,7 @@ impl DiskFs {
         let ops = NAMESPACE_OPS
             + target.map_or(0, |t| t.len() as u64 / 256 + 1)
             + inherit_ops(default.as_ref());
-        let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+        let (ino, rec) = self.tx(ops, AllocClass::Normal, |tx| {
             let mut p = tx.inode(parent)?;
             if !p.is_dir() {
                 return Err(FsError::NotDir.into());
@@ -94,7 +94,7 @@ impl DiskFs {
         check_removable_name(name)?;
         let mut st = self.state.lock();
         let st = &mut *st;
-        let ino = self.tx(&mut st.meta, NAMESPACE_OPS, AllocClass::Reserved, |tx| {
+        let ino = self.tx(NAMESPACE_OPS, AllocClass::Reserved, |tx| {
             let mut p = tx.inode(parent)?;
             if !p.is_dir() {
                 return Err(FsError::NotDir.into());
@@ -318,7 +318,7 @@ impl DiskFs {
         let generation = self.store.open_txg();
         let default = self.default_acl(parent)?;
         let ops = NAMESPACE_OPS + inherit_ops(default.as_ref());
-        let (ino, rec) = self.tx(&mut st.meta, ops, AllocClass::Normal, |tx| {
+        let (ino, rec) = self.tx(ops, AllocClass::Normal, |tx| {
             let p = tx.inode(parent)?;
             if !p.is_dir() {
                 return Err(FsError::NotDir.into());

@@ -55,11 +55,11 @@ pub(crate) fn format_record_size(bytes: u64) -> String {
 
 impl DiskFs {
     /// The record size of file `ino`, for sizing its operations before
-    /// their transaction (under the namespace lock `st`, so it cannot
-    /// change before the transaction runs). A dataset where no inode
-    /// names its own size answers without reading the inode.
-    pub(crate) fn file_record_size(&self, st: &State, ino: Ino) -> Result<u64> {
-        if st.meta.features & FEATURE_RECORDSIZE == 0 {
+    /// their transaction (under the namespace lock, so it cannot change
+    /// before the transaction runs). A dataset where no inode names its
+    /// own size answers without reading the inode.
+    pub(crate) fn file_record_size(&self, ino: Ino) -> Result<u64> {
+        if self.meta()?.features & FEATURE_RECORDSIZE == 0 {
             return Ok(self.dataset_record_size as u64);
         }
         let r = self.inode(ino)?;
@@ -93,7 +93,7 @@ impl DiskFs {
     /// cannot take it, EPERM on other kinds. Nothing changes on error.
     pub(crate) fn set_record_size(&self, ino: Ino, value: &[u8]) -> Result<()> {
         let bytes = parse_record_size(value)?;
-        let mut st = self.state.lock();
+        let _st = self.state.lock();
         let size = aegis_fs::TxSize {
             ops: 3,
             run_bytes: 0,
@@ -101,7 +101,7 @@ impl DiskFs {
             data_bytes: 0,
             class: AllocClass::Normal,
         };
-        self.tx_sized(&mut st.meta, size, |tx| {
+        self.tx_sized(size, |tx| {
             let mut r = tx.inode(ino)?;
             if !(r.is_reg() || r.is_dir()) {
                 return Err(FsError::NotPermitted.into());

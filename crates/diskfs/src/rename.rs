@@ -56,7 +56,7 @@ impl DiskFs {
         check_rename(name, newname, flags)?;
         let mut st = self.state.lock();
         let st = &mut *st;
-        let limit = st.meta.inodes;
+        let limit = self.meta()?.inodes;
         let generation = self.store.open_txg();
         let rec = LogRec::Rename {
             parent,
@@ -66,7 +66,7 @@ impl DiskFs {
             flags,
         };
         let ops = 2 * NAMESPACE_OPS;
-        let freed = self.tx(&mut st.meta, ops, AllocClass::Reserved, |tx| {
+        let freed = self.tx(ops, AllocClass::Reserved, |tx| {
             // Kept only if the rename succeeds (a no-op one replays as one).
             tx.log(rec.clone());
             let p = tx.inode(parent)?;

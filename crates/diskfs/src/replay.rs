@@ -132,16 +132,16 @@ impl DiskFs {
                 self.setattr(&Request::root(), *ino, &set, None).map(|_| ())
             }
             L::Write { ino, offset, data } => {
-                let mut st = self.state.lock();
-                self.write_locked(&mut st, *ino, *offset, data)
+                let _file = self.files.lock(*ino);
+                self.write_locked(*ino, *offset, data)
             }
             L::Punch { ino, offset, end } => {
-                let mut st = self.state.lock();
-                self.punch_locked(&mut st, *ino, *offset, *end, None)
+                let _file = self.files.lock(*ino);
+                self.punch_locked(*ino, *offset, *end, None)
             }
             L::Extend { ino, size } => {
-                let mut st = self.state.lock();
-                self.extend_locked(&mut st, *ino, *size)
+                let _file = self.files.lock(*ino);
+                self.extend_locked(*ino, *size)
             }
             L::Fallocate {
                 ino,
@@ -151,8 +151,8 @@ impl DiskFs {
             } => {
                 let mode = *mode as i32;
                 let (op, end) = fallocate_mode(mode, *offset, *len)?;
-                let mut st = self.state.lock();
-                self.fallocate_locked(&mut st, *ino, (op, mode), *offset, end)
+                let _file = self.files.lock(*ino);
+                self.fallocate_locked(*ino, (op, mode), *offset, end)
             }
             L::SetXattr {
                 ino,

@@ -154,6 +154,9 @@ pub struct Store {
     report: OpenReport,
 }
 
+/// The pool's write-behind backstop never goes below its default.
+const WRITE_BEHIND_FLOOR_BYTES: u64 = 256 << 20;
+
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -281,6 +284,10 @@ impl Store {
             opts.read_ahead_records
         };
         let ahead = ReadAhead::new(&pool, window);
+        // The dirty limit bounds what the txg holds, blocks included; the
+        // pool's own backstop must not write blocks out in the middle of
+        // the commit's first stage, under the trees lock.
+        pool.set_write_behind(opts.dirty_limit.max(WRITE_BEHIND_FLOOR_BYTES));
         Store {
             ahead,
             pool,
@@ -480,7 +487,7 @@ impl Store {
     pub(crate) fn after_change(&self, dirty: u64) -> Result<()> {
         let dirty = dirty + self.pool.buffered_bytes();
         if dirty > self.opts.dirty_limit {
-            self.commit()?;
+            self.commit_over_limit()?;
         } else if dirty > self.opts.dirty_limit / 2 {
             self.sync.request();
         }

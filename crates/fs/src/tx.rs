@@ -373,6 +373,16 @@ fn now_ns() -> i64 {
     }
 }
 
+/// Dataset `ds`'s meta record, from its tree.
+pub(crate) fn read_meta(tree: &Tree, ds: u64) -> Result<DatasetMeta> {
+    match tree.get(&keys::meta())? {
+        Some(v) => DatasetMeta::decode(&v),
+        None => Err(FsError::Invalid(format!(
+            "dataset {ds} holds no filesystem (no meta record)"
+        ))),
+    }
+}
+
 impl Store {
     /// Read dataset `ds`'s objects.
     pub fn view<R, E: From<FsError>>(
@@ -392,12 +402,12 @@ impl Store {
     }
 
     /// Apply one change to dataset `ds` (see the [module
-    /// documentation](self)): `meta` is the caller's copy of the dataset
-    /// meta record, updated only if the change stands.
+    /// documentation](self)). The dataset's meta record is read from its
+    /// tree under the lock, so the tree holds its only copy and callers
+    /// need no lock of their own to keep one.
     pub fn transact<R, E: From<FsError>>(
         &self,
         ds: u64,
-        meta: &mut DatasetMeta,
         size: TxSize,
         f: impl FnOnce(&mut Tx<'_>) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
@@ -405,13 +415,14 @@ impl Store {
             return Err(FsError::from(PoolError::ReadOnly).into());
         }
         let mut t = self.reserve_tree(ds, size)?;
-        let held_before = meta.reserved;
         let trees = &mut *t;
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
+        let meta = read_meta(tree, ds)?;
+        let held_before = meta.reserved;
         let log = trees.logs.get(&ds).map(|l| &**l);
         tree.begin_undo();
         let dirty = trees.dirty.entry(ds).or_default();
-        let mut tx = Tx::new(tree, &self.pool, log, dirty, meta.clone());
+        let mut tx = Tx::new(tree, &self.pool, log, dirty, meta);
         tx.write_through = self.write_through.load(Ordering::Relaxed);
         let r = match f(&mut tx) {
             Ok(r) => tx.write_meta().map(|()| r).map_err(E::from),
@@ -434,7 +445,6 @@ impl Store {
         if tx.meta.reserved != held_before {
             self.reserved.lock().insert(ds, tx.meta.reserved);
         }
-        *meta = tx.meta;
         // Old blocks are freed only once the change stands.
         for bp in &tx.to_free {
             self.pool.free(bp).map_err(FsError::from)?;

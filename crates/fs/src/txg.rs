@@ -10,19 +10,27 @@
 //! write-behind buffer), flushes, writes the uberblock to every label and
 //! flushes again.
 //!
-//! Commits are serialised by `commit_lock`; while one runs, writers wait on
-//! the tree lock, so a txg never mixes half of an operation.
+//! Commits are serialised by `commit_lock`. A commit holds the trees lock
+//! exclusively only while it closes the txg (settling dirty records and
+//! flushing the trees into new blocks), so a txg never mixes half of an
+//! operation; the closed txg's blocks, flushes and uberblock are written
+//! after the lock is released, while readers and the next txg's changes
+//! go on (ZFS's syncing txg beside the open one). Writers that reach the
+//! dirty limit meanwhile wait for that write (`commit_over_limit`): the
+//! dirty limit counts the syncing txg's blocks too.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
+use aegis_pool::ClosedTxg;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dataset::dataset_key;
 use crate::error::{FsError, Result};
-use crate::posix::{file_data, keys, DatasetMeta};
+use crate::posix::file_data;
 use crate::store::{Store, Trees};
-use crate::tx::Tx;
+use crate::tx::{read_meta, Tx};
 
 /// The sync thread's control, shared on its own so that a waiting thread
 /// holds only a weak reference to the store: a store dropped without
@@ -68,16 +76,69 @@ impl Drop for SyncThread {
 impl Store {
     /// Commit the open txg now (even when nothing is dirty: `sync` means
     /// "make what I did durable", and an empty commit is cheap). Returns
-    /// the committed txg number.
+    /// the committed txg number, durable when this returns.
     pub fn commit(&self) -> Result<u64> {
         let _serial = self.commit_lock.lock();
+        self.commit_serialised()
+    }
+
+    /// A writer past the dirty limit: wait for the commit in flight, then
+    /// commit unless that one brought dirty memory back under the limit
+    /// (so a crowd of throttled writers makes one commit, not one each).
+    pub(crate) fn commit_over_limit(&self) -> Result<()> {
+        let _serial = self.commit_lock.lock();
+        if self.dirty_now() > self.opts.dirty_limit {
+            self.commit_serialised()?;
+        }
+        Ok(())
+    }
+
+    /// Block until txg `txg` is durable: wait for the commit in flight,
+    /// and commit if that was not it.
+    pub fn wait_durable(&self, txg: u64) -> Result<()> {
+        if self.pool.durable_txg() >= txg {
+            return Ok(());
+        }
+        let _serial = self.commit_lock.lock();
+        if self.pool.durable_txg() < txg {
+            self.commit_serialised()?;
+        }
+        Ok(())
+    }
+
+    /// Memory the open and the syncing txg hold.
+    pub(crate) fn dirty_now(&self) -> u64 {
+        self.trees.read().dirty_bytes(self.pool.block_size()) + self.pool.buffered_bytes()
+    }
+
+    /// The commit, in two stages: under the exclusive trees lock the txg
+    /// is closed (dirty records settled, trees flushed into new blocks,
+    /// space map written); then, with the trees free for the next txg's
+    /// changes and readers, its blocks go to disk and the uberblock after
+    /// them. The caller holds `commit_lock`: one closed txg at a time.
+    fn commit_serialised(&self) -> Result<u64> {
         if let Some(why) = self.broken.lock().as_ref() {
             return Err(FsError::Invalid(format!(
                 "not committing: a failed change could not be undone ({why})"
             )));
         }
-        let mut guard = self.trees.write();
-        let t = &mut *guard;
+        let started = Instant::now();
+        let closed = {
+            let mut guard = self.trees.write();
+            self.close_txg(&mut guard)?
+        };
+        let closed_at = Instant::now();
+        let txg = self.pool.finish_commit(closed)?;
+        tracing::debug!(
+            txg,
+            close_ms = (closed_at - started).as_millis() as u64,
+            write_ms = closed_at.elapsed().as_millis() as u64,
+            "committed"
+        );
+        Ok(txg)
+    }
+
+    fn close_txg(&self, t: &mut Trees) -> Result<ClosedTxg> {
         let ids: Vec<u64> = t.dirty.keys().copied().collect();
         for id in ids {
             self.settle_dirty(t, id)?;
@@ -104,7 +165,7 @@ impl Store {
         for bp in &flushed.freed {
             self.pool.free(bp)?;
         }
-        Ok(self.pool.commit(&flushed.root)?)
+        Ok(self.pool.begin_commit(&flushed.root)?)
     }
 
     /// Turn dataset `ds`'s dirty records into blocks, in the open txg: the
@@ -118,25 +179,22 @@ impl Store {
         if dirty.is_empty() {
             return Ok(());
         }
-        let meta = match tree.get(&keys::meta())? {
-            Some(v) => DatasetMeta::decode(&v)?,
-            None => {
-                return Err(FsError::Invalid(format!(
-                    "dataset {ds}: dirty records but no filesystem"
-                )))
-            }
-        };
+        let meta = read_meta(tree, ds)?;
+        let held_before = meta.reserved;
         tree.begin_undo();
         let mut tx = Tx::new(tree, &self.pool, None, dirty, meta);
-        if let Err(e) = file_data::settle_all(&mut tx) {
+        // Settling rewrites records that are not preallocated, so the
+        // meta record should not change; if it does, it is written back
+        // (every change reads it from the tree, so no copy goes stale).
+        if let Err(e) = file_data::settle_all(&mut tx).and_then(|()| tx.write_meta()) {
             self.undo(tx);
             return Err(e);
         }
-        // Settling rewrites records that are not preallocated: the meta
-        // record (and the upper layer's copy of it) stays as it was.
-        debug_assert!(!tx.meta_dirty, "settling changed the dataset meta record");
         tx.tree.commit_undo();
         tx.dirty_undo.clear();
+        if tx.meta.reserved != held_before {
+            self.reserved.lock().insert(ds, tx.meta.reserved);
+        }
         for bp in &tx.to_free {
             self.pool.free(bp)?;
         }
@@ -146,10 +204,12 @@ impl Store {
     /// Commit only if something changed since the last commit.
     pub fn sync_if_dirty(&self) -> Result<Option<u64>> {
         if self.trees.read().is_dirty() {
-            self.commit().map(Some)
-        } else {
-            Ok(None)
+            return self.commit().map(Some);
         }
+        // A commit in flight may still be writing changes made before
+        // this call: they are durable once it lands.
+        self.wait_durable(self.pool.open_txg().saturating_sub(1))?;
+        Ok(None)
     }
 
     /// Start the background thread that commits every `sync_interval`

@@ -43,7 +43,7 @@ pub use compression::Compression;
 pub use error::{PoolError, Result};
 pub use features::Features;
 pub use pool::{
-    CopyCheck, CopyState, Counters, CreateOptions, OpenOptions, OpenReport, Pool, SpaceInfo,
+    ClosedTxg, CopyCheck, CopyState, Counters, CreateOptions, OpenOptions, OpenReport, Pool, SpaceInfo,
     WriteProps,
 };
 pub use tree_root::TreeRoot;

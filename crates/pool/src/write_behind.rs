@@ -13,12 +13,19 @@
 //! decompressing or hashing again; a small write into a record written in
 //! the same txg thus costs no decompression.
 //!
-//! Invariants: an entry is a whole copy (zero padded to whole blocks) of a
-//! block born in the open txg, keyed by its (device, offset); freeing the
-//! block drops it; past `limit` bytes everything is written out (to
-//! bound memory when no commit comes), and an entry leaves only
-//! once its device accepted it, so a failed write-out loses nothing the
-//! next commit could still write.
+//! A commit runs in two stages (`pool/commit.rs`): the first, under the
+//! layer above's exclusive lock, closes the txg and moves its blocks to
+//! the *syncing* set; the second writes that set out while the next txg
+//! already takes writes. Syncing blocks stay readable here until their
+//! device has them, and are never dropped: the txg being written names
+//! them, and a free of one in the next txg is deferred.
+//!
+//! Invariants: an open entry is a whole copy (zero padded to whole blocks)
+//! of a block born in the open txg, keyed by its (device, offset); freeing
+//! the block drops it; past `limit` bytes the open entries are written out
+//! (to bound memory when no commit comes), and an entry leaves only once
+//! its device accepted it, so a failed write-out loses nothing the next
+//! commit could still write. At most one txg is syncing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +58,10 @@ impl Buffered {
 pub(crate) struct WriteBehind {
     blocks: BTreeMap<(u32, u64), Buffered>,
     bytes: u64,
+    /// The closed txg's blocks, being written by the commit's second
+    /// stage (shared with it, so it writes without this lock held).
+    syncing: Arc<BTreeMap<(u32, u64), Buffered>>,
+    syncing_bytes: u64,
     /// Past this many bytes, the pool writes everything out.
     pub(crate) limit: u64,
 }
@@ -60,6 +71,8 @@ impl Default for WriteBehind {
         WriteBehind {
             blocks: BTreeMap::new(),
             bytes: 0,
+            syncing: Arc::new(BTreeMap::new()),
+            syncing_bytes: 0,
             limit: WRITE_BEHIND_LIMIT,
         }
     }
@@ -76,9 +89,13 @@ impl WriteBehind {
         }
     }
 
-    /// The buffered copy at (device, offset), if any.
+    /// The buffered copy at (device, offset), open or syncing, if any.
     pub(crate) fn get(&self, device: u32, offset: u64) -> Option<Buffered> {
-        self.blocks.get(&(device, offset)).cloned()
+        let key = (device, offset);
+        self.blocks
+            .get(&key)
+            .or_else(|| self.syncing.get(&key))
+            .cloned()
     }
 
     /// The copy at (device, offset) is freed: it need never be written.
@@ -88,13 +105,38 @@ impl WriteBehind {
         }
     }
 
+    /// Bytes held, open and syncing (memory the dirty limit counts).
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.syncing_bytes
     }
 
-    /// Write every entry to its device, in device order (sequential where
-    /// the allocator placed blocks together). Entries written leave; on an
-    /// error the rest stay for the next try.
+    /// The open entries passed `limit` (the syncing set is on its way out
+    /// already and does not count).
+    pub(crate) fn over_limit(&self) -> bool {
+        self.bytes > self.limit
+    }
+
+    /// Close the txg: its blocks become the syncing set, which the
+    /// commit's second stage writes out (`syncing_set`, then `end_sync`).
+    pub(crate) fn begin_sync(&mut self) {
+        debug_assert!(self.syncing.is_empty(), "two txgs syncing at once");
+        self.syncing = Arc::new(std::mem::take(&mut self.blocks));
+        self.syncing_bytes = std::mem::take(&mut self.bytes);
+    }
+
+    pub(crate) fn syncing_set(&self) -> Arc<BTreeMap<(u32, u64), Buffered>> {
+        self.syncing.clone()
+    }
+
+    /// The syncing set is on its devices: reads go there from now on.
+    pub(crate) fn end_sync(&mut self) {
+        self.syncing = Arc::new(BTreeMap::new());
+        self.syncing_bytes = 0;
+    }
+
+    /// Write every open entry to its device, in device order (sequential
+    /// where the allocator placed blocks together). Entries written leave;
+    /// on an error the rest stay for the next try.
     pub(crate) fn write_out(&mut self, devices: &[DeviceRef]) -> Result<()> {
         while let Some((&(dev, off), b)) = self.blocks.first_key_value() {
             devices[dev as usize].write_at(&b.stored, off)?;
@@ -104,6 +146,17 @@ impl WriteBehind {
         debug_assert_eq!(self.bytes, 0);
         Ok(())
     }
+}
+
+/// Write a syncing set to its devices, in device order, with no lock held.
+pub(crate) fn write_set(
+    set: &BTreeMap<(u32, u64), Buffered>,
+    devices: &[DeviceRef],
+) -> Result<()> {
+    for (&(dev, off), b) in set {
+        devices[dev as usize].write_at(&b.stored, off)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub(crate) struct LogState {
     pub cursor: u64,
     /// Whether a chain is open (a commit recorded its head).
     pub open: bool,
+    /// The txg whose tree records the open chain's head: its blocks count
+    /// only once that txg is durable (a commit's second stage may still be
+    /// writing it while fsyncs of the next txg append to the chain).
+    pub chain_txg: u64,
     /// The oldest position a crash could still need: the head the last
     /// durable commit names (or the replayed chain's). The writer never
     /// passes `floor + ring length`.
@@ -138,10 +142,24 @@ impl LogState {
 pub enum Logged {
     /// Everything is durable.
     Done,
+    /// Written, and durable once this txg is: the commit in flight that
+    /// covers earlier records or records the chain's head. Wait for it
+    /// (`Store::wait_durable`).
+    AfterTxg(u64),
     /// The log cannot take it (no chain yet, too much for one block, the
-    /// ring full, or a commit covering it still in flight): commit a txg
-    /// instead.
+    /// ring full): commit a txg instead.
     NeedCommit,
+}
+
+impl Logged {
+    /// Done, or after `txg` when that is not durable yet.
+    fn after(txg: u64, durable: u64) -> Logged {
+        if txg > durable {
+            Logged::AfterTxg(txg)
+        } else {
+            Logged::Done
+        }
+    }
 }
 
 /// One dataset's intent log, owned by the store: the transaction appends
@@ -225,6 +243,7 @@ impl IntentLog {
             };
             l.seq = 0;
             l.open = true;
+            l.chain_txg = txg;
             let head = LogHead {
                 chain: l.chain,
                 pos: l.cursor,
@@ -243,18 +262,16 @@ impl IntentLog {
         // Whatever happens now, the next commit starts a chain for the
         // fsyncs after it.
         l.armed = true;
-        let durable = self.pool.open_txg().saturating_sub(1);
+        let durable = self.pool.durable_txg();
         l.settle_floor(durable);
         if l.overflow {
             return Ok(Logged::NeedCommit);
         }
+        // What a commit in flight took over is safe only once it lands;
+        // so is a block of a chain whose head it records.
+        let covered = Logged::after(l.covered_txg, durable);
         if l.pending.is_empty() {
-            // What a commit in flight took over is safe only once it lands.
-            return Ok(if l.covered_txg > durable {
-                Logged::NeedCommit
-            } else {
-                Logged::Done
-            });
+            return Ok(covered);
         }
         let (Some(ring), true) = (l.ring, l.open) else {
             return Ok(Logged::NeedCommit);
@@ -274,7 +291,8 @@ impl IntentLog {
             records: std::mem::take(&mut l.pending),
         };
         let bytes = block.encode(bs);
-        self.write_block(&mut l, ring, &bytes, len)
+        self.write_block(&mut l, ring, &bytes, len)?;
+        Ok(Logged::after(l.chain_txg.max(l.covered_txg), durable))
     }
 
     /// Write one encoded block at the cursor. Only this block needs to be
@@ -287,7 +305,7 @@ impl IntentLog {
         ring: Extent,
         bytes: &[u8],
         len: u64,
-    ) -> Result<Logged> {
+    ) -> Result<()> {
         let [(off, a), (_, b)] = pieces(ring, l.cursor, bytes.len());
         let written = self
             .pool
@@ -309,7 +327,7 @@ impl IntentLog {
         l.stats.blocks += 1;
         l.stats.bytes += len;
         l.stats.wrapped += (b > 0) as u64;
-        Ok(Logged::Done)
+        Ok(())
     }
 }
 

@@ -1,7 +1,9 @@
 //! Reading regular file data: records through the pool's data cache,
 //! dirty records from memory, read-ahead for sequential readers, and
-//! `SEEK_DATA`/`SEEK_HOLE`. The write side, and the record layout and its
-//! invariants, are in `file_data.rs`; nothing here changes a record.
+//! `SEEK_DATA`/`SEEK_HOLE`, and the counts read from records (`st_blocks`
+//! as it will be, records per file). The write side, and the record
+//! layout and its invariants, are in `file_data.rs`; nothing here changes
+//! a record.
 
 use std::sync::Arc;
 
@@ -9,9 +11,9 @@ use aegis_btree::Tree;
 use aegis_pool::{BlockData, Pool};
 
 use super::dirty_data::DirtyData;
-use super::file_data::{file_record_size, records_in};
+use super::file_data::{file_record_size, inline_max, records_in};
 use super::read_ahead::ReadAhead;
-use super::{FileRecord, InodeRecord};
+use super::{keys, DatasetMeta, FileRecord, InodeRecord};
 use crate::error::Result;
 
 /// A record's bytes for a reader, through the pool's data cache.
@@ -156,4 +158,57 @@ pub(crate) fn seek_hole(
         pos = end;
     }
     Ok(Some(pos.min(r.size)))
+}
+
+/// Number of records of a file (for sizing a delete's transaction).
+pub(crate) fn record_count(tree: &Tree, dirty: &DirtyData, ino: u64) -> Result<u64> {
+    let mut n = dirty.starts(ino, 0, u64::MAX).len() as u64;
+    let (lo, hi) = (
+        keys::item_start(ino, keys::DATA),
+        keys::item_end(ino, keys::DATA),
+    );
+    for item in tree.range(
+        std::ops::Bound::Included(&lo[..]),
+        std::ops::Bound::Excluded(&hi[..]),
+    ) {
+        item?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// `r.alloc_bytes` as it will be once `ino`'s dirty records are stored
+/// (`st_blocks`): each dirty record compressed as the commit will
+/// compress it, in place of its estimate. Costs a compression per dirty
+/// record, so only a file written since the last commit pays it.
+pub(crate) fn stored_alloc(
+    tree: &Tree,
+    pool: &Pool,
+    dirty: &DirtyData,
+    ino: u64,
+    r: &InodeRecord,
+) -> Result<u64> {
+    let mut recs = dirty.range(ino, 0, u64::MAX).peekable();
+    if recs.peek().is_none() {
+        return Ok(r.alloc_bytes);
+    }
+    let compression = match tree.get(&keys::meta())? {
+        Some(v) => DatasetMeta::decode(&v)?.compression,
+        None => return Ok(r.alloc_bytes),
+    };
+    let (bs, inline) = (pool.block_size() as u64, inline_max(tree));
+    let mut alloc = r.alloc_bytes as i128;
+    for (start, d) in recs {
+        let kept = d.bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let stored = if kept == 0 || (start == 0 && kept <= inline) {
+            0
+        } else {
+            let len = compression
+                .compress(&d.bytes[..kept])
+                .map_or(kept, |z| z.len());
+            (len as u64).div_ceil(bs) * bs
+        };
+        alloc += stored as i128 - d.est as i128;
+    }
+    Ok(alloc.max(0) as u64)
 }

@@ -28,6 +28,22 @@ use crate::label::{label_offsets, UBER_RING_OFFSET};
 use crate::space_map::{entries_per_block, SpaceEntry, SpaceMapBlock, SpaceOp, FLAG_CONDENSED};
 use crate::tree_root::TreeRoot;
 use crate::uberblock::{Uberblock, UBER_SLOTS, UBER_SLOT_SIZE};
+use crate::write_behind::write_set;
+
+/// A txg closed by [`Pool::begin_commit`], to be made durable by
+/// [`Pool::finish_commit`]. Dropping one unfinished leaves the pool
+/// unable to commit (the next `begin_commit` would close a second txg
+/// over it), as a failed commit does.
+#[must_use = "a closed txg is durable only once finish_commit returns"]
+pub struct ClosedTxg {
+    uberblock: Uberblock,
+}
+
+impl ClosedTxg {
+    pub fn txg(&self) -> u64 {
+        self.uberblock.txg
+    }
+}
 
 /// Condense when the chain is this many blocks longer than a fresh one.
 const CONDENSE_SLACK: u64 = 32;
@@ -90,42 +106,76 @@ impl Pool {
     }
 
     /// Make the open txg durable with `pool_root` as its root. Returns the
-    /// committed txg.
+    /// committed txg. Both stages at once (see [`Pool::begin_commit`]).
     pub fn commit(&self, pool_root: &TreeRoot) -> Result<u64> {
+        let closed = self.begin_commit(pool_root)?;
+        self.finish_commit(closed)
+    }
+
+    /// The commit's first stage: write this txg's space map records, close
+    /// the txg (its new blocks become the syncing set, and new blocks are
+    /// born in the next txg from now on) and return what the second stage
+    /// needs. The caller holds whatever keeps its trees still; the second
+    /// stage, [`Pool::finish_commit`], needs no such lock, so the next txg
+    /// takes changes while the closed one goes to disk (ZFS's quiescing
+    /// and syncing txgs, folded into one). Until it returns, the closed
+    /// txg is not durable: `durable_txg` still names the one before.
+    /// Commits must be serialised by the caller: one closed txg at a time.
+    pub fn begin_commit(&self, pool_root: &TreeRoot) -> Result<ClosedTxg> {
         self.check_writable()?;
         let txg = self.open_txg();
-        match self.commit_inner(txg, pool_root) {
+        let closed = self.write_space_map(txg).map(|(head, nblocks)| {
+            self.behind.lock().begin_sync();
+            self.state.lock().open_txg = txg + 1;
+            ClosedTxg {
+                uberblock: Uberblock {
+                    txg,
+                    timestamp_ns: now_ns(),
+                    pool_uuid: self.config.pool_uuid,
+                    space_map_blocks: nblocks,
+                    pool_root: pool_root.clone(),
+                    space_map: head,
+                    log_head: None,
+                },
+            }
+        });
+        closed.inspect_err(|e| self.fail(e))
+    }
+
+    /// The commit's second stage: the closed txg's blocks to their devices,
+    /// a flush, the uberblock, a flush. Returns the txg, now durable.
+    pub fn finish_commit(&self, closed: ClosedTxg) -> Result<u64> {
+        let txg = closed.uberblock.txg;
+        match self.write_closed(closed) {
             Ok(()) => Ok(txg),
             Err(e) => {
-                self.state.lock().failed = Some(e.to_string());
+                self.fail(&e);
                 Err(e)
             }
         }
     }
 
-    fn commit_inner(&self, txg: u64, pool_root: &TreeRoot) -> Result<()> {
-        let (head, nblocks) = self.write_space_map(txg)?;
-        self.behind.lock().write_out(&self.devices)?;
+    fn fail(&self, e: &PoolError) {
+        let mut st = self.state.lock();
+        st.failed.get_or_insert_with(|| e.to_string());
+    }
+
+    fn write_closed(&self, closed: ClosedTxg) -> Result<()> {
+        let ub = closed.uberblock;
+        // Written with no lock held: reads of these blocks are served from
+        // the set until `end_sync`, and nothing else writes them.
+        let set = self.behind.lock().syncing_set();
+        write_set(&set, &self.devices)?;
         for d in &self.devices {
             d.flush()?;
         }
-        let ub = Uberblock {
-            txg,
-            timestamp_ns: now_ns(),
-            pool_uuid: self.config.pool_uuid,
-            space_map_blocks: nblocks,
-            pool_root: pool_root.clone(),
-            space_map: head,
-            log_head: None,
-        };
         self.write_uberblock(&ub)?;
         for d in &self.devices {
             d.flush()?;
         }
-        self.alloc.lock().release_deferred(txg);
-        let mut st = self.state.lock();
-        st.last = Some(ub);
-        st.open_txg = txg + 1;
+        self.alloc.lock().release_deferred(ub.txg);
+        self.behind.lock().end_sync();
+        self.state.lock().last = Some(ub);
         Ok(())
     }
 
@@ -280,12 +330,86 @@ impl Pool {
             };
             let data = blk.encode(bs);
             let bp = make_ptr(&props, Compression::None, data.len(), &data, txg, ext);
-            self.write_copies(&bp, &data, 0..ext.len())?;
+            // Into the txg's buffer like its other blocks: the first
+            // stage, which runs under the layer above's lock, sends
+            // nothing to a device.
+            self.buffer_copies(&bp, &data);
             prev = Some(bp.clone());
             chain.push(bp);
         }
         let n = chain.len() as u64;
         self.state.lock().chain = chain;
         Ok((prev, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aegis_block::{BlockDevice, DeviceRef, MemDevice};
+
+    use super::*;
+    use crate::pool::CreateOptions;
+
+    fn pool() -> (Pool, Arc<MemDevice>) {
+        let dev = Arc::new(MemDevice::new(16 << 20));
+        let pool = Pool::create(vec![dev.clone() as DeviceRef], &CreateOptions::default()).unwrap();
+        pool.commit(&TreeRoot::default()).unwrap();
+        (pool, dev)
+    }
+
+    fn write(pool: &Pool, fill: u8) -> (BlockPtr, Vec<u8>) {
+        let props = WriteProps {
+            compression: Compression::None,
+            ..pool.metadata_props(BlockType::Data, 0)
+        };
+        let data: Vec<u8> = (0..8192u32).map(|i| (i as u8) ^ fill).collect();
+        (pool.write_block(&data, &props).unwrap(), data)
+    }
+
+    fn on_device(dev: &MemDevice, bp: &BlockPtr) -> Vec<u8> {
+        let mut b = vec![0u8; bp.physical_size as usize];
+        dev.read_at(&mut b, bp.addrs[0].offset).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_closed_txg_is_readable_while_the_next_one_takes_blocks() {
+        let (pool, dev) = pool();
+        let before = pool.durable_txg();
+        let (a, data_a) = write(&pool, 1);
+        let closed = pool.begin_commit(&TreeRoot::default()).unwrap();
+        assert_eq!(closed.txg(), a.birth_txg);
+        assert_eq!(pool.open_txg(), a.birth_txg + 1, "the next txg is open");
+        assert_eq!(pool.durable_txg(), before, "not durable before the second stage");
+        assert_ne!(on_device(&dev, &a), data_a, "not written before the second stage");
+        assert_eq!(pool.read_block(&a).unwrap(), data_a, "served from the syncing set");
+        // The next txg writes and frees meanwhile: a's free is deferred,
+        // so the closed txg still writes it.
+        let (b, data_b) = write(&pool, 2);
+        assert_eq!(b.birth_txg, a.birth_txg + 1);
+        pool.free(&a).unwrap();
+        assert!(pool.buffered_bytes() >= 2 * 8192, "both txgs' blocks counted");
+        assert_eq!(pool.finish_commit(closed).unwrap(), a.birth_txg);
+        assert_eq!(pool.durable_txg(), a.birth_txg);
+        assert_eq!(on_device(&dev, &a), data_a, "the closed txg's block is on disk");
+        assert_eq!(pool.read_block(&a).unwrap(), data_a);
+        assert_ne!(on_device(&dev, &b), data_b, "the open txg's block waits");
+        assert_eq!(pool.read_block(&b).unwrap(), data_b);
+        pool.commit(&TreeRoot::default()).unwrap();
+        assert_eq!(on_device(&dev, &b), data_b);
+        assert_eq!(pool.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn a_failed_second_stage_refuses_later_commits() {
+        let (pool, _dev) = pool();
+        write(&pool, 3);
+        let closed = pool.begin_commit(&TreeRoot::default()).unwrap();
+        pool.halt();
+        assert!(pool.finish_commit(closed).is_err());
+        assert!(pool.begin_commit(&TreeRoot::default()).is_err());
+        assert!(pool.failure().is_some());
     }
 }

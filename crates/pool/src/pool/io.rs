@@ -72,7 +72,7 @@ impl Pool {
         for a in &bp.addrs {
             wb.insert(a.device, a.offset, buffered.clone());
         }
-        if wb.bytes() > wb.limit {
+        if wb.over_limit() {
             if let Err(e) = wb.write_out(&self.devices) {
                 for a in &bp.addrs {
                     wb.drop_copy(a.device, a.offset);
@@ -87,6 +87,20 @@ impl Pool {
             }
         }
         Ok(bp)
+    }
+
+    /// Leave every copy of new block `bp` (its `stored` bytes, not
+    /// compressed) in the write-behind buffer for the commit.
+    pub(super) fn buffer_copies(&self, bp: &BlockPtr, stored: &[u8]) {
+        let buffered = Buffered {
+            stored: Arc::new(self.padded(bp, stored)),
+            checksum: bp.checksum,
+            logical: None,
+        };
+        let mut wb = self.behind.lock();
+        for a in &bp.addrs {
+            wb.insert(a.device, a.offset, buffered.clone());
+        }
     }
 
     /// `stored` zero padded to the whole blocks each copy of `bp` takes.

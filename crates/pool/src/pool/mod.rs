@@ -29,6 +29,8 @@ mod io;
 mod log_region;
 mod open;
 
+pub use commit::ClosedTxg;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -242,6 +244,12 @@ impl Pool {
     /// The txg that new blocks are born in.
     pub fn open_txg(&self) -> u64 {
         self.state.lock().open_txg
+    }
+    /// The newest txg on disk: every change of it and before is durable.
+    /// During a commit's second stage this is the txg before the closed
+    /// one, while `open_txg` is already the one after it.
+    pub fn durable_txg(&self) -> u64 {
+        self.state.lock().last.as_ref().map_or(0, |u| u.txg)
     }
     /// The last committed uberblock (None only before the first commit).
     pub fn last_uberblock(&self) -> Option<Uberblock> {
