@@ -74,12 +74,7 @@ impl DiskFs {
     /// fit the pool's commit reserve, and the commits in between give the
     /// old blocks back. A piece that fails after others stood makes a
     /// short write, as on Linux.
-    pub(crate) fn write_in_pieces(
-        &self,
-        ino: Ino,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<u32> {
+    pub(crate) fn write_in_pieces(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         let rs = self.file_record_size(ino)?;
         let piece = write_piece_bytes(rs, self.commit_reserve_bytes);
         let mut done = 0usize;
@@ -97,12 +92,7 @@ impl DiskFs {
         Ok(done as u32)
     }
 
-    pub(crate) fn write_locked(
-        &self,
-        ino: Ino,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<()> {
+    pub(crate) fn write_locked(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
         let end = check_range(offset, data.len() as u64)?;
         let rs = self.file_record_size(ino)?;
         // Only a dataset that ever preallocated can have records to cover

@@ -119,8 +119,12 @@ fn changes_and_reads_go_on_while_a_commit_writes() {
         sync_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    let store = Store::create(vec![dev.clone() as DeviceRef], &CreateOptions::default(), opts)
-        .unwrap();
+    let store = Store::create(
+        vec![dev.clone() as DeviceRef],
+        &CreateOptions::default(),
+        opts,
+    )
+    .unwrap();
     insert(&store, b"old", b"committed before").unwrap();
     store.commit().unwrap();
     insert(&store, b"a", &[7u8; 900]).unwrap();
@@ -149,7 +153,11 @@ fn changes_and_reads_go_on_while_a_commit_writes() {
     worker.join().unwrap();
     assert_eq!(store.pool().durable_txg(), before, "not durable while held");
     let reboot = open_copy(&dev.inner);
-    assert_eq!(contents(&reboot).get(&b"a"[..]), None, "a reboot now sees the txg before");
+    assert_eq!(
+        contents(&reboot).get(&b"a"[..]),
+        None,
+        "a reboot now sees the txg before"
+    );
 
     dev.set_shut(false);
     let txg = committer.join().unwrap().unwrap();
@@ -157,7 +165,11 @@ fn changes_and_reads_go_on_while_a_commit_writes() {
     let reboot = open_copy(&dev.inner);
     let got = contents(&reboot);
     assert_eq!(got.get(&b"a"[..]).map(Vec::len), Some(900));
-    assert_eq!(got.get(&b"b"[..]), None, "the next txg's change is not in this one");
+    assert_eq!(
+        got.get(&b"b"[..]),
+        None,
+        "the next txg's change is not in this one"
+    );
     store.commit().unwrap();
     let got = contents(&open_copy(&dev.inner));
     assert_eq!(got.get(&b"b"[..]).map(|v| &v[..]), Some(&b"next txg"[..]));

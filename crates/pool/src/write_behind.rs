@@ -149,10 +149,7 @@ impl WriteBehind {
 }
 
 /// Write a syncing set to its devices, in device order, with no lock held.
-pub(crate) fn write_set(
-    set: &BTreeMap<(u32, u64), Buffered>,
-    devices: &[DeviceRef],
-) -> Result<()> {
+pub(crate) fn write_set(set: &BTreeMap<(u32, u64), Buffered>, devices: &[DeviceRef]) -> Result<()> {
     for (&(dev, off), b) in set {
         devices[dev as usize].write_at(&b.stored, off)?;
     }

@@ -299,13 +299,7 @@ impl IntentLog {
     /// durable: its records carry their data, and everything older is in
     /// a committed txg or an earlier block. (On an image file this is one
     /// RWF_DSYNC write, which writes back nothing else.)
-    fn write_block(
-        &self,
-        l: &mut LogState,
-        ring: Extent,
-        bytes: &[u8],
-        len: u64,
-    ) -> Result<()> {
+    fn write_block(&self, l: &mut LogState, ring: Extent, bytes: &[u8], len: u64) -> Result<()> {
         let [(off, a), (_, b)] = pieces(ring, l.cursor, bytes.len());
         let written = self
             .pool

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::dirty_data::{DirtyRecord, Estimator};
-pub(crate) use super::file_read::{read, read_ahead, record_count, seek_data, seek_hole, stored_alloc};
+pub(crate) use super::file_read::{
+    read, read_ahead, record_count, seek_data, seek_hole, stored_alloc,
+};
 use super::{
     keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
 };

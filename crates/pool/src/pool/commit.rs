@@ -382,18 +382,37 @@ mod tests {
         let closed = pool.begin_commit(&TreeRoot::default()).unwrap();
         assert_eq!(closed.txg(), a.birth_txg);
         assert_eq!(pool.open_txg(), a.birth_txg + 1, "the next txg is open");
-        assert_eq!(pool.durable_txg(), before, "not durable before the second stage");
-        assert_ne!(on_device(&dev, &a), data_a, "not written before the second stage");
-        assert_eq!(pool.read_block(&a).unwrap(), data_a, "served from the syncing set");
+        assert_eq!(
+            pool.durable_txg(),
+            before,
+            "not durable before the second stage"
+        );
+        assert_ne!(
+            on_device(&dev, &a),
+            data_a,
+            "not written before the second stage"
+        );
+        assert_eq!(
+            pool.read_block(&a).unwrap(),
+            data_a,
+            "served from the syncing set"
+        );
         // The next txg writes and frees meanwhile: a's free is deferred,
         // so the closed txg still writes it.
         let (b, data_b) = write(&pool, 2);
         assert_eq!(b.birth_txg, a.birth_txg + 1);
         pool.free(&a).unwrap();
-        assert!(pool.buffered_bytes() >= 2 * 8192, "both txgs' blocks counted");
+        assert!(
+            pool.buffered_bytes() >= 2 * 8192,
+            "both txgs' blocks counted"
+        );
         assert_eq!(pool.finish_commit(closed).unwrap(), a.birth_txg);
         assert_eq!(pool.durable_txg(), a.birth_txg);
-        assert_eq!(on_device(&dev, &a), data_a, "the closed txg's block is on disk");
+        assert_eq!(
+            on_device(&dev, &a),
+            data_a,
+            "the closed txg's block is on disk"
+        );
         assert_eq!(pool.read_block(&a).unwrap(), data_a);
         assert_ne!(on_device(&dev, &b), data_b, "the open txg's block waits");
         assert_eq!(pool.read_block(&b).unwrap(), data_b);
