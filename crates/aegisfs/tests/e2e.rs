@@ -22,6 +22,8 @@ mod common;
 
 #[path = "e2e/acl.rs"]
 mod acl;
+#[path = "e2e/memory_bound.rs"]
+mod memory_bound;
 #[path = "e2e/record_size.rs"]
 mod record_size;
 

@@ -14,7 +14,7 @@ mod tx;
 mod txg;
 
 pub use error::{FsError, Result};
-pub use store::{default_data_cache_bytes, Store, StoreOptions};
+pub use store::{default_data_cache_bytes, default_dirty_limit, Store, StoreOptions};
 pub use tx::{ObjectRead, Tx, TxSize, View};
 
 pub use aegis_pool::label::LabelConfig;

@@ -15,13 +15,14 @@
 //! [`View`] implement; the typed POSIX operations themselves live in
 //! `posix/` (directories, file data, xattr chunks).
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aegis_btree::Tree;
-use aegis_pool::{AllocClass, BlockPtr, Pool, PoolError};
+use aegis_pool::{AllocClass, BlockPtr, EncodedBlock, Pool, PoolError};
 
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
@@ -285,6 +286,9 @@ pub struct Tx<'a> {
     pub(crate) dirty_undo: Vec<DirtyUndo>,
     /// Write file data as blocks at once instead of dirty records.
     pub(crate) write_through: bool,
+    /// Dirty records the commit encoded beforehand, by key, taken as
+    /// they are settled (`posix/settle_encode.rs`).
+    pub(crate) encoded: HashMap<(u64, u64), EncodedBlock>,
     records: Vec<LogRec>,
     unlogged: bool,
 }
@@ -490,6 +494,7 @@ impl<'a> Tx<'a> {
             dirty,
             dirty_undo: Vec::new(),
             write_through: false,
+            encoded: HashMap::new(),
             records: Vec::new(),
             unlogged: false,
         }

@@ -43,8 +43,8 @@ pub use compression::Compression;
 pub use error::{PoolError, Result};
 pub use features::Features;
 pub use pool::{
-    ClosedTxg, CopyCheck, CopyState, Counters, CreateOptions, OpenOptions, OpenReport, Pool,
-    SpaceInfo, WriteProps,
+    ClosedTxg, CopyCheck, CopyState, Counters, CreateOptions, EncodedBlock, OpenOptions,
+    OpenReport, Pool, SpaceInfo, WriteProps,
 };
 pub use tree_root::TreeRoot;
 pub use uberblock::Uberblock;

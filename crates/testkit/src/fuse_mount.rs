@@ -321,6 +321,11 @@ impl ImageMount {
         }
     }
 
+    /// The mount daemon's process id, while mounted.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Clean unmount: the daemon must commit and exit 0.
     pub fn unmount(&mut self) {
         if let Err(report) = unmount_with_retry(&self.mnt) {

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
 use aegis_diskfs::{AtimeMode, DiskFsOptions, MountOptions};
-use aegis_fs::{default_data_cache_bytes, CachePolicy, OpenOptions, StoreOptions, MIN_CACHE_BYTES};
+use aegis_fs::{
+    default_data_cache_bytes, default_dirty_limit, CachePolicy, OpenOptions, StoreOptions,
+    MIN_CACHE_BYTES,
+};
 use aegis_fuse::{check_mountpoint, parse_options, FsOption};
 use aegis_vfs::FileSystem;
 
@@ -142,6 +145,7 @@ struct FsChoices {
     atime: AtimeMode,
     intent_log: bool,
     cache: DataCache,
+    dirty_bytes: u64,
 }
 
 /// `cache_size=` and `cache_policy=`: the engine's cache of decoded file
@@ -182,6 +186,28 @@ fn cache_size(value: Option<&str>) -> CliResult<u64> {
     Ok(n)
 }
 
+/// Smallest `dirty_max=`: below a few records per txg every write would
+/// wait for a commit.
+const MIN_DIRTY_BYTES: u64 = 16 << 20;
+
+/// `dirty_max=`: the most the open and the syncing txg hold in memory
+/// (ZFS's `zfs_dirty_data_max`); writers wait past it. Up to half of the
+/// machine's memory.
+fn dirty_max(value: Option<&str>) -> CliResult<u64> {
+    let v = value
+        .ok_or_else(|| CliError::new("mount option 'dirty_max' needs a size (dirty_max=256M)"))?;
+    let n = parse_size(v).map_err(|e| CliError::new(format!("mount option 'dirty_max': {e}")))?;
+    let (lo, hi) = (MIN_DIRTY_BYTES, max_cache_bytes() / 2);
+    if !(lo..=hi).contains(&n) {
+        return Err(CliError::new(format!(
+            "mount option 'dirty_max={v}' is out of range: {} to {} (half this machine's memory)",
+            human(lo),
+            human(hi)
+        )));
+    }
+    Ok(n)
+}
+
 fn cache_policy(value: Option<&str>) -> CliResult<CachePolicy> {
     value.and_then(CachePolicy::parse).ok_or_else(|| {
         CliError::new(format!(
@@ -200,9 +226,11 @@ fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
         size_bytes: default_data_cache_bytes(),
         policy: CachePolicy::default(),
     };
+    let mut dirty_bytes = default_dirty_limit();
     for FsOption { name, value } in options {
         match name.as_str() {
             "cache_size" => cache.size_bytes = cache_size(value.as_deref())?,
+            "dirty_max" => dirty_bytes = dirty_max(value.as_deref())?,
             "cache_policy" => cache.policy = cache_policy(value.as_deref())?,
             "ro" => read_only = true,
             "rw" => read_only = false,
@@ -224,6 +252,7 @@ fn fs_choices(options: &[FsOption]) -> CliResult<FsChoices> {
         atime,
         intent_log,
         cache,
+        dirty_bytes,
     })
 }
 
@@ -234,7 +263,13 @@ pub fn run(a: Args) -> CliResult<u8> {
     let spec = a.options.join(",");
     let mut parsed = parse_options(
         &spec,
-        &["nolog", "norecovery", "cache_size", "cache_policy"],
+        &[
+            "nolog",
+            "norecovery",
+            "cache_size",
+            "cache_policy",
+            "dirty_max",
+        ],
     )
     .map_err(|e| CliError::new(e.to_string()))?;
     let FsChoices {
@@ -242,6 +277,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         atime,
         intent_log,
         cache,
+        dirty_bytes,
     } = fs_choices(&parsed.fs)?;
     parsed.mount.fixed_options = fixed_options(&parsed, intent_log);
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
@@ -277,6 +313,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         store: StoreOptions {
             data_cache_bytes: cache.size_bytes,
             data_cache_policy: cache.policy,
+            dirty_limit: dirty_bytes,
             ..Default::default()
         },
         fs: DiskFsOptions {

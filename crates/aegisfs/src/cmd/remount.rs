@@ -105,6 +105,7 @@ fn check_fixed(mnt: &Path, spec: &str) -> Result<(), String> {
                 | "auto_unmount"
                 | "cache_size"
                 | "cache_policy"
+                | "dirty_max"
                 | "writeback_cache"
                 | "nowriteback_cache"
                 | "attr_timeout"

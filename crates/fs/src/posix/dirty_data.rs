@@ -137,6 +137,11 @@ impl DirtyData {
             .map(|(&(_, s), r)| (s, r))
     }
 
+    /// Every dirty record, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = ((u64, u64), &DirtyRecord)> + '_ {
+        self.records.iter().map(|(&k, r)| (k, r))
+    }
+
     /// Starts of `ino`'s dirty records in `[lo, hi)`.
     pub(crate) fn starts(&self, ino: u64, lo: u64, hi: u64) -> Vec<u64> {
         self.range(ino, lo, hi).map(|(s, _)| s).collect()

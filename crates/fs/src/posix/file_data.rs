@@ -253,6 +253,7 @@ pub(crate) fn settle(
 /// The records of an inode that is gone (which a delete would have
 /// discarded) are dropped with a warning.
 pub(crate) fn settle_all(tx: &mut Tx<'_>) -> Result<()> {
+    super::settle_encode::encode_all(tx);
     for ino in tx.dirty.inodes() {
         let mut r = match super::directory::read_inode(tx.tree, ino) {
             Ok(r) => r,
@@ -266,6 +267,8 @@ pub(crate) fn settle_all(tx: &mut Tx<'_>) -> Result<()> {
         settle(tx, ino, &mut r, 0, u64::MAX)?;
         tx.put_inode(ino, &r)?;
     }
+    // Records of deleted inodes were dropped unsettled.
+    tx.encoded.clear();
     Ok(())
 }
 
@@ -345,7 +348,7 @@ fn store(
     } else {
         let data = match bytes.is_empty() {
             true => None,
-            false => Some(write_data(tx, &bytes, class)?),
+            false => Some(write_data(tx, (ino, start), &bytes, class)?),
         };
         match (stays, data) {
             (Some(len), data) => FileRecord::Prealloc { len, data },
@@ -361,18 +364,33 @@ fn store(
     Ok(())
 }
 
-/// Write one record's bytes as a data block of this change.
-fn write_data(tx: &mut Tx<'_>, bytes: &[u8], class: AllocClass) -> Result<BlockPtr> {
-    let pool = tx.pool_ref().clone();
-    let props = WriteProps {
+/// How this dataset stores a data block.
+pub(super) fn data_props(tx: &Tx<'_>, class: AllocClass) -> WriteProps {
+    WriteProps {
         block_type: BlockType::Data,
         level: 0,
         copies: 1,
-        checksum: pool.config().checksum,
+        checksum: tx.pool_ref().config().checksum,
         compression: tx.meta.compression,
         class,
+    }
+}
+
+/// Write the bytes of record `key` as a data block of this change, with
+/// the encoding the commit made of them beforehand if there is one
+/// (`settle_encode.rs`).
+fn write_data(
+    tx: &mut Tx<'_>,
+    key: (u64, u64),
+    bytes: &[u8],
+    class: AllocClass,
+) -> Result<BlockPtr> {
+    let pool = tx.pool_ref().clone();
+    let props = data_props(tx, class);
+    let bp = match tx.encoded.remove(&key) {
+        Some(encoded) => pool.write_encoded(bytes, &props, encoded)?,
+        None => pool.write_block(bytes, &props)?,
     };
-    let bp = pool.write_block(bytes, &props)?;
     tx.written.push(bp.clone());
     Ok(bp)
 }

@@ -25,6 +25,7 @@ pub mod keys;
 pub mod meta;
 pub(crate) mod read_ahead;
 pub(crate) mod record_size;
+pub(crate) mod settle_encode;
 pub(crate) mod xattr;
 
 pub use directory::Found;

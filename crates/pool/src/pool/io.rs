@@ -23,6 +23,7 @@ use super::{free_ptr, CopyCheck, CopyState, Pool, WriteProps};
 use crate::allocator::Extent;
 use crate::blkptr::{BlockPtr, Dva, MAX_BLOCK_BYTES};
 use crate::block_cache::{key_of, BlockData, CachePolicy, CacheStats};
+use crate::checksum::ChecksumType;
 use crate::compression::Compression;
 use crate::error::{PoolError, Result};
 use crate::write_behind::Buffered;
@@ -33,15 +34,47 @@ const MAX_HEAL_LOG: usize = 4096;
 impl Pool {
     /// Store `data` as a new block and return its pointer.
     pub fn write_block(&self, data: &[u8], props: &WriteProps) -> Result<BlockPtr> {
+        let encoded = self.encode_block(data, props);
+        self.write_encoded(data, props, encoded)
+    }
+
+    /// The CPU work of writing `data` with `props`: compression and the
+    /// checksum. It takes no lock, so a commit can encode many blocks on
+    /// several threads and then place them one by one.
+    pub fn encode_block(&self, data: &[u8], props: &WriteProps) -> EncodedBlock {
+        let compressed = props.compression.compress(data);
+        let stored = compressed.as_deref().unwrap_or(data);
+        EncodedBlock {
+            checksum: props.checksum.compute(stored),
+            compression: compressed
+                .as_ref()
+                .map_or(Compression::None, |_| props.compression),
+            compressed,
+            asked: (props.compression, props.checksum),
+            logical_len: data.len(),
+        }
+    }
+
+    /// Store `data` as a new block, as `encoded` (from
+    /// [`Pool::encode_block`] of these bytes and props) says. An encoding
+    /// of another length or other props is not used: the block is encoded
+    /// again.
+    pub fn write_encoded(
+        &self,
+        data: &[u8],
+        props: &WriteProps,
+        encoded: EncodedBlock,
+    ) -> Result<BlockPtr> {
         self.check_writable()?;
         if data.is_empty() || data.len() > MAX_BLOCK_BYTES as usize {
             return Err(PoolError::Invalid(format!("block of {} bytes", data.len())));
         }
-        let compressed = props.compression.compress(data);
-        let (stored, compression) = match &compressed {
-            Some(z) => (&z[..], props.compression),
-            None => (data, Compression::None),
+        let encoded = match encoded.fits(data, props) {
+            true => encoded,
+            false => self.encode_block(data, props),
         };
+        let compression = encoded.compression;
+        let stored = encoded.compressed.as_deref().unwrap_or(data);
         let copies = (props.copies.max(1) as usize).min(crate::blkptr::MAX_ADDRS);
         let placed = self
             .alloc
@@ -52,16 +85,31 @@ impl Pool {
             Ok(x) => x,
             Err(PoolError::NoSpace { .. }) if self.may_gang(stored.len(), copies) => {
                 // No free extent holds it whole: in pieces (gang.rs).
-                let checksum = props.checksum.compute(stored);
-                let header = self.place_gang(stored, checksum, data, props.class)?;
-                let mut bp = make_ptr(props, compression, data.len(), stored, txg, &[header]);
+                let header = self.place_gang(stored, encoded.checksum, data, props.class)?;
+                let mut bp = make_ptr_with(
+                    props,
+                    compression,
+                    data.len(),
+                    stored,
+                    txg,
+                    &[header],
+                    encoded.checksum,
+                );
                 bp.gang = true;
                 self.counters.gang_blocks.fetch_add(1, Ordering::Relaxed);
                 return Ok(bp);
             }
             Err(e) => return Err(e),
         };
-        let bp = make_ptr(props, compression, data.len(), stored, txg, &extents);
+        let bp = make_ptr_with(
+            props,
+            compression,
+            data.len(),
+            stored,
+            txg,
+            &extents,
+            encoded.checksum,
+        );
         // The copies wait for the commit (see write_behind.rs).
         let buffered = Buffered {
             stored: Arc::new(self.padded(&bp, stored)),
@@ -424,6 +472,24 @@ impl Pool {
     }
 }
 
+/// A block compressed and checksummed, not yet placed
+/// ([`Pool::encode_block`]).
+pub struct EncodedBlock {
+    compressed: Option<Vec<u8>>,
+    compression: Compression,
+    checksum: [u8; 32],
+    /// What it was encoded for: the props' compression and checksum, and
+    /// the data's length.
+    asked: (Compression, ChecksumType),
+    logical_len: usize,
+}
+
+impl EncodedBlock {
+    fn fits(&self, data: &[u8], props: &WriteProps) -> bool {
+        self.logical_len == data.len() && self.asked == (props.compression, props.checksum)
+    }
+}
+
 /// The pointer to `stored` (the bytes written, compressed or not) at
 /// `extents`, born in `txg`.
 pub(super) fn make_ptr(
@@ -434,6 +500,20 @@ pub(super) fn make_ptr(
     txg: u64,
     extents: &[Extent],
 ) -> BlockPtr {
+    let checksum = props.checksum.compute(stored);
+    make_ptr_with(props, compression, logical, stored, txg, extents, checksum)
+}
+
+/// As [`make_ptr`], with the checksum of `stored` already computed.
+pub(super) fn make_ptr_with(
+    props: &WriteProps,
+    compression: Compression,
+    logical: usize,
+    stored: &[u8],
+    txg: u64,
+    extents: &[Extent],
+    checksum: [u8; 32],
+) -> BlockPtr {
     BlockPtr {
         checksum_type: props.checksum,
         compression,
@@ -442,7 +522,7 @@ pub(super) fn make_ptr(
         logical_size: logical as u32,
         physical_size: stored.len() as u32,
         birth_txg: txg,
-        checksum: props.checksum.compute(stored),
+        checksum,
         addrs: extents
             .iter()
             .map(|x| Dva {

@@ -30,6 +30,7 @@ mod log_region;
 mod open;
 
 pub use commit::ClosedTxg;
+pub use io::EncodedBlock;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
