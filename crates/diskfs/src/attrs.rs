@@ -59,6 +59,8 @@ impl DiskFs {
         kind: AclKind,
         value: &[u8],
     ) -> Result<()> {
+        // A create in this directory reads its default ACL under this lock.
+        let _dir = self.dirs.lock(ino);
         let _st = self.state.lock();
         let ops = 6 + value.len() as u64 / 128;
         self.tx(ops, AllocClass::Normal, |tx| {

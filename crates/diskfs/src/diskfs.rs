@@ -35,8 +35,8 @@ use aegis_vfs::{Attr, Fh, FsError, Ino, Result, TimeOrNow, ROOT_INO};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{lower, TxResult};
-use crate::file_locks::FileLocks;
 use crate::inode::{attr, to_ns, AtimeMode};
+use crate::inode_locks::InodeLocks;
 
 /// How a [`DiskFs`] is mounted.
 #[derive(Debug, Clone)]
@@ -122,9 +122,12 @@ pub struct DiskFs {
     /// order (`state`, then `handles`, then the store's locks): nothing
     /// is locked while it is held.
     pub(crate) handles: RwLock<HashMap<Fh, Handle>>,
-    /// Each file's data lock (`file_locks.rs`): writes and other data
+    /// Each file's data lock (`inode_locks.rs`): writes and other data
     /// changes hold it instead of `state`.
-    pub(crate) files: FileLocks,
+    pub(crate) files: InodeLocks,
+    /// Each directory's namespace lock (`inode_locks.rs`): namespace
+    /// changes hold their directories', lookups their parent's shared.
+    pub(crate) dirs: InodeLocks,
     /// The dataset's intent log, on a writable mount.
     pub(crate) log: Option<Arc<IntentLog>>,
 }
@@ -191,7 +194,8 @@ impl DiskFs {
             dataset_record_size: meta.record_size,
             log,
             handles: RwLock::new(HashMap::new()),
-            files: FileLocks::new(),
+            files: InodeLocks::new(),
+            dirs: InodeLocks::new(),
             state: Mutex::new(State {
                 refs: HashMap::new(),
                 orphans: orphans.iter().copied().collect(),
@@ -302,11 +306,13 @@ impl DiskFs {
                 .compare_exchange(FROZEN, ACTIVE, Ordering::SeqCst, Ordering::SeqCst);
             return Ok(());
         }
-        // Under the state lock no change is half made; commit, then no
-        // change can start.
+        // With every directory stripe, the state and every file stripe
+        // held, no change is half made; commit, then no change can start.
+        let _dirs = self.dirs.lock_all();
         let mut st = self.state.lock();
         if !self.read_only() {
             self.release_orphans(&mut st);
+            let _files = self.files.lock_all();
             self.store.commit().map_err(lower)?;
             self.mode.store(FROZEN, Ordering::SeqCst);
         }
@@ -314,11 +320,13 @@ impl DiskFs {
     }
 
     /// Shut down: nothing more reaches the devices, every later operation
-    /// fails with EIO. Takes the state lock so no operation is half done
-    /// in memory when the gates close (one in the device layer may be, as
-    /// at a power cut).
+    /// fails with EIO. Takes every lock an operation holds, so none is
+    /// half done in memory when the gates close (one in the device layer
+    /// may be, as at a power cut).
     pub(crate) fn shutdown_now(&self) {
+        let _dirs = self.dirs.lock_all();
         let _st = self.state.lock();
+        let _files = self.files.lock_all();
         self.mode.store(SHUT, Ordering::SeqCst);
         self.store.halt();
     }

@@ -22,7 +22,9 @@ impl FileSystem for DiskFs {
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let name = bytes(name);
         check_name(name)?;
-        let mut st = self.state.lock();
+        // Shared: the name cannot go (and its inode be freed) before the
+        // kernel's reference is counted.
+        let _dir = self.dirs.read(parent);
         let (ino, rec) = self.view(|t| {
             let p = t.inode(parent)?;
             if name == b"." {
@@ -42,7 +44,7 @@ impl FileSystem for DiskFs {
             };
             Ok((ino, t.inode(ino)?))
         })?;
-        Self::add_lookup(&mut st, ino);
+        Self::add_lookup(&mut self.state.lock(), ino);
         Ok(self.attr_of(ino, &rec))
     }
 
@@ -145,13 +147,13 @@ impl FileSystem for DiskFs {
             t @ (S_IFIFO | S_IFSOCK) => (t, 0),
             _ => return Err(FsError::InvalidArgument("bad file type for mknod")),
         };
-        let mut st = self.state.lock();
-        self.create_node(&mut st, req, parent, bytes(name), ftype, mode, rdev, None)
+        let _dir = self.dirs.lock(parent);
+        self.create_node(req, parent, bytes(name), ftype, mode, rdev, None)
     }
 
     fn mkdir(&self, req: &Request, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
-        let mut st = self.state.lock();
-        self.create_node(&mut st, req, parent, bytes(name), S_IFDIR, mode, 0, None)
+        let _dir = self.dirs.lock(parent);
+        self.create_node(req, parent, bytes(name), S_IFDIR, mode, 0, None)
     }
 
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
@@ -170,17 +172,8 @@ impl FileSystem for DiskFs {
         if target.len() > SYMLINK_MAX {
             return Err(FsError::NameTooLong);
         }
-        let mut st = self.state.lock();
-        self.create_node(
-            &mut st,
-            req,
-            parent,
-            bytes(name),
-            S_IFLNK,
-            0o777,
-            0,
-            Some(target),
-        )
+        let _dir = self.dirs.lock(parent);
+        self.create_node(req, parent, bytes(name), S_IFLNK, 0o777, 0, Some(target))
     }
 
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -207,6 +200,7 @@ impl FileSystem for DiskFs {
     fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
         let newname = bytes(newname);
         check_new_name(newname)?;
+        let _dir = self.dirs.lock(newparent);
         let mut st = self.state.lock();
         // Only an O_TMPFILE file may get its first name (and a replay may
         // re-run that link).
@@ -269,7 +263,7 @@ impl FileSystem for DiskFs {
     ) -> Result<(Attr, Fh)> {
         let name = bytes(name);
         check_new_name(name)?;
-        let mut st = self.state.lock();
+        let _dir = self.dirs.lock(parent);
         let existing = self.view(|t| {
             let p = t.inode(parent)?;
             if !p.is_dir() {
@@ -287,13 +281,14 @@ impl FileSystem for DiskFs {
             if f.file_type == S_IFDIR {
                 return Err(FsError::IsDir);
             }
+            let mut st = self.state.lock();
             let fh = self.open_locked(&mut st, f.ino, flags)?;
             Self::add_lookup(&mut st, f.ino);
             let r = self.inode(f.ino)?;
             return Ok((self.attr_of(f.ino, &r), fh));
         }
-        let attr = self.create_node(&mut st, req, parent, name, S_IFREG, mode, 0, None)?;
-        let fh = self.open_locked(&mut st, attr.ino, flags & !libc::O_TRUNC)?;
+        let attr = self.create_node(req, parent, name, S_IFREG, mode, 0, None)?;
+        let fh = self.open_locked(&mut self.state.lock(), attr.ino, flags & !libc::O_TRUNC)?;
         Ok((attr, fh))
     }
 
@@ -315,7 +310,9 @@ impl FileSystem for DiskFs {
         })?;
         let now = now_ns();
         if !self.read_only() && atime_due(&r, now, self.opts.atime) {
-            // One inode in one transaction: no lock of ours is needed.
+            // One inode in one transaction; shared, so that a freeze
+            // (which takes every stripe) finds no change in flight.
+            let _file = self.files.read(ino);
             let touched = self.tx(1, AllocClass::Normal, |tx| {
                 let mut r = tx.inode(ino)?;
                 r.atime = tx.now;

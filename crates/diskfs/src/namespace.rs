@@ -17,11 +17,11 @@ use crate::error::TxResult;
 use crate::inode::*;
 
 impl DiskFs {
-    /// Create an inode named `name` in `parent`, with one lookup.
+    /// Create an inode named `name` in `parent`, with one lookup. The
+    /// caller holds `parent`'s directory lock.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create_node(
         &self,
-        st: &mut State,
         req: &Request,
         parent: Ino,
         name: &[u8],
@@ -32,7 +32,7 @@ impl DiskFs {
     ) -> Result<Attr> {
         check_new_name(name)?;
         let generation = self.store.open_txg();
-        // Read under the namespace lock `st`, so it cannot change before the
+        // Read under the directory's lock, so it cannot change before the
         // transaction uses it.
         let default = self.default_acl(parent)?;
         let ops = NAMESPACE_OPS
@@ -84,7 +84,7 @@ impl DiskFs {
             tx.put_inode(parent, &p)?;
             Ok((ino, rec))
         })?;
-        Self::add_lookup(st, ino);
+        Self::add_lookup(&mut self.state.lock(), ino);
         Ok(self.attr_of(ino, &rec))
     }
 
@@ -92,8 +92,7 @@ impl DiskFs {
     /// entry goes, the child loses a link and becomes an orphan at zero.
     pub(crate) fn remove_entry(&self, parent: Ino, name: &[u8], rmdir: bool) -> Result<()> {
         check_removable_name(name)?;
-        let mut st = self.state.lock();
-        let st = &mut *st;
+        let _dir = self.dirs.lock(parent);
         let ino = self.tx(NAMESPACE_OPS, AllocClass::Reserved, |tx| {
             let mut p = tx.inode(parent)?;
             if !p.is_dir() {
@@ -129,7 +128,7 @@ impl DiskFs {
             });
             Ok((c.nlink == 0).then_some(f.ino))
         })?;
-        self.orphaned(st, ino);
+        self.orphaned(&mut self.state.lock(), ino);
         Ok(())
     }
 
@@ -141,7 +140,9 @@ impl DiskFs {
         max: usize,
         plus: bool,
     ) -> Result<Vec<(DirEntry, Option<Attr>)>> {
-        let mut st = self.state.lock();
+        // Shared: no entry listed can go (and its inode be freed) before
+        // its lookup is counted.
+        let _dir = self.dirs.read(ino);
         let h = self.handle(ino, fh)?;
         if !h.dir {
             return Err(FsError::BadHandle);
@@ -194,6 +195,7 @@ impl DiskFs {
             h.dir_end = end;
         }
         if plus {
+            let mut st = self.state.lock();
             for (e, _) in &rows {
                 if e.offset > 2 {
                     Self::add_lookup(&mut st, e.ino);
@@ -314,7 +316,8 @@ impl DiskFs {
         mode: u32,
         flags: i32,
     ) -> Result<(Attr, Fh)> {
-        let mut st = self.state.lock();
+        // Shared: the parent's default ACL is read before the transaction.
+        let _dir = self.dirs.read(parent);
         let generation = self.store.open_txg();
         let default = self.default_acl(parent)?;
         let ops = NAMESPACE_OPS + inherit_ops(default.as_ref());
@@ -345,6 +348,7 @@ impl DiskFs {
             tx.mark_unlogged();
             Ok((ino, rec))
         })?;
+        let mut st = self.state.lock();
         st.orphans.insert(ino);
         st.linkable.insert(ino);
         Self::add_lookup(&mut st, ino);

@@ -93,7 +93,10 @@ impl DiskFs {
     /// cannot take it, EPERM on other kinds. Nothing changes on error.
     pub(crate) fn set_record_size(&self, ino: Ino, value: &[u8]) -> Result<()> {
         let bytes = parse_record_size(value)?;
+        // Writes size their pieces by the record size before their
+        // transaction: none may run while it changes.
         let _st = self.state.lock();
+        let _file = self.files.lock(ino);
         let size = aegis_fs::TxSize {
             ops: 3,
             run_bytes: 0,

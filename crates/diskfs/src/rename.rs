@@ -54,8 +54,7 @@ impl DiskFs {
     ) -> Result<()> {
         let (name, newname) = (bytes(name), bytes(newname));
         check_rename(name, newname, flags)?;
-        let mut st = self.state.lock();
-        let st = &mut *st;
+        let _dirs = self.dirs.lock_two(parent, newparent);
         let limit = self.meta()?.inodes;
         let generation = self.store.open_txg();
         let rec = LogRec::Rename {
@@ -98,7 +97,7 @@ impl DiskFs {
                 replace(tx, &m, dst, flags)
             }
         })?;
-        self.orphaned(st, freed);
+        self.orphaned(&mut self.state.lock(), freed);
         Ok(())
     }
 }

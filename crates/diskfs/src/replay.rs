@@ -58,18 +58,10 @@ impl DiskFs {
                     pid: 0,
                     umask: 0,
                 };
-                let mut st = self.state.lock();
-                let a = self.create_node(
-                    &mut st,
-                    &req,
-                    *parent,
-                    n,
-                    mode & S_IFMT,
-                    mode & 0o7777,
-                    *rdev,
-                    None,
-                )?;
-                Self::forget_locked(&mut st, a.ino);
+                let _dir = self.dirs.lock(*parent);
+                let a =
+                    self.create_node(&req, *parent, n, mode & S_IFMT, mode & 0o7777, *rdev, None)?;
+                Self::forget_locked(&mut self.state.lock(), a.ino);
                 self.check_replayed_ino(a.ino, *ino)
             }
             L::Symlink {
@@ -86,10 +78,9 @@ impl DiskFs {
                     pid: 0,
                     umask: 0,
                 };
-                let mut st = self.state.lock();
-                let a =
-                    self.create_node(&mut st, &req, *parent, n, S_IFLNK, 0o777, 0, Some(target))?;
-                Self::forget_locked(&mut st, a.ino);
+                let _dir = self.dirs.lock(*parent);
+                let a = self.create_node(&req, *parent, n, S_IFLNK, 0o777, 0, Some(target))?;
+                Self::forget_locked(&mut self.state.lock(), a.ino);
                 self.check_replayed_ino(a.ino, *ino)
             }
             L::Unlink { parent, name: n } => self.unlink(*parent, &name(n)),
