@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
-use aegis_diskfs::{DiskFs, FormatOptions, MountOptions};
+use aegis_diskfs::{DiskFs, MountOptions};
 use aegis_vfs::{Creds, FileSystem, Process, Vfs};
 
 const RANDOM_SECS: u64 = 2;
@@ -46,15 +46,7 @@ fn open(img: &Path, cache_bytes: u64, read_ahead: u32) -> (Arc<DiskFs>, Process)
 
 fn make_image(scratch: &Path) -> PathBuf {
     let img = scratch.join("bench-data.img");
-    let _ = std::fs::remove_file(&img);
-    let dev = FileDevice::create(&img, file_bytes() * 2 + (256 << 20)).expect("image");
-    let fs = aegis_diskfs::create(
-        vec![Arc::new(dev) as DeviceRef],
-        &Default::default(),
-        &FormatOptions::default(),
-        &MountOptions::default(),
-    )
-    .expect("mkfs");
+    let fs = aegis_testkit::image_fs(&img, file_bytes() * 2 + (256 << 20));
     let p = Vfs::new(fs.clone() as Arc<dyn FileSystem>).process(Creds::root());
     let fd = p
         .open(b"/f", libc::O_CREAT | libc::O_WRONLY, 0o644)

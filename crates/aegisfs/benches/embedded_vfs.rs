@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
-use aegis_diskfs::{DiskFs, FormatOptions, MountOptions};
+use aegis_diskfs::{DiskFs, MountOptions};
 use aegis_vfs::{Creds, FileSystem, Process, Vfs};
 
 const DIRS: usize = 100;
@@ -100,15 +100,7 @@ fn ls_l(p: &Process, dir: &[u8]) -> usize {
 
 fn aegis(scratch: &Path, n: usize) -> Vec<(String, String)> {
     let img = scratch.join("bench.img");
-    let _ = std::fs::remove_file(&img);
-    let dev = FileDevice::create(&img, 4 << 30).expect("image");
-    let fs = aegis_diskfs::create(
-        vec![Arc::new(dev) as DeviceRef],
-        &Default::default(),
-        &FormatOptions::default(),
-        &MountOptions::default(),
-    )
-    .expect("mkfs");
+    let fs = aegis_testkit::image_fs(&img, 4 << 30);
     let vfs = Vfs::new(fs.clone() as Arc<dyn FileSystem>);
     let p = vfs.process(Creds::root());
     for d in 0..DIRS {

@@ -125,3 +125,18 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A fresh image file of `size_bytes` at `img` (replacing one there),
+/// formatted with the defaults and mounted as users mount it (timer
+/// commits on): the fixture of the benchmarks, which measure real files.
+pub fn image_fs(img: &std::path::Path, size_bytes: u64) -> Arc<DiskFs> {
+    let _ = std::fs::remove_file(img);
+    let dev = aegis_block::FileDevice::create(img, size_bytes).expect("image");
+    aegis_diskfs::create(
+        vec![Arc::new(dev) as DeviceRef],
+        &Default::default(),
+        &FormatOptions::default(),
+        &MountOptions::default(),
+    )
+    .expect("mkfs")
+}
