@@ -181,16 +181,19 @@ impl DirtyData {
         undo.push(Undo::Restore { key, prev });
     }
 
-    /// Take `key` out (settled or dropped); `undo` puts it back.
-    pub(crate) fn remove(&mut self, key: (u64, u64), undo: &mut Vec<Undo>) -> Option<DirtyRecord> {
-        let prev = self.put(key, None);
-        if prev.is_some() {
-            undo.push(Undo::Restore {
-                key,
-                prev: prev.clone(),
-            });
-        }
-        prev
+    /// Take `key` out with no undo yet: the caller reads it and then hands
+    /// it to [`DirtyData::removed`], which records the undo without a copy.
+    pub(crate) fn take(&mut self, key: (u64, u64)) -> Option<DirtyRecord> {
+        self.put(key, None)
+    }
+
+    /// `rec`, taken out of `key` by [`DirtyData::take`], stays out; `undo`
+    /// puts it back.
+    pub(crate) fn removed(&mut self, key: (u64, u64), rec: DirtyRecord, undo: &mut Vec<Undo>) {
+        undo.push(Undo::Restore {
+            key,
+            prev: Some(rec),
+        });
     }
 
     /// Copy `src` into `key`'s bytes at `at`, growing them with zeroes as
@@ -339,7 +342,8 @@ mod tests {
             (4096, 0)
         );
         assert_eq!(d.get(5, 0).unwrap().bytes, b"\0E");
-        d.remove((5, 0), &mut undo);
+        let taken = d.take((5, 0)).unwrap();
+        d.removed((5, 0), taken, &mut undo);
         assert!(d.is_empty());
         d.roll_back(undo);
         assert_eq!(d.get(5, 0).unwrap().bytes, b"hello");

@@ -209,7 +209,7 @@ fn put_record(
         Some(_) => AllocClass::Reserved,
         None => AllocClass::Normal,
     };
-    store(tx, ino, r, start, (held, class), bytes, old.is_some())
+    store(tx, ino, r, start, (held, class), &bytes, old.is_some())
 }
 
 /// Turn `ino`'s dirty records with a start in `[lo, hi)` into tree
@@ -225,27 +225,35 @@ pub(crate) fn settle(
     hi: u64,
 ) -> Result<()> {
     for start in tx.dirty.starts(ino, lo, hi) {
-        let Some(d) = tx.dirty.remove((ino, start), &mut tx.dirty_undo) else {
+        // Taken out whole and handed to the undo log once stored (not
+        // copied for it): a commit settles every dirty byte of a txg.
+        let Some(d) = tx.dirty.take((ino, start)) else {
             continue;
         };
-        // The tree's figure back, then the record stored as any rewrite.
-        r.alloc_bytes = r.alloc_bytes.saturating_sub(d.est) + d.old_alloc;
-        let old = get_record(tx.tree, ino, start)?;
-        if let Some(o) = &old {
-            forget(tx, r, o);
-        }
-        let existed = old.is_some();
-        store(
-            tx,
-            ino,
-            r,
-            start,
-            (None, AllocClass::Reserved),
-            d.bytes,
-            existed,
-        )?;
+        let stored = settle_one(tx, ino, r, start, &d);
+        tx.dirty.removed((ino, start), d, &mut tx.dirty_undo);
+        stored?;
     }
     Ok(())
+}
+
+/// Store dirty record `d` at `start` (taken out of the dirty set).
+fn settle_one(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: &mut InodeRecord,
+    start: u64,
+    d: &DirtyRecord,
+) -> Result<()> {
+    // The tree's figure back, then the record stored as any rewrite.
+    r.alloc_bytes = r.alloc_bytes.saturating_sub(d.est) + d.old_alloc;
+    let old = get_record(tx.tree, ino, start)?;
+    if let Some(o) = &old {
+        forget(tx, r, o);
+    }
+    let existed = old.is_some();
+    let held = (None, AllocClass::Reserved);
+    store(tx, ino, r, start, held, &d.bytes, existed)
 }
 
 /// Settle every dirty record of the dataset (the commit's first step):
@@ -306,8 +314,9 @@ fn estimator(tx: &Tx<'_>) -> Estimator {
 fn discard(tx: &mut Tx<'_>, ino: u64, r: Option<&mut InodeRecord>, lo: u64) {
     let mut back = 0i128;
     for start in tx.dirty.starts(ino, lo, u64::MAX) {
-        if let Some(d) = tx.dirty.remove((ino, start), &mut tx.dirty_undo) {
+        if let Some(d) = tx.dirty.take((ino, start)) {
             back += d.old_alloc as i128 - d.est as i128;
+            tx.dirty.removed((ino, start), d, &mut tx.dirty_undo);
         }
     }
     if let Some(r) = r {
@@ -330,11 +339,11 @@ fn store(
     r: &mut InodeRecord,
     start: u64,
     (held, class): (Option<u32>, AllocClass),
-    mut bytes: Vec<u8>,
+    bytes: &[u8],
     existed: bool,
 ) -> Result<()> {
     let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    bytes.truncate(keep);
+    let bytes = &bytes[..keep];
     let key = keys::data(ino, start);
     let stays = held.filter(|&l| bytes.len() <= l as usize);
     if bytes.is_empty() && stays.is_none() {
@@ -344,11 +353,11 @@ fn store(
         return Ok(());
     }
     let rec = if held.is_none() && start == 0 && bytes.len() <= inline_max(tx.tree) {
-        FileRecord::Inline(bytes)
+        FileRecord::Inline(bytes.to_vec())
     } else {
         let data = match bytes.is_empty() {
             true => None,
-            false => Some(write_data(tx, (ino, start), &bytes, class)?),
+            false => Some(write_data(tx, (ino, start), bytes, class)?),
         };
         match (stays, data) {
             (Some(len), data) => FileRecord::Prealloc { len, data },
@@ -571,7 +580,7 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
                     FileRecord::Prealloc { .. } => {
                         forget(tx, r, &rec);
                         let held = (Some(len), AllocClass::Reserved);
-                        store(tx, ino, r, start, held, b, true)?;
+                        store(tx, ino, r, start, held, &b, true)?;
                     }
                     _ => put_record(tx, ino, r, start, Some(rec), b)?,
                 }
