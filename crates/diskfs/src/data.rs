@@ -18,6 +18,23 @@ use aegis_vfs::*;
 use crate::diskfs::*;
 use crate::inode::*;
 
+/// How to size a write of one file before its transaction: the file's
+/// record size and whether the dataset ever preallocated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteShape {
+    pub(crate) record_size: u64,
+    pub(crate) dataset_preallocated: bool,
+}
+
+impl WriteShape {
+    pub(crate) fn of(r: &InodeRecord, meta: &DatasetMeta, dataset_rs: u32) -> WriteShape {
+        WriteShape {
+            record_size: r.record_size_bytes(dataset_rs),
+            dataset_preallocated: meta.features & FEATURE_PREALLOC != 0,
+        }
+    }
+}
+
 impl DiskFs {
     pub(crate) fn new_handle(&self, st: &mut State, h: Handle) -> Fh {
         let fh = st.next_fh;
@@ -74,8 +91,14 @@ impl DiskFs {
     /// fit the pool's commit reserve, and the commits in between give the
     /// old blocks back. A piece that fails after others stood makes a
     /// short write, as on Linux.
-    pub(crate) fn write_in_pieces(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        let rs = self.file_record_size(ino)?;
+    pub(crate) fn write_in_pieces(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        shape: WriteShape,
+    ) -> Result<u32> {
+        let rs = shape.record_size;
         let piece = write_piece_bytes(rs, self.commit_reserve_bytes);
         let mut done = 0usize;
         while done < data.len() {
@@ -83,7 +106,7 @@ impl DiskFs {
             // Pieces end on record boundaries, so no record is written twice.
             let to_boundary = (piece - at % rs) as usize;
             let n = to_boundary.min(data.len() - done);
-            match self.write_locked(ino, at, &data[done..done + n]) {
+            match self.write_locked(ino, at, &data[done..done + n], shape) {
                 Ok(()) => done += n,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),
@@ -92,12 +115,30 @@ impl DiskFs {
         Ok(done as u32)
     }
 
-    pub(crate) fn write_locked(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+    /// What sizing a write of file `ino` needs, from one read of the
+    /// tree (the caller holds the file's lock, so it cannot change).
+    pub(crate) fn write_shape(&self, ino: Ino) -> Result<WriteShape> {
+        self.view(|t| {
+            let r = t.inode(ino)?;
+            let meta = t
+                .meta()?
+                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()))?;
+            Ok(WriteShape::of(&r, &meta, self.dataset_record_size))
+        })
+    }
+
+    pub(crate) fn write_locked(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        shape: WriteShape,
+    ) -> Result<()> {
         let end = check_range(offset, data.len() as u64)?;
-        let rs = self.file_record_size(ino)?;
+        let rs = shape.record_size;
         // Only a dataset that ever preallocated can have records to cover
         // the write (written ones may hold back nothing, yet still cover).
-        let held = if self.meta()?.features & FEATURE_PREALLOC != 0 {
+        let held = if shape.dataset_preallocated {
             self.view(|t| Ok(t.prealloc_cover(ino, rs, offset, end)?))?
         } else {
             0
@@ -151,7 +192,8 @@ impl DiskFs {
     ) -> Result<()> {
         // Pieces follow the target's records; the source's own record
         // size is read from `rin` by `read_file`.
-        let rs = self.file_record_size(ino_out)?;
+        let shape = self.write_shape(ino_out)?;
+        let rs = shape.record_size;
         let dataset_rs = self.dataset_record_size as u64;
         let mut done = 0u64;
         while done < n {
@@ -164,7 +206,7 @@ impl DiskFs {
                 // A hole stays a hole: punch, and extend the size if needed.
                 self.punch_locked(ino_out, at, at + piece, Some(at + piece))?;
             } else {
-                self.write_locked(ino_out, at, &buf)?;
+                self.write_locked(ino_out, at, &buf, shape)?;
             }
             done += piece;
         }

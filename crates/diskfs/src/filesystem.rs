@@ -14,6 +14,7 @@ use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
 use crate::attrs::{apply_mode, mode_ops};
+use crate::data::WriteShape;
 use crate::diskfs::*;
 use crate::inode::*;
 use crate::{POLICY_XATTR, RECORDSIZE_XATTR};
@@ -333,7 +334,13 @@ impl FileSystem for DiskFs {
         // files run side by side up to the tree lock.
         let _file = self.files.lock(ino);
         let h = self.handle(ino, fh)?;
-        let r = self.inode(ino)?;
+        // The inode and the meta record in one read of the tree.
+        let (r, meta) = self.view(|t| {
+            let meta = t
+                .meta()?
+                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()))?;
+            Ok((t.inode(ino)?, meta))
+        })?;
         regular(&r)?;
         if !h.write {
             return Err(FsError::BadHandle);
@@ -342,7 +349,8 @@ impl FileSystem for DiskFs {
             return Ok(0);
         }
         let offset = if h.append { r.size } else { offset };
-        self.write_in_pieces(ino, offset, data)
+        let shape = WriteShape::of(&r, &meta, self.dataset_record_size);
+        self.write_in_pieces(ino, offset, data, shape)
     }
 
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {

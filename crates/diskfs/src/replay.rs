@@ -124,7 +124,8 @@ impl DiskFs {
             }
             L::Write { ino, offset, data } => {
                 let _file = self.files.lock(*ino);
-                self.write_locked(*ino, *offset, data)
+                let shape = self.write_shape(*ino)?;
+                self.write_locked(*ino, *offset, data, shape)
             }
             L::Punch { ino, offset, end } => {
                 let _file = self.files.lock(*ino);
