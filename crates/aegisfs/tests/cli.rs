@@ -616,3 +616,37 @@ fn crashtest_runs_the_documented_script_and_refuses_bad_lines() {
         assert_one_line_failure(&out, &[], &[needle], body);
     }
 }
+
+#[test]
+fn mount_rejects_bad_cache_and_dirty_options_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("pool.img");
+    mkfs(&img, &[]);
+    let before = digest(&img).unwrap();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("cache_size=abc", &["cache_size"]),
+        ("cache_size=100", &["out of range"]),
+        ("cache_size", &["needs a size"]),
+        ("cache_policy=mru", &["not a policy"]),
+        ("dirty_max=1K", &["out of range"]),
+        ("dirty_max=64Q", &["dirty_max"]),
+        ("dirty_max=99999T", &["out of range"]),
+        ("dirty_max", &["needs a size"]),
+    ];
+    for (opt, needles) in cases {
+        let args: [&OsStr; 6] = [
+            "mount".as_ref(),
+            "--foreground".as_ref(),
+            "-o".as_ref(),
+            opt.as_ref(),
+            img.as_ref(),
+            mnt.as_ref(),
+        ];
+        let out = aegisfs(args);
+        let ctx = format!("mount -o {opt}");
+        assert_one_line_failure(&out, &[&img, &mnt], needles, &ctx);
+        assert_eq!(digest(&img).unwrap(), before, "{ctx}: the image changed");
+    }
+}
