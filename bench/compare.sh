@@ -2,6 +2,9 @@
 # Side-by-side file system benchmark: ext4 on a loop image, libfuse's
 # passthrough_ll over that ext4, and (when AEGISFS_BIN is set) AegisFS.
 # Same workloads on each; a Markdown table at the end. See bench/README.md.
+# Cold-cache data rows (sequential and random read) drop the kernel's
+# caches and also restart the AegisFS daemon, whose own caches
+# drop_caches does not reach.
 #
 # Usage (as root):
 #   bench/compare.sh [--out results.json] [--size 4G]
@@ -490,9 +493,11 @@ run_workloads() {  # run_workloads TARGET DIR
   log "== $t: workloads in $d (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
   want() { [[ " $WORKLOADS " == *" $1 "* ]]; }
   want seq_write && run_step "$t" "$d" w_seq_write seq_write_mib_s
-  want seq_read && run_step "$t" "$d" w_seq_read seq_read_mib_s
+  # Restarts happen here, in the shell that owns the daemons: a step
+  # runs in a subshell of its own.
+  want seq_read && cold_caches "$t" && run_step "$t" "$d" w_seq_read seq_read_mib_s
   want warm_read && run_step "$t" "$d" w_warm_read warm_read_mib_s
-  want rand_read && run_step "$t" "$d" w_rand_read rand_read_iops
+  want rand_read && cold_caches "$t" && run_step "$t" "$d" w_rand_read rand_read_iops
   want rand_write && run_step "$t" "$d" w_rand_write rand_write_iops
   want rand_write_fsync && run_step "$t" "$d" w_rand_write_fsync rand_write_fsync_iops
   want meta && run_step "$t" "$d" w_meta create_ops_s stat_ops_s unlink_ops_s
@@ -544,10 +549,21 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # A FUSE daemon's peak resident set (VmHWM, MiB) over its whole mount; read
 # just before the unmount, recorded as the target's peak_rss_mib.
+declare -A PEAK_KB  # by mount point: the highest VmHWM of daemons restarted there
+
+note_peak_rss() {  # note_peak_rss MNT: keep the daemon's VmHWM before it is restarted
+  local pid=${FUSE_PID[$1]:-} kb
+  [[ -n $pid ]] || return 0
+  kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || return 0
+  [[ -n $kb ]] && ((kb > ${PEAK_KB[$1]:-0})) && PEAK_KB[$1]=$kb
+  return 0
+}
+
 record_peak_rss() {  # record_peak_rss TARGET MNT
   local pid=${FUSE_PID[$2]:-} kb
   [[ -n $pid ]] || return 0
   kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || kb=
+  [[ -n $kb ]] && ((${PEAK_KB[$2]:-0} > kb)) && kb=${PEAK_KB[$2]}
   if [[ -n $kb ]]; then
     record "$1" peak_rss_mib "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
     log "$1: daemon peak RSS (VmHWM) $((kb / 1024)) MiB"
@@ -577,6 +593,25 @@ aegis_mount() {
   local kv
   for kv in $1; do export "${kv?}"; done
   aegisfs mount "$2" "$3" "$4"
+}
+
+# cold_caches TARGET: before a cold-cache data row (called by run_workloads,
+# not inside a step). drop_caches empties the
+# kernel's caches, but an AegisFS daemon keeps its own (decoded data and
+# tree nodes), so its mount is also stopped and started again (a clean
+# unmount: everything is committed first); its peak RSS so far is kept.
+AEGIS_RESTARTS=0
+cold_caches() {
+  if [[ $1 == aegisfs* && -n ${AEGIS_MNT:-} ]] && mountpoint -q "$AEGIS_MNT"; then
+    note_peak_rss "$AEGIS_MNT"
+    stop_fuse "$AEGIS_MNT"
+    ((STOP_RC == 0)) || { FAILED=1; warn "AegisFS $key exited with status $STOP_RC at a cold-cache restart"; }
+    AEGIS_RESTARTS=$((AEGIS_RESTARTS + 1))
+    start_fuse "AegisFS $key" "$AEGIS_MNT" "$RUN/${key//[^A-Za-z0-9._=-]/_}.restart$AEGIS_RESTARTS.log" \
+      aegis_mount "$v_env" "$AEGIS_IMG" "$AEGIS_MNT" "$v_opts"
+    set_read_ahead "$AEGIS_MNT" "$v_env"
+  fi
+  drop_caches
 }
 
 want_target() { [[ " $TARGETS " == *" $1 "* ]]; }
