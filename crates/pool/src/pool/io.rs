@@ -73,8 +73,13 @@ impl Pool {
             true => encoded,
             false => self.encode_block(data, props),
         };
-        let compression = encoded.compression;
-        let stored = encoded.compressed.as_deref().unwrap_or(data);
+        let EncodedBlock {
+            compressed,
+            compression,
+            checksum,
+            ..
+        } = encoded;
+        let stored = compressed.as_deref().unwrap_or(data);
         let copies = (props.copies.max(1) as usize).min(crate::blkptr::MAX_ADDRS);
         let placed = self
             .alloc
@@ -85,7 +90,7 @@ impl Pool {
             Ok(x) => x,
             Err(PoolError::NoSpace { .. }) if self.may_gang(stored.len(), copies) => {
                 // No free extent holds it whole: in pieces (gang.rs).
-                let header = self.place_gang(stored, encoded.checksum, data, props.class)?;
+                let header = self.place_gang(stored, checksum, data, props.class)?;
                 let mut bp = make_ptr_with(
                     props,
                     compression,
@@ -93,7 +98,7 @@ impl Pool {
                     stored,
                     txg,
                     &[header],
-                    encoded.checksum,
+                    checksum,
                 );
                 bp.gang = true;
                 self.counters.gang_blocks.fetch_add(1, Ordering::Relaxed);
@@ -108,11 +113,19 @@ impl Pool {
             stored,
             txg,
             &extents,
-            encoded.checksum,
+            checksum,
         );
-        // The copies wait for the commit (see write_behind.rs).
+        // The copies wait for the commit (see write_behind.rs); compressed
+        // bytes are ours already, so they are padded in place.
+        let padded = match compressed {
+            Some(mut z) => {
+                z.resize(bp.copy_size(self.config.block_size) as usize, 0);
+                z
+            }
+            None => self.padded(&bp, data),
+        };
         let buffered = Buffered {
-            stored: Arc::new(self.padded(&bp, stored)),
+            stored: Arc::new(padded),
             checksum: bp.checksum,
             logical: (compression != Compression::None).then(|| Arc::new(data.to_vec())),
         };
