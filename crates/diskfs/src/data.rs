@@ -115,15 +115,14 @@ impl DiskFs {
         Ok(done as u32)
     }
 
-    /// What sizing a write of file `ino` needs, from one read of the
-    /// tree (the caller holds the file's lock, so it cannot change).
-    pub(crate) fn write_shape(&self, ino: Ino) -> Result<WriteShape> {
+    /// File `ino`'s inode and what sizing a write of it needs, from one
+    /// read of the tree (the caller holds the file's lock, so neither can
+    /// change before the write).
+    pub(crate) fn write_shape(&self, ino: Ino) -> Result<(InodeRecord, WriteShape)> {
         self.view(|t| {
             let r = t.inode(ino)?;
-            let meta = t
-                .meta()?
-                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()))?;
-            Ok(WriteShape::of(&r, &meta, self.dataset_record_size))
+            let shape = WriteShape::of(&r, &meta_in(t)?, self.dataset_record_size);
+            Ok((r, shape))
         })
     }
 
@@ -192,7 +191,7 @@ impl DiskFs {
     ) -> Result<()> {
         // Pieces follow the target's records; the source's own record
         // size is read from `rin` by `read_file`.
-        let shape = self.write_shape(ino_out)?;
+        let (_, shape) = self.write_shape(ino_out)?;
         let rs = shape.record_size;
         let dataset_rs = self.dataset_record_size as u64;
         let mut done = 0u64;
@@ -239,7 +238,8 @@ impl DiskFs {
         end: u64,
         grow_to: Option<u64>,
     ) -> Result<()> {
-        let ops = 4 + (end - offset) / self.file_record_size(ino)? / 8;
+        // Under the file's lock: the record size cannot change meanwhile.
+        let ops = 4 + (end - offset) / self.record_size_of(ino)? / 8;
         self.tx(ops, AllocClass::Reserved, |tx| {
             let mut r = tx.inode(ino)?;
             tx.punch_file(ino, &mut r, offset, end)?;

@@ -132,6 +132,12 @@ pub struct DiskFs {
     pub(crate) log: Option<Arc<IntentLog>>,
 }
 
+/// The dataset's meta record as `t` holds it; open checked it is there.
+pub(crate) fn meta_in(t: &impl ObjectRead) -> TxResult<DatasetMeta> {
+    t.meta()?
+        .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()).into())
+}
+
 pub(crate) fn bytes(name: &OsStr) -> &[u8] {
     name.as_bytes()
 }
@@ -333,10 +339,7 @@ impl DiskFs {
 
     /// The dataset's meta record, as its tree holds it now.
     pub(crate) fn meta(&self) -> Result<DatasetMeta> {
-        self.view(|t| {
-            t.meta()?
-                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()).into())
-        })
+        self.view(|t| meta_in(t))
     }
 
     pub(crate) fn inode(&self, ino: Ino) -> Result<InodeRecord> {

@@ -14,7 +14,6 @@ use aegis_vfs::validate::*;
 use aegis_vfs::*;
 
 use crate::attrs::{apply_mode, mode_ops};
-use crate::data::WriteShape;
 use crate::diskfs::*;
 use crate::inode::*;
 use crate::{POLICY_XATTR, RECORDSIZE_XATTR};
@@ -334,13 +333,7 @@ impl FileSystem for DiskFs {
         // files run side by side up to the tree lock.
         let _file = self.files.lock(ino);
         let h = self.handle(ino, fh)?;
-        // The inode and the meta record in one read of the tree.
-        let (r, meta) = self.view(|t| {
-            let meta = t
-                .meta()?
-                .ok_or_else(|| FsError::Io("the dataset's meta record is gone".into()))?;
-            Ok((t.inode(ino)?, meta))
-        })?;
+        let (r, shape) = self.write_shape(ino)?;
         regular(&r)?;
         if !h.write {
             return Err(FsError::BadHandle);
@@ -349,7 +342,6 @@ impl FileSystem for DiskFs {
             return Ok(0);
         }
         let offset = if h.append { r.size } else { offset };
-        let shape = WriteShape::of(&r, &meta, self.dataset_record_size);
         self.write_in_pieces(ino, offset, data, shape)
     }
 

@@ -13,7 +13,7 @@
 //! setxattr, whose replay re-runs it.
 
 use aegis_fs::intent_log::LogRec;
-use aegis_fs::posix::{record_shift_of, FEATURE_RECORDSIZE};
+use aegis_fs::posix::record_shift_of;
 use aegis_fs::{AllocClass, ObjectRead};
 use aegis_vfs::*;
 
@@ -54,18 +54,6 @@ pub(crate) fn format_record_size(bytes: u64) -> String {
 }
 
 impl DiskFs {
-    /// The record size of file `ino`, for sizing its operations before
-    /// their transaction (under the namespace lock, so it cannot change
-    /// before the transaction runs). A dataset where no inode names its
-    /// own size answers without reading the inode.
-    pub(crate) fn file_record_size(&self, ino: Ino) -> Result<u64> {
-        if self.meta()?.features & FEATURE_RECORDSIZE == 0 {
-            return Ok(self.dataset_record_size as u64);
-        }
-        let r = self.inode(ino)?;
-        Ok(r.record_size_bytes(self.dataset_record_size))
-    }
-
     /// The record size of `ino` in bytes: its own, or the dataset's.
     pub fn record_size_of(&self, ino: Ino) -> Result<u64> {
         Ok(self.inode(ino)?.record_size_bytes(self.dataset_record_size))

@@ -124,7 +124,7 @@ impl DiskFs {
             }
             L::Write { ino, offset, data } => {
                 let _file = self.files.lock(*ino);
-                let shape = self.write_shape(*ino)?;
+                let (_, shape) = self.write_shape(*ino)?;
                 self.write_locked(*ino, *offset, data, shape)
             }
             L::Punch { ino, offset, end } => {

@@ -55,12 +55,24 @@ pub(crate) struct Estimator {
 
 impl Estimator {
     pub(crate) fn of(&self, start: u64, bytes: &[u8]) -> u64 {
-        let kept = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if kept == 0 || (start == 0 && kept <= self.inline_max) {
-            return 0;
-        }
-        (kept as u64).div_ceil(self.block_size as u64) * self.block_size as u64
+        block_bytes(start, bytes, self.inline_max).map_or(0, |b| {
+            (b.len() as u64).div_ceil(self.block_size as u64) * self.block_size as u64
+        })
     }
+}
+
+/// A record's bytes as they are stored: up to the last non-zero byte.
+pub(crate) fn kept(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)]
+}
+
+/// What of a (not preallocated) record's bytes at `start` becomes a data
+/// block: none for all zeroes (a hole) or for a record 0 of at most
+/// `inline_max` bytes (stored in the tree), as `file_data::store` decides.
+pub(crate) fn block_bytes(start: u64, bytes: &[u8], inline_max: usize) -> Option<&[u8]> {
+    let b = kept(bytes);
+    let hole_or_inline = b.is_empty() || (start == 0 && b.len() <= inline_max);
+    (!hole_or_inline).then_some(b)
 }
 
 /// Leaf bytes the commit may add for one dirty record.
@@ -189,7 +201,7 @@ impl DirtyData {
 
     /// `rec`, taken out of `key` by [`DirtyData::take`], stays out; `undo`
     /// puts it back.
-    pub(crate) fn removed(&mut self, key: (u64, u64), rec: DirtyRecord, undo: &mut Vec<Undo>) {
+    pub(crate) fn removed(key: (u64, u64), rec: DirtyRecord, undo: &mut Vec<Undo>) {
         undo.push(Undo::Restore {
             key,
             prev: Some(rec),
@@ -343,7 +355,7 @@ mod tests {
         );
         assert_eq!(d.get(5, 0).unwrap().bytes, b"\0E");
         let taken = d.take((5, 0)).unwrap();
-        d.removed((5, 0), taken, &mut undo);
+        DirtyData::removed((5, 0), taken, &mut undo);
         assert!(d.is_empty());
         d.roll_back(undo);
         assert_eq!(d.get(5, 0).unwrap().bytes, b"hello");

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
-use super::dirty_data::{DirtyRecord, Estimator};
+use super::dirty_data::{kept, DirtyData, DirtyRecord, Estimator};
 pub(crate) use super::file_read::{
     read, read_ahead, record_count, seek_data, seek_hole, stored_alloc,
 };
@@ -231,7 +231,7 @@ pub(crate) fn settle(
             continue;
         };
         let stored = settle_one(tx, ino, r, start, &d);
-        tx.dirty.removed((ino, start), d, &mut tx.dirty_undo);
+        DirtyData::removed((ino, start), d, &mut tx.dirty_undo);
         stored?;
     }
     Ok(())
@@ -316,7 +316,7 @@ fn discard(tx: &mut Tx<'_>, ino: u64, r: Option<&mut InodeRecord>, lo: u64) {
     for start in tx.dirty.starts(ino, lo, u64::MAX) {
         if let Some(d) = tx.dirty.take((ino, start)) {
             back += d.old_alloc as i128 - d.est as i128;
-            tx.dirty.removed((ino, start), d, &mut tx.dirty_undo);
+            DirtyData::removed((ino, start), d, &mut tx.dirty_undo);
         }
     }
     if let Some(r) = r {
@@ -342,8 +342,7 @@ fn store(
     bytes: &[u8],
     existed: bool,
 ) -> Result<()> {
-    let keep = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let bytes = &bytes[..keep];
+    let bytes = kept(bytes);
     let key = keys::data(ino, start);
     let stays = held.filter(|&l| bytes.len() <= l as usize);
     if bytes.is_empty() && stays.is_none() {

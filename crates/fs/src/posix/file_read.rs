@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aegis_btree::Tree;
 use aegis_pool::{BlockData, Pool};
 
-use super::dirty_data::DirtyData;
+use super::dirty_data::{block_bytes, DirtyData};
 use super::file_data::{file_record_size, inline_max, records_in};
 use super::read_ahead::ReadAhead;
 use super::{keys, DatasetMeta, FileRecord, InodeRecord};
@@ -199,15 +199,10 @@ pub(crate) fn stored_alloc(
     let (bs, inline) = (pool.block_size() as u64, inline_max(tree));
     let mut alloc = r.alloc_bytes as i128;
     for (start, d) in recs {
-        let kept = d.bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let stored = if kept == 0 || (start == 0 && kept <= inline) {
-            0
-        } else {
-            let len = compression
-                .compress(&d.bytes[..kept])
-                .map_or(kept, |z| z.len());
+        let stored = block_bytes(start, &d.bytes, inline).map_or(0, |b| {
+            let len = compression.compress(b).map_or(b.len(), |z| z.len());
             (len as u64).div_ceil(bs) * bs
-        };
+        });
         alloc += stored as i128 - d.est as i128;
     }
     Ok(alloc.max(0) as u64)

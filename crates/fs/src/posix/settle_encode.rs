@@ -5,7 +5,7 @@
 //! runs under the exclusive tree lock uses every core for its CPU work.
 //!
 //! Invariants: a record is encoded from exactly the bytes settling will
-//! store (trailing zeroes trimmed, as `file_data::store` trims them), with
+//! store (`dirty_data::block_bytes`, the rule `file_data::store` follows), with
 //! the props `file_data::write_data` will use; `Pool::write_encoded`
 //! checks the length and props and encodes again on any mismatch, so a
 //! wrong encoding can cost time but never store other bytes. Nothing here
@@ -15,6 +15,7 @@ use std::num::NonZeroUsize;
 
 use aegis_pool::{AllocClass, EncodedBlock};
 
+use super::dirty_data::block_bytes;
 use super::file_data::{data_props, inline_max};
 use crate::tx::Tx;
 
@@ -30,12 +31,7 @@ pub(crate) fn encode_all(tx: &mut Tx<'_>) {
     let jobs: Vec<((u64, u64), &[u8])> = tx
         .dirty
         .iter()
-        .filter_map(|(key, d)| {
-            let kept = d.bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            // Holes and inline records need no block.
-            let block = kept > 0 && !(key.1 == 0 && kept <= inline);
-            block.then(|| (key, &d.bytes[..kept]))
-        })
+        .filter_map(|(key, d)| block_bytes(key.1, &d.bytes, inline).map(|b| (key, b)))
         .collect();
     let total: usize = jobs.iter().map(|(_, b)| b.len()).sum();
     let threads = std::thread::available_parallelism()

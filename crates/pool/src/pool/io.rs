@@ -19,6 +19,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use parking_lot::MutexGuard;
+
 use super::{free_ptr, CopyCheck, CopyState, Pool, WriteProps};
 use crate::allocator::Extent;
 use crate::blkptr::{BlockPtr, Dva, MAX_BLOCK_BYTES};
@@ -26,7 +28,7 @@ use crate::block_cache::{key_of, BlockData, CachePolicy, CacheStats};
 use crate::checksum::ChecksumType;
 use crate::compression::Compression;
 use crate::error::{PoolError, Result};
-use crate::write_behind::Buffered;
+use crate::write_behind::{Buffered, WriteBehind};
 
 /// Heal reports kept for fsck to collect (older ones are counted only).
 const MAX_HEAL_LOG: usize = 4096;
@@ -129,10 +131,7 @@ impl Pool {
             checksum: bp.checksum,
             logical: (compression != Compression::None).then(|| Arc::new(data.to_vec())),
         };
-        let mut wb = self.behind.lock();
-        for a in &bp.addrs {
-            wb.insert(a.device, a.offset, buffered.clone());
-        }
+        let mut wb = self.buffer(&bp, buffered);
         if wb.over_limit() {
             if let Err(e) = wb.write_out(&self.devices) {
                 for a in &bp.addrs {
@@ -158,10 +157,17 @@ impl Pool {
             checksum: bp.checksum,
             logical: None,
         };
+        drop(self.buffer(bp, buffered));
+    }
+
+    /// `buffered` as every copy of new block `bp`; the buffer stays locked
+    /// for the caller.
+    fn buffer(&self, bp: &BlockPtr, buffered: Buffered) -> MutexGuard<'_, WriteBehind> {
         let mut wb = self.behind.lock();
         for a in &bp.addrs {
             wb.insert(a.device, a.offset, buffered.clone());
         }
+        wb
     }
 
     /// `stored` zero padded to the whole blocks each copy of `bp` takes.
