@@ -11,12 +11,13 @@
 //!
 //! In memory there are only the open handles, the kernel's lookup counts
 //! and the set of orphans (inodes with no name left, kept while referenced).
-//! The counts and orphans sit behind the namespace mutex, which every
-//! namespace operation takes first, so those are atomic with respect to
-//! each other; data operations take their file's lock instead
-//! (`file_locks.rs`), and each single transaction is atomic under the
-//! store's tree lock. Orphans are also recorded on disk so that a crash
-//! cannot leak them: mount frees every orphan it finds.
+//! Namespace changes hold their directories' locks and data changes their
+//! file's (`inode_locks.rs`); the counts and orphans sit behind `state`, a
+//! short lock taken after each change's transaction, and each single
+//! transaction is atomic under the store's tree lock. An orphan nothing
+//! references is claimed under `state` and freed outside it. Orphans are
+//! also recorded on disk so that a crash cannot leak them: mount frees
+//! every orphan it finds.
 //!
 //! The semantics mirror `ramfs` call for call (the differential tests
 //! compare them): same checks in the same order, same errno.
@@ -372,34 +373,39 @@ impl DiskFs {
 
     /// After a change that stood: `ino`, if it lost its last name, becomes
     /// an orphan, freed now unless still referenced.
-    pub(crate) fn orphaned(&self, st: &mut State, ino: Option<Ino>) {
+    pub(crate) fn orphaned(&self, ino: Option<Ino>) {
         if let Some(ino) = ino {
-            st.orphans.insert(ino);
-            self.release_orphan(st, ino);
+            let claimed = {
+                let mut st = self.state.lock();
+                st.orphans.insert(ino);
+                self.claim_orphan(&mut st, ino)
+            };
+            if claimed {
+                self.free_claimed(ino);
+            }
         }
     }
 
     /// Try to free every orphan nothing references (after replay, at
-    /// unmount, and on sync, where a full pool may have kept some).
+    /// unmount, and on sync, where a full pool may have kept some). These
+    /// are rare, so each free runs under `st`, which the caller holds for
+    /// its own reasons (freeze holds it until the commit).
     pub(crate) fn release_orphans(&self, st: &mut State) {
         let pending: Vec<Ino> = st.orphans.iter().copied().collect();
         for ino in pending {
-            self.release_orphan(st, ino);
+            if self.claim_orphan(st, ino) {
+                match self.free_orphan(ino) {
+                    Ok(()) => drop(st.linkable.remove(&ino)),
+                    Err(e) => Self::unclaim(st, ino, &e),
+                }
+            }
         }
     }
 
-    /// After a change that succeeded: free `ino` if it became an
-    /// unreferenced orphan. A failure here does not undo that change, so it
-    /// is not the caller's error: the orphan stays listed on disk and is
-    /// freed on the next release, forget or mount.
-    pub(crate) fn release_orphan(&self, st: &mut State, ino: Ino) {
-        if let Err(e) = self.maybe_free(st, ino) {
-            tracing::warn!(ino, error = %e, "could not free an orphan inode yet");
-        }
-    }
-
-    /// Delete `ino` if it is an orphan nothing references any more.
-    pub(crate) fn maybe_free(&self, st: &mut State, ino: Ino) -> Result<()> {
+    /// `ino` lost a reference (`st` held): claim it if it became an
+    /// unreferenced orphan; the caller frees it with [`Self::free_claimed`]
+    /// once it has let go of the state lock.
+    pub(crate) fn claim_orphan(&self, st: &mut State, ino: Ino) -> bool {
         let referenced = st
             .refs
             .get(&ino)
@@ -409,12 +415,39 @@ impl DiskFs {
         }
         if referenced
             || ino == ROOT_INO
-            || !st.orphans.contains(&ino)
             || self.read_only()
             || self.log.as_ref().is_some_and(|l| l.is_replaying())
         {
-            return Ok(());
+            return false;
         }
+        // Out of the set while it is freed: no other release frees it
+        // twice, and nothing can reach it again (it has no name and no
+        // reference; only an open O_TMPFILE may be linked).
+        st.orphans.remove(&ino)
+    }
+
+    /// Free an orphan [`Self::claim_orphan`] claimed, without the state lock,
+    /// so that lookups, creates and other frees need not wait for it. A
+    /// failure here does not undo the change that orphaned it, so it is
+    /// not the caller's error: the orphan goes back to the set (it is still
+    /// listed on disk) and is freed on the next release, sync or mount.
+    pub(crate) fn free_claimed(&self, ino: Ino) {
+        let freed = self.free_orphan(ino);
+        let mut st = self.state.lock();
+        match freed {
+            Ok(()) => drop(st.linkable.remove(&ino)),
+            Err(e) => Self::unclaim(&mut st, ino, &e),
+        }
+    }
+
+    fn unclaim(st: &mut State, ino: Ino, e: &FsError) {
+        tracing::warn!(ino, error = %e, "could not free an orphan inode yet");
+        st.orphans.insert(ino);
+    }
+
+    /// Delete the claimed orphan `ino` and every key of its object. Takes
+    /// no state lock: [`Self::release_orphans`] calls it holding one.
+    fn free_orphan(&self, ino: Ino) -> Result<()> {
         // No data change of the file may slip between the count and the
         // delete that it sizes.
         let _file = self.files.lock(ino);
@@ -424,8 +457,6 @@ impl DiskFs {
         self.tx(4 + records / 64, AllocClass::Reserved, |tx| {
             Ok(tx.remove_object(ino)?)
         })?;
-        st.orphans.remove(&ino);
-        st.linkable.remove(&ino);
         Ok(())
     }
 

@@ -49,10 +49,18 @@ impl FileSystem for DiskFs {
     }
 
     fn forget(&self, ino: Ino, nlookup: u64) {
-        let mut st = self.state.lock();
-        if let Some(r) = st.refs.get_mut(&ino) {
-            r.lookups = r.lookups.saturating_sub(nlookup);
-            self.release_orphan(&mut st, ino);
+        let claimed = {
+            let mut st = self.state.lock();
+            match st.refs.get_mut(&ino) {
+                Some(r) => {
+                    r.lookups = r.lookups.saturating_sub(nlookup);
+                    self.claim_orphan(&mut st, ino)
+                }
+                None => false,
+            }
+        };
+        if claimed {
+            self.free_claimed(ino);
         }
     }
 
@@ -350,13 +358,18 @@ impl FileSystem for DiskFs {
     }
 
     fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        let mut st = self.state.lock();
-        self.handle(ino, fh)?;
-        self.handles.write().remove(&fh);
-        if let Some(r) = st.refs.get_mut(&ino) {
-            r.opens = r.opens.saturating_sub(1);
+        let claimed = {
+            let mut st = self.state.lock();
+            self.handle(ino, fh)?;
+            self.handles.write().remove(&fh);
+            if let Some(r) = st.refs.get_mut(&ino) {
+                r.opens = r.opens.saturating_sub(1);
+            }
+            self.claim_orphan(&mut st, ino)
+        };
+        if claimed {
+            self.free_claimed(ino);
         }
-        self.release_orphan(&mut st, ino);
         Ok(())
     }
 

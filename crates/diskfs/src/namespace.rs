@@ -128,7 +128,7 @@ impl DiskFs {
             });
             Ok((c.nlink == 0).then_some(f.ino))
         })?;
-        self.orphaned(&mut self.state.lock(), ino);
+        self.orphaned(ino);
         Ok(())
     }
 

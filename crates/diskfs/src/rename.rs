@@ -97,7 +97,7 @@ impl DiskFs {
                 replace(tx, &m, dst, flags)
             }
         })?;
-        self.orphaned(&mut self.state.lock(), freed);
+        self.orphaned(freed);
         Ok(())
     }
 }

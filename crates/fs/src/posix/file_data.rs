@@ -475,6 +475,7 @@ fn write_piece(
         bytes,
         old_alloc,
         reserve: file_rs(tx, r),
+        stored: Default::default(),
     };
     r.alloc_bytes = r.alloc_bytes.saturating_sub(old_alloc) + rec.est;
     tx.dirty.insert((ino, start), rec, &mut tx.dirty_undo);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aegis_btree::Tree;
 use aegis_pool::{BlockData, Pool};
 
-use super::dirty_data::{block_bytes, DirtyData};
+use super::dirty_data::DirtyData;
 use super::file_data::{file_record_size, inline_max, records_in};
 use super::read_ahead::ReadAhead;
 use super::{keys, DatasetMeta, FileRecord, InodeRecord};
@@ -180,7 +180,8 @@ pub(crate) fn record_count(tree: &Tree, dirty: &DirtyData, ino: u64) -> Result<u
 /// `r.alloc_bytes` as it will be once `ino`'s dirty records are stored
 /// (`st_blocks`): each dirty record compressed as the commit will
 /// compress it, in place of its estimate. Costs a compression per dirty
-/// record, so only a file written since the last commit pays it.
+/// record the first time it is asked after a change (`StoredMemo`), so
+/// only a file written since the last commit pays it, and once.
 pub(crate) fn stored_alloc(
     tree: &Tree,
     pool: &Pool,
@@ -199,10 +200,7 @@ pub(crate) fn stored_alloc(
     let (bs, inline) = (pool.block_size() as u64, inline_max(tree));
     let mut alloc = r.alloc_bytes as i128;
     for (start, d) in recs {
-        let stored = block_bytes(start, &d.bytes, inline).map_or(0, |b| {
-            let len = compression.compress(b).map_or(b.len(), |z| z.len());
-            (len as u64).div_ceil(bs) * bs
-        });
+        let stored = d.stored_bytes(start, inline, compression, bs);
         alloc += stored as i128 - d.est as i128;
     }
     Ok(alloc.max(0) as u64)
