@@ -27,6 +27,10 @@
 #   PAR_PROCS      processes of the concurrent metadata run [4]
 #   PAR_FILES      files of that run in all (split over the processes) [10000]
 #   AEGISFS_OPTS   extra -o options for every AegisFS mount [none]
+#   PT_OPTS        extra -o options for passthrough_ll, e.g. xattr: without
+#                  it passthrough_ll answers getxattr with ENOSYS, so the
+#                  kernel stops asking it security.capability before each
+#                  write, a round trip AegisFS (with xattrs) pays [none]
 #   AEGISFS_VARIANTS  ';'-separated AegisFS configurations, one column each:
 #                  words VAR=VAL (upper case) are environment for the daemon,
 #                  other words -o options; '' or 'default' = as is [one: default]
@@ -630,7 +634,7 @@ if want_target passthrough_ll; then
   mkdir -p "$EXT4_MNT/ptsrc"
   PT_MNT=$RUN/mnt/passthrough
   start_fuse passthrough_ll "$PT_MNT" "$RUN/passthrough_ll.log" \
-    "$PT_BIN" -f -o source="$EXT4_MNT/ptsrc" "$PT_MNT"
+    "$PT_BIN" -f -o source="$EXT4_MNT/ptsrc"${PT_OPTS:+,$PT_OPTS} "$PT_MNT"
   run_workloads passthrough_ll "$PT_MNT/work"
   record_peak_rss passthrough_ll "$PT_MNT"
   stop_fuse "$PT_MNT"

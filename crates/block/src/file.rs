@@ -7,6 +7,8 @@
 //! - reads and writes are positional (`pread`/`pwrite`), so the device holds
 //!   no cursor and is safe to share between threads;
 //! - `flush` is `fdatasync`: data and the metadata needed to read it back;
+//! - large aligned writes of a writable device go past the host's page
+//!   cache (`direct_write.rs`), the rest through it;
 //! - `discard` is only a hint: when the filesystem or device cannot do it,
 //!   it succeeds without doing anything;
 //! - the image lock taken with [`FileDevice::lock_exclusive`] lasts as long
@@ -18,6 +20,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::direct_write::DirectWriter;
 use crate::{check_range, check_range_u64, BlockDevice, BlockError, Result};
 
 /// `BLKGETSIZE64` from `<linux/fs.h>`: `_IOR(0x12, 114, size_t)`.
@@ -41,6 +44,9 @@ pub struct FileDevice {
     /// Logical sector size of a block device; `BLKDISCARD` rejects ranges
     /// not aligned to it. 1 for regular files (any range can be punched).
     discard_align: u64,
+    /// `O_DIRECT` descriptor for large writes; `None` when read-only or
+    /// refused by the filesystem.
+    direct: Option<DirectWriter>,
 }
 
 impl FileDevice {
@@ -51,6 +57,10 @@ impl FileDevice {
             .write(mode == OpenMode::ReadWrite)
             .open(path)
             .map_err(|e| io_err(path, e))?;
+        let direct = match mode {
+            OpenMode::ReadWrite => DirectWriter::open(path),
+            OpenMode::ReadOnly => None,
+        };
         // Metadata of the open handle, not of the path, so a rename between
         // open and stat cannot make us size a different file.
         let meta = file.metadata().map_err(|e| io_err(path, e))?;
@@ -62,6 +72,7 @@ impl FileDevice {
                 size: meta.len(),
                 block_device: false,
                 discard_align: 1,
+                direct,
             })
         } else if ftype.is_block_device() {
             let size = block_device_size(&file).map_err(|e| io_err(path, e))?;
@@ -72,6 +83,7 @@ impl FileDevice {
                 size,
                 block_device: true,
                 discard_align: sector,
+                direct,
             })
         } else {
             Err(BlockError::Invalid(format!(
@@ -103,6 +115,7 @@ impl FileDevice {
             size,
             block_device: false,
             discard_align: 1,
+            direct: DirectWriter::open(path),
         })
     }
 
@@ -189,6 +202,11 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         check_range(offset, buf.len(), self.size)?;
+        if let Some(d) = &self.direct {
+            if d.write(buf, offset).map_err(|e| self.io(e))? {
+                return Ok(());
+            }
+        }
         self.file.write_all_at(buf, offset).map_err(|e| self.io(e))
     }
 

@@ -11,6 +11,7 @@
 //! - a write is durable only after a later `flush` returns `Ok`;
 //! - methods take `&self` and are safe to call from several threads.
 
+mod direct_write;
 mod error;
 mod fault;
 mod file;
