@@ -17,12 +17,13 @@ use rand::{Rng, SeedableRng};
 
 use aegis_crashtest::dump;
 
-/// 16 KiB records, and a small cache so tree reads reach the (faulty)
-/// device.
+/// 16 KiB records, a small node cache and no data cache, so tree and data
+/// reads reach the (faulty) device.
 fn kit() -> Kit {
     Kit::default()
         .record_size(16 << 10)
         .cache_nodes(64)
+        .data_cache_bytes(0)
         .atime(AtimeMode::Noatime)
 }
 

@@ -60,6 +60,12 @@ impl Kit {
         self.store.cache_nodes = n;
         self
     }
+    /// Bytes of decoded file data cached; 0 makes every data read reach
+    /// the device (fault tests), since written blocks are cached too.
+    pub fn data_cache_bytes(mut self, n: u64) -> Kit {
+        self.store.data_cache_bytes = n;
+        self
+    }
     pub fn atime(mut self, atime: AtimeMode) -> Kit {
         self.atime = atime;
         self

@@ -8,7 +8,8 @@
 //! other checksum bytes: a key can never name two different contents,
 //! which is why a stale entry (a block freed, or read ahead just as it was
 //! freed) can waste room but never be returned for another block.
-//! Entries are filled only with the bytes of a verified read, and the
+//! Entries are filled only with the bytes of a verified read or with the
+//! bytes a data block was just written (and checksummed) from, and the
 //! pool drops an entry when it frees the block.
 //!
 //! Bounded by bytes: each entry is charged its length plus

@@ -23,7 +23,7 @@ use parking_lot::MutexGuard;
 
 use super::{free_ptr, CopyCheck, CopyState, Pool, WriteProps};
 use crate::allocator::Extent;
-use crate::blkptr::{BlockPtr, Dva, MAX_BLOCK_BYTES};
+use crate::blkptr::{BlockPtr, BlockType, Dva, MAX_BLOCK_BYTES};
 use crate::block_cache::{key_of, BlockData, CachePolicy, CacheStats};
 use crate::checksum::ChecksumType;
 use crate::compression::Compression;
@@ -131,6 +131,9 @@ impl Pool {
             checksum: bp.checksum,
             logical: (compression != Compression::None).then(|| Arc::new(data.to_vec())),
         };
+        if props.block_type == BlockType::Data {
+            self.cache_written(&bp, &buffered);
+        }
         let mut wb = self.buffer(&bp, buffered);
         if wb.over_limit() {
             if let Err(e) = wb.write_out(&self.devices) {
@@ -138,6 +141,9 @@ impl Pool {
                     wb.drop_copy(a.device, a.offset);
                 }
                 drop(wb);
+                if let Some(key) = key_of(&bp) {
+                    self.data_cache.remove(&key);
+                }
                 let mut a = self.alloc.lock();
                 for x in &extents {
                     // Born in this txg and never referenced: reusable at once.
@@ -147,6 +153,26 @@ impl Pool {
             }
         }
         Ok(bp)
+    }
+
+    /// Keep a just-written data block's bytes in the data cache, shared
+    /// with the write-behind buffer (no copy): a small write into a record
+    /// after its commit finds it decoded, instead of reading and
+    /// decompressing it again (since direct writes, from the device
+    /// itself), as ZFS's ARC keeps the blocks a txg wrote. The bytes are
+    /// the very ones the checksum was computed from, so the cache's rule
+    /// (only bytes known to match their pointer) holds. An uncompressed
+    /// block whose stored copy was padded has no unpadded buffer to share
+    /// and is left out.
+    fn cache_written(&self, bp: &BlockPtr, buffered: &Buffered) {
+        let logical = match &buffered.logical {
+            Some(l) => l.clone(),
+            None if buffered.stored.len() == bp.logical_size as usize => buffered.stored.clone(),
+            None => return,
+        };
+        if let Some(key) = key_of(bp) {
+            self.data_cache.insert(key, logical);
+        }
     }
 
     /// Leave every copy of new block `bp` (its `stored` bytes, not
