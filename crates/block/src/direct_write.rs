@@ -69,9 +69,9 @@ impl DirectWriter {
                 let at = offset + (i * CHUNK_BYTES) as u64;
                 match self.file.write_all_at(staged, at) {
                     Ok(()) => {}
-                    // Only a first refusal can be handed back: a later one
-                    // would leave half the range written, which a buffered
-                    // rewrite of the whole range still makes right.
+                    // Refused (the filesystem has no O_DIRECT after all):
+                    // the caller writes the whole range buffered, which
+                    // also makes right any chunk already written here.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                         self.enabled.store(false, Ordering::Relaxed);
                         return Ok(false);
@@ -89,33 +89,24 @@ thread_local! {
     static BOUNCE: RefCell<Bounce> = const { RefCell::new(Bounce { buf: None }) };
 }
 
-/// [`CHUNK_BYTES`] of memory aligned to [`ALIGN_BYTES`].
+/// [`CHUNK_BYTES`] of memory aligned to [`ALIGN_BYTES`]: a buffer one
+/// alignment longer, used from its first aligned byte.
 struct Bounce {
-    buf: Option<Box<Aligned>>,
+    buf: Option<Vec<u8>>,
 }
 
-#[repr(C, align(4096))]
-struct Aligned([u8; CHUNK_BYTES]);
-
 impl Bounce {
-    /// `src` copied to the start of the buffer (at most [`CHUNK_BYTES`]).
+    /// `src` copied to the aligned start of the buffer (at most
+    /// [`CHUNK_BYTES`]).
     fn stage(&mut self, src: &[u8]) -> &[u8] {
         debug_assert!(src.len() <= CHUNK_BYTES);
-        let buf = self.buf.get_or_insert_with(|| {
-            // Zeroed on the heap: a 1 MiB array would not fit on a stack.
-            let layout = std::alloc::Layout::new::<Aligned>();
-            // SAFETY: the layout is non-zero in size; an all-zero byte
-            // array is a valid `Aligned`; a null return is handled.
-            unsafe {
-                let p = std::alloc::alloc_zeroed(layout) as *mut Aligned;
-                if p.is_null() {
-                    std::alloc::handle_alloc_error(layout);
-                }
-                Box::from_raw(p)
-            }
-        });
-        buf.0[..src.len()].copy_from_slice(src);
-        &buf.0[..src.len()]
+        let buf = self
+            .buf
+            .get_or_insert_with(|| vec![0u8; CHUNK_BYTES + ALIGN_BYTES]);
+        let at = buf.as_ptr().align_offset(ALIGN_BYTES);
+        let staged = &mut buf[at..at + src.len()];
+        staged.copy_from_slice(src);
+        staged
     }
 }
 

@@ -394,9 +394,8 @@ impl DiskFs {
         let pending: Vec<Ino> = st.orphans.iter().copied().collect();
         for ino in pending {
             if self.claim_orphan(st, ino) {
-                match self.free_orphan(ino) {
-                    Ok(()) => drop(st.linkable.remove(&ino)),
-                    Err(e) => Self::unclaim(st, ino, &e),
+                if let Err(e) = self.free_orphan(ino) {
+                    Self::unclaim(st, ino, &e);
                 }
             }
         }
@@ -422,8 +421,13 @@ impl DiskFs {
         }
         // Out of the set while it is freed: no other release frees it
         // twice, and nothing can reach it again (it has no name and no
-        // reference; only an open O_TMPFILE may be linked).
-        st.orphans.remove(&ino)
+        // reference, and an O_TMPFILE is linked only through an open
+        // handle), so it is no longer linkable either, freed or not.
+        let claimed = st.orphans.remove(&ino);
+        if claimed {
+            st.linkable.remove(&ino);
+        }
+        claimed
     }
 
     /// Free an orphan [`Self::claim_orphan`] claimed, without the state lock,
@@ -432,11 +436,8 @@ impl DiskFs {
     /// not the caller's error: the orphan goes back to the set (it is still
     /// listed on disk) and is freed on the next release, sync or mount.
     pub(crate) fn free_claimed(&self, ino: Ino) {
-        let freed = self.free_orphan(ino);
-        let mut st = self.state.lock();
-        match freed {
-            Ok(()) => drop(st.linkable.remove(&ino)),
-            Err(e) => Self::unclaim(&mut st, ino, &e),
+        if let Err(e) = self.free_orphan(ino) {
+            Self::unclaim(&mut self.state.lock(), ino, &e);
         }
     }
 

@@ -349,6 +349,7 @@ impl DirtyData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     const EST: Estimator = Estimator {
         block_size: 4096,
@@ -419,15 +420,8 @@ mod tests {
             .unwrap()
             .stored_bytes(4096, 3, Compression::None, 4096);
         assert_eq!(none, 12288, "another compression is computed, not the memo");
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..9000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let mut noise = vec![0u8; 9000];
+        rand::RngCore::fill_bytes(&mut rand::rngs::StdRng::seed_from_u64(7), &mut noise);
         let mut undo = Vec::new();
         d.patch((5, 4096), 0, &noise, EST, &mut undo);
         assert_eq!(stored(&d), 12288, "patched: incompressible now");
