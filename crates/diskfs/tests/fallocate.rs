@@ -312,15 +312,18 @@ fn reservation_is_exact_after_remount_and_after_log_replay() {
     let want = (fs.getattr(ino).unwrap(), reserved(&fs));
     let content = fs.read(ino, fh, 0, (11 * RS) as u32).unwrap();
     // Record 0 held data before, 5 is punched; the rest of 0..=10 and
-    // 20..23 are reserved (record 10 for 100 bytes: one block), record 2
-    // less the block its small write took; all but record 2 unwritten.
+    // 20..23 are reserved (record 10 for 100 bytes: one block), all
+    // unwritten until the commit stores record 2's small write, which
+    // then takes one block of its share and its tree growth.
     let bs = fs.statfs(ROOT_INO).unwrap().frsize as u64;
-    assert_eq!(want.1, held(&fs, 7 * RS + bs + 3 * RS + (RS - bs), 11));
+    assert_eq!(want.1, held(&fs, 7 * RS + bs + 3 * RS + RS, 12));
+    let want = (want.0, held(&fs, 7 * RS + bs + 3 * RS + (RS - bs), 11));
     let crash = Arc::new(dev.snapshot());
     fs.release(ino, fh).unwrap();
     fs.unmount().unwrap();
     for image in [dev.clone(), crash] {
         let fs = kit.mount(image.clone()).unwrap();
+        fs.sync().unwrap();
         let a = fs.getattr(ino).unwrap();
         assert_eq!((a.size, a.blocks), (want.0.size, want.0.blocks));
         assert_eq!(reserved(&fs), want.1);
@@ -486,4 +489,70 @@ fn whole_reservation_writes_and_rewrites_succeed_on_a_full_pool() {
     fs.release(b, fb).unwrap();
     fs.unmount().unwrap();
     fsck(&dev);
+}
+
+/// Writes into preallocated records wait in memory for the commit as any
+/// others (no block until then), while every figure a user sees stays
+/// what the reservation says: st_blocks, the reservation, SEEK_HOLE. A
+/// punch, a truncate and a write past a short record's length each store
+/// the waiting record first and then act as on the tree.
+#[test]
+fn writes_into_a_reservation_wait_for_the_commit_with_exact_accounts() {
+    let kit = kit();
+    let dev = kit.fresh();
+    let fs = kit.mount(dev.clone()).unwrap();
+    let (a, fa) = create(&fs, "f");
+    let size = 4 * RS + RS / 2;
+    fs.fallocate(a, fa, 0, size, 0).unwrap();
+    fs.sync().unwrap();
+    let (b0, r0) = (blocks(&fs, a), reserved(&fs));
+    let allocs = fs.store().allocation_count();
+    let page = aegis_testkit::noise(4096, 1);
+    for rec in 0..4 {
+        fs.write(a, fa, rec * RS + 100, &page).unwrap();
+    }
+    assert_eq!(
+        fs.store().allocation_count(),
+        allocs,
+        "no block before the commit"
+    );
+    assert_eq!((blocks(&fs, a), reserved(&fs)), (b0, r0));
+    assert_eq!(fs.lseek(a, fa, 0, Whence::Hole).unwrap(), size);
+    assert_eq!(fs.read(a, fa, RS + 100, 4096).unwrap(), page);
+    assert_eq!(fs.read(a, fa, RS, 100).unwrap(), vec![0; 100]);
+    // Punch record 1 whole: its reservation goes, as on the tree.
+    fs.fallocate(a, fa, RS, RS, PUNCH).unwrap();
+    assert_eq!(fs.read(a, fa, RS + 100, 4096).unwrap(), vec![0; 4096]);
+    assert_eq!(blocks(&fs, a), b0 - RS / 512);
+    // Cut record 2 in the middle: its share ends at the new end.
+    truncate(&fs, a, 2 * RS + RS / 4);
+    let kept = fs.read(a, fa, 2 * RS + 100, 4096).unwrap();
+    assert!(kept == page[..4096 - 100], "the cut record keeps its head");
+    // Grow again and write past the short last record's length.
+    truncate(&fs, a, size);
+    fs.fallocate(a, fa, 4 * RS, RS / 2, 0).unwrap();
+    fs.write(a, fa, 4 * RS + 10, &page).unwrap();
+    fs.write(a, fa, 4 * RS + RS / 2 - 10, &page).unwrap();
+    let end = 4 * RS + RS / 2 - 10 + 4096;
+    assert_eq!(fs.getattr(a).unwrap().size, end);
+    assert_eq!(fs.read(a, fa, 4 * RS + 10, 4096).unwrap(), page);
+    fs.sync().unwrap();
+    assert_eq!(
+        reserved(&fs),
+        meta_reserved(&fs).1,
+        "counter as in the tree"
+    );
+    assert_eq!(fs.read(a, fa, 100, 4096).unwrap(), page);
+    assert_eq!(fs.read(a, fa, 4 * RS + RS / 2 - 10, 4096).unwrap(), page);
+    fs.release(a, fa).unwrap();
+    fs.unmount().unwrap();
+    fsck(&dev);
+}
+
+fn truncate(fs: &DiskFs, ino: Ino, size: u64) {
+    let set = SetAttr {
+        size: Some(size),
+        ..Default::default()
+    };
+    fs.setattr(&Request::root(), ino, &set, None).unwrap();
 }

@@ -124,10 +124,15 @@ impl Trees {
             + self.dirty.values().map(|d| d.bytes()).sum::<u64>()
     }
     /// What the commit may still allocate for dirty records: data bytes
-    /// and leaf bytes.
-    fn dirty_reserve(&self) -> (u64, u64) {
-        self.dirty.values().fold((0, 0), |(d, r), x| {
-            (d + x.reserve_bytes(), r + x.run_bytes())
+    /// beyond any reservation, leaf bytes, and data bytes it takes from
+    /// preallocated records' reservations.
+    fn dirty_reserve(&self) -> (u64, u64, u64) {
+        self.dirty.values().fold((0, 0, 0), |(d, r, s), x| {
+            (
+                d + x.reserve_bytes(),
+                r + x.run_bytes(),
+                s + x.share_bytes(),
+            )
         })
     }
 }
@@ -449,13 +454,15 @@ impl Store {
     /// its data blocks and the commit of everything dirty with its own
     /// tree changes, out of what `size.class` may use. Space held by
     /// deferred frees comes back after DEFER_TXGS commits: pay for them
-    /// before giving up.
+    /// before giving up. The first commit may itself free blocks (dirty
+    /// records replace theirs when they settle), so one more commit than
+    /// the deferral is tried.
     pub(crate) fn reserve_tree(
         &self,
         ds: u64,
         size: TxSize,
     ) -> Result<RwLockWriteGuard<'_, Trees>> {
-        for tries in 0..=DEFER_TXGS + 1 {
+        for tries in 0..=DEFER_TXGS + 2 {
             let t = self.trees.write();
             match self.check_space(&t, ds, size) {
                 Ok(()) => {
@@ -467,7 +474,8 @@ impl Store {
                     return Ok(t);
                 }
                 Err(e)
-                    if tries <= DEFER_TXGS && (self.pool.space().deferred > 0 || t.is_dirty()) =>
+                    if tries <= DEFER_TXGS + 1
+                        && (self.pool.space().deferred > 0 || t.is_dirty()) =>
                 {
                     drop(t);
                     tracing::debug!(error = %e, "space short; committing to release deferred frees");
@@ -502,7 +510,13 @@ impl Store {
     /// `commit_overhead`.
     fn check_space(&self, t: &Trees, ds: u64, size: TxSize) -> Result<()> {
         // Dirty records are allocated at the commit: count them as taken.
-        let (dirty_data, dirty_run) = t.dirty_reserve();
+        // What they take from reservations is already missing from what
+        // `Normal` may use; a write that may use the reservations must not
+        // count it as free.
+        let (mut dirty_data, dirty_run, dirty_shares) = t.dirty_reserve();
+        if size.class == AllocClass::Reserved {
+            dirty_data += dirty_shares;
+        }
         let (ops, run) = (size.ops.max(1), size.run_bytes + dirty_run);
         let height = t
             .datasets

@@ -3,7 +3,7 @@
 //! [`Store::transact`] runs a closure on a [`Tx`] inside the open txg,
 //! under the trees lock. Before it starts, the change's size (tree
 //! operations and data bytes) is checked against the free space, and when
-//! space is short the store commits (at most `DEFER_TXGS + 1` times) to
+//! space is short the store commits (at most `DEFER_TXGS + 2` times) to
 //! release deferred frees: the one ENOSPC retry of the engine. The `Tx`
 //! covers the whole change: the tree undo, the data blocks it wrote (freed
 //! again if it fails), the blocks it replaced (freed only once it stands),
@@ -174,6 +174,12 @@ pub trait ObjectRead: sealed::Parts {
     /// as the commit will store it.
     fn stored_alloc(&self, ino: u64, r: &InodeRecord) -> Result<u64> {
         file_data::stored_alloc(self.tree(), self.pool(), self.dirty(), ino, r)
+    }
+
+    /// The dataset's reserved bytes as the commit of its dirty records
+    /// will leave them.
+    fn settled_reserved(&self) -> Result<u64> {
+        file_data::settled_reserved(self.tree(), self.pool(), self.dirty())
     }
 
     /// `(offset, length)` of each record the tree holds for file `ino`,

@@ -180,17 +180,20 @@ impl Store {
             return Ok(());
         }
         let meta = read_meta(tree, ds)?;
+        let held_before = meta.reserved;
         tree.begin_undo();
         let mut tx = Tx::new(tree, &self.pool, None, dirty, meta);
-        if let Err(e) = file_data::settle_all(&mut tx) {
+        // A record written over a preallocated one moves part of its
+        // share into its block: the meta record's counter follows.
+        if let Err(e) = file_data::settle_all(&mut tx).and_then(|()| tx.write_meta()) {
             self.undo(tx);
             return Err(e);
         }
-        // Settling rewrites records that are not preallocated: the meta
-        // record stays as it was.
-        debug_assert!(!tx.meta_dirty, "settling changed the dataset meta record");
         tx.tree.commit_undo();
         tx.dirty_undo.clear();
+        if tx.meta.reserved != held_before {
+            self.reserved.lock().insert(ds, tx.meta.reserved);
+        }
         for bp in &tx.to_free {
             self.pool.free(bp)?;
         }

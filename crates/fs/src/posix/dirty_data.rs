@@ -10,9 +10,15 @@
 //!   record: it supersedes whatever the tree holds at that key (the tree's
 //!   record stays until the record is settled, so the commit frees the old
 //!   block as a rewrite does). Its bytes never reach past the record size.
-//! - The tree's record under a dirty one is never preallocated: writes
-//!   into preallocated records go to the tree at once (their reservation
-//!   is accounted per record), and fallocate settles first.
+//! - A dirty record over a preallocated one (`held`, the preallocated
+//!   length) is paid for by that record's share of the reservation: it
+//!   reserves nothing more, counts in `alloc_bytes` exactly what the tree's
+//!   record does (a preallocated record always counts its length in whole
+//!   blocks), and its bytes never reach past `held` (a write that would is
+//!   settled first and takes the tree's path). Operations that change a
+//!   preallocated record's length or drop it (fallocate, punch, truncate,
+//!   collapse, insert) settle the dirty record over it first, so the tree's
+//!   record under a dirty one never changes.
 //! - The inode's `alloc_bytes` counts a dirty record as its `est` bytes
 //!   ([`Estimator`]) instead of what the tree's record takes
 //!   (`old_alloc`); settling puts the tree's figure back before storing, so
@@ -20,9 +26,16 @@
 //!   is exact; with it, `st_blocks` settles at the commit (as on ZFS and
 //!   btrfs).
 //! - `reserve_bytes` and `run_bytes` are what the commit may still
-//!   allocate for these records (a whole record and its leaf entry each);
-//!   the space check counts them as allocated, so ENOSPC goes to the
-//!   write that takes the space, never to a commit.
+//!   allocate for these records beyond any reservation (a whole record and
+//!   its leaf entry each; over a preallocated record, the room of its old
+//!   block, which stays allocated until the commit replaces it, and no
+//!   leaf entry: its leaf is copied at the write, so it is a dirty node);
+//!   `share_bytes` is what the commit takes from the reservations. The
+//!   space check counts all of it as allocated (the shares only for writes
+//!   that may use reservations, since ordinary ones never see them as
+//!   free), so ENOSPC goes to the write that takes the space, never to a
+//!   commit. The reserved counter moves when the commit stores the block,
+//!   as `st_blocks` settles then under compression.
 //!
 //! Every change made for a [`Tx`](crate::Tx) is recorded as a [`Undo`],
 //! so a failed change is rolled back here as it is in the tree.
@@ -32,7 +45,7 @@ use std::sync::OnceLock;
 
 use aegis_pool::Compression;
 
-use super::FileRecord;
+use super::{FileRecord, ShareRule};
 
 /// One dirty record.
 #[derive(Clone, Debug)]
@@ -48,6 +61,9 @@ pub(crate) struct DirtyRecord {
     /// What these bytes take stored, once asked for; every change of
     /// `bytes` starts a new memo.
     pub stored: StoredMemo,
+    /// The length of the preallocated record under this one, which pays
+    /// for its block (`None`: an ordinary record, paid by `reserve`).
+    pub held: Option<u32>,
 }
 
 /// A dirty record's stored size under one compression, computed once per
@@ -68,18 +84,60 @@ impl DirtyRecord {
         compression: Compression,
         block_size: u64,
     ) -> u64 {
+        if self.held.is_some() {
+            // Data and share together stay the record's whole blocks.
+            return self.old_alloc;
+        }
         if let Some(&(c, n)) = self.stored.0.get() {
             if c == compression {
                 return n;
             }
         }
-        let n = block_bytes(start, &self.bytes, inline_max).map_or(0, |b| {
-            let len = compression.compress(b).map_or(b.len(), |z| z.len());
-            (len as u64).div_ceil(block_size) * block_size
-        });
+        let n = block_bytes(start, &self.bytes, inline_max)
+            .map_or(0, |b| stored_block_bytes(b, compression, block_size));
         // A memo for another compression stays: the next ask recomputes.
         let _ = self.stored.0.set((compression, n));
         n
+    }
+
+    /// The reservation this record, over a preallocated one, leaves once
+    /// stored: the preallocated length in whole blocks less its block's,
+    /// and the tree share while it holds no data (as
+    /// [`FileRecord::reserved`] will count the stored record).
+    pub(crate) fn settled_share(&self, rule: ShareRule, compression: Compression) -> u64 {
+        let Some(len) = self.held else {
+            return 0;
+        };
+        let bs = rule.block_size as u64;
+        let whole = (len as u64).div_ceil(bs) * bs;
+        match kept(&self.bytes) {
+            [] => whole + rule.tree_bytes,
+            b => whole.saturating_sub(stored_block_bytes(b, compression, bs)),
+        }
+    }
+
+    /// What `alloc_bytes` counts for this record's bytes (see
+    /// [`Estimator`]); over a preallocated record, the tree's figure.
+    fn estimate(&self, start: u64, est: Estimator) -> u64 {
+        match self.held {
+            Some(_) => self.old_alloc,
+            None => est.of(start, &self.bytes),
+        }
+    }
+
+    /// The share of the preallocated record under this one: what its
+    /// block takes from the reservation at the commit (besides `reserve`).
+    fn share(&self) -> u64 {
+        match self.held {
+            Some(_) => self.old_alloc.saturating_sub(self.reserve),
+            None => 0,
+        }
+    }
+
+    /// How far this record reads as data (SEEK_DATA, SEEK_HOLE): its
+    /// bytes, or a preallocated record's whole length.
+    pub(crate) fn span_len(&self) -> u64 {
+        (self.bytes.len() as u64).max(self.held.map_or(0, u64::from))
     }
 }
 
@@ -98,6 +156,14 @@ impl Estimator {
             (b.len() as u64).div_ceil(self.block_size as u64) * self.block_size as u64
         })
     }
+}
+
+/// Bytes a data block of `b` takes stored with `compression`: whole
+/// blocks of its compressed length, or of its length when compression
+/// does not shrink it (as the pool stores it).
+fn stored_block_bytes(b: &[u8], compression: Compression, block_size: u64) -> u64 {
+    let len = compression.compress(b).map_or(b.len(), |z| z.len());
+    (len as u64).div_ceil(block_size) * block_size
 }
 
 /// A record's bytes as they are stored: up to the last non-zero byte.
@@ -126,6 +192,13 @@ pub struct DirtyData {
     /// Sum of the records' lengths (memory held, for the dirty limit).
     bytes: u64,
     reserve_bytes: u64,
+    /// The shares of the preallocated records under dirty ones: room the
+    /// commit takes from the reservation (counted for writes that may
+    /// use it, which would otherwise see it as free).
+    share_bytes: u64,
+    /// Records not over a preallocated one: each may add a leaf entry at
+    /// the commit (a preallocated record's share holds its own).
+    runs: u64,
 }
 
 /// How to take back one change of a [`DirtyData`].
@@ -152,6 +225,8 @@ pub(crate) static NONE: DirtyData = DirtyData {
     records: BTreeMap::new(),
     bytes: 0,
     reserve_bytes: 0,
+    share_bytes: 0,
+    runs: 0,
 };
 
 impl DirtyData {
@@ -166,9 +241,13 @@ impl DirtyData {
     pub(crate) fn reserve_bytes(&self) -> u64 {
         self.reserve_bytes
     }
+    /// Reserved bytes the commit takes for these records' blocks.
+    pub(crate) fn share_bytes(&self) -> u64 {
+        self.share_bytes
+    }
     /// Leaf bytes the commit may add for these records.
     pub(crate) fn run_bytes(&self) -> u64 {
-        self.records.len() as u64 * run_entry()
+        self.runs * run_entry()
     }
     pub(crate) fn get(&self, ino: u64, start: u64) -> Option<&DirtyRecord> {
         self.records.get(&(ino, start))
@@ -214,6 +293,8 @@ impl DirtyData {
         if let Some(r) = &rec {
             self.bytes += r.bytes.len() as u64;
             self.reserve_bytes += r.reserve;
+            self.runs += u64::from(r.held.is_none());
+            self.share_bytes += r.share();
         }
         let prev = match rec {
             Some(r) => self.records.insert(key, r),
@@ -222,6 +303,8 @@ impl DirtyData {
         if let Some(p) = &prev {
             self.bytes -= p.bytes.len() as u64;
             self.reserve_bytes -= p.reserve;
+            self.runs -= u64::from(p.held.is_none());
+            self.share_bytes -= p.share();
         }
         prev
     }
@@ -274,7 +357,7 @@ impl DirtyData {
             r.bytes.resize(end, 0);
         }
         r.bytes[at..end].copy_from_slice(src);
-        r.est = est.of(key.1, &r.bytes);
+        r.est = r.estimate(key.1, est);
         r.stored = StoredMemo::default();
         self.bytes += r.bytes.len() as u64 - old_len as u64;
         let new_est = r.est;
@@ -309,7 +392,7 @@ impl DirtyData {
             }
         }
         new.bytes.truncate(len);
-        new.est = est.of(key.1, &new.bytes);
+        new.est = new.estimate(key.1, est);
         new.stored = StoredMemo::default();
         let after = new.est;
         let prev = self.put(key, Some(new));
@@ -363,6 +446,7 @@ mod tests {
             est: EST.of(0, bytes),
             reserve: 4096,
             stored: StoredMemo::default(),
+            held: None,
         }
     }
 

@@ -33,7 +33,7 @@ use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::dirty_data::{kept, DirtyData, DirtyRecord, Estimator};
 pub(crate) use super::file_read::{
-    read, read_ahead, record_count, seek_data, seek_hole, stored_alloc,
+    read, read_ahead, record_count, seek_data, seek_hole, settled_reserved, stored_alloc,
 };
 use super::{
     keys, DatasetMeta, FileRecord, InodeRecord, ShareRule, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
@@ -252,8 +252,35 @@ fn settle_one(
         forget(tx, r, o);
     }
     let existed = old.is_some();
-    let held = (None, AllocClass::Reserved);
-    store(tx, ino, r, start, held, &d.bytes, existed)
+    // A preallocated record stays one, its block paid by its share.
+    let held = match old {
+        Some(FileRecord::Prealloc { len, .. }) => Some(len),
+        _ => None,
+    };
+    store(
+        tx,
+        ino,
+        r,
+        start,
+        (held, AllocClass::Reserved),
+        &d.bytes,
+        existed,
+    )
+}
+
+/// Settle the dirty records of `ino` in `[lo, hi)` that lie over
+/// preallocated ones, before an operation that changes or drops those.
+fn settle_held(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, lo: u64, hi: u64) -> Result<()> {
+    let held: Vec<u64> = tx
+        .dirty
+        .range(ino, lo, hi)
+        .filter(|(_, d)| d.held.is_some())
+        .map(|(s, _)| s)
+        .collect();
+    for start in held {
+        settle(tx, ino, r, start, start + 1)?;
+    }
+    Ok(())
 }
 
 /// Settle every dirty record of the dataset (the commit's first step):
@@ -437,8 +464,9 @@ pub(crate) fn write(
 }
 
 /// Write `src` at `pos` of the record at `start`: into its dirty record,
-/// making one if needed; a preallocated record is written at once (its
-/// reservation is per record and per block).
+/// making one if needed. A dirty record over a preallocated one stays
+/// inside its length: a write reaching past it settles the record and
+/// takes the tree's path (the record becomes an ordinary one).
 fn write_piece(
     tx: &mut Tx<'_>,
     ino: u64,
@@ -448,34 +476,58 @@ fn write_piece(
     src: &[u8],
 ) -> Result<()> {
     let at = (pos - start) as usize;
+    let end = (at + src.len()) as u64;
     let est = estimator(tx);
-    if tx.dirty.get(ino, start).is_some() {
-        let (before, after) = tx
-            .dirty
-            .patch((ino, start), at, src, est, &mut tx.dirty_undo);
-        r.alloc_bytes = r.alloc_bytes.saturating_sub(before) + after;
-        return Ok(());
+    if let Some(d) = tx.dirty.get(ino, start) {
+        if d.held.is_none_or(|len| end <= len as u64) {
+            let (before, after) = tx
+                .dirty
+                .patch((ino, start), at, src, est, &mut tx.dirty_undo);
+            r.alloc_bytes = r.alloc_bytes.saturating_sub(before) + after;
+            return Ok(());
+        }
+        settle(tx, ino, r, start, start + 1)?;
     }
     let old = get_record(tx.tree, ino, start)?;
-    let prealloc = matches!(old, Some(FileRecord::Prealloc { .. }));
+    let held = match old {
+        Some(FileRecord::Prealloc { len, .. }) => Some(len),
+        _ => None,
+    };
     if matches!(old, Some(FileRecord::Prealloc { data: None, .. })) && src.iter().all(|&b| b == 0) {
         // Zeroes over zeroes: the record keeps its reservation (a
         // program writing zeroes over its preallocation, as `dd` does,
         // must not give it away before its real writes come).
         return Ok(());
     }
-    if prealloc || tx.write_through {
+    let outgrows = held.is_some_and(|len| end > len as u64);
+    if outgrows || tx.write_through {
         let bytes = patched(tx, old.as_ref(), at, src)?;
         return put_record(tx, ino, r, start, old, bytes);
     }
     let bytes = patched(tx, old.as_ref(), at, src)?;
+    if let (Some(_), Some(o)) = (held, &old) {
+        // The leaf holding a preallocated record is copied now, as a
+        // write through the tree would, so the space check counts it among
+        // the dirty nodes; the commit only swaps the entry in place.
+        tx.tree.insert(&keys::data(ino, start), &o.encode())?;
+    }
     let old_alloc = old.as_ref().map_or(0, |o| alloc_of(o, est.block_size));
     let rec = DirtyRecord {
-        est: est.of(start, &bytes),
+        est: match held {
+            Some(_) => old_alloc,
+            None => est.of(start, &bytes),
+        },
         bytes,
         old_alloc,
-        reserve: file_rs(tx, r),
+        // Over a preallocated record, its share pays for the new block
+        // but for the room of the old one, which stays allocated until the
+        // commit has replaced it.
+        reserve: match (held, &old) {
+            (Some(_), Some(o)) => block_of(o).map_or(0, |bp| bp.allocated_size(est.block_size)),
+            _ => file_rs(tx, r),
+        },
         stored: Default::default(),
+        held,
     };
     r.alloc_bytes = r.alloc_bytes.saturating_sub(old_alloc) + rec.est;
     tx.dirty.insert((ino, start), rec, &mut tx.dirty_undo);
@@ -514,6 +566,7 @@ pub(crate) fn punch(
         return Ok(());
     }
     let first = lo / rs * rs;
+    settle_held(tx, ino, r, first, hi)?;
     // Dirty records are zeroed where they are (settling trims zeroes to
     // holes); the tree's records under them are theirs to replace.
     for start in tx.dirty.starts(ino, first, hi) {
@@ -556,6 +609,9 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
     if size < r.size {
         let rs = file_rs(tx, r);
         let first = size / rs * rs;
+        if first < size {
+            settle_held(tx, ino, r, first, first + 1)?;
+        }
         // Dirty records past the end go unwritten, the one the end falls
         // in is cut where it is; the tree's records are dropped as ever,
         // but the one under a dirty record is that record's to replace.

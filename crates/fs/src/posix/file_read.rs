@@ -105,7 +105,7 @@ fn spans(tree: &Tree, dirty: &DirtyData, ino: u64, lo: u64, hi: u64) -> Result<V
     out.extend(
         dirty
             .range(ino, lo, hi)
-            .map(|(start, d)| (start, start + d.bytes.len() as u64)),
+            .map(|(start, d)| (start, start + d.span_len())),
     );
     out.sort_unstable();
     Ok(out)
@@ -204,4 +204,23 @@ pub(crate) fn stored_alloc(
         alloc += stored as i128 - d.est as i128;
     }
     Ok(alloc.max(0) as u64)
+}
+
+/// The dataset's reserved bytes as they will be once its dirty records
+/// are stored: a record written over a preallocated one moves part of its
+/// share into its block at the commit (for tests that compare the
+/// reservation across a crash, whatever was settled).
+pub(crate) fn settled_reserved(tree: &Tree, pool: &Pool, dirty: &DirtyData) -> Result<u64> {
+    let Some(v) = tree.get(&keys::meta())? else {
+        return Ok(0);
+    };
+    let meta = DatasetMeta::decode(&v)?;
+    let rule = meta.share_rule(pool.block_size(), pool.config().metadata_copies);
+    let mut reserved = meta.reserved as i128;
+    for ((ino, start), d) in dirty.iter().filter(|(_, d)| d.held.is_some()) {
+        let old = super::file_data::get_record(tree, ino, start)?;
+        reserved -= old.map_or(0, |o| o.reserved(rule)) as i128;
+        reserved += d.settled_share(rule, meta.compression) as i128;
+    }
+    Ok(reserved.max(0) as u64)
 }

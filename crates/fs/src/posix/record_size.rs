@@ -43,7 +43,7 @@ fn has_record_past_zero(tx: &Tx<'_>, ino: u64) -> Result<bool> {
 /// them), 0 without one.
 fn first_record_len(tx: &Tx<'_>, ino: u64) -> Result<u64> {
     if let Some(d) = tx.dirty.get(ino, 0) {
-        return Ok(d.bytes.len() as u64);
+        return Ok(d.span_len());
     }
     Ok(get_record(tx.tree, ino, 0)?.map_or(0, |rec| rec.len() as u64))
 }
