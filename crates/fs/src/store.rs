@@ -488,13 +488,17 @@ impl Store {
     }
 
     /// After a change stood, with `dirty` bytes of dirty nodes and
-    /// records: commit once too much is dirty (the writer that crossed the
-    /// limit waits for it: writers are delayed, never refused), or ask the
-    /// sync thread to start one well before. New blocks the pool holds for
-    /// the commit count too.
+    /// records in the open txg: commit once too much is held (the writer
+    /// that crossed the limit waits for it: writers are delayed, never
+    /// refused), counting the new blocks the pool still holds for the
+    /// commit in flight; or ask the sync thread to start one well before,
+    /// once the open txg alone holds half the limit. The blocks in flight
+    /// do not bring that request closer (as ZFS's
+    /// `zfs_dirty_data_sync_percent` looks at the open txg only): counting
+    /// them started a commit right after each one while a random writer
+    /// kept the same records dirty, storing each record again and again.
     pub(crate) fn after_change(&self, dirty: u64) -> Result<()> {
-        let dirty = dirty + self.pool.buffered_bytes();
-        if dirty > self.opts.dirty_limit {
+        if dirty + self.pool.buffered_bytes() > self.opts.dirty_limit {
             self.commit_over_limit()?;
         } else if dirty > self.opts.dirty_limit / 2 {
             self.sync.request();

@@ -216,11 +216,13 @@ fn fresh(f: &Path, bits: u32) {
     assert_eq!(mode(f), bits);
 }
 
-/// The four ways of changing a file that drop privileges, on `fp`.
-fn changes(fp: &str) -> [String; 4] {
+/// The five ways of changing a file that drop privileges, on `fp`.
+fn changes(fp: &str) -> [String; 5] {
     [
         format!("echo x >> {fp}"),
         format!("truncate -s 100 {fp}"),
+        // An O_TRUNC open: the open itself truncates (atomic O_TRUNC).
+        format!(": > {fp}"),
         format!("fallocate -l 65536 {fp}"),
         format!("fallocate -p -o 0 -l 4096 {fp}"),
     ]

@@ -34,16 +34,17 @@
 //! - Worker threads (`threads=`, the session's): two per CPU by default,
 //!   for the reads (see `options::default_threads`).
 //!
-//! Also left out on purpose: `HANDLE_KILLPRIV(_V2)`. Without them the
-//! kernel drops privileges before a write, truncate, fallocate or chown
-//! itself, having checked the caller's CAP_FSETID, which the filesystem
-//! cannot see: it removes `security.capability` and sends a setattr, with
-//! the mode to keep when setuid or setgid-with-group-exec goes, or empty;
-//! the filesystem applies the rest of Linux's rule there (setgid goes for
-//! a caller outside the group). fuser 0.18 does not pass the setattr and
-//! open kill flags that `HANDLE_KILLPRIV_V2` would need (see
-//! [`negotiate`]).
-
+//! - `HANDLE_KILLPRIV_V2`: without it the kernel asks for
+//!   `security.capability` before every write (FUSE clears `SB_NOSEC`),
+//!   a second round trip per write that halved buffered random 4 KiB
+//!   writes (12,000-15,500 against 23,000-29,000 IOPS with the question
+//!   answered ENOSYS, `docs/perf.md`, "Issue 12, session 8"). With it the
+//!   kernel marks inodes that have nothing to drop after one check, and
+//!   the adapter drops setuid and setgid itself (`kill_priv.rs`).
+//!   `HANDLE_KILLPRIV` (v1) stays off: it would make the filesystem drop
+//!   capabilities and the bits on every write, chown and truncate with no
+//!   word from the kernel about the caller's CAP_FSETID.
+//!
 use fuser::{InitFlags, KernelConfig};
 
 /// Largest write the kernel may send in one request: big requests mean
@@ -98,6 +99,8 @@ pub(crate) fn negotiate(config: &mut KernelConfig, writeback: bool) -> bool {
         InitFlags::FUSE_EXPORT_SUPPORT,
         // mmap of files opened for direct I/O (strictatime mounts).
         InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+        // One privilege check per inode instead of one per write.
+        InitFlags::FUSE_HANDLE_KILLPRIV_V2,
     ] {
         let _ = config.add_capabilities(cap);
     }

@@ -31,6 +31,7 @@
 
 mod init;
 mod ioctl;
+mod kill_priv;
 mod readdir;
 mod reply;
 #[cfg(test)]
@@ -319,9 +320,25 @@ impl fuser::Filesystem for FuseAdapter {
         reply_entry(reply, &self.ttls, self.fs.link(ino.0, newparent.0, newname));
     }
 
-    fn open(&self, _req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &fuser::Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, self.fs_open_flags(flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), self.open_flags),
+            Ok(fh) => {
+                // The truncation of an `O_TRUNC` open drops privileges as
+                // a truncate does (FUSE_ATOMIC_O_TRUNC: the kernel sends
+                // no setattr for it).
+                let trunc = flags.0 & libc::O_TRUNC != 0 && kill_priv::drops_for(req);
+                let dropped = if trunc {
+                    kill_priv::drop_privileges(&*self.fs, req, ino.0)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = dropped {
+                    let _ = self.fs.release(ino.0, fh);
+                    reply.error(errno(&e));
+                    return;
+                }
+                reply.opened(FileHandle(fh), self.open_flags)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -345,16 +362,22 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &fuser::Request,
+        req: &fuser::Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.bits() & kill_priv::WRITE_KILL_SUIDGID != 0 {
+            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0) {
+                reply.error(errno(&e));
+                return;
+            }
+        }
         match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => {
                 if flags.0 & libc::O_DIRECT != 0 {
@@ -553,7 +576,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn fallocate(
         &self,
-        _req: &fuser::Request,
+        req: &fuser::Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -561,6 +584,12 @@ impl fuser::Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        if kill_priv::drops_for(req) {
+            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0) {
+                reply.error(errno(&e));
+                return;
+            }
+        }
         reply_empty(reply, self.fs.fallocate(ino.0, fh.0, offset, length, mode));
     }
 
@@ -590,7 +619,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn copy_file_range(
         &self,
-        _req: &fuser::Request,
+        req: &fuser::Request,
         ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
@@ -608,6 +637,12 @@ impl fuser::Filesystem for FuseAdapter {
         // The reply carries a 32-bit count; the kernel already caps `len`
         // below that, this keeps a short copy honest if one ever does not.
         let len = len.min(u64::from(MAX_COPY));
+        if kill_priv::drops_for(req) {
+            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino_out.0) {
+                reply.error(errno(&e));
+                return;
+            }
+        }
         match self.fs.copy_file_range(
             ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len, flags,
         ) {
