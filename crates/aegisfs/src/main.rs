@@ -65,6 +65,8 @@ enum Command {
     Info(cmd::info::Args),
     /// Check every reachable block; exit 0 clean, 1 corrected, 4 errors left, 8 operational error.
     Fsck(cmd::fsck::Args),
+    /// Create, list, destroy or rename the filesystems (datasets) of an unmounted pool.
+    Dataset(cmd::dataset::Args),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +113,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Df(a) => cmd::image::df(a),
         Command::Tree(a) => cmd::image::tree(a),
         Command::Shutdown(a) => cmd::shutdown::run(a),
+        Command::Dataset(a) => cmd::dataset::run(a),
     }
 }
 

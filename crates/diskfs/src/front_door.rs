@@ -50,6 +50,9 @@ pub struct MountOptions {
     /// mount does; a test that wants every txg to be one it caused does
     /// not).
     pub sync_thread: bool,
+    /// Mount the dataset of this name instead of `fs.dataset` (resolved
+    /// once the pool is open).
+    pub dataset_name: Option<String>,
 }
 
 /// Format `devices` as a new pool holding an empty filesystem in its root
@@ -73,9 +76,23 @@ pub fn open(devices: Vec<DeviceRef>, mount: &MountOptions) -> Result<Arc<DiskFs>
 }
 
 fn mount_store(store: Arc<Store>, mount: &MountOptions) -> Result<Arc<DiskFs>, OpenError> {
-    let fs = DiskFs::open(store.clone(), mount.fs.clone())?;
+    let mut fs_opts = mount.fs.clone();
+    if let Some(name) = &mount.dataset_name {
+        fs_opts.dataset = store.dataset_id(name)?;
+    }
+    let fs = DiskFs::open(store.clone(), fs_opts)?;
     if mount.sync_thread && !store.is_read_only() {
         store.start_sync_thread();
     }
     Ok(fs)
+}
+
+/// Create dataset `name` in the pool of `store`, holding an empty
+/// filesystem made as `format` says, and commit it. Returns its id.
+pub fn create_dataset(
+    store: &Arc<Store>,
+    name: &str,
+    format: &FormatOptions,
+) -> Result<u64, OpenError> {
+    Ok(store.create_dataset(name, |id| aegis_fs::posix::format(store, id, format))?)
 }

@@ -28,7 +28,7 @@ mod replay;
 
 pub use aegis_fs::intent_log::{LogPolicy, LogStats};
 pub use diskfs::{DiskFs, DiskFsOptions};
-pub use front_door::{create, open, FormatOptions, MountOptions, OpenError};
+pub use front_door::{create, create_dataset, open, FormatOptions, MountOptions, OpenError};
 pub use inode::AtimeMode;
 
 /// The xattr name through which the logging policy is set and read

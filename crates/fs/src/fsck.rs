@@ -365,18 +365,41 @@ impl Walker<'_> {
     /// cache: a check must see the disk.
     fn walk_all_trees(&mut self, pool_root: &TreeRoot) {
         self.walk_tree("pool tree", POOL_TREE_KIND, pool_root);
+        let mut names = std::collections::HashMap::new();
         for (k, v) in std::mem::take(&mut self.pool_entries) {
             let Some(id) = parse_dataset_key(&k) else {
                 continue;
             };
             match DatasetRecord::decode(&v) {
-                Ok(rec) => self.walk_tree(
-                    &format!("dataset {id} ({})", rec.name),
-                    DATASET_TREE_KIND,
-                    &rec.root,
-                ),
+                Ok(rec) => {
+                    self.check_dataset_name(id, &rec.name, &mut names);
+                    self.walk_tree(
+                        &format!("dataset {id} ({})", rec.name),
+                        DATASET_TREE_KIND,
+                        &rec.root,
+                    )
+                }
                 Err(e) => self.error(format!("dataset {id}: {e}"), false),
             }
+        }
+    }
+
+    /// Dataset names are valid and unique in the pool (mounts and the
+    /// dataset commands find a dataset by its name).
+    fn check_dataset_name(
+        &mut self,
+        id: u64,
+        name: &str,
+        names: &mut std::collections::HashMap<String, u64>,
+    ) {
+        if let Err(e) = crate::dataset_admin::validate_name(name) {
+            self.error(format!("dataset {id}: {e}"), false);
+        }
+        if let Some(other) = names.insert(name.to_string(), id) {
+            self.error(
+                format!("dataset {id}: its name {name:?} is dataset {other}'s too"),
+                false,
+            );
         }
     }
 

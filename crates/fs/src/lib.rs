@@ -5,6 +5,7 @@
 //! objects POSIX semantics and reaches the engine only through here.
 
 pub mod dataset;
+pub mod dataset_admin;
 pub mod error;
 pub mod fsck;
 pub mod intent_log;

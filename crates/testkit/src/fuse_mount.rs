@@ -247,6 +247,8 @@ pub struct ImageMount {
     bin: PathBuf,
     pub img: PathBuf,
     pub mnt: PathBuf,
+    /// The dataset mounted (`IMAGE/NAME`); `None` is the root dataset.
+    pub dataset: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -287,6 +289,7 @@ impl ImageMount {
             bin: bin.into(),
             img,
             mnt,
+            dataset: None,
             child: None,
         };
         m.mount();
@@ -304,7 +307,10 @@ impl ImageMount {
         assert!(self.child.is_none(), "already mounted");
         let child = std::process::Command::new(&self.bin)
             .args(["mount", "--foreground", "-o", options])
-            .arg(&self.img)
+            .arg(match &self.dataset {
+                Some(name) => self.img.join(name),
+                None => self.img.clone(),
+            })
             .arg(&self.mnt)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

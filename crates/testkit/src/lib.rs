@@ -80,6 +80,7 @@ impl Kit {
                 ..Default::default()
             },
             sync_thread: false,
+            dataset_name: None,
         }
     }
 

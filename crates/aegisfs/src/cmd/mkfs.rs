@@ -96,23 +96,8 @@ fn plan(a: &Args) -> CliResult<Plan> {
             a.checksum
         ))
     })?;
-    let compression = Compression::parse(&a.compression).ok_or_else(|| {
-        CliError::new(format!(
-            "--compression: '{}' is not none, lz4 or zstd",
-            a.compression
-        ))
-    })?;
-    let rs =
-        parse_size(&a.record_size).map_err(|e| CliError::new(format!("--record-size: {e}")))?;
-    let record_size = u32::try_from(rs)
-        .ok()
-        .filter(|r| r.is_power_of_two() && (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(r))
-        .ok_or_else(|| {
-            CliError::new(format!(
-                "--record-size: {} is not a power of two from 4K to 1M",
-                a.record_size
-            ))
-        })?;
+    let compression = parse_compression(&a.compression)?;
+    let record_size = parse_record_size(&a.record_size)?;
     let log_ring = match a.log_size.as_deref() {
         None => 0,
         Some(v) => {
@@ -239,4 +224,23 @@ fn make(a: &Args, p: &Plan, dev: DeviceRef, created: bool) -> CliResult<u8> {
             Err(CliError::new(format!("{}: {e}", path.display())))
         }
     }
+}
+
+/// `--compression`'s value: none, lz4 or zstd.
+pub(crate) fn parse_compression(v: &str) -> CliResult<Compression> {
+    Compression::parse(v)
+        .ok_or_else(|| CliError::new(format!("--compression: '{v}' is not none, lz4 or zstd")))
+}
+
+/// `--record-size`'s value: a power of two from 4K to 1M.
+pub(crate) fn parse_record_size(v: &str) -> CliResult<u32> {
+    let rs = parse_size(v).map_err(|e| CliError::new(format!("--record-size: {e}")))?;
+    u32::try_from(rs)
+        .ok()
+        .filter(|r| r.is_power_of_two() && (MIN_RECORD_SIZE..=MAX_RECORD_SIZE).contains(r))
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "--record-size: {v} is not a power of two from 4K to 1M"
+            ))
+        })
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the shared error and device opening.
 
 pub mod crashtest;
+pub mod dataset;
 pub mod fsck;
 pub mod image;
 pub mod info;

@@ -281,18 +281,23 @@ pub fn run(a: Args) -> CliResult<u8> {
     } = fs_choices(&parsed.fs)?;
     parsed.mount.fixed_options = fixed_options(&parsed, intent_log);
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
-    if !a.image.exists() {
+    // IMAGE/NAME mounts dataset NAME; a bare IMAGE the root dataset.
+    let (image_arg, dataset) = super::dataset::split_target(&a.image);
+    if !image_arg.exists() {
         return Err(CliError::new(format!(
             "{}: no such file or device",
             a.image.display()
         )));
     }
-    let image = a
-        .image
+    let image = image_arg
         .canonicalize()
-        .map_err(|e| CliError::new(format!("{}: {e}", a.image.display())))?;
+        .map_err(|e| CliError::new(format!("{}: {e}", image_arg.display())))?;
     if !a.foreground {
-        let args = [image.as_os_str(), mountpoint.as_os_str()];
+        let target = match &dataset {
+            Some(name) => image.join(name),
+            None => image.clone(),
+        };
+        let args = [target.as_os_str(), mountpoint.as_os_str()];
         return daemonize(&args, &a.options, &mountpoint);
     }
 
@@ -322,12 +327,17 @@ pub fn run(a: Args) -> CliResult<u8> {
             ..Default::default()
         },
         sync_thread: true,
+        dataset_name: dataset.clone(),
     };
     let dev = Arc::new(dev);
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)
-        .map_err(|e| CliError::new(format!("{}: {e}", image.display())))?;
+        .map_err(|e| CliError::new(format!("{}: {e}", a.image.display())))?;
     if parsed.mount.fsname == "aegisfs" {
-        parsed.mount.fsname = image.display().to_string();
+        let source = match &dataset {
+            Some(name) => image.join(name),
+            None => image.clone(),
+        };
+        parsed.mount.fsname = source.display().to_string();
     }
     let loop_hold = choose_fuseblk(&mut parsed.mount, dev.is_block_device(), &image, read_only)?;
     let served = aegis_fuse::mount(

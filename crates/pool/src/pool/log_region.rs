@@ -60,6 +60,15 @@ impl Pool {
         self.alloc.lock().free(e, self.open_txg(), true)
     }
 
+    /// Free a log ring a committed tree recorded, with the tree record
+    /// removed in this txg: its space waits out the deferral as any
+    /// freed block's does (a crash before the commit keeps the ring).
+    pub fn free_log_ring(&self, e: Extent) -> Result<()> {
+        self.check_writable()?;
+        self.check_ring(e)?;
+        self.alloc.lock().free(e, self.open_txg(), false)
+    }
+
     /// Check that a log ring named on disk lies inside a device's data
     /// area, before anything reads or writes it.
     pub fn check_ring(&self, e: Extent) -> Result<()> {

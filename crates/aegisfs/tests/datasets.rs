@@ -1,0 +1,181 @@
+//! `aegisfs dataset` and `aegisfs mount IMAGE/NAME`: several filesystems
+//! in one image, each mounted on its own through FUSE, and every bad
+//! argument refused with one line, a non-zero exit and the image left
+//! exactly as it was. Every test ends with fsck.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod common;
+use common::*;
+
+fn aegisfs(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("AEGISFS_LOG")
+        .output()
+        .expect("run aegisfs")
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let out = aegisfs(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn refused(args: &[&str], needle: &str, img: &Path) {
+    let before = fs::read(img).unwrap();
+    let out = aegisfs(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "{args:?} should fail: {out:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(needle),
+        "{args:?}: {stderr:?} should say {needle:?}"
+    );
+    assert!(
+        fs::read(img).unwrap() == before,
+        "{args:?} changed the image"
+    );
+}
+
+/// Names in `dataset list --json`.
+fn listed(img: &str) -> Vec<String> {
+    let out = ok(&["dataset", "list", img, "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn dataset_commands_and_their_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("pool.img");
+    let s = img.to_str().unwrap();
+    ok(&["mkfs", "--size", "256M", s]);
+    ok(&["dataset", "create", &format!("{s}/home")]);
+    ok(&[
+        "dataset",
+        "create",
+        &format!("{s}/logs"),
+        "--record-size",
+        "16K",
+    ]);
+    assert_eq!(listed(s), ["root", "home", "logs"]);
+    let long = "n".repeat(256);
+    let missing = dir.path().join("none.img");
+    let m = missing.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["dataset", "create", &format!("{s}/home")],
+            "exists already",
+        ),
+        (vec!["dataset", "create", &format!("{s}/a@b")], "holds '@'"),
+        (
+            vec!["dataset", "create", &format!("{s}/{long}")],
+            "longer than 255",
+        ),
+        (vec!["dataset", "create", s], "image/name"),
+        (
+            vec![
+                "dataset",
+                "create",
+                &format!("{s}/x"),
+                "--record-size",
+                "3K",
+            ],
+            "record-size",
+        ),
+        (
+            vec![
+                "dataset",
+                "create",
+                &format!("{s}/x"),
+                "--compression",
+                "zip",
+            ],
+            "compression",
+        ),
+        (vec!["dataset", "create", &format!("{m}/x")], "no such file"),
+        (
+            vec!["dataset", "destroy", &format!("{s}/root")],
+            "root dataset",
+        ),
+        (
+            vec!["dataset", "destroy", &format!("{s}/nope")],
+            "no dataset named",
+        ),
+        (
+            vec!["dataset", "rename", &format!("{s}/home"), "logs"],
+            "exists already",
+        ),
+        (
+            vec!["dataset", "rename", &format!("{s}/root"), "top"],
+            "root dataset",
+        ),
+        (
+            vec!["dataset", "rename", &format!("{s}/home"), "x/y"],
+            "within its own pool",
+        ),
+        (vec!["dataset", "rename", &format!("{s}/home"), ""], "empty"),
+    ] {
+        refused(&args, needle, &img);
+    }
+    ok(&[
+        "dataset",
+        "rename",
+        &format!("{s}/home"),
+        &format!("{s}/users"),
+    ]);
+    ok(&["dataset", "destroy", &format!("{s}/logs")]);
+    assert_eq!(listed(s), ["root", "users"]);
+    ok(&["fsck", s]);
+}
+
+#[test]
+fn each_dataset_mounts_on_its_own() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("256M");
+    fs::write(m.p("in-root"), b"root's").unwrap();
+    m.unmount();
+    let img = m.img.to_str().unwrap().to_string();
+    ok(&["dataset", "create", &format!("{img}/home")]);
+    m.dataset = Some("home".into());
+    m.mount();
+    assert!(!m.p("in-root").exists(), "a new dataset starts empty");
+    fs::write(m.p("in-home"), vec![9u8; 1 << 20]).unwrap();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        mounts.lines().any(|l| l.contains(m.mnt.to_str().unwrap())),
+        "mounted: {mounts}"
+    );
+    m.remount();
+    assert_eq!(fs::read(m.p("in-home")).unwrap(), vec![9u8; 1 << 20]);
+    m.unmount();
+    m.dataset = None;
+    m.mount();
+    assert_eq!(fs::read(m.p("in-root")).unwrap(), b"root's");
+    assert!(!m.p("in-home").exists(), "datasets do not share files");
+    // A mounted image is locked: the dataset commands wait for nothing
+    // and refuse.
+    let out = aegisfs(&["dataset", "destroy", &format!("{img}/home")]);
+    assert!(!out.status.success(), "destroy of a mounted pool: {out:?}");
+    m.unmount();
+    let out = aegisfs(&["mount", &format!("{img}/nope"), m.mnt.to_str().unwrap()]);
+    assert!(!out.status.success(), "mount of a missing dataset: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dataset named"));
+    ok(&["dataset", "destroy", &format!("{img}/home")]);
+    m.mount();
+    m.finish();
+}
