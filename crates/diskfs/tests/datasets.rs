@@ -181,6 +181,9 @@ fn rename_keeps_the_files_and_destroy_gives_every_block_back() {
     kit.fsck_clean(dev);
 }
 
+/// One change of a recorded run.
+type Step<'a> = dyn Fn(&Arc<aegis_fs::Store>) + 'a;
+
 /// The dataset names of a pool, in id order.
 fn dataset_names(store: &aegis_fs::Store) -> Vec<String> {
     store.datasets().into_iter().map(|d| d.name).collect()
@@ -197,9 +200,12 @@ fn dataset_changes_survive_every_crash_point() {
     let store = kit.open_store(rec.clone() as DeviceRef);
     let fmt = FormatOptions::default();
     let mut states = vec![(rec.len(), dataset_names(&store))];
-    let steps: [&dyn Fn(&Arc<aegis_fs::Store>); 5] = [
-        &|s| drop(aegis_diskfs::create_dataset(s, "a", &fmt).unwrap()),
-        &|s| drop(aegis_diskfs::create_dataset(s, "b", &fmt).unwrap()),
+    let create = |s: &Arc<aegis_fs::Store>, name: &str| {
+        aegis_diskfs::create_dataset(s, name, &fmt).unwrap();
+    };
+    let steps: [&Step<'_>; 5] = [
+        &|s| create(s, "a"),
+        &|s| create(s, "b"),
         &|s| s.rename_dataset("a", "c").unwrap(),
         &|s| s.destroy_dataset("b").unwrap(),
         &|s| s.destroy_dataset("c").unwrap(),
