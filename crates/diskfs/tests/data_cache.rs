@@ -24,16 +24,7 @@ fn kit(policy: CachePolicy, cache_bytes: u64, read_ahead: u32) -> Kit {
 }
 
 fn create(fs: &DiskFs, name: &str) -> (Ino, Fh) {
-    let (a, fh) = fs
-        .create(
-            &Request::root(),
-            ROOT_INO,
-            OsStr::new(name),
-            0o644,
-            libc::O_RDWR,
-        )
-        .unwrap();
-    (a.ino, fh)
+    aegis_testkit::create_file(fs, name)
 }
 
 fn write_file(fs: &DiskFs, name: &str, len: u64, seed: u64) -> (Ino, Fh, Vec<u8>) {

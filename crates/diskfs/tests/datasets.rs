@@ -3,14 +3,13 @@
 //! a destroy that gives back every block the dataset held. Every test
 //! ends with fsck on the image.
 
-use std::ffi::OsStr;
 use std::sync::Arc;
 
 use aegis_block::{DeviceRef, MemDevice};
 use aegis_diskfs::{DiskFs, FormatOptions, MountOptions};
 use aegis_fs::dataset::ROOT_DATASET;
 use aegis_testkit::Kit;
-use aegis_vfs::{FileSystem, FsError as VfsError, Request, ROOT_INO};
+use aegis_vfs::{FileSystem, FsError as VfsError, ROOT_INO};
 
 fn mount_named(kit: &Kit, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskFs> {
     let opts = MountOptions {
@@ -21,17 +20,9 @@ fn mount_named(kit: &Kit, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskF
 }
 
 fn put(fs: &DiskFs, name: &str, data: &[u8]) {
-    let (a, fh) = fs
-        .create(
-            &Request::root(),
-            ROOT_INO,
-            OsStr::new(name),
-            0o644,
-            libc::O_RDWR,
-        )
-        .unwrap();
-    fs.write(a.ino, fh, 0, data).unwrap();
-    fs.release(a.ino, fh).unwrap();
+    let (ino, fh) = aegis_testkit::create_file(fs, name);
+    fs.write(ino, fh, 0, data).unwrap();
+    fs.release(ino, fh).unwrap();
 }
 
 fn names(fs: &DiskFs) -> Vec<String> {

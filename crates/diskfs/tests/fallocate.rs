@@ -26,16 +26,7 @@ fn kit() -> Kit {
 }
 
 fn create(fs: &DiskFs, name: &str) -> (Ino, Fh) {
-    let (a, fh) = fs
-        .create(
-            &Request::root(),
-            ROOT_INO,
-            OsStr::new(name),
-            0o644,
-            libc::O_RDWR,
-        )
-        .unwrap();
-    (a.ino, fh)
+    aegis_testkit::create_file(fs, name)
 }
 
 fn avail(fs: &DiskFs) -> u64 {

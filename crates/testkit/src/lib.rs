@@ -119,6 +119,22 @@ impl Kit {
     }
 }
 
+/// Create and open (read-write) the regular file `name` in the root
+/// directory of `fs`, as root, mode 0644.
+pub fn create_file(fs: &DiskFs, name: &str) -> (aegis_vfs::Ino, aegis_vfs::Fh) {
+    use aegis_vfs::FileSystem;
+    let (a, fh) = fs
+        .create(
+            &aegis_vfs::Request::root(),
+            aegis_vfs::ROOT_INO,
+            std::ffi::OsStr::new(name),
+            0o644,
+            libc::O_RDWR,
+        )
+        .expect("create a test file");
+    (a.ino, fh)
+}
+
 /// `len` bytes of xorshift noise from `seed`: data that does not compress,
 /// the same for the same arguments.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {

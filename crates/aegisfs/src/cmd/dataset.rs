@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aegis_block::{DeviceRef, FileDevice, OpenMode};
+use aegis_block::DeviceRef;
 use aegis_diskfs::FormatOptions;
 use aegis_fs::dataset::ROOT_DATASET;
 use aegis_fs::dataset_admin::validate_name;
@@ -86,20 +86,10 @@ fn named_target(arg: &Path) -> CliResult<(PathBuf, String)> {
     }
 }
 
-/// Lock and open the pool on `image` for a change.
+/// Lock and open the pool on `image`.
 fn open_locked(image: &Path, writable: bool) -> CliResult<Arc<Store>> {
     let shown = image.display();
-    if !image.exists() {
-        return Err(CliError::new(format!("{shown}: no such file or device")));
-    }
-    let mode = if writable {
-        OpenMode::ReadWrite
-    } else {
-        OpenMode::ReadOnly
-    };
-    let dev = FileDevice::open(image, mode).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
-    dev.lock_exclusive()
-        .map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    let dev = super::open_locked(image, writable)?;
     let opts = OpenOptions {
         read_only: !writable,
         rewind_txg: None,

@@ -46,6 +46,25 @@ pub fn open_device(path: &Path, mode: OpenMode) -> CliResult<DeviceRef> {
     Ok(Arc::new(dev))
 }
 
+/// Open `image` (writable or not) and take its exclusive lock, which a
+/// mount holds: a command that changes or reads a pool as a whole refuses
+/// a mounted one.
+pub fn open_locked(image: &Path, writable: bool) -> CliResult<FileDevice> {
+    let shown = image.display();
+    if !image.exists() {
+        return Err(CliError::new(format!("{shown}: no such file or device")));
+    }
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::ReadOnly
+    };
+    let dev = FileDevice::open(image, mode).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    dev.lock_exclusive()
+        .map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+    Ok(dev)
+}
+
 pub fn open_store(path: &Path, opts: &OpenOptions) -> CliResult<Arc<Store>> {
     let mode = if opts.read_only {
         OpenMode::ReadOnly

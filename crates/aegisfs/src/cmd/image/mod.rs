@@ -26,7 +26,7 @@ pub use show::{CatArgs, DfArgs, StatArgs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aegis_block::{DeviceRef, FileDevice, OpenMode};
+use aegis_block::DeviceRef;
 use aegis_diskfs::{AtimeMode, DiskFs, DiskFsOptions, MountOptions};
 use aegis_fs::OpenOptions;
 use aegis_vfs::{Creds, FileSystem, FsError, Process, Vfs};
@@ -125,18 +125,7 @@ impl Session {
     /// Lock and open `image`, writable or not.
     pub fn open(image: &Path, writable: bool) -> CliResult<Session> {
         let shown = image.display();
-        if !image.exists() {
-            return Err(CliError::new(format!("{shown}: no such file or device")));
-        }
-        let mode = if writable {
-            OpenMode::ReadWrite
-        } else {
-            OpenMode::ReadOnly
-        };
-        let dev =
-            FileDevice::open(image, mode).map_err(|e| CliError::new(format!("{shown}: {e}")))?;
-        dev.lock_exclusive()
-            .map_err(|e| CliError::new(format!("{shown}: {e}")))?;
+        let dev = super::open_locked(image, writable)?;
         let opts = MountOptions {
             pool: OpenOptions {
                 read_only: !writable,
