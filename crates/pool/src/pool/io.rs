@@ -320,6 +320,15 @@ impl Pool {
                 return Ok(d);
             }
         }
+        // A read ahead of this very block may be under way: its result
+        // lands in the cache, which saves reading the block twice.
+        if self.flights.wait_for(&key) {
+            if let Some(d) = self.data_cache.get(&key) {
+                if d.len() == bp.logical_size as usize {
+                    return Ok(d);
+                }
+            }
+        }
         let data = Arc::new(self.read_block(bp)?);
         if fill {
             self.data_cache.insert(key, data.clone());
@@ -339,9 +348,15 @@ impl Pool {
         if self.data_cache.contains(&key) {
             return Ok(());
         }
-        let data = Arc::new(self.read_verified(bp, false)?);
-        self.data_cache.insert(key, data);
-        Ok(())
+        let Some(flight) = self.flights.take_off(key) else {
+            // Another worker reads it, or too many are in flight.
+            return Ok(());
+        };
+        let read = self
+            .read_verified(bp, false)
+            .map(|data| self.data_cache.insert(key, Arc::new(data)));
+        self.flights.land(&key, &flight);
+        read
     }
 
     /// Set the data cache's policy and size (bytes; 0 turns it off).

@@ -28,6 +28,7 @@ mod gang;
 mod io;
 mod log_region;
 mod open;
+mod prefetch_flights;
 
 pub use commit::ClosedTxg;
 pub use io::EncodedBlock;
@@ -165,6 +166,8 @@ pub struct Pool {
     behind: Mutex<WriteBehind>,
     /// Decoded data blocks (`read_data`), dropped as they are freed.
     data_cache: BlockCache,
+    /// Reads ahead in progress, which readers of the same block wait for.
+    flights: prefetch_flights::Flights,
 }
 
 /// The data cache's size until the store above sets its own.
@@ -207,6 +210,7 @@ impl Pool {
             behind: Mutex::new(WriteBehind::default()),
             heal_log: Mutex::new(Vec::new()),
             data_cache: BlockCache::new(CachePolicy::default(), DEFAULT_DATA_CACHE_BYTES),
+            flights: Default::default(),
         }
     }
 
