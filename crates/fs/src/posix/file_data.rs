@@ -32,6 +32,8 @@ use std::sync::Arc;
 use aegis_pool::{AllocClass, BlockPtr, BlockType, Pool, WriteProps};
 
 use super::dirty_data::{kept, DirtyData, DirtyRecord, Estimator};
+use super::file_prealloc::resize_prealloc;
+pub(crate) use super::file_prealloc::{prealloc_cover, prealloc_need, preallocate};
 pub(crate) use super::file_read::{
     read, read_ahead, record_count, seek_data, seek_hole, settled_reserved, stored_alloc,
 };
@@ -128,7 +130,7 @@ fn share_rule(tx: &Tx<'_>) -> ShareRule {
 /// The rule the next reservation of a dataset with `meta` will use: with
 /// nothing reserved, no record's share can change meaning, so the first
 /// one switches the dataset to the newest rule.
-fn next_share_rule(meta: &DatasetMeta, pool: &Pool) -> ShareRule {
+pub(super) fn next_share_rule(meta: &DatasetMeta, pool: &Pool) -> ShareRule {
     let tree = meta.reserved == 0 || meta.features & FEATURE_PREALLOC_TREE != 0;
     ShareRule::new(pool.block_size(), pool.config().metadata_copies, tree)
 }
@@ -143,7 +145,7 @@ fn unreserve(tx: &mut Tx<'_>, held: u64) {
 
 /// Take `rec`'s share of `st_blocks` and of the reservation out (its
 /// block stays: for a record that only changes its length).
-fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+pub(super) fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
     let bs = tx.pool_ref().block_size();
     r.alloc_bytes = r.alloc_bytes.saturating_sub(alloc_of(rec, bs));
     let held = rec.reserved(share_rule(tx));
@@ -153,7 +155,7 @@ fn account_out(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
 /// Put `rec`'s share of `st_blocks` and of the reservation in; a
 /// preallocated record sets the dataset's `prealloc` feature (and
 /// `prealloc_tree` when nothing is reserved yet).
-fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
+pub(super) fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord) {
     let bs = tx.pool_ref().block_size();
     r.alloc_bytes += alloc_of(rec, bs);
     if let FileRecord::Prealloc { .. } = rec {
@@ -644,133 +646,6 @@ pub(crate) fn truncate(tx: &mut Tx<'_>, ino: u64, r: &mut InodeRecord, size: u64
         }
     }
     r.size = size;
-    Ok(())
-}
-
-/// Replace preallocated `old` at `start` by `new`, the same data with
-/// another length: only the accounts move.
-fn resize_prealloc(
-    tx: &mut Tx<'_>,
-    ino: u64,
-    r: &mut InodeRecord,
-    start: u64,
-    old: &FileRecord,
-    new: FileRecord,
-) -> Result<()> {
-    account_out(tx, r, old);
-    account_in(tx, r, &new);
-    tx.tree.insert(&keys::data(ino, start), &new.encode())?;
-    Ok(())
-}
-
-/// The preallocated length `[lo, hi)` asks of the record at `start`: from
-/// the record's start (a record is the unit of reservation) to `hi` or
-/// the record's end.
-fn wanted(start: u64, rs: u64, hi: u64) -> u32 {
-    (hi.min(start + rs) - start) as u32
-}
-
-/// Bytes of new reservation preallocating `[lo, hi)` would hold (for the
-/// ENOSPC check before the change): holes become preallocated records,
-/// shorter preallocated records grow, records with data stay as they are
-/// (unless `zeroing`: ZERO_RANGE may punch them first, so they count as
-/// holes). Computed without walking the range, which may be huge.
-pub(crate) fn prealloc_need(
-    tree: &Tree,
-    pool: &Pool,
-    meta: &DatasetMeta,
-    ino: u64,
-    (lo, hi): (u64, u64),
-    zeroing: bool,
-) -> Result<u64> {
-    if hi <= lo {
-        return Ok(0);
-    }
-    let rs = super::directory::read_inode(tree, ino)?.record_size_bytes(meta.record_size);
-    let rule = next_share_rule(meta, pool);
-    let share = |start: u64| {
-        FileRecord::Prealloc {
-            len: wanted(start, rs, hi),
-            data: None,
-        }
-        .reserved(rule)
-    };
-    let first = lo / rs * rs;
-    let n = (hi - first).div_ceil(rs);
-    let last = first + (n - 1) * rs;
-    let mut need = if n > 1 {
-        (n - 1).saturating_mul(share(first))
-    } else {
-        0
-    }
-    .saturating_add(share(last));
-    for (start, rec) in records_in(tree, ino, first, hi)? {
-        let have = match rec {
-            FileRecord::Prealloc { .. } => rec.reserved(rule),
-            _ if zeroing => 0,
-            _ => u64::MAX,
-        };
-        need = need.saturating_sub(share(start).min(have));
-    }
-    Ok(need)
-}
-
-/// The part of [`write_size_bytes`] for a write of `[lo, hi)` that the
-/// reservation pays: one record size for each touched record that is
-/// preallocated and holds the write's piece (its block cannot outgrow the
-/// record's share plus the block it replaces).
-pub(crate) fn prealloc_cover(tree: &Tree, ino: u64, rs: u64, lo: u64, hi: u64) -> Result<u64> {
-    if hi <= lo {
-        return Ok(0);
-    }
-    let first = lo / rs * rs;
-    Ok(records_in(tree, ino, first, hi)?
-        .iter()
-        .filter(|(start, rec)| {
-            matches!(rec, FileRecord::Prealloc { .. })
-                && hi.min(start + rs) <= start + rec.len() as u64
-        })
-        .count() as u64
-        * rs)
-}
-
-/// Preallocate `[lo, hi)` (fallocate mode 0 and KEEP_SIZE; the caller
-/// sets the size): see [`prealloc_need`] for what changes.
-pub(crate) fn preallocate(
-    tx: &mut Tx<'_>,
-    ino: u64,
-    r: &mut InodeRecord,
-    lo: u64,
-    hi: u64,
-) -> Result<()> {
-    let rs = file_rs(tx, r);
-    let first = lo / rs * rs;
-    settle(tx, ino, r, first, hi)?;
-    let mut have = std::collections::BTreeMap::new();
-    for (start, rec) in records_in(tx.tree, ino, first, hi)? {
-        have.insert(start, rec);
-    }
-    let mut start = first;
-    while start < hi {
-        let len = wanted(start, rs, hi);
-        match have.get(&start) {
-            None => {
-                let rec = FileRecord::Prealloc { len, data: None };
-                account_in(tx, r, &rec);
-                tx.tree.insert(&keys::data(ino, start), &rec.encode())?;
-            }
-            Some(rec @ FileRecord::Prealloc { len: l, data }) if *l < len => {
-                let new = FileRecord::Prealloc {
-                    len,
-                    data: data.clone(),
-                };
-                let rec = rec.clone();
-                resize_prealloc(tx, ino, r, start, &rec, new)?
-            }
-            Some(_) => {}
-        }
-        start += rs;
-    }
     Ok(())
 }
 

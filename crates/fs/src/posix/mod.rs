@@ -18,6 +18,7 @@ pub mod dirent;
 #[doc(hidden)]
 pub mod dirty_data;
 pub(crate) mod file_data;
+mod file_prealloc;
 pub(crate) mod file_read;
 pub mod file_record;
 pub mod inode;
