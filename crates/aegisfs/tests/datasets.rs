@@ -49,9 +49,13 @@ fn refused(args: &[&str], needle: &str, img: &Path) {
 fn listed(img: &str) -> Vec<String> {
     let out = ok(&["dataset", "list", img, "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-    rows.as_array()
-        .unwrap()
-        .iter()
+    let rows = rows.as_array().unwrap();
+    // Every dataset takes room: at least its log ring and a tree node.
+    assert!(
+        rows.iter().all(|r| r["used_bytes"].as_u64().unwrap() > 0),
+        "{rows:?}"
+    );
+    rows.iter()
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect()
 }

@@ -147,6 +147,18 @@ fn rename_keeps_the_files_and_destroy_gives_every_block_back() {
     }
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
+    // 40 files of 200,000 incompressible bytes: 8 MB of blocks (whole
+    // 4 KiB blocks per record), then the tree and the log ring.
+    let ring = store
+        .dataset_used_bytes(store.dataset_id("b").unwrap())
+        .unwrap();
+    let used = store
+        .dataset_used_bytes(store.dataset_id("a").unwrap())
+        .unwrap();
+    assert!(
+        used >= ring + 40 * 200_000 && used < ring + 40 * 200_000 + (2 << 20),
+        "dataset a uses {used} bytes; an empty one {ring}"
+    );
     store.rename_dataset("a", "renamed").unwrap();
     store.shutdown().unwrap();
     let fs = mount_named(&kit, &dev, Some("renamed"));

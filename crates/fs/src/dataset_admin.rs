@@ -192,6 +192,11 @@ impl Store {
         {
             let mut t = self.trees.write();
             let tree = t.datasets.get(&id).ok_or(FsError::NoDataset(id))?;
+            if tree.is_dirty() {
+                return Err(FsError::Invalid(
+                    "the dataset changed while it was being destroyed".into(),
+                ));
+            }
             let (blocks, ring) = owned_blocks(tree, self.pool())?;
             t.pool_tree.remove(&dataset_key(id))?;
             t.datasets.remove(&id);
@@ -210,6 +215,21 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes dataset `id` takes on disk as last committed: every copy of
+    /// its tree's nodes and its files' blocks, and its intent log ring.
+    /// A walk of the whole tree, for tools (`dataset list`).
+    pub fn dataset_used_bytes(&self, id: u64) -> Result<u64> {
+        let t = self.trees.read();
+        let tree = t.datasets.get(&id).ok_or(FsError::NoDataset(id))?;
+        let (blocks, ring) = owned_blocks(tree, self.pool())?;
+        let bs = self.pool().block_size();
+        let data: u64 = blocks
+            .iter()
+            .map(|bp| bp.allocated_size(bs) * bp.addrs.len() as u64)
+            .sum();
+        Ok(data + ring.map_or(0, |e| e.len))
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.is_read_only() {
             return Err(FsError::Pool(aegis_pool::PoolError::ReadOnly));
@@ -218,14 +238,10 @@ impl Store {
     }
 }
 
-/// Every block a committed dataset tree reaches: its nodes and the data
-/// blocks of its file records, and its intent log ring.
+/// Every block of a dataset tree on disk: its nodes and the data blocks
+/// of its file records, and its intent log ring (nodes changed in the
+/// open txg are not on disk yet and not listed).
 fn owned_blocks(tree: &Tree, pool: &Pool) -> Result<(Vec<BlockPtr>, Option<Extent>)> {
-    if tree.is_dirty() {
-        return Err(FsError::Invalid(
-            "the dataset changed while it was being destroyed".into(),
-        ));
-    }
     let mut blocks = Vec::new();
     let mut todo: Vec<BlockPtr> = match tree.root_child() {
         Some(Child::Disk(bp)) => vec![bp.clone()],

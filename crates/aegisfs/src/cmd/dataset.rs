@@ -162,14 +162,19 @@ struct Row {
     created_ns: u64,
     /// Whether it holds a filesystem (a meta record).
     filesystem: bool,
+    /// Bytes on disk: every copy of its nodes and blocks, its log ring.
+    used_bytes: u64,
 }
 
 fn list(image: &Path, json: bool) -> CliResult<u8> {
     let store = open_locked(image, false)?;
-    let rows: Vec<Row> = store
-        .datasets()
-        .into_iter()
-        .map(|d| Row {
+    let shown = image.display();
+    let mut rows = Vec::new();
+    for d in store.datasets() {
+        let used_bytes = store
+            .dataset_used_bytes(d.id)
+            .map_err(|e| CliError::new(format!("{shown}/{}: {e}", d.name)))?;
+        rows.push(Row {
             filesystem: store
                 .view(d.id, |v| v.meta())
                 .is_ok_and(|m: Option<_>| m.is_some()),
@@ -177,18 +182,23 @@ fn list(image: &Path, json: bool) -> CliResult<u8> {
             name: d.name,
             created_txg: d.created_txg,
             created_ns: d.created_ns,
-        })
-        .collect();
+            used_bytes,
+        });
+    }
     if json {
         let out = serde_json::to_string_pretty(&rows).map_err(|e| CliError::new(e.to_string()))?;
         println!("{out}");
     } else {
-        println!("{:<6} {:<32} {:>10}  CREATED", "ID", "NAME", "TXG");
+        println!(
+            "{:<6} {:<32} {:>10} {:>10}  CREATED",
+            "ID", "NAME", "USED", "TXG"
+        );
         for r in &rows {
             println!(
-                "{:<6} {:<32} {:>10}  {}",
+                "{:<6} {:<32} {:>10} {:>10}  {}",
                 r.id,
                 r.name,
+                crate::units::human(r.used_bytes),
                 r.created_txg,
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.created_ns)
