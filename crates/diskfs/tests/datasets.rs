@@ -247,3 +247,26 @@ fn dataset_changes_survive_every_crash_point() {
         kit.fsck_clean(img);
     }
 }
+
+/// A destroyed dataset's fallocate reservations go with it: the pool's
+/// reserved bytes and free space come back.
+#[test]
+fn destroy_releases_the_datasets_reservations() {
+    let kit = Kit::default().size(128 << 20);
+    let dev = kit.fresh();
+    make_two(&kit, &dev);
+    let fs = mount_named(&kit, &dev, Some("a"));
+    let (ino, fh) = aegis_testkit::create_file(&fs, "held");
+    fs.fallocate(ino, fh, 0, 8 << 20, 0).unwrap();
+    fs.release(ino, fh).unwrap();
+    fs.unmount().unwrap();
+    let store = kit.open_store(dev.clone());
+    assert!(store.reserved_bytes() >= 8 << 20);
+    store.destroy_dataset("a").unwrap();
+    assert_eq!(store.reserved_bytes(), 0, "the reservation went with it");
+    store.shutdown().unwrap();
+    let store = kit.open_store(dev.clone());
+    assert_eq!(store.reserved_bytes(), 0, "and stays gone after a reopen");
+    store.shutdown().unwrap();
+    kit.fsck_clean(dev);
+}
