@@ -243,17 +243,26 @@ impl Store {
 /// open txg are not on disk yet and not listed).
 fn owned_blocks(tree: &Tree, pool: &Pool) -> Result<(Vec<BlockPtr>, Option<Extent>)> {
     let mut blocks = Vec::new();
-    let mut todo: Vec<BlockPtr> = match tree.root_child() {
-        Some(Child::Disk(bp)) => vec![bp.clone()],
+    // (node, the level it must have): levels fall by one per step down,
+    // so even a damaged tree cannot lead this walk round in a cycle.
+    let mut todo: Vec<(BlockPtr, Option<u8>)> = match tree.root_child() {
+        Some(Child::Disk(bp)) => vec![(bp.clone(), None)],
         Some(Child::Dirty(_)) | None => Vec::new(),
     };
-    // Each node is visited once: a tree's nodes form a tree.
-    while let Some(bp) = todo.pop() {
+    while let Some((bp, want)) = todo.pop() {
         let node = tree.load(&bp)?;
-        if !node.is_leaf() {
+        if want.is_some_and(|l| l != node.level) {
+            return Err(FsError::Damaged(format!(
+                "dataset tree node {} has level {}, not {}",
+                bp.describe(),
+                node.level,
+                want.unwrap_or_default()
+            )));
+        }
+        if let Some(below) = node.level.checked_sub(1) {
             for i in 0..node.children.len() {
                 if let Some(c) = node.child_ptr(i) {
-                    todo.push(c.clone());
+                    todo.push((c.clone(), Some(below)));
                 }
             }
         }
