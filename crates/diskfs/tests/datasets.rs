@@ -270,3 +270,35 @@ fn destroy_releases_the_datasets_reservations() {
     store.shutdown().unwrap();
     kit.fsck_clean(dev);
 }
+
+/// Deletes work on a full pool (DESIGN's rule, ZFS and btrfs users' worst
+/// case): a dataset that filled the pool can still be destroyed, and the
+/// space comes back.
+#[test]
+fn a_dataset_that_filled_the_pool_can_be_destroyed() {
+    let kit = Kit::default().size(64 << 20);
+    let dev = kit.fresh();
+    make_two(&kit, &dev);
+    let fs = mount_named(&kit, &dev, Some("a"));
+    let (ino, fh) = aegis_testkit::create_file(&fs, "filler");
+    let chunk = aegis_testkit::noise(1 << 20, 3);
+    let mut off = 0;
+    while fs.write(ino, fh, off, &chunk).is_ok() {
+        off += chunk.len() as u64;
+    }
+    assert!(off > 0, "something was written before the pool filled");
+    fs.release(ino, fh).unwrap();
+    fs.unmount().unwrap();
+    let store = kit.open_store(dev.clone());
+    let full = store.space().free;
+    store.destroy_dataset("a").unwrap();
+    for _ in 0..4 {
+        store.commit().unwrap();
+    }
+    assert!(
+        store.space().free >= full + off,
+        "the filler's {off} bytes are free again"
+    );
+    store.shutdown().unwrap();
+    kit.fsck_clean(dev);
+}

@@ -24,10 +24,10 @@ use crate::dataset::{
 };
 use crate::error::{FsError, Result};
 use crate::posix::{keys, FileRecord};
-use crate::store::{now_ns, Store};
+use crate::store::{now_ns, Store, Trees};
 
-/// Largest number of datasets a pool holds (a bound on every walk of
-/// them, and on what `create` accepts).
+/// Most datasets `create_dataset` lets a pool hold (so a pool this code
+/// made keeps `list`, fsck and the open of its trees bounded).
 pub const MAX_DATASETS: usize = 4096;
 
 /// One dataset, as `list` shows it.
@@ -96,11 +96,7 @@ impl Store {
         self.check_writable()?;
         let id = {
             let mut t = self.trees.write();
-            if t.records.values().any(|r| r.name == name) {
-                return Err(FsError::Invalid(format!(
-                    "a dataset named {name:?} exists already"
-                )));
-            }
+            name_is_free(&t, name)?;
             if t.records.len() >= MAX_DATASETS {
                 return Err(FsError::Invalid(format!(
                     "the pool holds {MAX_DATASETS} datasets, the most it can"
@@ -162,11 +158,7 @@ impl Store {
         }
         {
             let mut t = self.trees.write();
-            if t.records.values().any(|r| r.name == to) {
-                return Err(FsError::Invalid(format!(
-                    "a dataset named {to:?} exists already"
-                )));
-            }
+            name_is_free(&t, to)?;
             let rec = t.records.get_mut(&id).ok_or(FsError::NoDataset(id))?;
             rec.name = to.to_string();
             let encoded = rec.encode();
@@ -235,6 +227,16 @@ impl Store {
             return Err(FsError::Pool(aegis_pool::PoolError::ReadOnly));
         }
         Ok(())
+    }
+}
+
+/// Refuse `name` if a dataset of the pool has it.
+fn name_is_free(t: &Trees, name: &str) -> Result<()> {
+    match t.records.values().any(|r| r.name == name) {
+        true => Err(FsError::Invalid(format!(
+            "a dataset named {name:?} exists already"
+        ))),
+        false => Ok(()),
     }
 }
 

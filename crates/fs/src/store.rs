@@ -450,6 +450,15 @@ impl Store {
         }
     }
 
+    /// A change of dataset `ds` stood with its meta record's reserved
+    /// counter going from `before` to `after`: the store's copy follows
+    /// (the space checks read it without decoding meta records).
+    pub(crate) fn publish_reserved(&self, ds: u64, before: u64, after: u64) {
+        if after != before {
+            self.reserved.lock().insert(ds, after);
+        }
+    }
+
     /// The trees, write-locked, once a change of `size` on `ds` fits:
     /// its data blocks and the commit of everything dirty with its own
     /// tree changes, out of what `size.class` may use. Space held by

@@ -452,9 +452,7 @@ impl Store {
             let policy = |ino| log_policy_of(tree, ino);
             log.record(std::mem::take(&mut tx.records), tx.unlogged, policy);
         }
-        if tx.meta.reserved != held_before {
-            self.reserved.lock().insert(ds, tx.meta.reserved);
-        }
+        self.publish_reserved(ds, held_before, tx.meta.reserved);
         // Old blocks are freed only once the change stands.
         for bp in &tx.to_free {
             self.pool.free(bp).map_err(FsError::from)?;

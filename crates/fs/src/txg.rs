@@ -191,9 +191,7 @@ impl Store {
         }
         tx.tree.commit_undo();
         tx.dirty_undo.clear();
-        if tx.meta.reserved != held_before {
-            self.reserved.lock().insert(ds, tx.meta.reserved);
-        }
+        self.publish_reserved(ds, held_before, tx.meta.reserved);
         for bp in &tx.to_free {
             self.pool.free(bp)?;
         }

@@ -127,7 +127,7 @@ fn create(target: &Path, record_size: Option<&str>, compression: Option<&str>) -
         .view(ROOT_DATASET, |v| v.meta())
         .map_err(|e: aegis_fs::FsError| CliError::new(format!("{shown}: {e}")))?;
     let defaults = FormatOptions::default();
-    let (uid, gid) = current_ids();
+    let (uid, gid) = super::caller_ids();
     let format = FormatOptions {
         record_size: record_size
             .or(root.as_ref().map(|m| m.record_size))
@@ -145,13 +145,6 @@ fn create(target: &Path, record_size: Option<&str>, compression: Option<&str>) -
     close(&store, &image)?;
     println!("created dataset {name} (id {id}) in {shown}");
     Ok(0)
-}
-
-/// The caller's uid and gid: a new dataset's root directory is theirs,
-/// as mkfs makes the root dataset's.
-fn current_ids() -> (u32, u32) {
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    unsafe { (libc::getuid(), libc::getgid()) }
 }
 
 #[derive(Serialize)]

@@ -186,10 +186,7 @@ fn make(a: &Args, p: &Plan, dev: DeviceRef, created: bool) -> CliResult<u8> {
         metadata_compression: compression,
     };
     let dev_size = dev.size();
-    // The root directory belongs to whoever makes the filesystem, as with
-    // mkfs.ext4 -E root_owner.
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = super::caller_ids();
     let fmt = FormatOptions {
         record_size,
         compression,

@@ -46,6 +46,14 @@ pub fn open_device(path: &Path, mode: OpenMode) -> CliResult<DeviceRef> {
     Ok(Arc::new(dev))
 }
 
+/// The caller's uid and gid: the root directory of a filesystem a command
+/// makes (mkfs, dataset create) is theirs, as with mkfs.ext4 -E
+/// root_owner.
+pub fn caller_ids() -> (u32, u32) {
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
 /// Open `image` (writable or not) and take its exclusive lock, which a
 /// mount holds: a command that changes or reads a pool as a whole refuses
 /// a mounted one.

@@ -292,12 +292,13 @@ pub fn run(a: Args) -> CliResult<u8> {
     let image = image_arg
         .canonicalize()
         .map_err(|e| CliError::new(format!("{}: {e}", image_arg.display())))?;
+    // What the mount shows as its source, and what the daemon is given.
+    let source = match &dataset {
+        Some(name) => image.join(name),
+        None => image.clone(),
+    };
     if !a.foreground {
-        let target = match &dataset {
-            Some(name) => image.join(name),
-            None => image.clone(),
-        };
-        let args = [target.as_os_str(), mountpoint.as_os_str()];
+        let args = [source.as_os_str(), mountpoint.as_os_str()];
         return daemonize(&args, &a.options, &mountpoint);
     }
 
@@ -333,10 +334,6 @@ pub fn run(a: Args) -> CliResult<u8> {
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)
         .map_err(|e| CliError::new(format!("{}: {e}", a.image.display())))?;
     if parsed.mount.fsname == "aegisfs" {
-        let source = match &dataset {
-            Some(name) => image.join(name),
-            None => image.clone(),
-        };
         parsed.mount.fsname = source.display().to_string();
     }
     let loop_hold = choose_fuseblk(&mut parsed.mount, dev.is_block_device(), &image, read_only)?;

@@ -45,6 +45,7 @@ use std::sync::OnceLock;
 
 use aegis_pool::Compression;
 
+use super::file_record::prealloc_reserved;
 use super::{FileRecord, ShareRule};
 
 /// One dirty record.
@@ -108,17 +109,17 @@ impl DirtyRecord {
         let Some(len) = self.held else {
             return 0;
         };
-        let bs = rule.block_size as u64;
-        let whole = (len as u64).div_ceil(bs) * bs;
-        match kept(&self.bytes) {
-            [] => whole + rule.tree_bytes,
-            b => whole.saturating_sub(stored_block_bytes(b, compression, bs)),
-        }
+        // Stored as `file_data::store` stores it: all zeroes keep no block.
+        let data = match kept(&self.bytes) {
+            [] => None,
+            b => Some(stored_block_bytes(b, compression, rule.block_size as u64)),
+        };
+        prealloc_reserved(len, data, rule)
     }
 
     /// What `alloc_bytes` counts for this record's bytes (see
     /// [`Estimator`]); over a preallocated record, the tree's figure.
-    fn estimate(&self, start: u64, est: Estimator) -> u64 {
+    pub(crate) fn estimate(&self, start: u64, est: Estimator) -> u64 {
         match self.held {
             Some(_) => self.old_alloc,
             None => est.of(start, &self.bytes),

@@ -501,12 +501,11 @@ fn write_piece(
         // must not give it away before its real writes come).
         return Ok(());
     }
+    let bytes = patched(tx, old.as_ref(), at, src)?;
     let outgrows = held.is_some_and(|len| end > len as u64);
     if outgrows || tx.write_through {
-        let bytes = patched(tx, old.as_ref(), at, src)?;
         return put_record(tx, ino, r, start, old, bytes);
     }
-    let bytes = patched(tx, old.as_ref(), at, src)?;
     if let (Some(_), Some(o)) = (held, &old) {
         // The leaf holding a preallocated record is copied now, as a
         // write through the tree would, so the space check counts it among
@@ -514,11 +513,8 @@ fn write_piece(
         tx.tree.insert(&keys::data(ino, start), &o.encode())?;
     }
     let old_alloc = old.as_ref().map_or(0, |o| alloc_of(o, est.block_size));
-    let rec = DirtyRecord {
-        est: match held {
-            Some(_) => old_alloc,
-            None => est.of(start, &bytes),
-        },
+    let mut rec = DirtyRecord {
+        est: 0,
         bytes,
         old_alloc,
         // Over a preallocated record, its share pays for the new block
@@ -531,6 +527,7 @@ fn write_piece(
         stored: Default::default(),
         held,
     };
+    rec.est = rec.estimate(start, est);
     r.alloc_bytes = r.alloc_bytes.saturating_sub(old_alloc) + rec.est;
     tx.dirty.insert((ino, start), rec, &mut tx.dirty_undo);
     Ok(())

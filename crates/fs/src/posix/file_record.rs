@@ -65,6 +65,28 @@ impl ShareRule {
     }
 }
 
+/// The data share of a preallocated record of `len` bytes whose block
+/// takes `data_bytes` (`None`: no block yet): its length in whole blocks
+/// less the block's.
+fn prealloc_data_share(len: u32, data_bytes: Option<u64>, block_size: u32) -> u64 {
+    let whole = (len as u64).div_ceil(block_size as u64) * block_size as u64;
+    whole.saturating_sub(data_bytes.unwrap_or(0))
+}
+
+/// What a preallocated record of `len` bytes whose block takes
+/// `data_bytes` (`None`: no block yet) holds back under `rule`: its data
+/// share, and the tree growth of its first write while it has no block.
+/// [`FileRecord::reserved`] of such a record; also how a dirty record over
+/// one tells what the commit will leave reserved.
+pub(crate) fn prealloc_reserved(len: u32, data_bytes: Option<u64>, rule: ShareRule) -> u64 {
+    let tree = if data_bytes.is_none() {
+        rule.tree_bytes
+    } else {
+        0
+    };
+    prealloc_data_share(len, data_bytes, rule.block_size) + tree
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileRecord {
     Inline(Vec<u8>),
@@ -106,10 +128,11 @@ impl FileRecord {
     /// length in whole blocks uncompressed. Zero for the other kinds.
     pub fn data_share(&self, block_size: u32) -> u64 {
         match self {
-            FileRecord::Prealloc { len, data } => {
-                let whole = (*len as u64).div_ceil(block_size as u64) * block_size as u64;
-                whole.saturating_sub(data.as_ref().map_or(0, |bp| bp.allocated_size(block_size)))
-            }
+            FileRecord::Prealloc { len, data } => prealloc_data_share(
+                *len,
+                data.as_ref().map(|bp| bp.allocated_size(block_size)),
+                block_size,
+            ),
             _ => 0,
         }
     }
@@ -118,11 +141,14 @@ impl FileRecord {
     /// dataset's reserved-bytes counter): its data share, plus the tree
     /// growth of its first write while it has no data (see [`ShareRule`]).
     pub fn reserved(&self, rule: ShareRule) -> u64 {
-        let tree = match self {
-            FileRecord::Prealloc { data: None, .. } => rule.tree_bytes,
+        match self {
+            FileRecord::Prealloc { len, data } => prealloc_reserved(
+                *len,
+                data.as_ref().map(|bp| bp.allocated_size(rule.block_size)),
+                rule,
+            ),
             _ => 0,
-        };
-        self.data_share(rule.block_size) + tree
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -25,16 +25,18 @@ use aegis_vfs::{FileSystem, SetAttr};
 
 use super::reply::setattr_caller;
 
-/// `FUSE_WRITE_KILL_SUIDGID` in a WRITE request's `write_flags`.
-pub(crate) const WRITE_KILL_SUIDGID: u32 = 1 << 2;
-
-/// Drop `ino`'s setuid and setgid for a change by `req` that Linux would
-/// drop them for, if it has either; a failure is the change's own.
+/// Before a change by `req` of `ino` that drops privileges (`drops`, as
+/// [`write_drops`] or [`drops_for`] decide): drop its setuid and setgid
+/// if it has either. A failure is the change's own.
 pub(crate) fn drop_privileges(
     fs: &dyn FileSystem,
     req: &fuser::Request,
     ino: u64,
+    drops: bool,
 ) -> aegis_vfs::Result<()> {
+    if !drops {
+        return Ok(());
+    }
     let attr = fs.getattr(ino)?;
     if attr.perm as u32 & (libc::S_ISUID | libc::S_ISGID) == 0 {
         return Ok(());
@@ -42,6 +44,11 @@ pub(crate) fn drop_privileges(
     let caller = setattr_caller(fs, req, ino, None, None);
     fs.setattr(&caller, ino, &SetAttr::default(), None)
         .map(|_| ())
+}
+
+/// Whether a write drops privileges: the kernel says so in its flags.
+pub(crate) fn write_drops(flags: fuser::WriteFlags) -> bool {
+    flags.contains(fuser::WriteFlags::FUSE_WRITE_KILL_SUIDGID)
 }
 
 /// Whether a change other than a write, by `req`, drops privileges (the

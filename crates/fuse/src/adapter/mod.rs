@@ -327,12 +327,7 @@ impl fuser::Filesystem for FuseAdapter {
                 // a truncate does (FUSE_ATOMIC_O_TRUNC: the kernel sends
                 // no setattr for it).
                 let trunc = flags.0 & libc::O_TRUNC != 0 && kill_priv::drops_for(req);
-                let dropped = if trunc {
-                    kill_priv::drop_privileges(&*self.fs, req, ino.0)
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = dropped {
+                if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, trunc) {
                     let _ = self.fs.release(ino.0, fh);
                     reply.error(errno(&e));
                     return;
@@ -372,11 +367,10 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if write_flags.bits() & kill_priv::WRITE_KILL_SUIDGID != 0 {
-            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0) {
-                reply.error(errno(&e));
-                return;
-            }
+        let drops = kill_priv::write_drops(write_flags);
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, drops) {
+            reply.error(errno(&e));
+            return;
         }
         match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => {
@@ -584,11 +578,10 @@ impl fuser::Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        if kill_priv::drops_for(req) {
-            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0) {
-                reply.error(errno(&e));
-                return;
-            }
+        let drops = kill_priv::drops_for(req);
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, drops) {
+            reply.error(errno(&e));
+            return;
         }
         reply_empty(reply, self.fs.fallocate(ino.0, fh.0, offset, length, mode));
     }
@@ -637,11 +630,10 @@ impl fuser::Filesystem for FuseAdapter {
         // The reply carries a 32-bit count; the kernel already caps `len`
         // below that, this keeps a short copy honest if one ever does not.
         let len = len.min(u64::from(MAX_COPY));
-        if kill_priv::drops_for(req) {
-            if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino_out.0) {
-                reply.error(errno(&e));
-                return;
-            }
+        let drops = kill_priv::drops_for(req);
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino_out.0, drops) {
+            reply.error(errno(&e));
+            return;
         }
         match self.fs.copy_file_range(
             ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len, flags,

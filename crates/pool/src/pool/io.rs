@@ -315,18 +315,19 @@ impl Pool {
         };
         // The key names one content; the length check only guards
         // against a damaged pointer that shares a live one's key.
-        if let Some(d) = self.data_cache.get(&key) {
-            if d.len() == bp.logical_size as usize {
-                return Ok(d);
-            }
+        let cached = || {
+            self.data_cache
+                .get(&key)
+                .filter(|d| d.len() == bp.logical_size as usize)
+        };
+        if let Some(d) = cached() {
+            return Ok(d);
         }
         // A read ahead of this very block may be under way: its result
         // lands in the cache, which saves reading the block twice.
         if self.flights.wait_for(&key) {
-            if let Some(d) = self.data_cache.get(&key) {
-                if d.len() == bp.logical_size as usize {
-                    return Ok(d);
-                }
+            if let Some(d) = cached() {
+                return Ok(d);
             }
         }
         let data = Arc::new(self.read_block(bp)?);
