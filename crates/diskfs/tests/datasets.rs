@@ -248,18 +248,31 @@ fn dataset_changes_survive_every_crash_point() {
     }
 }
 
+/// Make datasets `a` and `b`, and run `f` on a new file in `a`, which is
+/// then closed and unmounted.
+fn with_file_in_a<R>(
+    kit: &Kit,
+    dev: &Arc<MemDevice>,
+    f: impl FnOnce(&DiskFs, aegis_vfs::Ino, aegis_vfs::Fh) -> R,
+) -> R {
+    make_two(kit, dev);
+    let fs = mount_named(kit, dev, Some("a"));
+    let (ino, fh) = aegis_testkit::create_file(&fs, "f");
+    let r = f(&fs, ino, fh);
+    fs.release(ino, fh).unwrap();
+    fs.unmount().unwrap();
+    r
+}
+
 /// A destroyed dataset's fallocate reservations go with it: the pool's
 /// reserved bytes and free space come back.
 #[test]
 fn destroy_releases_the_datasets_reservations() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    make_two(&kit, &dev);
-    let fs = mount_named(&kit, &dev, Some("a"));
-    let (ino, fh) = aegis_testkit::create_file(&fs, "held");
-    fs.fallocate(ino, fh, 0, 8 << 20, 0).unwrap();
-    fs.release(ino, fh).unwrap();
-    fs.unmount().unwrap();
+    with_file_in_a(&kit, &dev, |fs, ino, fh| {
+        fs.fallocate(ino, fh, 0, 8 << 20, 0).unwrap()
+    });
     let store = kit.open_store(dev.clone());
     assert!(store.reserved_bytes() >= 8 << 20);
     store.destroy_dataset("a").unwrap();
@@ -278,17 +291,15 @@ fn destroy_releases_the_datasets_reservations() {
 fn a_dataset_that_filled_the_pool_can_be_destroyed() {
     let kit = Kit::default().size(64 << 20);
     let dev = kit.fresh();
-    make_two(&kit, &dev);
-    let fs = mount_named(&kit, &dev, Some("a"));
-    let (ino, fh) = aegis_testkit::create_file(&fs, "filler");
-    let chunk = aegis_testkit::noise(1 << 20, 3);
-    let mut off = 0;
-    while fs.write(ino, fh, off, &chunk).is_ok() {
-        off += chunk.len() as u64;
-    }
+    let off = with_file_in_a(&kit, &dev, |fs, ino, fh| {
+        let chunk = aegis_testkit::noise(1 << 20, 3);
+        let mut off = 0;
+        while fs.write(ino, fh, off, &chunk).is_ok() {
+            off += chunk.len() as u64;
+        }
+        off
+    });
     assert!(off > 0, "something was written before the pool filled");
-    fs.release(ino, fh).unwrap();
-    fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
     let full = store.space().free;
     store.destroy_dataset("a").unwrap();
