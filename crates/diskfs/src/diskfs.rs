@@ -163,7 +163,9 @@ impl DiskFs {
     /// replays the intent log and frees the orphans a crash left behind.
     pub fn open(store: Arc<Store>, opts: DiskFsOptions) -> Result<Arc<DiskFs>> {
         let ds = opts.dataset;
-        let read_only = store.is_read_only();
+        // A snapshot is read-only whatever the pool is.
+        let snapshot = store.is_snapshot(ds);
+        let read_only = store.is_read_only() || snapshot;
         let (meta, orphans) = store.view(ds, |t| -> TxResult<_> {
             let meta = t.meta()?.ok_or_else(|| {
                 FsError::Io(format!(
@@ -181,7 +183,7 @@ impl DiskFs {
             ))
         };
         let (log, replay) = if read_only {
-            if store.view(ds, |t| -> TxResult<_> { Ok(t.has_log_head()?) })? {
+            if !snapshot && store.view(ds, |t| -> TxResult<_> { Ok(t.has_log_head()?) })? {
                 tracing::warn!("read-only mount: the intent log is not replayed; changes fsynced after the last commit are not shown");
             }
             (None, None)
@@ -219,6 +221,13 @@ impl DiskFs {
             tracing::info!(count = fs.state.lock().orphans.len(), "freeing orphans");
             fs.release_orphans(&mut fs.state.lock());
             fs.store.commit().map_err(lower)?;
+        }
+        // A snapshot delete a crash cut short finishes before the mount
+        // serves (in batches of one commit each).
+        if !read_only {
+            fs.store
+                .resume_snapshot_deletes(&mut |_| {})
+                .map_err(lower)?;
         }
         Ok(fs)
     }

@@ -53,6 +53,8 @@ pub struct MountOptions {
     /// Mount the dataset of this name instead of `fs.dataset` (resolved
     /// once the pool is open).
     pub dataset_name: Option<String>,
+    /// Mount this snapshot of the dataset, read-only.
+    pub snapshot_name: Option<String>,
 }
 
 /// Format `devices` as a new pool holding an empty filesystem in its root
@@ -79,6 +81,9 @@ fn mount_store(store: Arc<Store>, mount: &MountOptions) -> Result<Arc<DiskFs>, O
     let mut fs_opts = mount.fs.clone();
     if let Some(name) = &mount.dataset_name {
         fs_opts.dataset = store.dataset_id(name)?;
+    }
+    if let Some(snap) = &mount.snapshot_name {
+        fs_opts.dataset = store.snapshot_id(fs_opts.dataset, snap)?;
     }
     let fs = DiskFs::open(store.clone(), fs_opts)?;
     if mount.sync_thread && !store.is_read_only() {

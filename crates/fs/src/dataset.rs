@@ -6,9 +6,13 @@
 //! will share nodes between trees of that kind, which is why nodes carry a
 //! kind and not an owner id).
 //!
-//! Dataset record (little-endian): u8 version (1) · u8 dataset type (0 =
-//! filesystem) · u16 name length · u32 reserved · u64 created txg · u64
-//! created time (ns) · tree root (TREE_ROOT_SIZE) · name (UTF-8).
+//! Dataset record (little-endian): u8 version (1 or 2) · u8 dataset type
+//! (0 = filesystem) · u16 name length · u32 reserved · u64 created txg ·
+//! u64 created time (ns) · tree root (TREE_ROOT_SIZE) · version 2 only:
+//! u64 newest snapshot's txg (`prev_snap_txg`, 0 = none) · u64 dead list
+//! id (0 = none yet) · u64 origin snapshot id (0 = not a clone) · name
+//! (UTF-8). A dataset that never had a snapshot is written as version 1,
+//! byte for byte as before snapshots existed (`snapshot.rs`).
 
 use aegis_pool::codec::{Reader, Writer};
 use aegis_pool::TreeRoot;
@@ -40,19 +44,33 @@ pub struct DatasetRecord {
     pub created_txg: u64,
     pub created_ns: u64,
     pub root: TreeRoot,
+    /// The txg of the dataset's newest snapshot: a block born at or before
+    /// it may be held by a snapshot, so freeing it puts it on the dead
+    /// list instead (`dead_list.rs`).
+    pub prev_snap_txg: u64,
+    /// Where the live tree's frees of snapshot-held blocks go.
+    pub deadlist: u64,
+    /// The snapshot this dataset was cloned from (0: none).
+    pub origin: u64,
 }
 
 impl DatasetRecord {
     pub fn encode(&self) -> Vec<u8> {
         assert!(self.name.len() <= MAX_DATASET_NAME);
+        let v2 = self.prev_snap_txg != 0 || self.deadlist != 0 || self.origin != 0;
         let mut w = Writer::new();
-        w.u8(1);
+        w.u8(if v2 { 2 } else { 1 });
         w.u8(0);
         w.u16(self.name.len() as u16);
         w.u32(0);
         w.u64(self.created_txg);
         w.u64(self.created_ns);
         self.root.encode_into(&mut w);
+        if v2 {
+            w.u64(self.prev_snap_txg);
+            w.u64(self.deadlist);
+            w.u64(self.origin);
+        }
         w.bytes(self.name.as_bytes());
         w.into_inner()
     }
@@ -63,7 +81,8 @@ impl DatasetRecord {
             detail: d.into(),
         };
         let mut r = Reader::new(b, "dataset record");
-        if r.u8()? != 1 {
+        let version = r.u8()?;
+        if version != 1 && version != 2 {
             return Err(bad("unknown version"));
         }
         if r.u8()? != 0 {
@@ -74,6 +93,10 @@ impl DatasetRecord {
         let created_txg = r.u64()?;
         let created_ns = r.u64()?;
         let root = TreeRoot::decode(&mut r)?;
+        let (prev_snap_txg, deadlist, origin) = match version {
+            2 => (r.u64()?, r.u64()?, r.u64()?),
+            _ => (0, 0, 0),
+        };
         if name_len > MAX_DATASET_NAME || r.remaining() != name_len {
             return Err(bad("name length"));
         }
@@ -85,7 +108,23 @@ impl DatasetRecord {
             created_txg,
             created_ns,
             root,
+            prev_snap_txg,
+            deadlist,
+            origin,
         })
+    }
+
+    /// A record for a new, empty dataset.
+    pub fn new(name: &str, created_txg: u64, created_ns: u64) -> DatasetRecord {
+        DatasetRecord {
+            name: name.to_string(),
+            created_txg,
+            created_ns,
+            root: TreeRoot::default(),
+            prev_snap_txg: 0,
+            deadlist: 0,
+            origin: 0,
+        }
     }
 }
 
@@ -95,13 +134,15 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects_truncation() {
-        let r = DatasetRecord {
-            name: "root".into(),
-            created_txg: 1,
-            created_ns: 2,
-            root: TreeRoot::default(),
-        };
+        let mut r = DatasetRecord::new("root", 1, 2);
         let enc = r.encode();
+        assert_eq!(enc[0], 1, "no snapshot fields: version 1");
+        assert_eq!(DatasetRecord::decode(&enc).unwrap(), r);
+        assert!(DatasetRecord::decode(&enc[..enc.len() - 1]).is_err());
+        r.prev_snap_txg = 9;
+        r.deadlist = 40;
+        let enc = r.encode();
+        assert_eq!(enc[0], 2);
         assert_eq!(DatasetRecord::decode(&enc).unwrap(), r);
         assert!(DatasetRecord::decode(&enc[..enc.len() - 1]).is_err());
         assert_eq!(parse_dataset_key(&dataset_key(77)), Some(77));

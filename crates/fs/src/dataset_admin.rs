@@ -17,7 +17,7 @@
 //! data, its intent log ring) in the same txg that removes its record.
 
 use aegis_btree::{Child, Tree};
-use aegis_pool::{BlockPtr, Extent, Pool, TreeRoot};
+use aegis_pool::{BlockPtr, Extent, Pool};
 
 use crate::dataset::{
     dataset_key, DatasetRecord, DATASET_TREE_KIND, MAX_DATASET_NAME, ROOT_DATASET,
@@ -102,13 +102,8 @@ impl Store {
                     "the pool holds {MAX_DATASETS} datasets, the most it can"
                 )));
             }
-            let id = t.records.keys().max().map_or(ROOT_DATASET, |&m| m + 1);
-            let rec = DatasetRecord {
-                name: name.to_string(),
-                created_txg: self.pool().open_txg(),
-                created_ns: now_ns(),
-                root: TreeRoot::default(),
-            };
+            let id = t.next_object_id();
+            let rec = DatasetRecord::new(name, self.pool().open_txg(), now_ns());
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
             let tree = Tree::open(
                 self.pool().clone(),
@@ -178,6 +173,12 @@ impl Store {
                 "the root dataset cannot be destroyed; it is the pool's own".into(),
             ));
         }
+        let snaps = self.snapshots(id).len();
+        if snaps > 0 {
+            return Err(FsError::Invalid(format!(
+                "dataset {name:?} has {snaps} snapshot(s); delete them first"
+            )));
+        }
         // Anything the dataset changed in the open txg lands first, so its
         // tree is all on disk and the walk sees every block.
         self.commit()?;
@@ -243,7 +244,7 @@ fn name_is_free(t: &Trees, name: &str) -> Result<()> {
 /// Every block of a dataset tree on disk: its nodes and the data blocks
 /// of its file records, and its intent log ring (nodes changed in the
 /// open txg are not on disk yet and not listed).
-fn owned_blocks(tree: &Tree, pool: &Pool) -> Result<(Vec<BlockPtr>, Option<Extent>)> {
+pub(crate) fn owned_blocks(tree: &Tree, pool: &Pool) -> Result<(Vec<BlockPtr>, Option<Extent>)> {
     let mut blocks = Vec::new();
     // (node, the level it must have): levels fall by one per step down,
     // so even a damaged tree cannot lead this walk round in a cycle.

@@ -7,7 +7,14 @@
 //! - node structure: keys ordered inside a node and within the bounds its
 //!   parent gives, levels stepping down by one, counters in the root record
 //!   equal to what the walk counted;
-//! - ownership: no two reachable blocks overlap;
+//! - ownership: no two reachable blocks overlap, except one block reached
+//!   from several roots (a dataset and its snapshots) through identical
+//!   pointers, which is checked and counted once; a node shared so is not
+//!   walked again (its subtree's counts are remembered), so a pool of a
+//!   hundred snapshots costs what changed between them, not a hundred
+//!   walks;
+//! - dead lists: every entry names a block some snapshot still reaches
+//!   (or one whose delete is in progress) and the live dataset does not;
 //! - accounting: the space map's allocated set equals the reachable set
 //!   exactly, and nothing waiting out a deferred free is reachable.
 //!
@@ -22,8 +29,10 @@ use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
 use crate::dataset::{parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND};
+use crate::dead_list::parse_dead_key;
 use crate::error::Result;
 use crate::posix;
+use crate::snapshot::{parse_snapshot_key, SnapshotRecord};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -63,12 +72,28 @@ impl FsckReport {
 /// Progress callback: (blocks done, blocks expected).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
+/// A reachable extent: its length, what holds it, and for a block the
+/// root it was first reached from and its checksum (another root may
+/// reach the same block through an identical pointer).
+struct Owned {
+    len: u64,
+    what: String,
+    root: u32,
+    checksum: Option<[u8; 32]>,
+}
+
 struct Walker<'a> {
     pool: &'a Arc<Pool>,
     repair: bool,
     report: FsckReport,
-    /// Reachable extents: (device, offset) → (length, description).
-    owned: BTreeMap<(u32, u64), (u64, String)>,
+    /// Reachable extents by (device, offset).
+    owned: BTreeMap<(u32, u64), Owned>,
+    /// The root being walked (0: the pool tree; each dataset and snapshot
+    /// its own number).
+    root: u32,
+    /// (nodes, entries) of each node's subtree, for nodes a later root
+    /// shares.
+    subtree: std::collections::HashMap<(u32, u64), (u64, u64)>,
     expected: u64,
     progress: Progress<'a>,
     /// Leaf entries of the pool tree, gathered on the way (dataset records).
@@ -116,23 +141,47 @@ impl Walker<'_> {
             }
         };
         for a in extents {
-            self.report.bytes_reachable += a.len;
-            if let Some(prev) = self.overlapping(a.device, a.offset, a.len) {
-                self.error(
-                    format!("{} overlaps {} (block owned twice)", bp.describe(), prev),
-                    false,
-                );
-            }
-            self.owned
-                .insert((a.device, a.offset), (a.len, bp.describe()));
+            self.claim(a, bp.describe(), Some(bp.checksum));
         }
         check.data
     }
 
+    /// Claim an extent for the root being walked: overlapping anything
+    /// already claimed is a block owned twice.
+    fn claim(&mut self, a: Extent, what: String, checksum: Option<[u8; 32]>) {
+        self.report.bytes_reachable += a.len;
+        if let Some(prev) = self.overlapping(a.device, a.offset, a.len) {
+            self.error(format!("{what} overlaps {prev} (block owned twice)"), false);
+        }
+        let root = self.root;
+        self.owned.insert(
+            (a.device, a.offset),
+            Owned {
+                len: a.len,
+                what,
+                root,
+                checksum,
+            },
+        );
+    }
+
+    /// Did an earlier root reach `bp` through an identical pointer? Then
+    /// it is shared (a snapshot's block): checked and counted already.
+    fn shared(&self, bp: &BlockPtr) -> bool {
+        let Some(a) = bp.addrs.first() else {
+            return false;
+        };
+        self.owned.get(&(a.device, a.offset)).is_some_and(|o| {
+            o.root != self.root
+                && o.checksum == Some(bp.checksum)
+                && o.len == bp.allocated_size(self.pool.block_size())
+        })
+    }
+
     fn overlapping(&self, dev: u32, off: u64, len: u64) -> Option<String> {
-        if let Some((&(d, o), (l, what))) = self.owned.range(..(dev, off + len)).next_back() {
-            if d == dev && o + l > off {
-                return Some(what.clone());
+        if let Some((&(d, o), owned)) = self.owned.range(..(dev, off + len)).next_back() {
+            if d == dev && o + owned.len > off {
+                return Some(owned.what.clone());
             }
         }
         None
@@ -166,6 +215,31 @@ impl Walker<'_> {
         bp: &BlockPtr,
         lo: Option<&[u8]>,
         hi: Option<&[u8]>,
+        level: u32,
+        counts: &mut (u64, u64),
+    ) {
+        let key = bp.addrs.first().map(|a| (a.device, a.offset));
+        if self.shared(bp) {
+            if let Some(sub) = key.and_then(|k| self.subtree.get(&k)) {
+                counts.0 += sub.0;
+                counts.1 += sub.1;
+                return;
+            }
+        }
+        let before = *counts;
+        self.walk_node_once(name, kind, bp, (lo, hi), level, counts);
+        if let Some(k) = key {
+            let sub = (counts.0 - before.0, counts.1 - before.1);
+            self.subtree.insert(k, sub);
+        }
+    }
+
+    fn walk_node_once(
+        &mut self,
+        name: &str,
+        kind: u64,
+        bp: &BlockPtr,
+        (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         level: u32,
         counts: &mut (u64, u64),
     ) {
@@ -264,7 +338,9 @@ impl Walker<'_> {
                     posix::FileRecord::Block { bp, .. }
                     | posix::FileRecord::Prealloc { data: Some(bp), .. },
                 ) => {
-                    self.visit_block(&bp);
+                    if !self.shared(&bp) {
+                        self.visit_block(&bp);
+                    }
                 }
                 Ok(
                     posix::FileRecord::Inline(_) | posix::FileRecord::Prealloc { data: None, .. },
@@ -273,6 +349,17 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// What the dead list check needs of the records walked.
+#[derive(Default)]
+struct Lists {
+    /// A live dataset's dead list id → the root number of its tree.
+    live: BTreeMap<u64, u32>,
+    /// Dataset id → its `prev_snap_txg`.
+    datasets: BTreeMap<u64, u64>,
+    /// Some snapshot is being deleted.
+    deleting: bool,
 }
 
 /// Merge touching extents so two descriptions of one set compare equal.
@@ -313,6 +400,8 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
     let expected = ub.pool_root.nodes
         + trees.records.values().map(|r| r.root.nodes).sum::<u64>()
         + ub.space_map_blocks;
+    // Snapshot trees share most nodes with their datasets; progress
+    // counts the blocks checked, so they add nothing certain here.
     let mut w = Walker {
         pool,
         // A read-only store is checked, not repaired.
@@ -322,6 +411,8 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
             ..Default::default()
         },
         owned: BTreeMap::new(),
+        root: 0,
+        subtree: Default::default(),
         expected,
         progress,
         pool_entries: Vec::new(),
@@ -353,6 +444,9 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
         for (id, tree) in &trees.datasets {
             w.check_posix(*id, tree);
         }
+        for (id, tree) in &trees.snap_trees {
+            w.check_posix(*id, tree);
+        }
     }
     drop(trees);
     w.check_accounting(store, repair);
@@ -366,13 +460,30 @@ impl Walker<'_> {
     fn walk_all_trees(&mut self, pool_root: &TreeRoot) {
         self.walk_tree("pool tree", POOL_TREE_KIND, pool_root);
         let mut names = std::collections::HashMap::new();
+        let mut lists = Lists::default();
+        let mut snapshots = Vec::new();
+        let mut dead = Vec::new();
         for (k, v) in std::mem::take(&mut self.pool_entries) {
+            if let Some(id) = parse_snapshot_key(&k) {
+                match SnapshotRecord::decode(&v) {
+                    Ok(rec) => snapshots.push((id, rec)),
+                    Err(e) => self.error(format!("snapshot {id}: {e}"), false),
+                }
+                continue;
+            }
+            if parse_dead_key(&k).is_some() {
+                dead.push((k, v));
+                continue;
+            }
             let Some(id) = parse_dataset_key(&k) else {
                 continue;
             };
             match DatasetRecord::decode(&v) {
                 Ok(rec) => {
                     self.check_dataset_name(id, &rec.name, &mut names);
+                    self.root += 1;
+                    lists.live.insert(rec.deadlist, self.root);
+                    lists.datasets.insert(id, rec.prev_snap_txg);
                     self.walk_tree(
                         &format!("dataset {id} ({})", rec.name),
                         DATASET_TREE_KIND,
@@ -380,6 +491,87 @@ impl Walker<'_> {
                     )
                 }
                 Err(e) => self.error(format!("dataset {id}: {e}"), false),
+            }
+        }
+        self.walk_snapshots(&snapshots, &mut lists);
+        self.check_dead_lists(&dead, &lists);
+    }
+
+    /// Every snapshot not being deleted is a root of its own; its blocks
+    /// shared with its dataset or another snapshot are counted once.
+    fn walk_snapshots(&mut self, snapshots: &[(u64, SnapshotRecord)], lists: &mut Lists) {
+        let mut names = std::collections::HashSet::new();
+        for (id, rec) in snapshots {
+            let what = format!("snapshot {id} ({})", rec.name);
+            match lists.datasets.get(&rec.dataset) {
+                None => self.error(
+                    format!("{what}: its dataset {} does not exist", rec.dataset),
+                    false,
+                ),
+                Some(&prev) if rec.txg > prev && !rec.deleting => self.error(
+                    format!(
+                        "{what}: taken at txg {} after its dataset's newest snapshot txg {prev}",
+                        rec.txg
+                    ),
+                    false,
+                ),
+                Some(_) => {}
+            }
+            if !names.insert((rec.dataset, rec.name.clone())) {
+                self.error(
+                    format!("{what}: another snapshot of its dataset has its name"),
+                    false,
+                );
+            }
+            if rec.deleting {
+                lists.deleting = true;
+                continue;
+            }
+            self.root += 1;
+            self.walk_tree(&what, DATASET_TREE_KIND, &rec.root);
+        }
+    }
+
+    /// Each dead list entry is a block some snapshot reaches and the live
+    /// dataset whose list it is on does not; while a delete is in
+    /// progress, entries only the deleted snapshot reached are claimed
+    /// here (the delete frees them).
+    fn check_dead_lists(&mut self, dead: &[(Vec<u8>, Vec<u8>)], lists: &Lists) {
+        self.root = u32::MAX;
+        for (k, v) in dead {
+            let bp = match crate::dead_list::decode_entry(k, v) {
+                Ok(bp) => bp,
+                Err(e) => {
+                    self.error(format!("pool tree: {e}"), false);
+                    continue;
+                }
+            };
+            let (list, _) = parse_dead_key(k).unwrap_or_default();
+            let Some(a) = bp.addrs.first() else { continue };
+            match self.owned.get(&(a.device, a.offset)) {
+                Some(o) if lists.live.get(&list) == Some(&o.root) => self.error(
+                    format!(
+                        "dead list {list}: {} is still used by its live dataset",
+                        bp.describe()
+                    ),
+                    false,
+                ),
+                Some(o) if o.checksum == Some(bp.checksum) => {}
+                Some(o) => self.error(
+                    format!(
+                        "dead list {list}: {} is not the block at its place ({})",
+                        bp.describe(),
+                        o.what
+                    ),
+                    false,
+                ),
+                None if lists.deleting => {
+                    self.visit_block(&bp);
+                }
+                None => self.error(
+                    format!("dead list {list}: {} is held by no snapshot", bp.describe()),
+                    false,
+                ),
             }
         }
     }
@@ -419,9 +611,15 @@ impl Walker<'_> {
                     );
                 }
                 self.report.bytes_reachable += e.len;
+                let root = self.root;
                 self.owned.insert(
                     (e.device, e.offset),
-                    (e.len, format!("dataset {id} intent log ring")),
+                    Owned {
+                        len: e.len,
+                        what: format!("dataset {id} intent log ring"),
+                        root,
+                        checksum: None,
+                    },
                 );
             }
             Err(e) => self.error(format!("dataset {id}: {e}"), false),
@@ -465,10 +663,10 @@ impl Walker<'_> {
         let reachable = normalize(
             self.owned
                 .iter()
-                .map(|(&(device, offset), &(len, _))| Extent {
+                .map(|(&(device, offset), o)| Extent {
                     device,
                     offset,
-                    len,
+                    len: o.len,
                 })
                 .collect(),
         );

@@ -6,10 +6,13 @@
 
 pub mod dataset;
 pub mod dataset_admin;
+pub mod dead_list;
 pub mod error;
 pub mod fsck;
 pub mod intent_log;
 pub mod posix;
+pub mod snapshot;
+pub mod snapshot_admin;
 pub mod store;
 mod tx;
 mod txg;

@@ -18,8 +18,8 @@ use aegis_block::DeviceRef;
 use aegis_btree::{NodeCache, Tree};
 use aegis_pool::label::LabelConfig;
 use aegis_pool::{
-    AllocClass, CachePolicy, CacheStats, CreateOptions, OpenOptions, OpenReport, Pool, PoolError,
-    SpaceInfo, TreeRoot, Uberblock, DEFER_TXGS,
+    AllocClass, BlockPtr, CachePolicy, CacheStats, CreateOptions, OpenOptions, OpenReport, Pool,
+    PoolError, SpaceInfo, TreeRoot, Uberblock, DEFER_TXGS,
 };
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
@@ -30,6 +30,8 @@ use crate::error::{FsError, Result};
 use crate::intent_log::IntentLog;
 use crate::posix::dirty_data::DirtyData;
 use crate::posix::read_ahead::ReadAhead;
+use crate::snapshot::SnapshotRecord;
+use crate::snapshot_admin::SnapRequest;
 use crate::tx::TxSize;
 use crate::txg::SyncThread;
 
@@ -102,6 +104,15 @@ pub(crate) struct Trees {
     /// Each dataset's file data written in the open txg, not yet blocks
     /// (`posix/dirty_data.rs`); the commit settles it first.
     pub dirty: BTreeMap<u64, DirtyData>,
+    /// Every snapshot record, by id (`snapshot.rs`).
+    pub snapshots: BTreeMap<u64, SnapshotRecord>,
+    /// The tree of each snapshot not being deleted, read-only.
+    pub snap_trees: BTreeMap<u64, Tree>,
+    /// Blocks each dataset released in the open txg that a snapshot
+    /// holds: dead list entries once the txg closes (`dead_list.rs`).
+    pub dead_pending: BTreeMap<u64, Vec<BlockPtr>>,
+    /// Snapshots to take when the open txg closes.
+    pub snap_requests: Vec<SnapRequest>,
 }
 
 impl Trees {
@@ -117,6 +128,13 @@ impl Trees {
         self.pool_tree.is_dirty()
             || self.datasets.values().any(|t| t.is_dirty())
             || self.dirty.values().any(|d| !d.is_empty())
+            || self.dead_pending.values().any(|d| !d.is_empty())
+            || !self.snap_requests.is_empty()
+    }
+
+    /// A dataset's tree, or a snapshot's (read-only).
+    pub(crate) fn tree(&self, id: u64) -> Option<&Tree> {
+        self.datasets.get(&id).or_else(|| self.snap_trees.get(&id))
     }
     /// Memory the open txg holds: dirty nodes and dirty records.
     pub(crate) fn dirty_bytes(&self, block_size: u32) -> u64 {
@@ -174,7 +192,11 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
     let pool_tree = Tree::open(pool.clone(), cache.clone(), POOL_TREE_KIND, root);
     let mut datasets = BTreeMap::new();
     let mut records = BTreeMap::new();
-    for item in pool_tree.range(Bound::Unbounded, Bound::Unbounded) {
+    let (snapshots, snap_trees) = load_snapshots(pool, cache, &pool_tree)?;
+    // Dataset records sort first (type 1); dead list entries (type 3)
+    // can be many, so the scan stops before them.
+    let hi = [crate::snapshot::REC_SNAPSHOT];
+    for item in pool_tree.range(Bound::Unbounded, Bound::Excluded(&hi[..])) {
         let (k, v) = item?;
         let Some(id) = parse_dataset_key(&k) else {
             continue;
@@ -194,7 +216,35 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
         records,
         logs: BTreeMap::new(),
         dirty: BTreeMap::new(),
+        snapshots,
+        snap_trees,
+        dead_pending: BTreeMap::new(),
+        snap_requests: Vec::new(),
     })
+}
+
+type Snapshots = (BTreeMap<u64, SnapshotRecord>, BTreeMap<u64, Tree>);
+
+/// Every snapshot record, and a tree for each one not being deleted (its
+/// root is read when first used: a pool of many snapshots opens as fast
+/// as one without).
+fn load_snapshots(pool: &Arc<Pool>, cache: &Arc<NodeCache>, pool_tree: &Tree) -> Result<Snapshots> {
+    let (mut records, mut trees) = (BTreeMap::new(), BTreeMap::new());
+    let lo = [crate::snapshot::REC_SNAPSHOT];
+    let hi = [crate::snapshot::REC_SNAPSHOT + 1];
+    for item in pool_tree.range(Bound::Included(&lo[..]), Bound::Excluded(&hi[..])) {
+        let (k, v) = item?;
+        let Some(id) = crate::snapshot::parse_snapshot_key(&k) else {
+            continue;
+        };
+        let rec = SnapshotRecord::decode(&v)?;
+        if !rec.deleting {
+            let tree = Tree::open(pool.clone(), cache.clone(), DATASET_TREE_KIND, &rec.root);
+            trees.insert(id, tree);
+        }
+        records.insert(id, rec);
+    }
+    Ok((records, trees))
 }
 
 /// Each dataset's reserved bytes, from its meta record. A meta record that
@@ -222,12 +272,7 @@ impl Store {
         let pool = Arc::new(Pool::create(devices, create)?);
         let cache = NodeCache::new(opts.cache_nodes);
         let mut trees = load_trees(&pool, &cache, &TreeRoot::default())?;
-        let rec = DatasetRecord {
-            name: "root".into(),
-            created_txg: pool.open_txg(),
-            created_ns: now_ns(),
-            root: TreeRoot::default(),
-        };
+        let rec = DatasetRecord::new("root", pool.open_txg(), now_ns());
         trees
             .pool_tree
             .insert(&dataset_key(ROOT_DATASET), &rec.encode())?;
@@ -394,7 +439,7 @@ impl Store {
     /// Read access to a dataset's tree.
     pub fn read_tree<R>(&self, ds: u64, f: impl FnOnce(&Tree) -> Result<R>) -> Result<R> {
         let t = self.trees.read();
-        f(t.datasets.get(&ds).ok_or(FsError::NoDataset(ds))?)
+        f(t.tree(ds).ok_or(FsError::NoDataset(ds))?)
     }
 
     /// Change a dataset's tree inside the open txg. `class` Reserved is for
@@ -521,7 +566,7 @@ impl Store {
     /// copy; an operation dirties at most a path and splits it
     /// (2 × height + 1); the space map's share is the pool's
     /// `commit_overhead`.
-    fn check_space(&self, t: &Trees, ds: u64, size: TxSize) -> Result<()> {
+    pub(crate) fn check_space(&self, t: &Trees, ds: u64, size: TxSize) -> Result<()> {
         // Dirty records are allocated at the commit: count them as taken.
         // What they take from reservations is already missing from what
         // `Normal` may use; a write that may use the reservations must not
@@ -530,7 +575,9 @@ impl Store {
         if size.class == AllocClass::Reserved {
             dirty_data += dirty_shares;
         }
-        let (ops, run) = (size.ops.max(1), size.run_bytes + dirty_run);
+        let copies = self.pool.config().metadata_copies as usize;
+        let dead_run = t.dead_run_bytes(copies);
+        let (ops, run) = (size.ops.max(1), size.run_bytes + dirty_run + dead_run);
         let height = t
             .datasets
             .get(&ds)

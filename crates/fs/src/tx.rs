@@ -24,13 +24,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockPtr, EncodedBlock, Pool, PoolError};
 
+use crate::dead_list::{entry_bytes, is_held};
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
 use crate::posix::dirty_data::{DirtyData, Undo as DirtyUndo};
 use crate::posix::read_ahead::ReadAhead;
 use crate::posix::DirentValue;
 use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
-use crate::store::Store;
+use crate::store::{Store, Trees};
 
 /// What a change may need, for the space check made before it starts.
 #[derive(Clone, Copy, Debug)]
@@ -272,6 +273,17 @@ impl sealed::Parts for View<'_> {
     }
 }
 
+/// A change whose [`Tx`] is gone: what standing or undoing it needs.
+pub(crate) struct Detached {
+    to_free: Vec<BlockPtr>,
+    written: Vec<BlockPtr>,
+    dirty_undo: Vec<DirtyUndo>,
+    records: Vec<LogRec>,
+    unlogged: bool,
+    /// The meta record's reserved counter before and after.
+    reserved: (u64, u64),
+}
+
 /// One change in progress. See the [module documentation](self).
 pub struct Tx<'a> {
     pub(crate) tree: &'a mut Tree,
@@ -297,6 +309,8 @@ pub struct Tx<'a> {
     pub(crate) encoded: HashMap<(u64, u64), EncodedBlock>,
     records: Vec<LogRec>,
     unlogged: bool,
+    /// The meta record's reserved counter when the change began.
+    reserved_before: u64,
 }
 
 impl sealed::Parts for Tx<'_> {
@@ -401,7 +415,7 @@ impl Store {
         f: impl FnOnce(&View<'_>) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
         let t = self.trees.read();
-        let tree = t.datasets.get(&ds).ok_or(FsError::NoDataset(ds))?;
+        let tree = t.tree(ds).ok_or(FsError::NoDataset(ds))?;
         f(&View {
             tree,
             pool: &self.pool,
@@ -428,7 +442,6 @@ impl Store {
         let trees = &mut *t;
         let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         let meta = read_meta(tree, ds)?;
-        let held_before = meta.reserved;
         let log = trees.logs.get(&ds).map(|l| &**l);
         tree.begin_undo();
         let dirty = trees.dirty.entry(ds).or_default();
@@ -445,22 +458,56 @@ impl Store {
                 return Err(e);
             }
         };
-        tx.tree.commit_undo();
-        tx.dirty_undo.clear();
-        if let Some(log) = tx.log {
-            let tree = &*tx.tree;
-            let policy = |ino| log_policy_of(tree, ino);
-            log.record(std::mem::take(&mut tx.records), tx.unlogged, policy);
+        // Blocks a snapshot holds become dead list entries, which the
+        // space check before the change could not count: a change that
+        // frees many of them on a full pool is refused whole here.
+        let held = match trees.records.get(&ds) {
+            Some(rec) => tx.to_free.iter().filter(|bp| is_held(rec, bp)).count(),
+            None => 0,
+        };
+        let undo = tx.detach();
+        if held > 0 {
+            let extra = TxSize {
+                run_bytes: held as u64 * entry_bytes(3),
+                ..TxSize::ops(0, size.class)
+            };
+            if let Err(e) = self.check_space(trees, ds, extra) {
+                self.undo_detached(trees, ds, undo);
+                return Err(e.into());
+            }
         }
-        self.publish_reserved(ds, held_before, tx.meta.reserved);
-        // Old blocks are freed only once the change stands.
-        for bp in &tx.to_free {
-            self.pool.free(bp).map_err(FsError::from)?;
-        }
+        self.stand(trees, ds, undo).map_err(E::from)?;
         let dirty = t.dirty_bytes(self.pool.block_size());
         drop(t);
         self.after_change(dirty)?;
         Ok(r)
+    }
+
+    /// A change that stood: its tree undo closes, its log records are
+    /// appended, its reservation published, and the blocks it stopped
+    /// using released (freed, or kept for a snapshot's dead list).
+    fn stand(&self, trees: &mut Trees, ds: u64, undo: Detached) -> Result<()> {
+        let tree = trees.datasets.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
+        tree.commit_undo();
+        if let Some(log) = trees.logs.get(&ds) {
+            let tree = &*tree;
+            let policy = |ino| log_policy_of(tree, ino);
+            log.record(undo.records, undo.unlogged, policy);
+        }
+        self.publish_reserved(ds, undo.reserved.0, undo.reserved.1);
+        // Old blocks are released only once the change stands.
+        trees.release(&self.pool, ds, &undo.to_free)
+    }
+
+    /// Undo a change whose `Tx` is gone (see [`Tx::detach`]).
+    fn undo_detached(&self, trees: &mut Trees, ds: u64, undo: Detached) {
+        if let Some(tree) = trees.datasets.get_mut(&ds) {
+            self.roll_back(tree);
+        }
+        if let Some(d) = trees.dirty.get_mut(&ds) {
+            d.roll_back(undo.dirty_undo);
+        }
+        self.free_written(&undo.written);
     }
 
     /// A failed change is undone whole: no half of it may reach the next
@@ -468,7 +515,12 @@ impl Store {
     pub(crate) fn undo(&self, tx: Tx<'_>) {
         self.roll_back(tx.tree);
         tx.dirty.roll_back(tx.dirty_undo);
-        for bp in &tx.written {
+        self.free_written(&tx.written);
+    }
+
+    /// The blocks an undone change wrote belong to nothing.
+    fn free_written(&self, written: &[BlockPtr]) {
+        for bp in written {
             if let Err(f) = self.pool.free(bp) {
                 tracing::warn!(error = %f, "could not free a block of an undone change");
             }
@@ -486,6 +538,7 @@ impl<'a> Tx<'a> {
         dirty: &'a mut DirtyData,
         meta: DatasetMeta,
     ) -> Tx<'a> {
+        let reserved_before = meta.reserved;
         Tx {
             tree,
             pool,
@@ -501,6 +554,20 @@ impl<'a> Tx<'a> {
             encoded: HashMap::new(),
             records: Vec::new(),
             unlogged: false,
+            reserved_before,
+        }
+    }
+
+    /// End the change's borrow of the trees, keeping what standing or
+    /// undoing it needs (the tree's undo log stays open in the tree).
+    pub(crate) fn detach(mut self) -> Detached {
+        Detached {
+            to_free: std::mem::take(&mut self.to_free),
+            written: std::mem::take(&mut self.written),
+            dirty_undo: std::mem::take(&mut self.dirty_undo),
+            records: std::mem::take(&mut self.records),
+            unlogged: self.unlogged,
+            reserved: (self.reserved_before, self.meta.reserved),
         }
     }
 

@@ -27,6 +27,7 @@ use aegis_pool::ClosedTxg;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dataset::dataset_key;
+use crate::dead_list;
 use crate::error::{FsError, Result};
 use crate::posix::file_data;
 use crate::store::{Store, Trees};
@@ -116,7 +117,7 @@ impl Store {
     /// space map written); then, with the trees free for the next txg's
     /// changes and readers, its blocks go to disk and the uberblock after
     /// them. The caller holds `commit_lock`: one closed txg at a time.
-    fn commit_serialised(&self) -> Result<u64> {
+    pub(crate) fn commit_serialised(&self) -> Result<u64> {
         if let Some(why) = self.broken.lock().as_ref() {
             return Err(FsError::Invalid(format!(
                 "not committing: a failed change could not be undone ({why})"
@@ -154,13 +155,14 @@ impl Store {
                 log.on_commit(tree)?;
             }
             let flushed = tree.flush()?;
-            for bp in &flushed.freed {
-                self.pool.free(bp)?;
-            }
             let rec = t.records.get_mut(&id).ok_or(FsError::NoDataset(id))?;
+            let pending = t.dead_pending.entry(id).or_default();
+            dead_list::release(&self.pool, rec, pending, &flushed.freed)?;
             rec.root = flushed.root;
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
         }
+        t.file_dead_entries()?;
+        t.take_snapshots(&self.pool, &self.cache, self.pool.open_txg())?;
         let flushed = t.pool_tree.flush()?;
         for bp in &flushed.freed {
             self.pool.free(bp)?;
@@ -192,10 +194,9 @@ impl Store {
         tx.tree.commit_undo();
         tx.dirty_undo.clear();
         self.publish_reserved(ds, held_before, tx.meta.reserved);
-        for bp in &tx.to_free {
-            self.pool.free(bp)?;
-        }
-        Ok(())
+        let to_free = std::mem::take(&mut tx.to_free);
+        drop(tx);
+        t.release(&self.pool, ds, &to_free)
     }
 
     /// Commit only if something changed since the last commit.

@@ -11,13 +11,19 @@ pub(crate) const INCOMPAT_BASE_V1: u64 = 1 << 0;
 /// may lie in pieces when no free extent holds it whole. Set on pools
 /// made by this build; a pool without it never gets a gang block.
 pub(crate) const INCOMPAT_GANG: u64 = 1 << 1;
+/// Snapshots (pool tree records 2 and 3 of the filesystem layer): a
+/// block a dataset frees may still be held by a snapshot and go on a
+/// dead list instead. A build without it would free such blocks, so it
+/// must refuse the pool. Set on pools made by this build; an older pool
+/// takes no snapshot until `aegisfs upgrade` sets it.
+pub(crate) const INCOMPAT_SNAPSHOTS: u64 = 1 << 2;
 
 /// Unused by the code (an old reader ignores compat bits by definition);
 /// kept so the three masks read as one table.
 #[allow(dead_code)]
 pub(crate) const KNOWN_COMPAT: u64 = 0;
 pub(crate) const KNOWN_RO_COMPAT: u64 = 0;
-pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1 | INCOMPAT_GANG;
+pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Features {
@@ -31,7 +37,7 @@ impl Features {
         Features {
             compat: 0,
             ro_compat: 0,
-            incompat: INCOMPAT_BASE_V1 | INCOMPAT_GANG,
+            incompat: INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS,
         }
     }
     /// Names of the set bits, for `info`.
@@ -42,6 +48,7 @@ impl Features {
                 v.push(match bit {
                     0 => "base_v1".to_string(),
                     1 => "gang".to_string(),
+                    2 => "snapshots".to_string(),
                     _ => format!("incompat_{bit}"),
                 });
             }

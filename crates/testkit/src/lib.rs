@@ -81,6 +81,7 @@ impl Kit {
             },
             sync_thread: false,
             dataset_name: None,
+            snapshot_name: None,
         }
     }
 

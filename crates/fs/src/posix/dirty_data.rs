@@ -234,6 +234,10 @@ impl DirtyData {
     pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+    /// Dirty records (each may replace one block at the commit).
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
     /// Bytes held in memory.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes

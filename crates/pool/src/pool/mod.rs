@@ -217,6 +217,11 @@ impl Pool {
     pub fn config(&self) -> &LabelConfig {
         &self.config
     }
+    /// Does this pool have the `snapshots` feature (so the layer above may
+    /// keep blocks a dataset freed for its snapshots)?
+    pub fn snapshots_enabled(&self) -> bool {
+        self.config.features.incompat & crate::features::INCOMPAT_SNAPSHOTS != 0
+    }
     pub fn devices(&self) -> &[DeviceRef] {
         &self.devices
     }

@@ -296,6 +296,40 @@ fn check_create(devices: &[DeviceRef], opts: &CreateOptions) -> Result<()> {
     Ok(())
 }
 
+impl Pool {
+    /// Turn on every feature this build adds to an older pool (today
+    /// `snapshots`), offline: each label's config header is rewritten with
+    /// the new bits and the next generation, label by label with a flush
+    /// after each, so a crash leaves every label either old or new and the
+    /// open takes the newest. The uberblock rings are not touched. Returns
+    /// the names of the features turned on (none: nothing written).
+    pub fn upgrade(devices: Vec<DeviceRef>) -> Result<Vec<String>> {
+        let mut report = OpenReport::default();
+        let (config, devices) = read_labels(devices, &OpenOptions::default(), &mut report)?;
+        let add = Features::current().incompat & !config.features.incompat;
+        if add == 0 {
+            return Ok(Vec::new());
+        }
+        let mut problems = Vec::new();
+        for dev in &devices {
+            let mut cfg = read_best_label(dev, &mut problems)?;
+            cfg.features.incompat |= add;
+            cfg.generation = config.generation + 1;
+            cfg.devices = config.devices.clone();
+            let header = cfg.encode();
+            for off in label_offsets(dev.size()) {
+                dev.write_at(&header, off)?;
+                dev.flush()?;
+            }
+        }
+        let added = Features {
+            incompat: add,
+            ..Default::default()
+        };
+        Ok(added.names())
+    }
+}
+
 /// The best label of each device, checked to form one whole pool; returns
 /// the config that carries the current device table (the highest
 /// generation) and the devices in table order.
