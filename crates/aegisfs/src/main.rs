@@ -67,6 +67,10 @@ enum Command {
     Fsck(cmd::fsck::Args),
     /// Create, list, destroy or rename the filesystems (datasets) of an unmounted pool.
     Dataset(cmd::dataset::Args),
+    /// Take, list or delete snapshots of a dataset of an unmounted pool (IMAGE[/DATASET]@NAME).
+    Snapshot(cmd::snapshot::Args),
+    /// Turn on the features this build adds to a pool made by an older one (snapshots).
+    Upgrade(cmd::upgrade::Args),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,8 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Tree(a) => cmd::image::tree(a),
         Command::Shutdown(a) => cmd::shutdown::run(a),
         Command::Dataset(a) => cmd::dataset::run(a),
+        Command::Snapshot(a) => cmd::snapshot::run(a),
+        Command::Upgrade(a) => cmd::upgrade::run(a),
     }
 }
 

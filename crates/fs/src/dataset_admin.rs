@@ -209,12 +209,15 @@ impl Store {
     }
 
     /// Bytes dataset `id` takes on disk as last committed: every copy of
-    /// its tree's nodes and its files' blocks, and its intent log ring.
-    /// A walk of the whole tree, for tools (`dataset list`).
+    /// its tree's nodes and its files' blocks, and its intent log ring
+    /// (a snapshot's: what its tree reaches, shared or not; the ring is
+    /// its dataset's). A walk of the whole tree, for tools (`dataset
+    /// list`, `snapshot list`).
     pub fn dataset_used_bytes(&self, id: u64) -> Result<u64> {
         let t = self.trees.read();
-        let tree = t.datasets.get(&id).ok_or(FsError::NoDataset(id))?;
+        let tree = t.tree(id).ok_or(FsError::NoDataset(id))?;
         let (blocks, ring) = owned_blocks(tree, self.pool())?;
+        let ring = ring.filter(|_| !t.snapshots.contains_key(&id));
         let bs = self.pool().block_size();
         let data: u64 = blocks
             .iter()

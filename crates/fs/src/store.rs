@@ -353,6 +353,12 @@ impl Store {
         }
     }
 
+    /// Turn on the features this build adds to an older pool, offline
+    /// (`Pool::upgrade`). Returns their names.
+    pub fn upgrade(devices: Vec<DeviceRef>) -> Result<Vec<String>> {
+        Ok(Pool::upgrade(devices)?)
+    }
+
     /// Bytes held back by every dataset's preallocated records.
     pub fn reserved_bytes(&self) -> u64 {
         self.reserved.lock().values().sum()

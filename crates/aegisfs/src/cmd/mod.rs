@@ -10,7 +10,9 @@ pub mod mount;
 pub mod property;
 pub mod remount;
 pub mod shutdown;
+pub mod snapshot;
 pub mod up;
+pub mod upgrade;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -260,7 +260,13 @@ pub fn run(a: Args) -> CliResult<u8> {
     if super::remount::is_remount(&a.options) {
         return super::remount::run(&a);
     }
-    let spec = a.options.join(",");
+    // IMAGE[/NAME]@SNAP mounts a snapshot, which is read-only.
+    let (target, snapshot) = super::snapshot::split_snapshot(&a.image);
+    let mut options = a.options.clone();
+    if snapshot.is_some() {
+        options.push("ro".into());
+    }
+    let spec = options.join(",");
     let mut parsed = parse_options(
         &spec,
         &[
@@ -282,7 +288,7 @@ pub fn run(a: Args) -> CliResult<u8> {
     parsed.mount.fixed_options = fixed_options(&parsed, intent_log);
     let mountpoint = check_mountpoint(&a.mountpoint).map_err(|e| CliError::new(e.to_string()))?;
     // IMAGE/NAME mounts dataset NAME; a bare IMAGE the root dataset.
-    let (image_arg, dataset) = super::dataset::split_target(&a.image);
+    let (image_arg, dataset) = super::dataset::split_target(&target);
     if !image_arg.exists() {
         return Err(CliError::new(format!(
             "{}: no such file or device",
@@ -296,6 +302,10 @@ pub fn run(a: Args) -> CliResult<u8> {
     let source = match &dataset {
         Some(name) => image.join(name),
         None => image.clone(),
+    };
+    let source = match &snapshot {
+        Some(snap) => PathBuf::from(format!("{}@{snap}", source.display())),
+        None => source,
     };
     if !a.foreground {
         let args = [source.as_os_str(), mountpoint.as_os_str()];
@@ -329,6 +339,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         },
         sync_thread: true,
         dataset_name: dataset.clone(),
+        snapshot_name: snapshot.clone(),
     };
     let dev = Arc::new(dev);
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)

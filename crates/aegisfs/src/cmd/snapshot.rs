@@ -1,0 +1,226 @@
+//! `aegisfs snapshot create|list|delete`: snapshots of a dataset of an
+//! unmounted pool (the image lock refuses a mounted one; commands on a
+//! mount point need the daemon's channel, which is not built yet).
+//!
+//! A snapshot is named `IMAGE[/DATASET]@NAME` ([`split_snapshot`]). A
+//! create mounts the dataset first, so a log a crash left is replayed and
+//! the snapshot holds every change that was fsynced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aegis_block::DeviceRef;
+use aegis_diskfs::{DiskFs, MountOptions};
+use aegis_fs::dataset::ROOT_DATASET;
+use aegis_fs::dataset_admin::validate_name;
+use aegis_fs::{OpenOptions, Store, StoreOptions};
+use serde::Serialize;
+
+use super::dataset::split_target;
+use super::{CliError, CliResult};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Take a snapshot: snapshot create IMAGE[/DATASET]@NAME.
+    Create { target: PathBuf },
+    /// List a dataset's snapshots: snapshot list IMAGE[/DATASET] [--json].
+    List {
+        dataset: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot, freeing what only it holds: snapshot delete IMAGE[/DATASET]@NAME.
+    Delete { target: PathBuf },
+}
+
+/// Split `IMAGE[/DATASET]@NAME` at its last `@` (a path that exists as
+/// given is an image, whatever it holds).
+pub fn split_snapshot(arg: &Path) -> (PathBuf, Option<String>) {
+    if arg.exists() {
+        return (arg.to_path_buf(), None);
+    }
+    let s = arg.to_string_lossy();
+    match s.rsplit_once('@') {
+        Some((left, snap)) if !snap.contains('/') => (PathBuf::from(left), Some(snap.to_string())),
+        _ => (arg.to_path_buf(), None),
+    }
+}
+
+/// The image, dataset name and snapshot name of `IMAGE[/DATASET]@NAME`.
+fn snapshot_target(arg: &Path) -> CliResult<(PathBuf, Option<String>, String)> {
+    let (left, snap) = split_snapshot(arg);
+    let Some(snap) = snap else {
+        return Err(CliError::new(format!(
+            "{}: name a snapshot as IMAGE[/DATASET]@NAME",
+            arg.display()
+        )));
+    };
+    validate_name(&snap)
+        .map_err(|e| CliError::new(e.to_string().replace("dataset", "snapshot")))?;
+    let (image, dataset) = split_target(&left);
+    if !image.exists() {
+        return Err(CliError::new(format!(
+            "{}: no such file or device",
+            image.display()
+        )));
+    }
+    Ok((image, dataset, snap))
+}
+
+pub fn run(a: Args) -> CliResult<u8> {
+    match a.action {
+        Action::Create { target } => create(&target),
+        Action::List { dataset, json } => list(&dataset, json),
+        Action::Delete { target } => delete(&target),
+    }
+}
+
+/// Mount dataset `dataset` of `image` writable, without a timer: a log a
+/// crash left is replayed, a delete a crash cut short finishes.
+fn mount(image: &Path, dataset: &Option<String>) -> CliResult<Arc<DiskFs>> {
+    let dev = super::open_locked(image, true)?;
+    let opts = MountOptions {
+        dataset_name: dataset.clone(),
+        ..Default::default()
+    };
+    aegis_diskfs::open(vec![Arc::new(dev) as DeviceRef], &opts)
+        .map_err(|e| CliError::new(format!("{}: {e}", shown(image, dataset))))
+}
+
+fn shown(image: &Path, dataset: &Option<String>) -> String {
+    match dataset {
+        Some(d) => format!("{}/{d}", image.display()),
+        None => image.display().to_string(),
+    }
+}
+
+fn create(target: &Path) -> CliResult<u8> {
+    let (image, dataset, snap) = snapshot_target(target)?;
+    let fs = mount(&image, &dataset)?;
+    let store = fs.store().clone();
+    let id = dataset_id(&store, &dataset)?;
+    let started = std::time::Instant::now();
+    let taken = store.create_snapshot(id, &snap);
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let closed = fs.unmount();
+    let where_ = shown(&image, &dataset);
+    taken.map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    println!("created snapshot {where_}@{snap} in {took_ms:.1} ms");
+    Ok(0)
+}
+
+fn dataset_id(store: &Store, dataset: &Option<String>) -> CliResult<u64> {
+    match dataset {
+        None => Ok(ROOT_DATASET),
+        Some(name) => store
+            .dataset_id(name)
+            .map_err(|e| CliError::new(e.to_string())),
+    }
+}
+
+fn delete(target: &Path) -> CliResult<u8> {
+    let (image, dataset, snap) = snapshot_target(target)?;
+    let fs = mount(&image, &dataset)?;
+    let store = fs.store().clone();
+    let id = dataset_id(&store, &dataset)?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut done = 0;
+    let deleted = store.delete_snapshot(id, &snap, &mut |n| {
+        done = n;
+        if terminal {
+            eprint!("\rfreed or moved {n} dead list entries");
+        }
+    });
+    if terminal && done > 0 {
+        eprintln!();
+    }
+    let closed = fs.unmount();
+    let where_ = shown(&image, &dataset);
+    deleted.map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    println!("deleted snapshot {where_}@{snap}");
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Row {
+    id: u64,
+    name: String,
+    txg: u64,
+    created_ns: u64,
+    /// Bytes deleting it would free now.
+    unique_bytes: u64,
+    /// Bytes its tree reaches (shared or not).
+    referenced_bytes: u64,
+    deleting: bool,
+}
+
+fn list(target: &Path, json: bool) -> CliResult<u8> {
+    let (image, dataset) = split_target(target);
+    let dev = super::open_locked(&image, false)?;
+    let opts = OpenOptions {
+        read_only: true,
+        rewind_txg: None,
+    };
+    let where_ = shown(&image, &dataset);
+    let store = Store::open(
+        vec![Arc::new(dev) as DeviceRef],
+        &opts,
+        StoreOptions::default(),
+    )
+    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let id = dataset_id(&store, &dataset)?;
+    let mut rows = Vec::new();
+    for s in store.snapshots(id) {
+        let err = |e: aegis_fs::FsError| CliError::new(format!("{where_}@{}: {e}", s.name));
+        let (unique_bytes, referenced_bytes) = match s.deleting {
+            true => (0, 0),
+            false => (
+                store.snapshot_unique_bytes(s.id).map_err(err)?,
+                store.dataset_used_bytes(s.id).map_err(err)?,
+            ),
+        };
+        rows.push(Row {
+            id: s.id,
+            name: s.name,
+            txg: s.txg,
+            created_ns: s.created_ns,
+            unique_bytes,
+            referenced_bytes,
+            deleting: s.deleting,
+        });
+    }
+    if json {
+        let out = serde_json::to_string_pretty(&rows).map_err(|e| CliError::new(e.to_string()))?;
+        println!("{out}");
+        return Ok(0);
+    }
+    println!(
+        "{:<32} {:>10} {:>10} {:>10}  CREATED",
+        "NAME", "UNIQUE", "REFER", "TXG"
+    );
+    for r in &rows {
+        let created = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.created_ns),
+        );
+        let name = match r.deleting {
+            true => format!("{} (deleting)", r.name),
+            false => r.name.clone(),
+        };
+        println!(
+            "{:<32} {:>10} {:>10} {:>10}  {created}",
+            name,
+            crate::units::human(r.unique_bytes),
+            crate::units::human(r.referenced_bytes),
+            r.txg
+        );
+    }
+    Ok(0)
+}
