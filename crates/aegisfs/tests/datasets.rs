@@ -1,4 +1,5 @@
-//! `aegisfs dataset` and `aegisfs mount IMAGE/NAME`: several filesystems
+//! `aegisfs dataset`, `aegisfs snapshot` and `aegisfs mount IMAGE/NAME`
+//! (and `IMAGE@SNAP`): several filesystems and their snapshots
 //! in one image, each mounted on its own through FUSE, and every bad
 //! argument refused with one line, a non-zero exit and the image left
 //! exactly as it was. Every test ends with fsck.
@@ -181,5 +182,100 @@ fn each_dataset_mounts_on_its_own() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no dataset named"));
     ok(&["dataset", "destroy", &format!("{img}/home")]);
     m.mount();
+    m.finish();
+}
+
+/// Names in `snapshot list --json`, with each one's unique bytes.
+fn snapshots_listed(target: &str) -> Vec<(String, u64)> {
+    let out = ok(&["snapshot", "list", target, "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap().to_string();
+            (name, r["unique_bytes"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_commands_and_their_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("pool.img");
+    let s = img.to_str().unwrap();
+    ok(&["mkfs", "--size", "256M", s]);
+    ok(&["dataset", "create", &format!("{s}/home")]);
+    let host = dir.path().join("big");
+    fs::write(&host, noise(2 << 20, 5)).unwrap();
+    let h = host.to_str().unwrap();
+    ok(&["put", h, &format!("{s}:/big")]);
+    let out = ok(&["snapshot", "create", &format!("{s}@monday")]);
+    assert!(out.contains("created snapshot"), "{out}");
+    ok(&["snapshot", "create", &format!("{s}/home@monday")]);
+    ok(&["rm", &format!("{s}:/big")]);
+    // The deleted file's blocks are the snapshot's alone now.
+    let root = snapshots_listed(s);
+    assert_eq!(root.len(), 1);
+    assert!(root[0].1 >= 2 << 20, "{root:?}");
+    assert_eq!(
+        snapshots_listed(&format!("{s}/home")),
+        [("monday".to_string(), 0)]
+    );
+    let long = "n".repeat(256);
+    for (args, needle) in [
+        (
+            vec!["snapshot", "create", &format!("{s}@monday")],
+            "exists already",
+        ),
+        (vec!["snapshot", "create", s], "image[/dataset]@name"),
+        (
+            vec!["snapshot", "create", &format!("{s}@{long}")],
+            "longer than 255",
+        ),
+        (vec!["snapshot", "create", &format!("{s}@")], "empty"),
+        (
+            vec!["snapshot", "create", &format!("{s}/nope@x")],
+            "no dataset named",
+        ),
+        (
+            vec!["snapshot", "delete", &format!("{s}@tuesday")],
+            "no snapshot named",
+        ),
+        (vec!["dataset", "destroy", &format!("{s}/home")], "snapshot"),
+    ] {
+        refused(&args, needle, &img);
+    }
+    ok(&["snapshot", "delete", &format!("{s}@monday")]);
+    ok(&["snapshot", "delete", &format!("{s}/home@monday")]);
+    assert!(snapshots_listed(s).is_empty());
+    ok(&["dataset", "destroy", &format!("{s}/home")]);
+    ok(&["fsck", s]);
+}
+
+#[test]
+fn a_snapshot_mounts_read_only_with_what_it_held() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("256M");
+    fs::write(m.p("kept"), noise(1 << 20, 1)).unwrap();
+    m.unmount();
+    let img = m.img.to_str().unwrap().to_string();
+    ok(&["snapshot", "create", &format!("{img}@before")]);
+    m.mount();
+    fs::write(m.p("kept"), b"changed").unwrap();
+    fs::write(m.p("later"), b"new").unwrap();
+    m.unmount();
+    m.snapshot = Some("before".into());
+    m.mount();
+    assert_eq!(fs::read(m.p("kept")).unwrap(), noise(1 << 20, 1));
+    assert!(!m.p("later").exists(), "made after the snapshot");
+    let e = fs::write(m.p("x"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    m.unmount();
+    m.snapshot = None;
+    m.mount();
+    assert_eq!(fs::read(m.p("kept")).unwrap(), b"changed");
     m.finish();
 }

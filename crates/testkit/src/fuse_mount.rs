@@ -249,6 +249,8 @@ pub struct ImageMount {
     pub mnt: PathBuf,
     /// The dataset mounted (`IMAGE/NAME`); `None` is the root dataset.
     pub dataset: Option<String>,
+    /// The snapshot of it mounted (`IMAGE[/NAME]@SNAP`, read-only).
+    pub snapshot: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -290,10 +292,25 @@ impl ImageMount {
             img,
             mnt,
             dataset: None,
+            snapshot: None,
             child: None,
         };
         m.mount();
         m
+    }
+
+    /// What the daemon is asked to mount: the image, a dataset of it, or
+    /// a snapshot of one of those.
+    fn source(&self) -> std::ffi::OsString {
+        let mut s = match &self.dataset {
+            Some(name) => self.img.join(name),
+            None => self.img.clone(),
+        }
+        .into_os_string();
+        if let Some(snap) = &self.snapshot {
+            s.push(format!("@{snap}"));
+        }
+        s
     }
 
     /// Mount with `allow_other`, the default of these suites.
@@ -307,10 +324,7 @@ impl ImageMount {
         assert!(self.child.is_none(), "already mounted");
         let child = std::process::Command::new(&self.bin)
             .args(["mount", "--foreground", "-o", options])
-            .arg(match &self.dataset {
-                Some(name) => self.img.join(name),
-                None => self.img.clone(),
-            })
+            .arg(self.source())
             .arg(&self.mnt)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
