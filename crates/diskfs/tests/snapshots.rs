@@ -269,6 +269,8 @@ fn snapshot_changes_survive_every_crash_point() {
     let kit = Kit::default();
     let rec = Arc::new(RecordingDevice::new(kit.fresh().snapshot()));
     let store = kit.open_store(rec.clone() as DeviceRef);
+    // Small batches: the delete crosses several commits to crash between.
+    store.set_delete_batch(3);
     let fs = DiskFs::open(store.clone(), kit.mount_opts().fs).unwrap();
     let names = |s: &Store| -> Vec<String> {
         s.snapshots(ROOT_DATASET)

@@ -281,12 +281,13 @@ impl Store {
         let mut t = self.trees.write();
         let s = t.snapshots.get(&id).ok_or(FsError::NoDataset(id))?.clone();
         let (prev_txg, next_list) = neighbours(&t, id, &s)?;
+        let batch = self.delete_batch.load(std::sync::atomic::Ordering::Relaxed);
         let room = TxSize {
-            run_bytes: 2 * DELETE_BATCH as u64 * entry_bytes(3),
+            run_bytes: 2 * batch as u64 * entry_bytes(3),
             ..TxSize::ops(1, AllocClass::Reserved)
         };
         self.check_space(&t, s.dataset, room)?;
-        let only_s = t.dead_range(next_list, prev_txg, s.txg, DELETE_BATCH)?;
+        let only_s = t.dead_range(next_list, prev_txg, s.txg, batch)?;
         if !only_s.is_empty() {
             for (k, bp) in &only_s {
                 t.pool_tree.remove(k)?;
@@ -296,7 +297,7 @@ impl Store {
         }
         let own = match s.deadlist {
             0 => Vec::new(),
-            list => t.dead_range(list, 0, u64::MAX, DELETE_BATCH)?,
+            list => t.dead_range(list, 0, u64::MAX, batch)?,
         };
         if !own.is_empty() {
             for (k, bp) in &own {

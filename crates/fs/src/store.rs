@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -174,6 +174,9 @@ pub struct Store {
     /// Write-behind off (a test hook): every block is written at once,
     /// so file data is not held as dirty records either.
     pub(crate) write_through: AtomicBool,
+    /// Most dead list entries one snapshot delete commit handles
+    /// (`snapshot_admin::DELETE_BATCH`; tests make it small).
+    pub(crate) delete_batch: AtomicUsize,
     report: OpenReport,
 }
 
@@ -349,6 +352,7 @@ impl Store {
             broken: Mutex::new(None),
             reserved: Mutex::new(reserved),
             write_through: AtomicBool::new(false),
+            delete_batch: AtomicUsize::new(crate::snapshot_admin::DELETE_BATCH),
             report,
         }
     }
@@ -410,6 +414,12 @@ impl Store {
     pub fn set_write_behind(&self, bytes: u64) {
         self.write_through.store(bytes == 0, Ordering::Relaxed);
         self.pool.set_write_behind(bytes)
+    }
+    /// Test hook: snapshot deletes handle at most `n` dead list entries
+    /// per commit, so small tests cross many batches and crash between.
+    #[doc(hidden)]
+    pub fn set_delete_batch(&self, n: usize) {
+        self.delete_batch.store(n.max(1), Ordering::Relaxed);
     }
     #[doc(hidden)]
     pub fn allocation_count(&self) -> u64 {
