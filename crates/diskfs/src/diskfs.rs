@@ -222,13 +222,6 @@ impl DiskFs {
             fs.release_orphans(&mut fs.state.lock());
             fs.store.commit().map_err(lower)?;
         }
-        // A snapshot delete a crash cut short finishes before the mount
-        // serves (in batches of one commit each).
-        if !read_only {
-            fs.store
-                .resume_snapshot_deletes(&mut |_| {})
-                .map_err(lower)?;
-        }
         Ok(fs)
     }
 

@@ -86,8 +86,16 @@ fn mount_store(store: Arc<Store>, mount: &MountOptions) -> Result<Arc<DiskFs>, O
         fs_opts.dataset = store.snapshot_id(fs_opts.dataset, snap)?;
     }
     let fs = DiskFs::open(store.clone(), fs_opts)?;
-    if mount.sync_thread && !store.is_read_only() {
+    if store.is_read_only() {
+        return Ok(fs);
+    }
+    // A snapshot delete a crash cut short finishes: in the background on
+    // a mount with a sync thread (a batch a round), else before this
+    // returns.
+    if mount.sync_thread {
         store.start_sync_thread();
+    } else {
+        store.resume_snapshot_deletes(&mut |_| {})?;
     }
     Ok(fs)
 }

@@ -15,7 +15,8 @@
 //! [`DELETE_BATCH`] entries, one commit each, so no commit holds the
 //! trees lock for more than one batch; the record goes in the txg that
 //! finds nothing left. A pool opened with a delete half done finishes it
-//! with [`Store::resume_snapshot_deletes`].
+//! with [`Store::resume_snapshot_deletes`], or, mounted with a sync
+//! thread, in the background, one batch per round of that thread.
 //!
 //! Invariants: deletes run oldest first, so the snapshots before a
 //! deleting one are never deleting themselves; a snapshot with clones is
@@ -226,6 +227,14 @@ impl Store {
         name: &str,
         progress: &mut dyn FnMut(u64),
     ) -> Result<()> {
+        self.begin_snapshot_delete(ds, name)?;
+        self.resume_snapshot_deletes(progress)
+    }
+
+    /// Phase one of a delete, committed: the snapshot is gone for every
+    /// user from here on; its blocks are freed by the sync thread (a
+    /// batch a round) or by [`Store::resume_snapshot_deletes`].
+    pub fn begin_snapshot_delete(&self, ds: u64, name: &str) -> Result<()> {
         self.writable_with_snapshots()?;
         {
             let mut t = self.trees.write();
@@ -239,7 +248,13 @@ impl Store {
             mark_deleting(&mut t, id)?;
         }
         self.commit()?;
-        self.resume_snapshot_deletes(progress)
+        self.sync.request();
+        Ok(())
+    }
+
+    /// Whether some snapshot delete is unfinished.
+    pub fn deletes_pending(&self) -> bool {
+        self.oldest_deleting().is_some()
     }
 
     /// Finish every delete a crash or an earlier error left half done,
@@ -263,6 +278,24 @@ impl Store {
             self.commit()?;
         }
         Err(FsError::Damaged("a snapshot delete does not finish".into()))
+    }
+
+    /// One batch of the oldest unfinished delete, committed (the sync
+    /// thread's share of the work on a mounted pool, so a large delete
+    /// never holds the trees lock for more than one batch). Returns
+    /// whether a delete is still unfinished.
+    pub(crate) fn delete_in_background(&self) -> Result<bool> {
+        if self.is_read_only() || self.is_halted() {
+            return Ok(false);
+        }
+        let Some(id) = self.oldest_deleting() else {
+            return Ok(false);
+        };
+        if let Step::Batch(n) = self.delete_step(id)? {
+            tracing::debug!(snapshot = id, entries = n, "snapshot delete batch");
+        }
+        self.commit()?;
+        Ok(self.oldest_deleting().is_some())
     }
 
     fn oldest_deleting(&self) -> Option<u64> {

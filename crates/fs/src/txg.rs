@@ -234,9 +234,20 @@ impl Store {
                 if let Err(e) = store.sync_if_dirty() {
                     tracing::error!(error = %e, "background commit failed");
                 }
+                // Snapshot deletes go on a batch a round, the next round
+                // at once while one is unfinished.
+                match store.delete_in_background() {
+                    Ok(true) => shared.state.lock().requested = true,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "background snapshot delete failed"),
+                }
             })
             .expect("spawn sync thread");
         *self.sync.handle.lock() = Some(handle);
+        // A delete a crash cut short goes on at once.
+        if self.deletes_pending() {
+            self.sync.request();
+        }
     }
 
     /// Stop the sync thread and commit what is dirty: a clean close. A
