@@ -67,8 +67,10 @@ enum Command {
     Fsck(cmd::fsck::Args),
     /// Create, list, destroy or rename the filesystems (datasets) of an unmounted pool.
     Dataset(cmd::dataset::Args),
-    /// Take, list or delete snapshots of a dataset of an unmounted pool (IMAGE[/DATASET]@NAME).
+    /// Take, list, delete or roll back to snapshots of a dataset of an unmounted pool (IMAGE[/DATASET]@NAME).
     Snapshot(cmd::snapshot::Args),
+    /// Make a writable dataset from a snapshot: clone IMAGE[/DATASET]@SNAP IMAGE/NEW.
+    Clone(cmd::snapshot::CloneArgs),
     /// Turn on the features this build adds to a pool made by an older one (snapshots).
     Upgrade(cmd::upgrade::Args),
 }
@@ -119,6 +121,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Shutdown(a) => cmd::shutdown::run(a),
         Command::Dataset(a) => cmd::dataset::run(a),
         Command::Snapshot(a) => cmd::snapshot::run(a),
+        Command::Clone(a) => cmd::snapshot::clone(a),
         Command::Upgrade(a) => cmd::upgrade::run(a),
     }
 }

@@ -246,6 +246,27 @@ fn snapshot_commands_and_their_refusals() {
     ] {
         refused(&args, needle, &img);
     }
+    // A clone holds its origin; a rollback brings the deleted file back.
+    ok(&["clone", &format!("{s}@monday"), &format!("{s}/work")]);
+    assert_eq!(listed(s), ["root", "home", "work"]);
+    refused(
+        &["snapshot", "delete", &format!("{s}@monday")],
+        "clone",
+        &img,
+    );
+    refused(
+        &["clone", &format!("{s}@monday"), "/elsewhere/x"],
+        "own pool",
+        &img,
+    );
+    ok(&["dataset", "destroy", &format!("{s}/work")]);
+    ok(&["snapshot", "rollback", &format!("{s}@monday")]);
+    let back = aegisfs(&["cat", &format!("{s}:/big")]);
+    assert_eq!(
+        back.stdout,
+        noise(2 << 20, 5),
+        "the file is back after the rollback"
+    );
     ok(&["snapshot", "delete", &format!("{s}@monday")]);
     ok(&["snapshot", "delete", &format!("{s}/home@monday")]);
     assert!(snapshots_listed(s).is_empty());

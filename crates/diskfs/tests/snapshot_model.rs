@@ -168,6 +168,56 @@ impl World {
         self.snaps.remove(&name);
     }
 
+    /// Roll back to the newest snapshot (unmounted, as the CLI does).
+    fn rollback(&mut self) {
+        let Some(name) = self.newest() else { return };
+        self.unmount();
+        let store = self.kit.open_store(self.dev.clone());
+        store.rollback(ROOT_DATASET, &name).unwrap();
+        store.shutdown().unwrap();
+        self.live = self.snaps[&name].clone();
+        self.mount();
+    }
+
+    fn newest(&self) -> Option<String> {
+        self.snaps
+            .keys()
+            .max_by_key(|n| n[1..].parse::<u32>().unwrap())
+            .cloned()
+    }
+
+    /// Clone a snapshot, check and change the clone, destroy it: the
+    /// origin and every other snapshot must not notice.
+    fn clone_round(&mut self, rng: &mut SmallRng) {
+        let n = self.snaps.len();
+        if n == 0 {
+            return;
+        }
+        let name = self.snaps.keys().nth(rng.gen_range(0..n)).unwrap().clone();
+        self.unmount();
+        let store = self.kit.open_store(self.dev.clone());
+        store.clone_snapshot(ROOT_DATASET, &name, "c").unwrap();
+        store.shutdown().unwrap();
+        let opts = MountOptions {
+            dataset_name: Some("c".into()),
+            ..self.kit.mount_opts()
+        };
+        let fs = aegis_diskfs::open(vec![self.dev.clone() as DeviceRef], &opts).unwrap();
+        assert_eq!(contents(&fs), self.snaps[&name], "clone of {name}");
+        for f in NAMES.iter().take(2) {
+            let _ = fs.unlink(ROOT_INO, OsStr::new(f));
+        }
+        let (ino, fh) = aegis_testkit::create_file(&fs, "a");
+        fs.write(ino, fh, 0, &aegis_testkit::noise(100_000, rng.gen()))
+            .unwrap();
+        fs.release(ino, fh).unwrap();
+        fs.unmount().unwrap();
+        let store = self.kit.open_store(self.dev.clone());
+        store.destroy_dataset("c").unwrap();
+        store.shutdown().unwrap();
+        self.mount();
+    }
+
     /// Unmount; fsck; every snapshot and the live dataset equal their
     /// models; mount again.
     fn verify(&mut self, ctx: &str) {
@@ -228,7 +278,9 @@ fn run(seed: u64, ops: u64) {
                 w.unmount();
                 w.mount();
             }
-            93..=95 => w.fs().sync().unwrap(),
+            93 => w.fs().sync().unwrap(),
+            94 => w.rollback(),
+            95 => w.clone_round(&mut rng),
             _ => w.verify(&format!("seed {seed} op {i}")),
         }
     }

@@ -362,7 +362,10 @@ fn a_mounted_pool_finishes_a_delete_in_the_background() {
     };
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts).unwrap();
     let store = fs.store().clone();
-    assert!(used(&store) - base >= 30 * 200_000, "the snapshot holds the files");
+    assert!(
+        used(&store) - base >= 30 * 200_000,
+        "the snapshot holds the files"
+    );
     store.set_delete_batch(4);
     store.begin_snapshot_delete(ROOT_DATASET, "old").unwrap();
     assert!(store.snapshots(ROOT_DATASET).iter().all(|s| s.deleting));

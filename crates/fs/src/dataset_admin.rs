@@ -190,7 +190,10 @@ impl Store {
                     "the dataset changed while it was being destroyed".into(),
                 ));
             }
-            let (blocks, ring) = owned_blocks(tree, self.pool())?;
+            let (blocks, ring) = match t.records.get(&id).map_or(0, |r| r.origin) {
+                0 => owned_blocks(tree, self.pool())?,
+                _ => self.release_clone(&mut t, id)?,
+            };
             t.pool_tree.remove(&dataset_key(id))?;
             t.datasets.remove(&id);
             t.records.remove(&id);
@@ -235,7 +238,7 @@ impl Store {
 }
 
 /// Refuse `name` if a dataset of the pool has it.
-fn name_is_free(t: &Trees, name: &str) -> Result<()> {
+pub(crate) fn name_is_free(t: &Trees, name: &str) -> Result<()> {
     match t.records.values().any(|r| r.name == name) {
         true => Err(FsError::Invalid(format!(
             "a dataset named {name:?} exists already"

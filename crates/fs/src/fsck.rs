@@ -360,6 +360,8 @@ struct Lists {
     datasets: BTreeMap<u64, u64>,
     /// Some snapshot is being deleted.
     deleting: bool,
+    /// Snapshot id → how many datasets name it as their origin.
+    clones: BTreeMap<u64, u32>,
 }
 
 /// Merge touching extents so two descriptions of one set compare equal.
@@ -484,6 +486,9 @@ impl Walker<'_> {
                     self.root += 1;
                     lists.live.insert(rec.deadlist, self.root);
                     lists.datasets.insert(id, rec.prev_snap_txg);
+                    if rec.origin != 0 {
+                        *lists.clones.entry(rec.origin).or_default() += 1;
+                    }
                     self.walk_tree(
                         &format!("dataset {id} ({})", rec.name),
                         DATASET_TREE_KIND,
@@ -494,6 +499,12 @@ impl Walker<'_> {
             }
         }
         self.walk_snapshots(&snapshots, &mut lists);
+        for origin in std::mem::take(&mut lists.clones).keys() {
+            self.error(
+                format!("a dataset is a clone of snapshot {origin}, which does not exist"),
+                false,
+            );
+        }
         self.check_dead_lists(&dead, &lists);
     }
 
@@ -516,6 +527,16 @@ impl Walker<'_> {
                     false,
                 ),
                 Some(_) => {}
+            }
+            let clones = lists.clones.remove(id).unwrap_or(0);
+            if clones != rec.clones {
+                self.error(
+                    format!(
+                        "{what}: counts {} clones, {clones} datasets name it",
+                        rec.clones
+                    ),
+                    false,
+                );
             }
             if !names.insert((rec.dataset, rec.name.clone())) {
                 self.error(

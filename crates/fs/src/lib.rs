@@ -4,6 +4,7 @@
 //! checker. The on-disk filesystem above (`aegis_diskfs`) gives these
 //! objects POSIX semantics and reaches the engine only through here.
 
+pub mod clone_admin;
 pub mod dataset;
 pub mod dataset_admin;
 pub mod dead_list;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod fsck;
 pub mod intent_log;
 pub mod posix;
+mod rollback;
 pub mod snapshot;
 pub mod snapshot_admin;
 pub mod store;

@@ -95,8 +95,15 @@ impl Trees {
             .map_or(ROOT_DATASET, |m| (m + 1).max(ROOT_DATASET))
     }
 
+    /// For a clone, the txg of the snapshot it was cloned from (its
+    /// blocks born by then are the origin's); 0 for any other dataset.
+    pub(crate) fn origin_txg(&self, ds: u64) -> u64 {
+        let origin = self.records.get(&ds).map_or(0, |r| r.origin);
+        self.snapshots.get(&origin).map_or(0, |s| s.txg)
+    }
+
     /// Dataset `ds`'s snapshots by txg, oldest first.
-    fn snapshots_of(&self, ds: u64) -> Vec<(u64, &SnapshotRecord)> {
+    pub(crate) fn snapshots_of(&self, ds: u64) -> Vec<(u64, &SnapshotRecord)> {
         let mut v: Vec<_> = self
             .snapshots
             .iter()
@@ -358,7 +365,7 @@ impl Store {
             .sum())
     }
 
-    fn writable_with_snapshots(&self) -> Result<()> {
+    pub(crate) fn writable_with_snapshots(&self) -> Result<()> {
         if self.is_read_only() {
             return Err(FsError::Pool(PoolError::ReadOnly));
         }
@@ -372,7 +379,7 @@ impl Store {
 }
 
 /// Dataset `ds`'s snapshot named `name`, not being deleted.
-fn find<'a>(t: &'a Trees, ds: u64, name: &str) -> Result<(u64, &'a SnapshotRecord)> {
+pub(crate) fn find<'a>(t: &'a Trees, ds: u64, name: &str) -> Result<(u64, &'a SnapshotRecord)> {
     t.snapshots_of(ds)
         .into_iter()
         .find(|(_, r)| r.name == name && !r.deleting)
@@ -393,7 +400,7 @@ fn neighbours(t: &Trees, id: u64, s: &SnapshotRecord) -> Result<(u64, u64)> {
         .filter(|(i, r)| *i != id && r.txg < s.txg)
         .map(|(_, r)| r.txg)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(t.origin_txg(s.dataset));
     let next = all
         .iter()
         .filter(|(i, r)| *i != id && r.txg > s.txg)
@@ -433,7 +440,7 @@ fn mark_deleting(t: &mut Trees, id: u64) -> Result<()> {
         .filter(|(i, _)| *i != id)
         .map(|(_, r)| r.txg)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(t.origin_txg(ds));
     let rec = t.records.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
     if rec.prev_snap_txg == txg {
         rec.prev_snap_txg = newest_other;

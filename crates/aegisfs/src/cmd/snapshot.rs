@@ -1,4 +1,5 @@
-//! `aegisfs snapshot create|list|delete`: snapshots of a dataset of an
+//! `aegisfs snapshot create|list|delete|rollback` and `aegisfs clone`:
+//! snapshots of a dataset of an
 //! unmounted pool (the image lock refuses a mounted one; commands on a
 //! mount point need the daemon's channel, which is not built yet).
 //!
@@ -37,6 +38,16 @@ pub enum Action {
     },
     /// Delete a snapshot, freeing what only it holds: snapshot delete IMAGE[/DATASET]@NAME.
     Delete { target: PathBuf },
+    /// Bring a dataset back to its newest snapshot, discarding what came after: snapshot rollback IMAGE[/DATASET]@NAME.
+    Rollback { target: PathBuf },
+}
+
+#[derive(clap::Args)]
+pub struct CloneArgs {
+    /// The snapshot: IMAGE[/DATASET]@NAME.
+    pub snapshot: PathBuf,
+    /// The new dataset: IMAGE/NEW (or just NEW).
+    pub target: String,
 }
 
 /// Split `IMAGE[/DATASET]@NAME` at its last `@` (a path that exists as
@@ -78,7 +89,57 @@ pub fn run(a: Args) -> CliResult<u8> {
         Action::Create { target } => create(&target),
         Action::List { dataset, json } => list(&dataset, json),
         Action::Delete { target } => delete(&target),
+        Action::Rollback { target } => rollback(&target),
     }
+}
+
+/// `aegisfs clone IMAGE[/DATASET]@SNAP IMAGE/NEW`: a writable dataset
+/// that starts as the snapshot.
+pub fn clone(a: CloneArgs) -> CliResult<u8> {
+    let (image, dataset, snap) = snapshot_target(&a.snapshot)?;
+    let new_name = match a.target.rsplit_once('/') {
+        Some((img, n)) if Path::new(img) == image => n,
+        Some(_) => {
+            return Err(CliError::new(format!(
+                "{}: a clone is made in its snapshot's own pool ({})",
+                a.target,
+                image.display()
+            )))
+        }
+        None => a.target.as_str(),
+    };
+    validate_name(new_name).map_err(|e| CliError::new(e.to_string()))?;
+    let fs = mount(&image, &dataset)?;
+    let store = fs.store().clone();
+    let id = dataset_id(&store, &dataset)?;
+    let made = store.clone_snapshot(id, &snap, new_name);
+    let closed = fs.unmount();
+    let where_ = shown(&image, &dataset);
+    made.map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    println!("cloned {where_}@{snap} as {}/{new_name}", image.display());
+    Ok(0)
+}
+
+/// Roll back on an unmounted pool: the store is opened without a mount,
+/// since a rollback discards whatever the dataset's log holds too.
+fn rollback(target: &Path) -> CliResult<u8> {
+    let (image, dataset, snap) = snapshot_target(target)?;
+    let dev = super::open_locked(&image, true)?;
+    let where_ = shown(&image, &dataset);
+    let store = Store::open(
+        vec![Arc::new(dev) as DeviceRef],
+        &OpenOptions::default(),
+        StoreOptions::default(),
+    )
+    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let id = dataset_id(&store, &dataset)?;
+    let rolled = store.rollback(id, &snap);
+    let closed = store.shutdown();
+    rolled.map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    println!("rolled {where_} back to @{snap}");
+    Ok(0)
 }
 
 /// Mount dataset `dataset` of `image` writable, without a timer: a log a
