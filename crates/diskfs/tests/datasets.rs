@@ -134,12 +134,7 @@ fn bad_names_and_missing_datasets_are_refused_and_change_nothing() {
 fn rename_keeps_the_files_and_destroy_gives_every_block_back() {
     let kit = Kit::default().size(256 << 20);
     let dev = kit.fresh();
-    let before = {
-        let store = kit.open_store(dev.clone());
-        let used = store.space().total - store.space().free;
-        store.shutdown().unwrap();
-        used
-    };
+    let before = kit.used_bytes(dev.clone());
     make_two(&kit, &dev);
     let fs = mount_named(&kit, &dev, Some("a"));
     for i in 0..40 {
@@ -218,34 +213,7 @@ fn dataset_changes_survive_every_crash_point() {
         states.push((rec.len(), dataset_names(&store)));
     }
     store.shutdown().unwrap();
-    let end = rec.len();
-    // Every prefix of the recorded writes, and for each, the writes
-    // since the last flush landed in part (a power cut may keep any of
-    // them): every other one, from the prefix's flush.
-    let mut images: Vec<(usize, MemDevice)> = (0..=end).map(|n| (n, rec.image_at(n))).collect();
-    for f in rec.flush_points() {
-        let next = rec
-            .flush_points()
-            .into_iter()
-            .find(|&g| g > f)
-            .unwrap_or(end);
-        let extra: Vec<usize> = (f + 1..next).step_by(2).collect();
-        images.push((f + 1, rec.image_with(f + 1, &extra)));
-    }
-    for (n, img) in images {
-        let img = Arc::new(img);
-        let s = kit.open_store(img.clone() as DeviceRef);
-        let got = dataset_names(&s);
-        s.shutdown().unwrap();
-        // The newest change finished by `n`, or one after it.
-        let done = states.iter().rposition(|(at, _)| *at <= n).unwrap_or(0);
-        assert!(
-            states[done..].iter().any(|(_, names)| *names == got),
-            "crash at op {n} of {end}: {got:?}, want one of {:?}",
-            &states[done..]
-        );
-        kit.fsck_clean(img);
-    }
+    kit.check_crash_states(&rec, 1, &states, |s| dataset_names(s));
 }
 
 /// Make datasets `a` and `b`, and run `f` on a new file in `a`, which is

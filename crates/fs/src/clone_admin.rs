@@ -21,7 +21,7 @@ use aegis_btree::Tree;
 use aegis_pool::{AllocClass, BlockPtr, Extent};
 
 use crate::dataset::{dataset_key, DatasetRecord, DATASET_TREE_KIND};
-use crate::dataset_admin::{name_is_free, validate_name, MAX_DATASETS};
+use crate::dataset_admin::{name_is_free, room_for_dataset, validate_name};
 use crate::error::{FsError, Result};
 use crate::posix::keys;
 use crate::snapshot::snapshot_key;
@@ -37,11 +37,7 @@ impl Store {
         let id = {
             let mut t = self.trees.write();
             name_is_free(&t, name)?;
-            if t.records.len() >= MAX_DATASETS {
-                return Err(FsError::Invalid(format!(
-                    "the pool holds {MAX_DATASETS} datasets, the most it can"
-                )));
-            }
+            room_for_dataset(&t)?;
             let (origin, rec) = crate::snapshot_admin::find(&t, ds, snap)?;
             let (txg, root) = (rec.txg, rec.root.clone());
             self.check_space(&t, ds, TxSize::ops(4, AllocClass::Normal))?;

@@ -97,11 +97,7 @@ impl Store {
         let id = {
             let mut t = self.trees.write();
             name_is_free(&t, name)?;
-            if t.records.len() >= MAX_DATASETS {
-                return Err(FsError::Invalid(format!(
-                    "the pool holds {MAX_DATASETS} datasets, the most it can"
-                )));
-            }
+            room_for_dataset(&t)?;
             let id = t.next_object_id();
             let rec = DatasetRecord::new(name, self.pool().open_txg(), now_ns());
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
@@ -235,6 +231,16 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Refuse a new dataset when the pool holds the most it may.
+pub(crate) fn room_for_dataset(t: &Trees) -> Result<()> {
+    if t.records.len() >= MAX_DATASETS {
+        return Err(FsError::Invalid(format!(
+            "the pool holds {MAX_DATASETS} datasets, the most it can"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuse `name` if a dataset of the pool has it.

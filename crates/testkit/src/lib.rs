@@ -120,6 +120,65 @@ impl Kit {
     }
 }
 
+impl Kit {
+    /// Bytes allocated in the pool on `dev` (opened and closed again).
+    pub fn used_bytes(&self, dev: DeviceRef) -> u64 {
+        let store = self.open_store(dev);
+        let s = store.space();
+        store.shutdown().expect("close after a space reading");
+        s.total - s.free
+    }
+}
+
+/// The crash states of a recorded run, each with the count of writes it
+/// holds: every `step`-th prefix of the recorded writes, and for each
+/// flush point, the writes up to it plus every other one of those the
+/// next flush would have made durable (a power cut may keep any of them).
+pub fn crash_images(rec: &aegis_block::RecordingDevice, step: usize) -> Vec<(usize, MemDevice)> {
+    let end = rec.len();
+    let mut images: Vec<(usize, MemDevice)> = (0..=end)
+        .step_by(step.max(1))
+        .map(|n| (n, rec.image_at(n)))
+        .collect();
+    let flushes = rec.flush_points();
+    for &f in &flushes {
+        let next = flushes.iter().copied().find(|&g| g > f).unwrap_or(end);
+        let extra: Vec<usize> = (f + 1..next).step_by(2).collect();
+        images.push((f + 1, rec.image_with(f + 1, &extra)));
+    }
+    images
+}
+
+impl Kit {
+    /// Check every crash state of a recorded run (see [`crash_images`]):
+    /// `read` of the pool opened from it must give the state of the newest
+    /// change finished by then, or of one after it (`states`: the count of
+    /// writes when each change returned, and what `read` gave then), and
+    /// fsck must find it clean.
+    pub fn check_crash_states<T: PartialEq + std::fmt::Debug>(
+        &self,
+        rec: &aegis_block::RecordingDevice,
+        step: usize,
+        states: &[(usize, T)],
+        read: impl Fn(&Arc<Store>) -> T,
+    ) {
+        let end = rec.len();
+        for (n, img) in crash_images(rec, step) {
+            let img = Arc::new(img);
+            let store = self.open_store(img.clone() as DeviceRef);
+            let got = read(&store);
+            store.shutdown().expect("close a crash image");
+            let done = states.iter().rposition(|(at, _)| *at <= n).unwrap_or(0);
+            assert!(
+                states[done..].iter().any(|(_, want)| *want == got),
+                "crash at write {n} of {end}: {got:?}, want one of {:?}",
+                &states[done..]
+            );
+            self.fsck_clean(img);
+        }
+    }
+}
+
 /// Create and open (read-write) the regular file `name` in the root
 /// directory of `fs`, as root, mode 0644.
 pub fn create_file(fs: &DiskFs, name: &str) -> (aegis_vfs::Ino, aegis_vfs::Fh) {
