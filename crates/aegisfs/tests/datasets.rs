@@ -214,6 +214,10 @@ fn snapshot_commands_and_their_refusals() {
     assert!(out.contains("created snapshot"), "{out}");
     ok(&["snapshot", "create", &format!("{s}/home@monday")]);
     ok(&["rm", &format!("{s}:/big")]);
+    assert_eq!(
+        ok(&["snapshot", "diff", &format!("{s}@monday")]),
+        "M\t/\n-\t/big\n"
+    );
     // The deleted file's blocks are the snapshot's alone now.
     let root = snapshots_listed(s);
     assert_eq!(root.len(), 1);

@@ -15,6 +15,7 @@ pub mod posix;
 mod rollback;
 pub mod snapshot;
 pub mod snapshot_admin;
+pub mod snapshot_diff;
 pub mod store;
 mod tx;
 mod txg;

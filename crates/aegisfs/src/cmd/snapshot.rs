@@ -38,6 +38,14 @@ pub enum Action {
     },
     /// Delete a snapshot, freeing what only it holds: snapshot delete IMAGE[/DATASET]@NAME.
     Delete { target: PathBuf },
+    /// List the paths created (+), deleted (-), modified (M) and renamed (R) from one snapshot to another, or to the dataset now: snapshot diff IMAGE[/DATASET]@A [B] [--json].
+    Diff {
+        from: PathBuf,
+        /// The later snapshot's name (or @NAME); the dataset as it is if left out.
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring a dataset back to its newest snapshot, discarding what came after: snapshot rollback IMAGE[/DATASET]@NAME.
     Rollback { target: PathBuf },
 }
@@ -90,6 +98,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         Action::List { dataset, json } => list(&dataset, json),
         Action::Delete { target } => delete(&target),
         Action::Rollback { target } => rollback(&target),
+        Action::Diff { from, to, json } => diff(&from, to.as_deref(), json),
     }
 }
 
@@ -118,6 +127,43 @@ pub fn clone(a: CloneArgs) -> CliResult<u8> {
     made.map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
     closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
     println!("cloned {where_}@{snap} as {}/{new_name}", image.display());
+    Ok(0)
+}
+
+fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
+    let (image, dataset, snap) = snapshot_target(from)?;
+    let to = to.map(|t| t.rsplit_once('@').map_or(t, |(_, n)| n));
+    let dev = super::open_locked(&image, false)?;
+    let where_ = shown(&image, &dataset);
+    let opts = OpenOptions {
+        read_only: true,
+        rewind_txg: None,
+    };
+    let store = Store::open(
+        vec![Arc::new(dev) as DeviceRef],
+        &opts,
+        StoreOptions::default(),
+    )
+    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let id = dataset_id(&store, &dataset)?;
+    let entries = store
+        .diff_snapshots(id, &snap, to)
+        .map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    if json {
+        let out =
+            serde_json::to_string_pretty(&entries).map_err(|e| CliError::new(e.to_string()))?;
+        println!("{out}");
+        return Ok(0);
+    }
+    use aegis_fs::snapshot_diff::Change;
+    for e in entries {
+        match (e.change, e.new_path) {
+            (Change::Created, _) => println!("+\t{}", e.path),
+            (Change::Deleted, _) => println!("-\t{}", e.path),
+            (Change::Modified, _) => println!("M\t{}", e.path),
+            (Change::Renamed, new) => println!("R\t{} -> {}", e.path, new.unwrap_or_default()),
+        }
+    }
     Ok(0)
 }
 
