@@ -304,3 +304,62 @@ fn a_snapshot_mounts_read_only_with_what_it_held() {
     assert_eq!(fs::read(m.p("kept")).unwrap(), b"changed");
     m.finish();
 }
+
+/// Snapshots of a mounted dataset through the daemon: taken while it
+/// serves (with the writes that came before), listed, refused by name,
+/// deleted in the background; each snapshot mounts with what it held.
+#[test]
+fn a_mounted_dataset_takes_snapshots_through_its_daemon() {
+    if !fuse_available() {
+        return;
+    }
+    let mut m = Mount::new("256M");
+    let mnt = m.mnt.to_str().unwrap().to_string();
+    // Still open while the snapshot is taken: its pages must reach it.
+    let mut f = fs::File::create(m.p("f")).unwrap();
+    std::io::Write::write_all(&mut f, b"first").unwrap();
+    let out = ok(&["snapshot", "create", &format!("{mnt}@one")]);
+    assert!(out.contains("created snapshot one"), "{out}");
+    drop(f);
+    fs::write(m.p("f"), b"second").unwrap();
+    ok(&["snapshot", "create", &format!("{mnt}@two")]);
+    let img = m.img.clone();
+    let refused_live = |args: &[&str], needle: &str| {
+        let out = aegisfs(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+    };
+    refused_live(
+        &["snapshot", "create", &format!("{mnt}@one")],
+        "exists already",
+    );
+    refused_live(
+        &["snapshot", "create", &format!("{mnt}@a/b")],
+        "name a snapshot as",
+    );
+    refused_live(
+        &["snapshot", "delete", &format!("{mnt}@nope")],
+        "no snapshot named",
+    );
+    let names: Vec<(String, u64)> = snapshots_listed(&mnt);
+    assert_eq!(
+        names.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    ok(&["snapshot", "delete", &format!("{mnt}@one")]);
+    m.unmount();
+    assert_eq!(
+        snapshots_listed(img.to_str().unwrap()),
+        [("two".to_string(), 0)]
+    );
+    m.snapshot = Some("two".into());
+    m.mount();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"second");
+    m.unmount();
+    m.snapshot = None;
+    m.mount();
+    m.finish();
+}

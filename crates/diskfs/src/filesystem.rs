@@ -660,6 +660,10 @@ impl FileSystem for DiskFs {
         Ok(())
     }
 
+    fn control(&self, words: &[&str]) -> std::result::Result<String, aegis_vfs::ControlError> {
+        self.run_control(words)
+    }
+
     fn tmpfile(&self, req: &Request, parent: Ino, mode: u32, flags: i32) -> Result<(Attr, Fh)> {
         self.make_tmpfile(req, parent, mode, flags)
     }

@@ -14,6 +14,7 @@
 //! `front_door.rs`, and `error.rs` (the one errno mapping).
 
 mod attrs;
+mod control;
 mod data;
 mod diskfs;
 mod error;

@@ -30,6 +30,14 @@ use crate::types::{Attr, DirEntry, Fh, Ino, Request, SetAttr, StatFs, Whence, Xa
 
 /// An inode-level filesystem. Object safe, `Send + Sync`; every method takes
 /// `&self` and implementations lock internally.
+/// Why a [`FileSystem::control`] command failed: an errno for the
+/// caller's exit, and a message naming what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlError {
+    pub errno: i32,
+    pub message: String,
+}
+
 pub trait FileSystem: Send + Sync {
     /// Find `name` in directory `parent` and return its attributes, adding
     /// one to its lookup count. `.` and `..` resolve to the directory and
@@ -338,6 +346,21 @@ pub trait FileSystem: Send + Sync {
     /// Errors: EOPNOTSUPP (by default).
     fn shutdown(&self) -> Result<()> {
         Err(crate::FsError::NotSupported)
+    }
+
+    /// A live administrative command for the mounted filesystem (the
+    /// CLI's channel to a running daemon, `AEGIS_IOC_COMMAND`): `words`
+    /// such as `["snapshot", "create", "NAME"]`. Returns the reply text,
+    /// or an errno with a message for the user.
+    ///
+    /// Errors: ENOTTY (by default: no commands), whatever the command
+    /// itself refuses with.
+    fn control(&self, words: &[&str]) -> std::result::Result<String, ControlError> {
+        let _ = words;
+        Err(ControlError {
+            errno: libc::ENOTTY,
+            message: "this filesystem takes no commands".into(),
+        })
     }
 
     /// O_TMPFILE: make an unnamed regular file in directory `parent` with

@@ -27,6 +27,6 @@ pub mod validate;
 
 pub use embedded::{Creds, Process, Vfs};
 pub use error::{FsError, Result};
-pub use filesystem::FileSystem;
+pub use filesystem::{ControlError, FileSystem};
 pub use ramfs::{RamFs, RamFsConfig};
 pub use types::*;

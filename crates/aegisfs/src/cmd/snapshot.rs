@@ -76,7 +76,7 @@ fn snapshot_target(arg: &Path) -> CliResult<(PathBuf, Option<String>, String)> {
     let (left, snap) = split_snapshot(arg);
     let Some(snap) = snap else {
         return Err(CliError::new(format!(
-            "{}: name a snapshot as IMAGE[/DATASET]@NAME",
+            "{}: name a snapshot as IMAGE[/DATASET]@NAME or MOUNTPOINT@NAME",
             arg.display()
         )));
     };
@@ -128,6 +128,29 @@ pub fn clone(a: CloneArgs) -> CliResult<u8> {
     closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
     println!("cloned {where_}@{snap} as {}/{new_name}", image.display());
     Ok(0)
+}
+
+/// `snapshot list MOUNTPOINT`: the daemon's lines, as the table or JSON.
+fn list_live(mountpoint: &Path, json: bool) -> CliResult<u8> {
+    let text = live(mountpoint, &["snapshot", "list"])?;
+    let bad = || CliError::new(format!("{}: a malformed answer", mountpoint.display()));
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [name, txg, created, unique, rest @ ..] = f.as_slice() else {
+            return Err(bad());
+        };
+        rows.push(Row {
+            id: 0,
+            name: name.to_string(),
+            txg: txg.parse().map_err(|_| bad())?,
+            created_ns: created.parse().map_err(|_| bad())?,
+            unique_bytes: unique.parse().map_err(|_| bad())?,
+            referenced_bytes: 0,
+            deleting: rest.first() == Some(&"deleting"),
+        });
+    }
+    print_rows(&rows, json)
 }
 
 fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
@@ -207,7 +230,54 @@ fn shown(image: &Path, dataset: &Option<String>) -> String {
     }
 }
 
+/// `MOUNTPOINT@NAME`: the mount point, if the target is one (a
+/// directory), and the snapshot name, checked.
+fn live_target(arg: &Path) -> CliResult<Option<(PathBuf, String)>> {
+    let (left, snap) = split_snapshot(arg);
+    match snap {
+        Some(snap) if left.is_dir() => {
+            validate_name(&snap)
+                .map_err(|e| CliError::new(e.to_string().replace("dataset", "snapshot")))?;
+            Ok(Some((left, snap)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// syncfs(2) on the filesystem of `dir`: the kernel writes its dirty
+/// pages to the daemon.
+fn write_back(dir: &Path) -> CliResult<()> {
+    let f =
+        std::fs::File::open(dir).map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
+    // SAFETY: `f` is an open descriptor for the call's duration.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(CliError::new(format!("{}: {e}", dir.display())));
+    }
+    Ok(())
+}
+
+/// Send a live command to the daemon serving `mountpoint`.
+fn live(mountpoint: &Path, words: &[&str]) -> CliResult<String> {
+    let shown = mountpoint.display();
+    match aegis_fuse::control::command(mountpoint, words) {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err((_, message))) => Err(CliError::new(format!("{shown}: {message}"))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Err(CliError::new(format!(
+            "{shown}: not the mount point of an AegisFS (name a snapshot as IMAGE[/DATASET]@NAME or MOUNTPOINT@NAME)"
+        ))),
+        Err(e) => Err(CliError::new(format!("{shown}: {e}"))),
+    }
+}
+
 fn create(target: &Path) -> CliResult<u8> {
+    if let Some((mnt, snap)) = live_target(target)? {
+        // Pages the kernel holds for the daemon reach it first, so the
+        // snapshot has every write that returned before this command.
+        write_back(&mnt)?;
+        println!("{}", live(&mnt, &["snapshot", "create", &snap])?);
+        return Ok(0);
+    }
     let (image, dataset, snap) = snapshot_target(target)?;
     let fs = mount(&image, &dataset)?;
     let store = fs.store().clone();
@@ -233,6 +303,10 @@ fn dataset_id(store: &Store, dataset: &Option<String>) -> CliResult<u64> {
 }
 
 fn delete(target: &Path) -> CliResult<u8> {
+    if let Some((mnt, snap)) = live_target(target)? {
+        println!("{}", live(&mnt, &["snapshot", "delete", &snap])?);
+        return Ok(0);
+    }
     let (image, dataset, snap) = snapshot_target(target)?;
     let fs = mount(&image, &dataset)?;
     let store = fs.store().clone();
@@ -270,6 +344,9 @@ struct Row {
 }
 
 fn list(target: &Path, json: bool) -> CliResult<u8> {
+    if target.is_dir() {
+        return list_live(target, json);
+    }
     let (image, dataset) = split_target(target);
     let dev = super::open_locked(&image, false)?;
     let opts = OpenOptions {
@@ -304,8 +381,12 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
             deleting: s.deleting,
         });
     }
+    print_rows(&rows, json)
+}
+
+fn print_rows(rows: &[Row], json: bool) -> CliResult<u8> {
     if json {
-        let out = serde_json::to_string_pretty(&rows).map_err(|e| CliError::new(e.to_string()))?;
+        let out = serde_json::to_string_pretty(rows).map_err(|e| CliError::new(e.to_string()))?;
         println!("{out}");
         return Ok(0);
     }
@@ -313,7 +394,7 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
         "{:<32} {:>10} {:>10} {:>10}  CREATED",
         "NAME", "UNIQUE", "REFER", "TXG"
     );
-    for r in &rows {
+    for r in rows {
         let created = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.created_ns),
         );

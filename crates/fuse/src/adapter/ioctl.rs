@@ -7,7 +7,8 @@ use fuser::Errno;
 
 use super::reply::errno;
 use crate::control::{
-    AEGIS_IOC_GET_FIXED_OPTIONS, AEGIS_IOC_SET_WRITABLE, FIXED_OPTIONS_MAX, FS_IOC_SHUTDOWN,
+    decode_command, encode_reply, AEGIS_IOC_COMMAND, AEGIS_IOC_GET_FIXED_OPTIONS,
+    AEGIS_IOC_SET_WRITABLE, FIXED_OPTIONS_MAX, FS_IOC_SHUTDOWN,
 };
 
 /// Serve one ioctl from `uid` with the bytes the kernel copied in; returns
@@ -21,9 +22,15 @@ pub(super) fn serve(
     in_data: &[u8],
 ) -> Result<Vec<u8>, Errno> {
     match cmd {
-        FS_IOC_SHUTDOWN | AEGIS_IOC_SET_WRITABLE | AEGIS_IOC_GET_FIXED_OPTIONS if uid != 0 => {
+        FS_IOC_SHUTDOWN
+        | AEGIS_IOC_SET_WRITABLE
+        | AEGIS_IOC_GET_FIXED_OPTIONS
+        | AEGIS_IOC_COMMAND
+            if uid != 0 =>
+        {
             Err(Errno::EPERM)
         }
+        AEGIS_IOC_COMMAND => Ok(command(fs, in_data)),
         AEGIS_IOC_GET_FIXED_OPTIONS => {
             let mut out = fixed.as_bytes().to_vec();
             out.truncate(FIXED_OPTIONS_MAX - 1);
@@ -47,5 +54,20 @@ pub(super) fn serve(
             .map_err(|e| errno(&e))
         }
         _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// A live command: its words, the filesystem's answer, the reply buffer
+/// (a refusal travels in the reply, with its message).
+fn command(fs: &dyn FileSystem, in_data: &[u8]) -> Vec<u8> {
+    let words = match decode_command(in_data) {
+        Ok(w) => w,
+        Err(errno) => return encode_reply(errno, "a malformed command"),
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    tracing::info!(command = ?words, "live command");
+    match fs.control(&words) {
+        Ok(text) => encode_reply(0, &text),
+        Err(e) => encode_reply(e.errno, &e.message),
     }
 }

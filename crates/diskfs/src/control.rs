@@ -1,0 +1,90 @@
+//! Live commands to a mounted dataset (`FileSystem::control`, reached
+//! through the FUSE adapter's `AEGIS_IOC_COMMAND`): snapshots of the
+//! mounted dataset while it serves.
+//!
+//! `snapshot create NAME` takes one at the next commit (the writers of
+//! the moment go on); `snapshot delete NAME` marks it and leaves the
+//! freeing to the sync thread, a batch per round; `snapshot list` gives
+//! one line per snapshot: name, txg, creation time (ns), unique bytes,
+//! and `deleting` for one being freed. A rollback needs the dataset
+//! unmounted and is refused here. A snapshot mount takes no commands.
+
+use aegis_vfs::ControlError;
+
+use crate::diskfs::DiskFs;
+use crate::error::lower;
+
+type Reply = Result<String, ControlError>;
+
+fn refuse(errno: i32, message: impl Into<String>) -> ControlError {
+    ControlError {
+        errno,
+        message: message.into(),
+    }
+}
+
+/// The engine's refusal, with its message.
+fn engine(e: aegis_fs::FsError) -> ControlError {
+    let message = e.to_string();
+    let errno = match &e {
+        aegis_fs::FsError::Invalid(_) => libc::EINVAL,
+        _ => lower(e).errno(),
+    };
+    refuse(errno, message)
+}
+
+impl DiskFs {
+    pub(crate) fn run_control(&self, words: &[&str]) -> Reply {
+        if self.store.is_snapshot(self.ds) {
+            return Err(refuse(libc::EROFS, "a snapshot takes no commands"));
+        }
+        match words {
+            ["snapshot", "create", name] => self.live_snapshot_create(name),
+            ["snapshot", "delete", name] => {
+                self.store
+                    .begin_snapshot_delete(self.ds, name)
+                    .map_err(engine)?;
+                Ok(format!(
+                    "deleting snapshot {name}: its blocks are freed in the background"
+                ))
+            }
+            ["snapshot", "list"] => self.live_snapshot_list(),
+            ["snapshot", "rollback", _] => Err(refuse(
+                libc::EBUSY,
+                "the dataset is mounted: unmount it, then roll back the image",
+            )),
+            _ => Err(refuse(
+                libc::ENOTTY,
+                format!("no command {:?}", words.join(" ")),
+            )),
+        }
+    }
+
+    fn live_snapshot_create(&self, name: &str) -> Reply {
+        self.check_alive()
+            .map_err(|e| refuse(e.errno(), e.to_string()))?;
+        if self.read_only() {
+            return Err(refuse(libc::EROFS, "the dataset is mounted read-only"));
+        }
+        let started = std::time::Instant::now();
+        let id = self.store.create_snapshot(self.ds, name).map_err(engine)?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(format!("created snapshot {name} (id {id}) in {ms:.1} ms"))
+    }
+
+    fn live_snapshot_list(&self) -> Reply {
+        let mut out = String::new();
+        for s in self.store.snapshots(self.ds) {
+            let unique = match s.deleting {
+                true => 0,
+                false => self.store.snapshot_unique_bytes(s.id).map_err(engine)?,
+            };
+            let state = if s.deleting { "\tdeleting" } else { "" };
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{unique}{state}\n",
+                s.name, s.txg, s.created_ns
+            ));
+        }
+        Ok(out)
+    }
+}
