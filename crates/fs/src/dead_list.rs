@@ -41,7 +41,8 @@ pub(crate) fn entry_bytes(copies: usize) -> u64 {
     (KEY_LEN + BLKPTR_HEADER + DVA_SIZE * copies.max(1) + 4) as u64
 }
 
-pub(crate) fn dead_key(list: u64, bp: &BlockPtr) -> Vec<u8> {
+/// The key of `bp`'s entry on list `list`.
+pub fn dead_key(list: u64, bp: &BlockPtr) -> Vec<u8> {
     let mut k = birth_bound(list, bp.birth_txg);
     let (device, offset) = bp.addrs.first().map_or((0, 0), |a| (a.device, a.offset));
     k.extend_from_slice(&device.to_be_bytes());

@@ -80,6 +80,15 @@ fn base() -> &'static Base {
         }
         fs.symlink(&req, ROOT_INO, OsStr::new("sym"), OsStr::new("dir/f3"))
             .expect("symlink");
+        // A snapshot, and changes after it: snapshot and dead list
+        // records for the mutations to reach.
+        store
+            .create_snapshot(aegis_fs::dataset::ROOT_DATASET, "base")
+            .expect("snapshot");
+        for i in 30..40u32 {
+            fs.unlink(d.ino, OsStr::new(&format!("f{i}")))
+                .expect("unlink");
+        }
         fs.unmount().expect("unmount");
         let extents = store
             .pool()

@@ -68,6 +68,7 @@ fn pool_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         .map(|bp| pool.read_block(bp).expect("space map block"))
         .collect();
     let (inodes, dirents, records, keys_seen) = posix_seeds(&store);
+    let snapshots = snapshot_seeds(&rec, &bps);
     let dataset = vec![
         rec.encode(),
         DatasetRecord {
@@ -84,11 +85,41 @@ fn pool_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("space_map", space),
         ("tree_node", nodes),
         ("dataset_record", dataset),
+        ("snapshot_record", snapshots),
         ("inode", inodes),
         ("dirent", dirents),
         ("file_record", records),
         ("posix_keys", keys_seen),
     ]
+}
+
+/// A snapshot record of the base image's root, one being deleted, and a
+/// dead list entry (key and value) of each pointer.
+fn snapshot_seeds(rec: &DatasetRecord, bps: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use aegis_fs::snapshot::SnapshotRecord;
+    let snap = SnapshotRecord {
+        name: "daily".into(),
+        dataset: aegis_fs::dataset::ROOT_DATASET,
+        txg: rec.created_txg + 1,
+        created_ns: rec.created_ns,
+        deadlist: 18,
+        clones: 1,
+        deleting: false,
+        root: rec.root.clone(),
+    };
+    let deleting = SnapshotRecord {
+        deleting: true,
+        ..snap.clone()
+    };
+    let mut v = vec![snap.encode(), deleting.encode()];
+    for b in bps {
+        if let Ok(bp) = aegis_pool::BlockPtr::decode_slice(b) {
+            let mut entry = aegis_fs::dead_list::dead_key(19, &bp);
+            entry.extend_from_slice(b);
+            v.push(entry);
+        }
+    }
+    v
 }
 
 /// Leaf values of the root dataset's tree by item type, and its first
