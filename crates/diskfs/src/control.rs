@@ -6,7 +6,9 @@
 //! the moment go on); `snapshot delete NAME` marks it and leaves the
 //! freeing to the sync thread, a batch per round; `snapshot list` gives
 //! one line per snapshot: name, txg, creation time (ns), unique bytes,
-//! and `deleting` for one being freed. A rollback needs the dataset
+//! and `deleting` for one being freed. `schedule set SECS KEEP`,
+//! `schedule remove SECS` and `schedule list` manage the dataset's
+//! snapshot schedules, which the sync thread runs. A rollback needs the dataset
 //! unmounted and is refused here. A snapshot mount takes no commands.
 
 use aegis_vfs::ControlError;
@@ -49,6 +51,27 @@ impl DiskFs {
                 ))
             }
             ["snapshot", "list"] => self.live_snapshot_list(),
+            ["schedule", "list"] => self.live_schedule_list(),
+            ["schedule", "set", every, keep] => {
+                let (Ok(every_secs), Ok(keep)) = (every.parse(), keep.parse()) else {
+                    return Err(refuse(
+                        libc::EINVAL,
+                        "schedule set takes seconds and a count",
+                    ));
+                };
+                let s = aegis_fs::snapshot_schedule::Schedule { every_secs, keep };
+                self.store.set_schedule(self.ds, s).map_err(engine)?;
+                Ok(format!("snapshots every {} kept {keep}", s.label()))
+            }
+            ["schedule", "remove", every] => {
+                let Ok(every_secs) = every.parse() else {
+                    return Err(refuse(libc::EINVAL, "schedule remove takes seconds"));
+                };
+                self.store
+                    .remove_schedule(self.ds, every_secs)
+                    .map_err(engine)?;
+                Ok("schedule removed".into())
+            }
             ["snapshot", "rollback", _] => Err(refuse(
                 libc::EBUSY,
                 "the dataset is mounted: unmount it, then roll back the image",
@@ -70,6 +93,15 @@ impl DiskFs {
         let id = self.store.create_snapshot(self.ds, name).map_err(engine)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(format!("created snapshot {name} (id {id}) in {ms:.1} ms"))
+    }
+
+    /// One line per schedule: interval in seconds, how many it keeps.
+    fn live_schedule_list(&self) -> Reply {
+        let list = self.store.schedules(self.ds).map_err(engine)?;
+        Ok(list
+            .iter()
+            .map(|s| format!("{}\t{}\n", s.every_secs, s.keep))
+            .collect())
     }
 
     fn live_snapshot_list(&self) -> Reply {

@@ -16,6 +16,7 @@ mod rollback;
 pub mod snapshot;
 pub mod snapshot_admin;
 pub mod snapshot_diff;
+pub mod snapshot_schedule;
 pub mod store;
 mod tx;
 mod txg;

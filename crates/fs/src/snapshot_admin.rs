@@ -186,6 +186,12 @@ impl Store {
     /// everything the dataset held when this was called, when this
     /// returns. Returns its id.
     pub fn create_snapshot(&self, ds: u64, name: &str) -> Result<u64> {
+        self.create_snapshot_at(ds, name, now_ns())
+    }
+
+    /// As [`Store::create_snapshot`], recording `created_ns` as its time
+    /// (a schedule's time of the round that took it).
+    pub(crate) fn create_snapshot_at(&self, ds: u64, name: &str, created_ns: u64) -> Result<u64> {
         validate_name(name)?;
         self.writable_with_snapshots()?;
         let _serial = self.commit_lock.lock();
@@ -210,7 +216,7 @@ impl Store {
                 id,
                 new_deadlist: id + 1,
                 name: name.to_string(),
-                created_ns: now_ns(),
+                created_ns,
             });
             id
         };

@@ -216,6 +216,7 @@ impl Store {
         let weak = Arc::downgrade(self);
         let shared = self.sync.shared.clone();
         let interval = self.opts.sync_interval;
+        let mut schedules_at = Instant::now();
         let handle = std::thread::Builder::new()
             .name("aegis-txg-sync".into())
             .spawn(move || loop {
@@ -233,6 +234,11 @@ impl Store {
                 let Some(store) = weak.upgrade() else { return };
                 if let Err(e) = store.sync_if_dirty() {
                     tracing::error!(error = %e, "background commit failed");
+                }
+                // Snapshot schedules, at most once a second.
+                if schedules_at.elapsed().as_secs() >= 1 {
+                    schedules_at = Instant::now();
+                    store.run_mounted_schedules();
                 }
                 // Snapshot deletes go on a batch a round, the next round
                 // at once while one is unfinished.

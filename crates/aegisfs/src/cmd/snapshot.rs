@@ -46,6 +46,18 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshots on a schedule, taken by the mounted daemon: snapshot schedule IMAGE[/DATASET]|MOUNTPOINT --every 1h --keep 24 (or --list, or --remove --every 1h).
+    Schedule {
+        target: PathBuf,
+        #[arg(long)]
+        every: Option<String>,
+        #[arg(long)]
+        keep: Option<u32>,
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Bring a dataset back to its newest snapshot, discarding what came after: snapshot rollback IMAGE[/DATASET]@NAME.
     Rollback { target: PathBuf },
 }
@@ -99,6 +111,13 @@ pub fn run(a: Args) -> CliResult<u8> {
         Action::Delete { target } => delete(&target),
         Action::Rollback { target } => rollback(&target),
         Action::Diff { from, to, json } => diff(&from, to.as_deref(), json),
+        Action::Schedule {
+            target,
+            every,
+            keep,
+            list,
+            remove,
+        } => schedule(&target, every.as_deref(), keep, list, remove),
     }
 }
 
@@ -188,6 +207,88 @@ fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
         }
     }
     Ok(0)
+}
+
+/// What `snapshot schedule` was asked to do.
+enum ScheduleOp {
+    List,
+    Set(u64, u32),
+    Remove(u64),
+}
+
+fn schedule_op(
+    every: Option<&str>,
+    keep: Option<u32>,
+    list: bool,
+    remove: bool,
+) -> CliResult<ScheduleOp> {
+    let secs = |e: &str| -> CliResult<u64> {
+        humantime::parse_duration(e)
+            .map(|d| d.as_secs())
+            .map_err(|err| CliError::new(format!("--every {e}: {err} (say 15m, 1h, 1d)")))
+    };
+    match (every, keep, list, remove) {
+        (None, None, true, false) => Ok(ScheduleOp::List),
+        (Some(e), None, false, true) => Ok(ScheduleOp::Remove(secs(e)?)),
+        (Some(e), Some(k), false, false) => Ok(ScheduleOp::Set(secs(e)?, k)),
+        _ => Err(CliError::new(
+            "snapshot schedule takes --every INTERVAL --keep N, --list, or --remove --every INTERVAL",
+        )),
+    }
+}
+
+fn schedule(
+    target: &Path,
+    every: Option<&str>,
+    keep: Option<u32>,
+    list: bool,
+    remove: bool,
+) -> CliResult<u8> {
+    let op = schedule_op(every, keep, list, remove)?;
+    if target.is_dir() {
+        let words: Vec<String> = match op {
+            ScheduleOp::List => vec!["list".into()],
+            ScheduleOp::Set(s, k) => vec!["set".into(), s.to_string(), k.to_string()],
+            ScheduleOp::Remove(s) => vec!["remove".into(), s.to_string()],
+        };
+        let mut all = vec!["schedule"];
+        all.extend(words.iter().map(String::as_str));
+        print!("{}", with_newline(live(target, &all)?));
+        return Ok(0);
+    }
+    let (image, dataset) = split_target(target);
+    let fs = mount(&image, &dataset)?;
+    let store = fs.store().clone();
+    let id = dataset_id(&store, &dataset)?;
+    let done = match op {
+        ScheduleOp::List => store.schedules(id).map(|l| {
+            l.iter()
+                .map(|s| format!("{}\t{}\n", s.every_secs, s.keep))
+                .collect::<String>()
+        }),
+        ScheduleOp::Set(every_secs, keep) => {
+            let s = aegis_fs::snapshot_schedule::Schedule { every_secs, keep };
+            store
+                .set_schedule(id, s)
+                .map(|()| format!("snapshots every {} kept {keep}", s.label()))
+        }
+        ScheduleOp::Remove(s) => store
+            .remove_schedule(id, s)
+            .map(|()| "schedule removed".into()),
+    };
+    let closed = fs.unmount();
+    let where_ = shown(&image, &dataset);
+    let text = done.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    closed.map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    print!("{}", with_newline(text));
+    Ok(0)
+}
+
+fn with_newline(mut s: String) -> String {
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
 }
 
 /// Roll back on an unmounted pool: the store is opened without a mount,

@@ -19,7 +19,8 @@
 //! Object 0 holds the dataset's own items: [`META`] (the
 //! [`DatasetMeta`](super::DatasetMeta)), one [`ORPHAN`] key per inode
 //! whose last name is gone while it is still open, and the intent log's
-//! [`LOG_RING`] and [`LOG_HEAD`] (see `crate::intent_log`).
+//! [`LOG_RING`] and [`LOG_HEAD`] (see `crate::intent_log`), and one
+//! [`SCHEDULE`] per snapshot schedule (`crate::snapshot_schedule`).
 //!
 //! Directory entries are keyed by a 64-bit hash of the name *and* the
 //! entry's cookie, so two names with the same hash are two keys: a lookup
@@ -43,6 +44,8 @@ pub const ORPHAN: u8 = 17;
 pub const LOG_HEAD: u8 = 18;
 /// Object 0: the extent of the dataset's intent log ring.
 pub const LOG_RING: u8 = 19;
+/// Object 0: one snapshot schedule per interval (`snapshot_schedule.rs`).
+pub const SCHEDULE: u8 = 20;
 
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
@@ -180,6 +183,13 @@ pub fn log_head() -> Vec<u8> {
 
 pub fn log_ring() -> Vec<u8> {
     key(META_OBJECT, LOG_RING, 0)
+}
+
+/// Object 0: the snapshot schedule of interval `every_secs`.
+pub fn schedule(every_secs: u64) -> Vec<u8> {
+    let mut k = key(META_OBJECT, SCHEDULE, 8);
+    k.extend_from_slice(&every_secs.to_be_bytes());
+    k
 }
 
 pub fn orphan(ino: u64) -> Vec<u8> {
