@@ -254,8 +254,9 @@ fn bad_snapshot_requests_are_refused_and_change_nothing() {
     kit.fsck_clean(dev);
 }
 
-/// Snapshot create and delete, and the writes between them that put
-/// blocks on dead lists, are each all or nothing: a power cut at any
+/// Snapshot create and delete (in batches), the writes between them
+/// that put blocks on dead lists, a clone, its destroy and a rollback
+/// are each all or nothing: a power cut at any
 /// point leaves the pool at the last finished change or a later one, and
 /// fsck clean.
 #[test]
@@ -267,21 +268,28 @@ fn snapshot_changes_survive_every_crash_point() {
     // Small batches: the delete crosses several commits to crash between.
     store.set_delete_batch(3);
     let fs = DiskFs::open(store.clone(), kit.mount_opts().fs).unwrap();
-    let names = |s: &Store| -> Vec<String> {
-        s.snapshots(ROOT_DATASET)
+    // What a crash state must show: the usable snapshots, the datasets,
+    // and how many items the root dataset's tree holds (a rollback
+    // changes it).
+    let state = |s: &Store| {
+        let snaps: Vec<String> = s
+            .snapshots(ROOT_DATASET)
             .into_iter()
             .filter(|x| !x.deleting)
             .map(|x| x.name)
-            .collect()
+            .collect();
+        let datasets: Vec<String> = s.datasets().into_iter().map(|d| d.name).collect();
+        let items = s.read_tree(ROOT_DATASET, |t| Ok(t.len())).unwrap();
+        (snaps, datasets, items)
     };
-    let mut states = vec![(rec.len(), names(&store))];
+    let mut states = vec![(rec.len(), state(&store))];
     type Step<'a> = dyn Fn(&Arc<Store>, &DiskFs) + 'a;
     let write = |fs: &DiskFs, seed: u64| {
         put(fs, "a", &aegis_testkit::noise(200_000, seed));
         put(fs, &format!("b{seed}"), &aegis_testkit::noise(50_000, seed));
         fs.sync().unwrap();
     };
-    let steps: [&Step<'_>; 6] = [
+    let steps: [&Step<'_>; 8] = [
         &|_, fs| write(fs, 1),
         &|s, _| {
             s.create_snapshot(ROOT_DATASET, "x").unwrap();
@@ -292,16 +300,30 @@ fn snapshot_changes_survive_every_crash_point() {
         },
         &|_, fs| write(fs, 3),
         &|s, _| s.delete_snapshot(ROOT_DATASET, "x", &mut |_| {}).unwrap(),
+        &|s, _| {
+            s.clone_snapshot(ROOT_DATASET, "y", "c").unwrap();
+        },
+        &|s, _| s.destroy_dataset("c").unwrap(),
     ];
     for step in steps {
         step(&store, &fs);
-        states.push((rec.len(), names(&store)));
+        states.push((rec.len(), state(&store)));
     }
     fs.unmount().unwrap();
+    // A rollback needs the dataset unmounted.
+    let store = kit.open_store(rec.clone() as DeviceRef);
+    store.rollback(ROOT_DATASET, "y").unwrap();
+    states.push((rec.len(), state(&store)));
+    store.shutdown().unwrap();
+    assert_ne!(
+        states[states.len() - 2].1 .2,
+        states[states.len() - 1].1 .2,
+        "the rollback changed the tree"
+    );
     kit.check_crash_states(&rec, 3, &states, |s| {
         // A delete cut short finishes when asked (a mount does).
         s.resume_snapshot_deletes(&mut |_| {}).unwrap();
-        names(s)
+        state(s)
     });
 }
 
