@@ -175,18 +175,8 @@ fn list_live(mountpoint: &Path, json: bool) -> CliResult<u8> {
 fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
     let (image, dataset, snap) = snapshot_target(from)?;
     let to = to.map(|t| t.rsplit_once('@').map_or(t, |(_, n)| n));
-    let dev = super::open_locked(&image, false)?;
     let where_ = shown(&image, &dataset);
-    let opts = OpenOptions {
-        read_only: true,
-        rewind_txg: None,
-    };
-    let store = Store::open(
-        vec![Arc::new(dev) as DeviceRef],
-        &opts,
-        StoreOptions::default(),
-    )
-    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let store = open_store(&image, &where_, false)?;
     let id = dataset_id(&store, &dataset)?;
     let entries = store
         .diff_snapshots(id, &snap, to)
@@ -295,14 +285,8 @@ fn with_newline(mut s: String) -> String {
 /// since a rollback discards whatever the dataset's log holds too.
 fn rollback(target: &Path) -> CliResult<u8> {
     let (image, dataset, snap) = snapshot_target(target)?;
-    let dev = super::open_locked(&image, true)?;
     let where_ = shown(&image, &dataset);
-    let store = Store::open(
-        vec![Arc::new(dev) as DeviceRef],
-        &OpenOptions::default(),
-        StoreOptions::default(),
-    )
-    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let store = open_store(&image, &where_, true)?;
     let id = dataset_id(&store, &dataset)?;
     let rolled = store.rollback(id, &snap);
     let closed = store.shutdown();
@@ -322,6 +306,21 @@ fn mount(image: &Path, dataset: &Option<String>) -> CliResult<Arc<DiskFs>> {
     };
     aegis_diskfs::open(vec![Arc::new(dev) as DeviceRef], &opts)
         .map_err(|e| CliError::new(format!("{}: {e}", shown(image, dataset))))
+}
+
+/// Lock and open the pool on `image` without mounting anything.
+fn open_store(image: &Path, where_: &str, writable: bool) -> CliResult<Arc<Store>> {
+    let dev = super::open_locked(image, writable)?;
+    let opts = OpenOptions {
+        read_only: !writable,
+        rewind_txg: None,
+    };
+    Store::open(
+        vec![Arc::new(dev) as DeviceRef],
+        &opts,
+        StoreOptions::default(),
+    )
+    .map_err(|e| CliError::new(format!("{where_}: {e}")))
 }
 
 fn shown(image: &Path, dataset: &Option<String>) -> String {
@@ -449,18 +448,8 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
         return list_live(target, json);
     }
     let (image, dataset) = split_target(target);
-    let dev = super::open_locked(&image, false)?;
-    let opts = OpenOptions {
-        read_only: true,
-        rewind_txg: None,
-    };
     let where_ = shown(&image, &dataset);
-    let store = Store::open(
-        vec![Arc::new(dev) as DeviceRef],
-        &opts,
-        StoreOptions::default(),
-    )
-    .map_err(|e| CliError::new(format!("{where_}: {e}")))?;
+    let store = open_store(&image, &where_, false)?;
     let id = dataset_id(&store, &dataset)?;
     let mut rows = Vec::new();
     for s in store.snapshots(id) {
