@@ -55,10 +55,7 @@ impl Store {
             );
             tree.remove(&keys::log_ring())?;
             tree.remove(&keys::log_head())?;
-            let reserved = match tree.get(&keys::meta())? {
-                Some(v) => crate::posix::DatasetMeta::decode(&v)?.reserved,
-                None => 0,
-            };
+            let reserved = crate::store::reserved_in(&tree)?;
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
             t.datasets.insert(id, tree);
             t.records.insert(id, rec);

@@ -16,14 +16,13 @@
 //! frees every block the dataset's tree reaches (its nodes, its files'
 //! data, its intent log ring) in the same txg that removes its record.
 
-use aegis_btree::{Child, Tree};
+use aegis_btree::Tree;
 use aegis_pool::{BlockPtr, Extent, Pool};
 
 use crate::dataset::{
     dataset_key, DatasetRecord, DATASET_TREE_KIND, MAX_DATASET_NAME, ROOT_DATASET,
 };
 use crate::error::{FsError, Result};
-use crate::posix::{keys, FileRecord};
 use crate::store::{now_ns, Store, Trees};
 
 /// Most datasets `create_dataset` lets a pool hold (so a pool this code
@@ -253,48 +252,11 @@ pub(crate) fn name_is_free(t: &Trees, name: &str) -> Result<()> {
     }
 }
 
-/// Every block of a dataset tree on disk: its nodes and the data blocks
-/// of its file records, and its intent log ring (nodes changed in the
-/// open txg are not on disk yet and not listed).
+/// Every block of a dataset tree on disk (its nodes and the data blocks
+/// of its file records: all born after txg 0, one walk) and its intent
+/// log ring. A tree with changes not committed is refused.
 pub(crate) fn owned_blocks(tree: &Tree, pool: &Pool) -> Result<(Vec<BlockPtr>, Option<Extent>)> {
-    let mut blocks = Vec::new();
-    // (node, the level it must have): levels fall by one per step down,
-    // so even a damaged tree cannot lead this walk round in a cycle.
-    let mut todo: Vec<(BlockPtr, Option<u8>)> = match tree.root_child() {
-        Some(Child::Disk(bp)) => vec![(bp.clone(), None)],
-        Some(Child::Dirty(_)) | None => Vec::new(),
-    };
-    while let Some((bp, want)) = todo.pop() {
-        let node = tree.load(&bp)?;
-        if want.is_some_and(|l| l != node.level) {
-            return Err(FsError::Damaged(format!(
-                "dataset tree node {} has level {}, not {}",
-                bp.describe(),
-                node.level,
-                want.unwrap_or_default()
-            )));
-        }
-        if let Some(below) = node.level.checked_sub(1) {
-            for i in 0..node.children.len() {
-                if let Some(c) = node.child_ptr(i) {
-                    todo.push((c.clone(), Some(below)));
-                }
-            }
-        }
-        blocks.push(bp);
-    }
-    for item in tree.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded) {
-        let (k, v) = item?;
-        if keys::data_offset(&k).is_none() {
-            continue;
-        }
-        match FileRecord::decode(&v)? {
-            FileRecord::Block { bp, .. } | FileRecord::Prealloc { data: Some(bp), .. } => {
-                blocks.push(bp)
-            }
-            FileRecord::Inline(_) | FileRecord::Prealloc { data: None, .. } => {}
-        }
-    }
+    let blocks = crate::rollback::blocks_born_after(tree, 0)?;
     let ring = crate::intent_log::recorded_ring(tree, pool)?;
     Ok((blocks, ring))
 }

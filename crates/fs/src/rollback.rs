@@ -1,6 +1,6 @@
 //! Rolling a dataset back to its newest snapshot, and the walk that finds
 //! what a tree holds that was born after a txg (also what a clone's
-//! destroy frees).
+//! destroy frees, and from txg 0, every block a dataset holds).
 //!
 //! Copy-on-write makes the walk cheap: a node is rewritten whenever a
 //! child changes, so a node born at or before txg T reaches only blocks
@@ -167,10 +167,7 @@ impl Store {
             root,
         );
         tree.remove(&keys::log_head())?;
-        let reserved = match tree.get(&keys::meta())? {
-            Some(v) => crate::posix::DatasetMeta::decode(&v)?.reserved,
-            None => 0,
-        };
+        let reserved = crate::store::reserved_in(&tree)?;
         let rec = t.records.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         rec.root = root.clone();
         let encoded = rec.encode();

@@ -124,10 +124,12 @@ impl Trees {
         txg: u64,
     ) -> Result<()> {
         for req in std::mem::take(&mut self.snap_requests) {
-            let rec = self
-                .records
-                .get_mut(&req.ds)
-                .ok_or(FsError::NoDataset(req.ds))?;
+            // A request for a dataset gone meanwhile is dropped, not a
+            // failed commit: the txg closes whole either way.
+            let Some(rec) = self.records.get_mut(&req.ds) else {
+                tracing::warn!(dataset = req.ds, "a snapshot of a dataset that is gone");
+                continue;
+            };
             let snap = SnapshotRecord {
                 name: req.name,
                 dataset: req.ds,

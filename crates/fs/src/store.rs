@@ -256,13 +256,19 @@ fn load_snapshots(pool: &Arc<Pool>, cache: &Arc<NodeCache>, pool_tree: &Tree) ->
 fn reserved_of(trees: &Trees) -> BTreeMap<u64, u64> {
     let mut out = BTreeMap::new();
     for (id, tree) in &trees.datasets {
-        if let Ok(Some(v)) = tree.get(&crate::posix::keys::meta()) {
-            if let Ok(m) = crate::posix::DatasetMeta::decode(&v) {
-                out.insert(*id, m.reserved);
-            }
+        if let Ok(r) = reserved_in(tree) {
+            out.insert(*id, r);
         }
     }
     out
+}
+
+/// The reserved bytes `tree`'s meta record counts (0 without one).
+pub(crate) fn reserved_in(tree: &Tree) -> Result<u64> {
+    match tree.get(&crate::posix::keys::meta())? {
+        Some(v) => Ok(crate::posix::DatasetMeta::decode(&v)?.reserved),
+        None => Ok(0),
+    }
 }
 
 impl Store {

@@ -86,8 +86,8 @@ fn named_target(arg: &Path) -> CliResult<(PathBuf, String)> {
     }
 }
 
-/// Lock and open the pool on `image`.
-fn open_locked(image: &Path, writable: bool) -> CliResult<Arc<Store>> {
+/// Lock and open the pool on `image`, without mounting anything.
+pub(super) fn open_locked(image: &Path, writable: bool) -> CliResult<Arc<Store>> {
     let shown = image.display();
     let dev = super::open_locked(image, writable)?;
     let opts = OpenOptions {

@@ -14,7 +14,7 @@ use aegis_block::DeviceRef;
 use aegis_diskfs::{DiskFs, MountOptions};
 use aegis_fs::dataset::ROOT_DATASET;
 use aegis_fs::dataset_admin::validate_name;
-use aegis_fs::{OpenOptions, Store, StoreOptions};
+use aegis_fs::Store;
 use serde::Serialize;
 
 use super::dataset::split_target;
@@ -176,7 +176,7 @@ fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
     let (image, dataset, snap) = snapshot_target(from)?;
     let to = to.map(|t| t.rsplit_once('@').map_or(t, |(_, n)| n));
     let where_ = shown(&image, &dataset);
-    let store = open_store(&image, &where_, false)?;
+    let store = super::dataset::open_locked(&image, false)?;
     let id = dataset_id(&store, &dataset)?;
     let entries = store
         .diff_snapshots(id, &snap, to)
@@ -286,7 +286,7 @@ fn with_newline(mut s: String) -> String {
 fn rollback(target: &Path) -> CliResult<u8> {
     let (image, dataset, snap) = snapshot_target(target)?;
     let where_ = shown(&image, &dataset);
-    let store = open_store(&image, &where_, true)?;
+    let store = super::dataset::open_locked(&image, true)?;
     let id = dataset_id(&store, &dataset)?;
     let rolled = store.rollback(id, &snap);
     let closed = store.shutdown();
@@ -306,21 +306,6 @@ fn mount(image: &Path, dataset: &Option<String>) -> CliResult<Arc<DiskFs>> {
     };
     aegis_diskfs::open(vec![Arc::new(dev) as DeviceRef], &opts)
         .map_err(|e| CliError::new(format!("{}: {e}", shown(image, dataset))))
-}
-
-/// Lock and open the pool on `image` without mounting anything.
-fn open_store(image: &Path, where_: &str, writable: bool) -> CliResult<Arc<Store>> {
-    let dev = super::open_locked(image, writable)?;
-    let opts = OpenOptions {
-        read_only: !writable,
-        rewind_txg: None,
-    };
-    Store::open(
-        vec![Arc::new(dev) as DeviceRef],
-        &opts,
-        StoreOptions::default(),
-    )
-    .map_err(|e| CliError::new(format!("{where_}: {e}")))
 }
 
 fn shown(image: &Path, dataset: &Option<String>) -> String {
@@ -449,7 +434,7 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
     }
     let (image, dataset) = split_target(target);
     let where_ = shown(&image, &dataset);
-    let store = open_store(&image, &where_, false)?;
+    let store = super::dataset::open_locked(&image, false)?;
     let id = dataset_id(&store, &dataset)?;
     let mut rows = Vec::new();
     for s in store.snapshots(id) {
