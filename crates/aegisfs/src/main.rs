@@ -71,7 +71,11 @@ enum Command {
     Snapshot(cmd::snapshot::Args),
     /// Make a writable dataset from a snapshot: clone IMAGE[/DATASET]@SNAP IMAGE/NEW.
     Clone(cmd::snapshot::CloneArgs),
-    /// Turn on the features this build adds to a pool made by an older one (snapshots).
+    /// Write a snapshot as a stream, whole or since an older one: send IMAGE[/DATASET]@SNAP [-i BASE] [-o FILE].
+    Send(cmd::send::SendArgs),
+    /// Apply a send stream to a dataset of an unmounted pool: receive IMAGE/DATASET [-i FILE].
+    Receive(cmd::send::ReceiveArgs),
+    /// Turn on the features this build adds to a pool made by an older one (snapshots, received snapshots).
     Upgrade(cmd::upgrade::Args),
 }
 
@@ -122,6 +126,8 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Dataset(a) => cmd::dataset::run(a),
         Command::Snapshot(a) => cmd::snapshot::run(a),
         Command::Clone(a) => cmd::snapshot::clone(a),
+        Command::Send(a) => cmd::send::send(a),
+        Command::Receive(a) => cmd::send::receive(a),
         Command::Upgrade(a) => cmd::upgrade::run(a),
     }
 }

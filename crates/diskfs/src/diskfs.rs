@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use aegis_fs::intent_log::{IntentLog, LogStats, Logged};
 use aegis_fs::posix::inode::{S_IFDIR, S_IFMT, S_IFREG};
-use aegis_fs::posix::{DatasetMeta, InodeRecord};
+use aegis_fs::posix::{DatasetMeta, InodeRecord, FEATURE_RECEIVING};
 use aegis_fs::{AllocClass, ObjectRead, Store, Tx, TxSize, View};
 use aegis_vfs::{Attr, Fh, FsError, Ino, Result, TimeOrNow, ROOT_INO};
 use parking_lot::{Mutex, RwLock};
@@ -174,6 +174,11 @@ impl DiskFs {
             })?;
             Ok((meta, t.orphans()?))
         })?;
+        if meta.features & FEATURE_RECEIVING != 0 {
+            return Err(FsError::Io(
+                "a send stream is being received into this dataset: resume the receive (`aegisfs receive --token` shows where it stands) or undo it with `aegisfs receive --abort`".into(),
+            ));
+        }
         store.view(ds, |t| -> TxResult<_> {
             Ok(t.inode(ROOT_INO).map(|_| ())?)
         })?;

@@ -224,7 +224,7 @@ impl Store {
         Ok(data + ring.map_or(0, |e| e.len))
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.is_read_only() {
             return Err(FsError::Pool(aegis_pool::PoolError::ReadOnly));
         }

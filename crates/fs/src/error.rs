@@ -30,6 +30,10 @@ pub enum FsError {
     ValueTooLong,
     #[error("{0}")]
     Invalid(String),
+    /// A send stream that cannot be received: truncated, damaged, out of
+    /// order, for another base, or from a newer format.
+    #[error("send stream: {0}")]
+    Stream(String),
 }
 
 impl FsError {

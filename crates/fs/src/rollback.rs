@@ -12,7 +12,8 @@
 //! block the live tree holds born after S is freed; the live dead list
 //! empties without freeing (its blocks are S's, which the dataset holds
 //! again); the dataset's root becomes S's, without the intent log head
-//! S recorded (that chain was written on after S and must not replay).
+//! S recorded (that chain was written on after S and must not replay)
+//! and with the dataset's own log ring record in place of S's.
 
 use aegis_btree::{Child, Tree};
 use aegis_pool::{AllocClass, BlockPtr};
@@ -159,6 +160,13 @@ impl Store {
     ) -> Result<()> {
         let rec = t.records.get(&ds).ok_or(FsError::NoDataset(ds))?;
         let list = rec.deadlist;
+        // The dataset keeps its own log ring: the snapshot may have none
+        // (it was received, or taken before the first mount), and the
+        // ring's extent is the live dataset's to free.
+        let ring = match t.datasets.get(&ds) {
+            Some(live) => live.get(&keys::log_ring())?,
+            None => None,
+        };
         t.drop_dead_list(list)?;
         let mut tree = Tree::open(
             self.pool.clone(),
@@ -167,6 +175,9 @@ impl Store {
             root,
         );
         tree.remove(&keys::log_head())?;
+        if let Some(ring) = ring {
+            tree.insert(&keys::log_ring(), &ring)?;
+        }
         let reserved = crate::store::reserved_in(&tree)?;
         let rec = t.records.get_mut(&ds).ok_or(FsError::NoDataset(ds))?;
         rec.root = root.clone();

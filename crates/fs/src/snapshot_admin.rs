@@ -49,6 +49,8 @@ pub(crate) struct SnapRequest {
     pub new_deadlist: u64,
     pub name: String,
     pub created_ns: u64,
+    /// For a received snapshot, the guid of the one it was sent from.
+    pub received_guid: Option<u64>,
 }
 
 /// One snapshot, as `snapshot list` shows it.
@@ -139,6 +141,7 @@ impl Trees {
                 clones: 0,
                 deleting: false,
                 root: rec.root.clone(),
+                received_guid: req.received_guid,
             };
             rec.deadlist = req.new_deadlist;
             rec.prev_snap_txg = txg;
@@ -194,6 +197,22 @@ impl Store {
     /// As [`Store::create_snapshot`], recording `created_ns` as its time
     /// (a schedule's time of the round that took it).
     pub(crate) fn create_snapshot_at(&self, ds: u64, name: &str, created_ns: u64) -> Result<u64> {
+        self.snapshot_with(ds, name, created_ns, None, |_| Ok(()))
+    }
+
+    /// Take a snapshot as [`Store::create_snapshot_at`] does, with
+    /// `received_guid` for a received one, after `prepare` has changed
+    /// the trees in the same txg (so both are committed, or neither).
+    /// `prepare` runs under the trees lock and the commit lock: it must
+    /// not commit, nor wait for space.
+    pub(crate) fn snapshot_with(
+        &self,
+        ds: u64,
+        name: &str,
+        created_ns: u64,
+        received_guid: Option<u64>,
+        prepare: impl FnOnce(&mut Trees) -> Result<()>,
+    ) -> Result<u64> {
         validate_name(name)?;
         self.writable_with_snapshots()?;
         let _serial = self.commit_lock.lock();
@@ -212,6 +231,7 @@ impl Store {
                     "the pool holds {MAX_SNAPSHOTS} snapshots, the most it can"
                 )));
             }
+            prepare(&mut t)?;
             let id = t.next_object_id();
             t.snap_requests.push(SnapRequest {
                 ds,
@@ -219,6 +239,7 @@ impl Store {
                 new_deadlist: id + 1,
                 name: name.to_string(),
                 created_ns,
+                received_guid,
             });
             id
         };

@@ -42,7 +42,7 @@ pub struct DiffEntry {
     pub new_path: Option<String>,
 }
 
-type Items = BTreeMap<Vec<u8>, Vec<u8>>;
+pub(crate) type Items = BTreeMap<Vec<u8>, Vec<u8>>;
 
 impl Store {
     /// What changed in dataset `ds` from snapshot `from` to snapshot `to`
@@ -67,7 +67,7 @@ impl Store {
 
 /// The items of the leaves only one of the two trees reaches, per tree,
 /// less those equal in both.
-fn differing_items(a: &Tree, b: &Tree) -> Result<(Items, Items)> {
+pub(crate) fn differing_items(a: &Tree, b: &Tree) -> Result<(Items, Items)> {
     let (mut fa, mut la) = frontier(a)?;
     let (mut fb, mut lb) = frontier(b)?;
     // Each round goes one level down in at least one tree.

@@ -106,12 +106,17 @@ fn snapshot_seeds(rec: &DatasetRecord, bps: &[Vec<u8>]) -> Vec<Vec<u8>> {
         clones: 1,
         deleting: false,
         root: rec.root.clone(),
+        received_guid: None,
     };
     let deleting = SnapshotRecord {
         deleting: true,
         ..snap.clone()
     };
-    let mut v = vec![snap.encode(), deleting.encode()];
+    let received = SnapshotRecord {
+        received_guid: Some(0x5eed),
+        ..snap.clone()
+    };
+    let mut v = vec![snap.encode(), deleting.encode(), received.encode()];
     for b in bps {
         if let Ok(bp) = aegis_pool::BlockPtr::decode_slice(b) {
             let mut entry = aegis_fs::dead_list::dead_key(19, &bp);

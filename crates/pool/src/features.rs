@@ -17,13 +17,20 @@ pub(crate) const INCOMPAT_GANG: u64 = 1 << 1;
 /// must refuse the pool. Set on pools made by this build; an older pool
 /// takes no snapshot until `aegisfs upgrade` sets it.
 pub(crate) const INCOMPAT_SNAPSHOTS: u64 = 1 << 2;
+/// Received snapshots (snapshot record version 2, which keeps the guid
+/// of the snapshot a send stream came from): a build without it would
+/// refuse such records, or a later incremental receive onto them. Set on
+/// pools made by this build and by `aegisfs upgrade`; a receive into a
+/// pool without it is refused.
+pub(crate) const INCOMPAT_RECEIVED: u64 = 1 << 3;
 
 /// Unused by the code (an old reader ignores compat bits by definition);
 /// kept so the three masks read as one table.
 #[allow(dead_code)]
 pub(crate) const KNOWN_COMPAT: u64 = 0;
 pub(crate) const KNOWN_RO_COMPAT: u64 = 0;
-pub(crate) const KNOWN_INCOMPAT: u64 = INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS;
+pub(crate) const KNOWN_INCOMPAT: u64 =
+    INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS | INCOMPAT_RECEIVED;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Features {
@@ -37,7 +44,7 @@ impl Features {
         Features {
             compat: 0,
             ro_compat: 0,
-            incompat: INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS,
+            incompat: KNOWN_INCOMPAT,
         }
     }
     /// Names of the set bits, for `info`.
@@ -49,6 +56,7 @@ impl Features {
                     0 => "base_v1".to_string(),
                     1 => "gang".to_string(),
                     2 => "snapshots".to_string(),
+                    3 => "received_snapshots".to_string(),
                     _ => format!("incompat_{bit}"),
                 });
             }

@@ -44,7 +44,7 @@ pub use error::{PoolError, Result};
 pub use features::Features;
 pub use pool::{
     ClosedTxg, CopyCheck, CopyState, Counters, CreateOptions, EncodedBlock, OpenOptions,
-    OpenReport, Pool, SpaceInfo, WriteProps,
+    OpenReport, Pool, SpaceInfo, StoredForm, WriteProps,
 };
 pub use tree_root::TreeRoot;
 pub use uberblock::Uberblock;

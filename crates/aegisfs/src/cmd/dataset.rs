@@ -72,7 +72,7 @@ fn is_block_device(p: &Path) -> bool {
 }
 
 /// `IMAGE/NAME` with a name, for the commands that need one.
-fn named_target(arg: &Path) -> CliResult<(PathBuf, String)> {
+pub(super) fn named_target(arg: &Path) -> CliResult<(PathBuf, String)> {
     match split_target(arg) {
         (image, Some(name)) => Ok((image, name)),
         (image, None) if image.exists() => Err(CliError::new(format!(

@@ -67,6 +67,7 @@ pub fn run(a: Args) -> CliResult<u8> {
             "copies_checked": report.copies_checked,
             "bytes_reachable": report.bytes_reachable,
             "errors": report.errors,
+            "notes": report.notes,
             "exit_code": report.exit_code(),
         });
         println!(
@@ -76,6 +77,9 @@ pub fn run(a: Args) -> CliResult<u8> {
     } else {
         for (t, e) in &rep.skipped {
             println!("txg {t} skipped: {e}");
+        }
+        for n in &report.notes {
+            println!("note: {n}");
         }
         for f in &report.errors {
             println!(

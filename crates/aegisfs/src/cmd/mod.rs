@@ -9,6 +9,7 @@ pub mod mkfs;
 pub mod mount;
 pub mod property;
 pub mod remount;
+pub mod send;
 pub mod shutdown;
 pub mod snapshot;
 pub mod up;

@@ -84,7 +84,7 @@ pub fn split_snapshot(arg: &Path) -> (PathBuf, Option<String>) {
 }
 
 /// The image, dataset name and snapshot name of `IMAGE[/DATASET]@NAME`.
-fn snapshot_target(arg: &Path) -> CliResult<(PathBuf, Option<String>, String)> {
+pub(super) fn snapshot_target(arg: &Path) -> CliResult<(PathBuf, Option<String>, String)> {
     let (left, snap) = split_snapshot(arg);
     let Some(snap) = snap else {
         return Err(CliError::new(format!(
@@ -308,7 +308,7 @@ fn mount(image: &Path, dataset: &Option<String>) -> CliResult<Arc<DiskFs>> {
         .map_err(|e| CliError::new(format!("{}: {e}", shown(image, dataset))))
 }
 
-fn shown(image: &Path, dataset: &Option<String>) -> String {
+pub(super) fn shown(image: &Path, dataset: &Option<String>) -> String {
     match dataset {
         Some(d) => format!("{}/{d}", image.display()),
         None => image.display().to_string(),
@@ -378,7 +378,7 @@ fn create(target: &Path) -> CliResult<u8> {
     Ok(0)
 }
 
-fn dataset_id(store: &Store, dataset: &Option<String>) -> CliResult<u64> {
+pub(super) fn dataset_id(store: &Store, dataset: &Option<String>) -> CliResult<u64> {
     match dataset {
         None => Ok(ROOT_DATASET),
         Some(name) => store

@@ -121,6 +121,7 @@ impl Checker {
             match (k[8], keys::parse_orphan(k)) {
                 (keys::META, _) | (keys::LOG_HEAD, _) | (keys::LOG_RING, _) => {}
                 (keys::SCHEDULE, _) if k.len() == 17 && v.len() == 8 => {}
+                (keys::RECV_STATE, _) if k.len() == 9 => {}
                 (keys::ORPHAN, Some(ino)) => {
                     self.orphans.insert(ino);
                 }

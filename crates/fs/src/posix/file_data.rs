@@ -402,7 +402,7 @@ fn store(
 }
 
 /// How this dataset stores a data block.
-pub(super) fn data_props(tx: &Tx<'_>, class: AllocClass) -> WriteProps {
+pub(crate) fn data_props(tx: &Tx<'_>, class: AllocClass) -> WriteProps {
     WriteProps {
         block_type: BlockType::Data,
         level: 0,

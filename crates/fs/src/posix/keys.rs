@@ -20,7 +20,9 @@
 //! [`DatasetMeta`](super::DatasetMeta)), one [`ORPHAN`] key per inode
 //! whose last name is gone while it is still open, and the intent log's
 //! [`LOG_RING`] and [`LOG_HEAD`] (see `crate::intent_log`), and one
-//! [`SCHEDULE`] per snapshot schedule (`crate::snapshot_schedule`).
+//! [`SCHEDULE`] per snapshot schedule (`crate::snapshot_schedule`), and
+//! while a send stream is being received into the dataset, its
+//! [`RECV_STATE`] (`crate::receive_state`).
 //!
 //! Directory entries are keyed by a 64-bit hash of the name *and* the
 //! entry's cookie, so two names with the same hash are two keys: a lookup
@@ -46,6 +48,8 @@ pub const LOG_HEAD: u8 = 18;
 pub const LOG_RING: u8 = 19;
 /// Object 0: one snapshot schedule per interval (`snapshot_schedule.rs`).
 pub const SCHEDULE: u8 = 20;
+/// Object 0: a receive in progress (`receive_state.rs`).
+pub const RECV_STATE: u8 = 21;
 
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
@@ -175,6 +179,10 @@ pub fn policy(ino: u64) -> Vec<u8> {
 
 pub fn meta() -> Vec<u8> {
     key(META_OBJECT, META, 0)
+}
+
+pub fn recv_state() -> Vec<u8> {
+    key(META_OBJECT, RECV_STATE, 0)
 }
 
 pub fn log_head() -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! block pointers) · u16 reserved · u32 record size · u64 next inode
 //! number · u64 inode count. Version 2 (40 bytes) appends u64 incompat
 //! features (bit 0 `prealloc`, bit 1 `prealloc_tree`, bit 2
-//! `recordsize`) · u64 reserved
+//! `recordsize`, bit 3 `receiving`) · u64 reserved
 //! bytes (the sum of [`FileRecord::reserved`] over the dataset's
 //! preallocated records, which fsck checks).
 //!
@@ -41,7 +41,13 @@ pub const FEATURE_PREALLOC_TREE: u64 = 1 << 1;
 /// other than the dataset's; a build without it would read such a file's
 /// records with the wrong size, so it must refuse the dataset.
 pub const FEATURE_RECORDSIZE: u64 = 1 << 2;
-const KNOWN_FEATURES: u64 = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE | FEATURE_RECORDSIZE;
+/// Incompat feature, set only while a send stream is being received into
+/// the dataset (its items are a prefix of the stream's, so no POSIX rule
+/// holds yet): no build may mount it, this one refuses until the receive
+/// is finished or aborted (`receive.rs`).
+pub const FEATURE_RECEIVING: u64 = 1 << 3;
+const KNOWN_FEATURES: u64 =
+    FEATURE_PREALLOC | FEATURE_PREALLOC_TREE | FEATURE_RECORDSIZE | FEATURE_RECEIVING;
 
 /// The names of the dataset feature bits set in `bits` (`info`).
 pub fn feature_names(bits: u64) -> Vec<String> {
@@ -51,6 +57,7 @@ pub fn feature_names(bits: u64) -> Vec<String> {
             FEATURE_PREALLOC => "prealloc".to_string(),
             FEATURE_PREALLOC_TREE => "prealloc_tree".to_string(),
             FEATURE_RECORDSIZE => "recordsize".to_string(),
+            FEATURE_RECEIVING => "receiving".to_string(),
             _ => format!("feature_{b}"),
         })
         .collect()
@@ -73,6 +80,11 @@ impl DatasetMeta {
     pub fn share_rule(&self, block_size: u32, metadata_copies: u8) -> ShareRule {
         let tree = self.features & FEATURE_PREALLOC_TREE != 0;
         ShareRule::new(block_size, metadata_copies, tree)
+    }
+
+    /// The bits of `features` this build does not know.
+    pub fn unknown_features(features: u64) -> u64 {
+        features & !KNOWN_FEATURES
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -201,8 +213,8 @@ mod tests {
         both.features = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
         assert_eq!(DatasetMeta::decode(&both.encode()).unwrap(), both);
         let mut unknown = e.clone();
-        unknown[24] = 9;
-        assert!(DatasetMeta::decode(&unknown).is_err(), "bit 3 is unknown");
+        unknown[24] = 17;
+        assert!(DatasetMeta::decode(&unknown).is_err(), "bit 4 is unknown");
         let mut with_rs = e.clone();
         with_rs[24] = 5;
         assert!(
@@ -219,8 +231,8 @@ mod tests {
         rs_reserved[32] = 1;
         assert!(DatasetMeta::decode(&rs_reserved).is_err());
         let mut next_bit = rs_bytes.clone();
-        next_bit[24] = 8;
-        assert!(DatasetMeta::decode(&next_bit).is_err(), "bit 3 is unknown");
+        next_bit[24] = 16;
+        assert!(DatasetMeta::decode(&next_bit).is_err(), "bit 4 is unknown");
         let mut none = e.clone();
         none[24] = 0;
         assert!(DatasetMeta::decode(&none).is_err());

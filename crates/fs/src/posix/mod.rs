@@ -36,7 +36,7 @@ pub use file_record::{FileRecord, ShareRule, MAX_RECORD_SIZE};
 pub use inode::{record_shift_of, InodeRecord};
 pub use meta::{
     feature_names, DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
-    FEATURE_RECORDSIZE, MIN_RECORD_SIZE,
+    FEATURE_RECEIVING, FEATURE_RECORDSIZE, MIN_RECORD_SIZE,
 };
 
 use aegis_pool::{AllocClass, Compression, Extent};

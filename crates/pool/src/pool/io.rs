@@ -379,6 +379,61 @@ impl Pool {
         if let Some(l) = self.read_buffered(bp) {
             return Ok(l);
         }
+        let stored = self.read_stored_copies(bp, heal)?;
+        bp.compression.decompress(stored, bp.logical_size as usize)
+    }
+
+    /// A block's stored bytes (compressed as they lie on the device),
+    /// verified against its checksum and healing bad copies as
+    /// [`read_block`](Self::read_block) does: what a send stream carries.
+    pub fn read_stored(&self, bp: &BlockPtr) -> Result<Vec<u8>> {
+        self.check_addrs(bp)?;
+        self.read_stored_copies(bp, true)
+    }
+
+    /// Store a block given in its stored form (a received stream's): the
+    /// bytes must match `checksum` and decode to `logical_size` bytes, so
+    /// nothing unverified is ever written; they are written as they are,
+    /// never compressed again. `props` gives the type, copies and class;
+    /// its compression and checksum are replaced by the block's.
+    pub fn write_stored(
+        &self,
+        stored: Vec<u8>,
+        form: StoredForm,
+        props: &WriteProps,
+    ) -> Result<BlockPtr> {
+        let bad = |d: String| PoolError::corrupt("received block", d);
+        if form.checksum_type.compute(&stored) != form.checksum {
+            return Err(bad("checksum mismatch".into()));
+        }
+        let compressed = (form.compression != Compression::None).then(|| stored.clone());
+        let logical = form
+            .compression
+            .decompress(stored, form.logical_size as usize)?;
+        if logical.len() != form.logical_size as usize {
+            return Err(bad(format!(
+                "{} bytes, not {}",
+                logical.len(),
+                form.logical_size
+            )));
+        }
+        let props = WriteProps {
+            compression: form.compression,
+            checksum: form.checksum_type,
+            ..*props
+        };
+        let encoded = EncodedBlock {
+            compressed,
+            compression: form.compression,
+            checksum: form.checksum,
+            asked: (props.compression, props.checksum),
+            logical_len: logical.len(),
+        };
+        self.write_encoded(&logical, &props, encoded)
+    }
+
+    /// The verified stored bytes of the first good copy of `bp`.
+    fn read_stored_copies(&self, bp: &BlockPtr, heal: bool) -> Result<Vec<u8>> {
         let mut bad = Vec::new();
         let mut good = None;
         for i in 0..bp.addrs.len() {
@@ -414,7 +469,7 @@ impl Pool {
                 }
             }
         }
-        bp.compression.decompress(stored, bp.logical_size as usize)
+        Ok(stored)
     }
 
     /// The logical bytes of `bp` when its first copy is a block of this
@@ -530,6 +585,27 @@ impl Pool {
     /// device write errors at single operations with it).
     pub fn set_write_behind(&self, bytes: u64) {
         self.behind.lock().limit = bytes;
+    }
+}
+
+/// How a block's stored bytes were made: what [`Pool::write_stored`]
+/// needs to check and keep them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredForm {
+    pub compression: Compression,
+    pub checksum_type: ChecksumType,
+    pub checksum: [u8; 32],
+    pub logical_size: u32,
+}
+
+impl StoredForm {
+    pub fn of(bp: &BlockPtr) -> StoredForm {
+        StoredForm {
+            compression: bp.compression,
+            checksum_type: bp.checksum_type,
+            checksum: bp.checksum,
+            logical_size: bp.logical_size,
+        }
     }
 }
 

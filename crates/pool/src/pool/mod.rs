@@ -31,7 +31,7 @@ mod open;
 mod prefetch_flights;
 
 pub use commit::ClosedTxg;
-pub use io::EncodedBlock;
+pub use io::{EncodedBlock, StoredForm};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -221,6 +221,11 @@ impl Pool {
     /// keep blocks a dataset freed for its snapshots)?
     pub fn snapshots_enabled(&self) -> bool {
         self.config.features.incompat & crate::features::INCOMPAT_SNAPSHOTS != 0
+    }
+    /// Does this pool have the `received_snapshots` feature (so snapshot
+    /// records may carry the guid of a sent snapshot)?
+    pub fn received_enabled(&self) -> bool {
+        self.config.features.incompat & crate::features::INCOMPAT_RECEIVED != 0
     }
     pub fn devices(&self) -> &[DeviceRef] {
         &self.devices
