@@ -574,3 +574,73 @@ fn receive_refuses_targets_that_do_not_fit() {
     kit.fsck_clean(a as DeviceRef);
     kit.fsck_clean(b as DeviceRef);
 }
+
+/// A receive crashed at any write is all or nothing: the pool opens with
+/// the stream's snapshot whole, or without it and with the receive in
+/// progress, which a resume from its token finishes or an abort undoes
+/// (both are tried, alternately); fsck is clean either way.
+#[test]
+fn a_receive_survives_every_crash_point() {
+    use aegis_block::RecordingDevice;
+    use std::cell::Cell;
+    let kit = Kit::default().size(128 << 20);
+    let (a, fresh_b) = two_pools(&kit);
+    take(&kit, &a, 1, "s2");
+    let src = kit.open_store(a.clone());
+    let full = stream(&src, ROOT_DATASET, "s1", None);
+    let inc = stream(&src, ROOT_DATASET, "s2", Some("s1"));
+    let rec = Arc::new(RecordingDevice::new(fresh_b.snapshot()));
+    let dst = kit.open_store(rec.clone() as DeviceRef);
+    dst.set_receive_batch(8);
+    let state = |s: &Store| {
+        let names = |id| {
+            s.snapshots(id)
+                .into_iter()
+                .map(|x| x.name)
+                .collect::<Vec<_>>()
+        };
+        s.dataset_id("copy").ok().map(names)
+    };
+    let mut states = vec![(rec.len(), state(&dst))];
+    receive(&dst, "copy", &full, ReceiveOptions::default()).unwrap();
+    states.push((rec.len(), state(&dst)));
+    receive(&dst, "copy", &inc, ReceiveOptions::default()).unwrap();
+    states.push((rec.len(), state(&dst)));
+    dst.shutdown().unwrap();
+    let resume = Cell::new(false);
+    let done = Cell::new((0, 0));
+    kit.check_crash_states(&rec, 7, &states, |s| {
+        let Ok(id) = s.dataset_id("copy") else {
+            return state(s);
+        };
+        if let Some(st) = s.receive_state(id).unwrap() {
+            resume.set(!resume.get());
+            if resume.get() {
+                let token = ResumeToken::parse(&st.token()).unwrap();
+                let base = st.is_incremental().then_some("s1");
+                let mut rest = Vec::new();
+                src.send(
+                    ROOT_DATASET,
+                    &st.name,
+                    base,
+                    Some(&token),
+                    &mut rest,
+                    &mut |_| {},
+                )
+                .unwrap();
+                receive(s, "copy", &rest, ReceiveOptions::default()).unwrap();
+                done.set((done.get().0 + 1, done.get().1));
+            } else {
+                s.receive_abort("copy").unwrap();
+                done.set((done.get().0, done.get().1 + 1));
+            }
+        }
+        state(s)
+    });
+    src.shutdown().unwrap();
+    assert!(
+        done.get().0 > 0 && done.get().1 > 0,
+        "resumed and aborted: {:?}",
+        done.get()
+    );
+}

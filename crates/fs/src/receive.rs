@@ -38,7 +38,7 @@ use crate::store::{Store, Trees};
 use crate::tx::{read_meta, Tx, TxSize};
 
 /// Most records one commit applies.
-const BATCH_RECORDS: usize = 4096;
+pub(crate) const BATCH_RECORDS: usize = 4096;
 /// Most block bytes one commit applies.
 const BATCH_BYTES: u64 = 32 << 20;
 
@@ -71,6 +71,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<ReceiveSummary> {
         self.check_writable()?;
+        crate::dataset_admin::validate_name(target)?;
         if !self.pool.received_enabled() {
             return Err(FsError::Invalid(
                 "this pool was made before send and receive existed (feature `received_snapshots` is off); run `aegisfs upgrade` on it first".into(),
@@ -82,8 +83,11 @@ impl Store {
             _ => return Err(FsError::Stream("no BEGIN record".into())),
         };
         self.check_begin(&begin)?;
-        // Whatever is open lands first, so the trees compare as committed.
-        self.commit()?;
+        // Whatever is open lands first, so the trees compare as committed
+        // (and a refusal of a clean pool writes nothing).
+        if self.trees.read().is_dirty() {
+            self.commit()?;
+        }
         let (ds, state, started) = self.receive_target(target, &begin, opts.force)?;
         match self.apply_stream(ds, &mut rd, state, progress) {
             Ok(records) => Ok(ReceiveSummary {
@@ -168,17 +172,14 @@ impl Store {
             return self.begin_full(target, b).map(|(ds, st)| (ds, st, true));
         };
         if let Some(st) = self.receive_state(ds)? {
+            // The stream must start where the receive stands (a receive
+            // that applied nothing yet goes on from a whole stream).
             let token = st.token();
-            if b.resume_after.is_empty() {
-                return Err(FsError::Invalid(format!(
-                    "a receive into {target:?} is in progress: resume it with a stream from `aegisfs send -t {token}`, or run `aegisfs receive --abort`"
-                )));
-            }
             if (st.snapshot_guid, st.base_guid) != (b.snapshot_guid, b.base_guid)
                 || st.last_key != b.resume_after
             {
                 return Err(FsError::Invalid(format!(
-                    "the stream does not continue the receive into {target:?} (its token is {token})"
+                    "a receive into {target:?} is in progress: resume it with a stream from `aegisfs send -t {token}`, or run `aegisfs receive --abort`"
                 )));
             }
             return Ok((ds, st, false));
@@ -299,7 +300,10 @@ impl Store {
             }
             batch.push(rec);
             count += 1;
-            if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+            let most = self
+                .receive_batch
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if batch.len() >= most || batch_bytes >= BATCH_BYTES {
                 self.apply_batch(ds, &mut st, std::mem::take(&mut batch))?;
                 batch_bytes = 0;
                 progress(rd.bytes());

@@ -177,6 +177,9 @@ pub struct Store {
     /// Most dead list entries one snapshot delete commit handles
     /// (`snapshot_admin::DELETE_BATCH`; tests make it small).
     pub(crate) delete_batch: AtomicUsize,
+    /// Most records one receive commit applies (`receive::BATCH_RECORDS`;
+    /// tests make it small).
+    pub(crate) receive_batch: AtomicUsize,
     report: OpenReport,
 }
 
@@ -359,6 +362,7 @@ impl Store {
             reserved: Mutex::new(reserved),
             write_through: AtomicBool::new(false),
             delete_batch: AtomicUsize::new(crate::snapshot_admin::DELETE_BATCH),
+            receive_batch: AtomicUsize::new(crate::receive::BATCH_RECORDS),
             report,
         }
     }
@@ -426,6 +430,11 @@ impl Store {
     #[doc(hidden)]
     pub fn set_delete_batch(&self, n: usize) {
         self.delete_batch.store(n.max(1), Ordering::Relaxed);
+    }
+    /// Test hook: receives apply at most `n` records per commit.
+    #[doc(hidden)]
+    pub fn set_receive_batch(&self, n: usize) {
+        self.receive_batch.store(n.max(1), Ordering::Relaxed);
     }
     #[doc(hidden)]
     pub fn allocation_count(&self) -> u64 {

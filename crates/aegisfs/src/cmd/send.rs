@@ -3,7 +3,7 @@
 //! mounted one). Streams go to a file or a pipe, so `send | ssh host
 //! aegisfs receive` works; `send --dump` prints a stream's records.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -77,7 +77,14 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
         .map(ResumeToken::parse)
         .transpose()
         .map_err(|e| CliError::new(e.to_string()))?;
-    let out: Box<dyn Write> = match &a.output {
+    // A file is written under a temporary name and renamed when whole:
+    // a failed send leaves no partial stream, nor clobbers an old one.
+    let partial = a.output.as_ref().map(|p| {
+        let mut s = p.clone().into_os_string();
+        s.push(".partial");
+        PathBuf::from(s)
+    });
+    let out: Box<dyn Write> = match &partial {
         Some(p) => {
             Box::new(File::create(p).map_err(|e| CliError::new(format!("{}: {e}", p.display())))?)
         }
@@ -88,23 +95,28 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let store = super::dataset::open_locked(&image, false)?;
-    let where_ = super::snapshot::shown(&image, &dataset);
-    let id = super::snapshot::dataset_id(&store, &dataset)?;
-    let mut progress = progress_line("sent");
-    let sent = store
-        .send(
-            id,
-            &snap,
-            base.as_deref(),
-            token.as_ref(),
-            BufWriter::with_capacity(1 << 20, out),
-            &mut progress,
-        )
-        .map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))?;
+    let sent = send_to(
+        &image,
+        &dataset,
+        &snap,
+        base.as_deref(),
+        token.as_ref(),
+        out,
+    );
+    if let (Some(tmp), Some(dest)) = (&partial, &a.output) {
+        let placed = sent.as_ref().map(|_| fs::rename(tmp, dest));
+        if !matches!(placed, Ok(Ok(()))) {
+            let _ = fs::remove_file(tmp);
+        }
+        if let Ok(Err(e)) = placed {
+            return Err(CliError::new(format!("{}: {e}", dest.display())));
+        }
+    }
+    let sent = sent?;
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
+    let where_ = super::snapshot::shown(&image, &dataset);
     eprintln!(
         "sent {where_}@{snap}{}: {} records, {} bytes",
         base.map(|b| format!(" since @{b}")).unwrap_or_default(),
@@ -114,8 +126,33 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
     Ok(0)
 }
 
+fn send_to(
+    image: &Path,
+    dataset: &Option<String>,
+    snap: &str,
+    base: Option<&str>,
+    token: Option<&ResumeToken>,
+    out: Box<dyn Write>,
+) -> CliResult<aegis_fs::send::SendSummary> {
+    let store = super::dataset::open_locked(image, false)?;
+    let where_ = super::snapshot::shown(image, dataset);
+    let id = super::snapshot::dataset_id(&store, dataset)?;
+    let mut progress = progress_line("sent");
+    store
+        .send(
+            id,
+            snap,
+            base,
+            token,
+            BufWriter::with_capacity(1 << 20, out),
+            &mut progress,
+        )
+        .map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))
+}
+
 pub fn receive(a: ReceiveArgs) -> CliResult<u8> {
     let (image, name) = super::dataset::named_target(&a.target)?;
+    aegis_fs::dataset_admin::validate_name(&name).map_err(|e| CliError::new(e.to_string()))?;
     let shown = format!("{}/{name}", image.display());
     let input: Box<dyn Read> = match &a.input {
         Some(p) => {
@@ -216,8 +253,12 @@ fn dump(path: &Path) -> CliResult<u8> {
             Ok(None) => return Ok(0),
             Err(e) => return Err(CliError::new(format!("{}: {e}", path.display()))),
         };
-        writeln!(out, "{at:>12} {}", describe(&rec))
-            .map_err(|e| CliError::new(format!("stdout: {e}")))?;
+        match writeln!(out, "{at:>12} {}", describe(&rec)) {
+            Ok(()) => {}
+            // `send --dump | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            Err(e) => return Err(CliError::new(format!("stdout: {e}"))),
+        }
     }
 }
 
