@@ -18,8 +18,10 @@
 //! Nothing in a stream is trusted: only the items of a dataset's
 //! contents are accepted (never the intent log's, which name raw
 //! extents), keys must rise strictly, values of inodes, file records and
-//! the meta record must decode, and every block must match its checksum
-//! and decode to its length before it is written (`Pool::write_stored`).
+//! the meta record must decode, every block must match its checksum
+//! and decode to its length before it is written (`Pool::write_stored`),
+//! and before the snapshot is taken the whole tree must pass the POSIX
+//! checks fsck makes (`posix::check`).
 
 use std::io::Read;
 
@@ -283,6 +285,7 @@ impl Store {
             let Some(key) = rec.key() else {
                 // END: the reader checked its counts and the whole chain.
                 self.apply_batch(ds, &mut st, std::mem::take(&mut batch))?;
+                self.check_received(ds)?;
                 self.finish_receive(ds, &st)?;
                 return Ok(count);
             };
@@ -332,6 +335,28 @@ impl Store {
         self.commit()?;
         *st = next;
         Ok(())
+    }
+
+    /// A stream whose records all verified may still come from a sender
+    /// that was wrong (or forged): the dataset it built must keep every
+    /// POSIX rule fsck checks (links, entries, records, the meta counts)
+    /// before it becomes a snapshot. A scan of the tree's items, not of
+    /// its data blocks.
+    fn check_received(&self, ds: u64) -> Result<()> {
+        let geometry = (self.pool.block_size(), self.pool.config().metadata_copies);
+        let found = self.read_tree(ds, |tree| {
+            crate::posix::check::check_tree(tree, geometry, 4)
+        })?;
+        match found {
+            Some(f) if f.is_empty() => Ok(()),
+            Some(f) => Err(FsError::Stream(format!(
+                "the dataset it describes is inconsistent: {}",
+                f.join("; ")
+            ))),
+            None => Err(FsError::Stream(
+                "the dataset it describes has no meta record".into(),
+            )),
+        }
     }
 
     /// The commit that ends the receive: the state goes, the dataset may

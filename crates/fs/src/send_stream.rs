@@ -323,6 +323,33 @@ fn chain_hash(prev: &[u8; TRAILER_BYTES], header: &[u8], payload: &[u8]) -> [u8;
     h.digest128().to_le_bytes()
 }
 
+/// Recompute the trailers of `b`'s records in place, so that a mutated
+/// stream reaches the decoders behind the checksums (fuzzing, tests).
+/// Stops at the first frame that does not fit.
+#[doc(hidden)]
+pub fn reseal(b: &mut [u8]) {
+    let mut chain = [0u8; TRAILER_BYTES];
+    let mut at = 0usize;
+    while at + HEADER_BYTES <= b.len() {
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let Some(end) = (at + HEADER_BYTES)
+            .checked_add(len)
+            .and_then(|p| p.checked_add(TRAILER_BYTES))
+            .filter(|&e| e <= b.len())
+        else {
+            return;
+        };
+        let body = at + HEADER_BYTES + len;
+        chain = chain_hash(
+            &chain,
+            &b[at..at + HEADER_BYTES],
+            &b[at + HEADER_BYTES..body],
+        );
+        b[body..end].copy_from_slice(&chain);
+        at = end;
+    }
+}
+
 /// Writes records, chaining their checksums; [`StreamWriter::finish`]
 /// adds END.
 pub struct StreamWriter<W: Write> {

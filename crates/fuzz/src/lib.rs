@@ -14,6 +14,7 @@
 pub mod driver;
 pub mod image;
 pub mod seeds;
+pub mod stream;
 
 use aegis_btree::Node;
 use aegis_fs::dataset::DatasetRecord;
@@ -64,6 +65,10 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "snapshot_record",
             run: snapshot_record,
+        },
+        Target {
+            name: "send_stream",
+            run: stream::send_stream,
         },
         Target {
             name: "inode",

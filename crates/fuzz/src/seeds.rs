@@ -18,6 +18,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     v.extend(log_seeds());
     v.push(("acl", acl_seeds()));
     v.push(("image", image_seeds()));
+    v.push(("send_stream", vec![crate::stream::base_stream()]));
     v
 }
 

@@ -1,6 +1,6 @@
 //! Every fuzz target, from the committed seed corpus, for a bounded time
 //! (`AEGIS_FUZZ_SECONDS`, default 2 s per decoder and 8 s for the image
-//! target): zero panics allowed; a hang aborts the run.
+//! and send stream targets): zero panics allowed; a hang aborts the run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,7 +24,11 @@ fn every_target_survives_its_mutations() {
             t.name,
             corpus.display()
         );
-        let d = if t.name == "image" { secs * 4.0 } else { secs };
+        let d = if matches!(t.name, "image" | "send_stream") {
+            secs * 4.0
+        } else {
+            secs
+        };
         let stats = fuzz(&t, &seeds, Duration::from_secs_f64(d), 0xF022);
         eprintln!(
             "{:16} {:9} execs, {} findings",
