@@ -366,3 +366,65 @@ fn bad_streams_and_targets_are_refused_with_one_line() {
     a.finish();
     b.finish();
 }
+
+/// A mounted dataset sends through its daemon (`send MOUNTPOINT@SNAP`),
+/// full and incremental, while it goes on serving; a refusal is one line
+/// and nothing hangs.
+#[test]
+fn a_mounted_dataset_sends_through_its_daemon() {
+    if !fuse_available() {
+        return;
+    }
+    let a = Mount::new("256M");
+    let mut b = Mount::new("256M");
+    b.unmount();
+    populate(&a, 1);
+    let (mnt, bi) = (
+        a.mnt.to_str().unwrap().to_string(),
+        b.img.to_str().unwrap().to_string(),
+    );
+    ok(&["snapshot", "create", &format!("{mnt}@s1")]);
+    pipe(&[&format!("{mnt}@s1")], &[&format!("{bi}/copy")]);
+    populate(&a, 2);
+    ok(&["snapshot", "create", &format!("{mnt}@s2")]);
+    let inc = a.dir.path().join("inc.stream");
+    ok(&[
+        "send",
+        &format!("{mnt}@s2"),
+        "-i",
+        "@s1",
+        "-o",
+        inc.to_str().unwrap(),
+    ]);
+    ok(&[
+        "receive",
+        &format!("{bi}/copy"),
+        "-i",
+        inc.to_str().unwrap(),
+    ]);
+    let out = aegisfs(&["send", &format!("{mnt}@nope"), "-o", inc.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(stderr.contains("no snapshot"), "{stderr}");
+    assert!(inc.exists(), "a failed send leaves the old file");
+    // The live dataset still serves, and the copy holds what s2 held.
+    fs::write(a.p("after"), b"after the sends").unwrap();
+    let want = tree(&a.mnt);
+    b.dataset = Some("copy".into());
+    b.snapshot = Some("s2".into());
+    b.mount();
+    let mut got = tree(&b.mnt);
+    assert!(got.remove("after").is_none());
+    let mut want = want;
+    want.remove("after");
+    assert_eq!(got, want);
+    b.unmount();
+    b.dataset = None;
+    b.snapshot = None;
+    b.mount();
+    a.finish();
+    b.finish();
+}

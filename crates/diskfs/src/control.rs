@@ -8,8 +8,11 @@
 //! one line per snapshot: name, txg, creation time (ns), unique bytes,
 //! and `deleting` for one being freed. `schedule set SECS KEEP`,
 //! `schedule remove SECS` and `schedule list` manage the dataset's
-//! snapshot schedules, which the sync thread runs. A rollback needs the dataset
-//! unmounted and is refused here. A snapshot mount takes no commands.
+//! snapshot schedules, which the sync thread runs. `send SNAP BASE TOKEN
+//! FIFO` writes a send stream of snapshot SNAP (since BASE, after TOKEN's
+//! key; `-` for none) into the FIFO the caller reads from, while the
+//! dataset serves. A rollback needs the dataset unmounted and is refused
+//! here. A snapshot mount takes no commands.
 
 use aegis_vfs::ControlError;
 
@@ -51,6 +54,7 @@ impl DiskFs {
                 ))
             }
             ["snapshot", "list"] => self.live_snapshot_list(),
+            ["send", snap, base, token, fifo] => self.live_send(snap, base, token, fifo),
             ["schedule", "list"] => self.live_schedule_list(),
             ["schedule", "set", every, keep] => {
                 let (Ok(every_secs), Ok(keep)) = (every.parse(), keep.parse()) else {
@@ -93,6 +97,36 @@ impl DiskFs {
         let id = self.store.create_snapshot(self.ds, name).map_err(engine)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(format!("created snapshot {name} (id {id}) in {ms:.1} ms"))
+    }
+
+    /// Write the stream into `fifo`, which must be a FIFO (the daemon
+    /// runs as root: it writes into nothing else a caller names).
+    fn live_send(&self, snap: &str, base: &str, token: &str, fifo: &str) -> Reply {
+        use std::os::unix::fs::FileTypeExt;
+        let is_fifo = std::fs::metadata(fifo).is_ok_and(|m| m.file_type().is_fifo());
+        if !is_fifo {
+            return Err(refuse(libc::EINVAL, format!("{fifo}: not a FIFO")));
+        }
+        let token = match token {
+            "-" => None,
+            t => Some(aegis_fs::receive_state::ResumeToken::parse(t).map_err(engine)?),
+        };
+        let base = (base != "-").then_some(base);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fifo)
+            .map_err(|e| {
+                refuse(
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                    format!("{fifo}: {e}"),
+                )
+            })?;
+        let out = std::io::BufWriter::with_capacity(1 << 20, out);
+        let sent = self
+            .store
+            .send(self.ds, snap, base, token.as_ref(), out, &mut |_| {})
+            .map_err(engine)?;
+        Ok(format!("{} records, {} bytes", sent.records, sent.bytes))
     }
 
     /// One line per schedule: interval in seconds, how many it keeps.

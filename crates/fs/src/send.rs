@@ -67,21 +67,29 @@ impl Store {
         out: W,
         progress: &mut dyn FnMut(u64),
     ) -> Result<SendSummary> {
-        let t = self.trees.read();
-        let (id, rec) = crate::snapshot_admin::find(&t, ds, snap)?;
-        let tree = t.tree(id).ok_or(FsError::NoDataset(id))?;
-        let base = match base {
-            Some(name) => {
-                let (bid, brec) = crate::snapshot_admin::find(&t, ds, name)?;
-                if brec.txg >= rec.txg {
-                    return Err(FsError::Invalid(format!(
-                        "the base {name:?} is not older than {snap:?}"
-                    )));
+        // Readers of their own over the snapshots' roots, which never
+        // change: the send holds no lock, so a mounted dataset goes on
+        // taking writes meanwhile. A snapshot deleted under a send makes
+        // it fail on a block that no longer verifies, never send wrong
+        // bytes.
+        let (rec, tree, base) = {
+            let t = self.trees.read();
+            let (_, rec) = crate::snapshot_admin::find(&t, ds, snap)?;
+            let base = match base {
+                Some(name) => {
+                    let (_, brec) = crate::snapshot_admin::find(&t, ds, name)?;
+                    if brec.txg >= rec.txg {
+                        return Err(FsError::Invalid(format!(
+                            "the base {name:?} is not older than {snap:?}"
+                        )));
+                    }
+                    Some((brec.guid(), self.reader(&brec.root)))
                 }
-                Some((brec.guid(), t.tree(bid).ok_or(FsError::NoDataset(bid))?))
-            }
-            None => None,
+                None => None,
+            };
+            (rec.clone(), self.reader(&rec.root), base)
         };
+        let tree = &tree;
         let base_guid = base.as_ref().map_or(0, |(g, _)| *g);
         let after = match resume {
             Some(tok) if (tok.snapshot_guid, tok.base_guid) != (rec.guid(), base_guid) => {
@@ -92,7 +100,7 @@ impl Store {
             Some(tok) => tok.after_key.clone(),
             None => Vec::new(),
         };
-        let meta = crate::tx::read_meta(tree, id)?;
+        let meta = crate::tx::read_meta(tree, ds)?;
         let begin = Begin {
             snapshot_guid: rec.guid(),
             base_guid,
@@ -112,7 +120,7 @@ impl Store {
         s.w.write(&Record::Begin(begin))?;
         match base {
             None => s.full(tree, &after)?,
-            Some((_, btree)) => s.incremental(btree, tree, &after)?,
+            Some((_, btree)) => s.incremental(&btree, tree, &after)?,
         }
         let records = s.summary.records + 2;
         let block_bytes = s.summary.block_bytes;
@@ -122,6 +130,16 @@ impl Store {
             bytes,
             block_bytes,
         })
+    }
+
+    /// A tree reader of its own over `root` (a snapshot's).
+    fn reader(&self, root: &aegis_pool::TreeRoot) -> Tree {
+        Tree::open(
+            self.pool.clone(),
+            self.cache.clone(),
+            crate::dataset::DATASET_TREE_KIND,
+            root,
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use super::{CliError, CliResult};
 
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// The snapshot: IMAGE[/DATASET]@NAME (with --dump: a stream file, or - for stdin).
+    /// The snapshot: IMAGE[/DATASET]@NAME, or MOUNTPOINT@NAME of a mounted dataset (with --dump: a stream file, or - for stdin).
     pub snapshot: PathBuf,
     /// Send only the changes since this older snapshot of the same dataset (NAME or @NAME).
     #[arg(short = 'i', long = "incremental")]
@@ -66,7 +66,7 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
     if a.dump {
         return dump(&a.snapshot);
     }
-    let (image, dataset, snap) = super::snapshot::snapshot_target(&a.snapshot)?;
+    let live = super::snapshot::live_target(&a.snapshot)?;
     let base = a
         .base
         .as_deref()
@@ -77,6 +77,10 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
         .map(ResumeToken::parse)
         .transpose()
         .map_err(|e| CliError::new(e.to_string()))?;
+    let offline = match live {
+        Some(_) => None,
+        None => Some(super::snapshot::snapshot_target(&a.snapshot)?),
+    };
     // A file is written under a temporary name and renamed when whole:
     // a failed send leaves no partial stream, nor clobbers an old one.
     let partial = a.output.as_ref().map(|p| {
@@ -95,14 +99,13 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
         }
         None => Box::new(std::io::stdout().lock()),
     };
-    let sent = send_to(
-        &image,
-        &dataset,
-        &snap,
-        base.as_deref(),
-        token.as_ref(),
-        out,
-    );
+    let sent = match (&live, &offline) {
+        (Some((mnt, snap)), _) => live_send(mnt, snap, base.as_deref(), a.token.as_deref(), out),
+        (None, Some((image, dataset, snap))) => {
+            send_to(image, dataset, snap, base.as_deref(), token.as_ref(), out)
+        }
+        (None, None) => unreachable!("one of the two was found above"),
+    };
     if let (Some(tmp), Some(dest)) = (&partial, &a.output) {
         let placed = sent.as_ref().map(|_| fs::rename(tmp, dest));
         if !matches!(placed, Ok(Ok(()))) {
@@ -112,16 +115,14 @@ pub fn send(a: SendArgs) -> CliResult<u8> {
             return Err(CliError::new(format!("{}: {e}", dest.display())));
         }
     }
-    let sent = sent?;
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
-    let where_ = super::snapshot::shown(&image, &dataset);
     eprintln!(
-        "sent {where_}@{snap}{}: {} records, {} bytes",
+        "sent {}{}: {}",
+        a.snapshot.display(),
         base.map(|b| format!(" since @{b}")).unwrap_or_default(),
-        sent.records,
-        sent.bytes
+        sent?
     );
     Ok(0)
 }
@@ -133,7 +134,7 @@ fn send_to(
     base: Option<&str>,
     token: Option<&ResumeToken>,
     out: Box<dyn Write>,
-) -> CliResult<aegis_fs::send::SendSummary> {
+) -> CliResult<String> {
     let store = super::dataset::open_locked(image, false)?;
     let where_ = super::snapshot::shown(image, dataset);
     let id = super::snapshot::dataset_id(&store, dataset)?;
@@ -147,7 +148,69 @@ fn send_to(
             BufWriter::with_capacity(1 << 20, out),
             &mut progress,
         )
+        .map(|s| format!("{} records, {} bytes", s.records, s.bytes))
         .map_err(|e| CliError::new(format!("{where_}@{snap}: {e}")))
+}
+
+/// Ask the daemon serving `mnt` to write the stream into a FIFO made for
+/// the purpose, and copy it to `out` as it comes. The command runs in a
+/// thread of its own: it returns only when the daemon is done. A daemon
+/// that refuses before it opens the FIFO is answered by opening its
+/// write end here, so the reader sees the end of input at once.
+fn live_send(
+    mnt: &Path,
+    snap: &str,
+    base: Option<&str>,
+    token: Option<&str>,
+    mut out: Box<dyn Write>,
+) -> CliResult<String> {
+    let dir = tempfile::tempdir().map_err(|e| CliError::new(format!("a FIFO's directory: {e}")))?;
+    let fifo = dir.path().join("stream");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+        .map_err(|_| CliError::new("a FIFO path with NUL"))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(CliError::new(format!("{}: {e}", fifo.display())));
+    }
+    let words: Vec<String> = vec![
+        "send".into(),
+        snap.into(),
+        base.unwrap_or("-").into(),
+        token.unwrap_or("-").into(),
+        fifo.display().to_string(),
+    ];
+    let (mnt_owned, fifo_owned) = (mnt.to_path_buf(), fifo.clone());
+    let asked = std::thread::spawn(move || {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        let reply = aegis_fuse::control::command(&mnt_owned, &w);
+        if !matches!(reply, Ok(Ok(_))) {
+            // Unblock the reader if the daemon never opened the FIFO; if
+            // it did (and failed later), the reader has had its end of
+            // input and is gone, and this open fails at once (O_NONBLOCK).
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo_owned);
+        }
+        reply
+    });
+    let copied = File::open(&fifo).and_then(|mut f| std::io::copy(&mut f, &mut out));
+    let flushed = out.flush();
+    let shown = mnt.display();
+    let reply = asked
+        .join()
+        .map_err(|_| CliError::new("the command thread panicked"))?;
+    match reply {
+        Ok(Ok(text)) => {
+            copied.map_err(|e| CliError::new(format!("{}: {e}", fifo.display())))?;
+            flushed.map_err(|e| CliError::new(format!("writing the stream: {e}")))?;
+            Ok(text)
+        }
+        Ok(Err((_, message))) => Err(CliError::new(format!("{shown}@{snap}: {message}"))),
+        Err(e) => Err(CliError::new(format!("{shown}: {e}"))),
+    }
 }
 
 pub fn receive(a: ReceiveArgs) -> CliResult<u8> {

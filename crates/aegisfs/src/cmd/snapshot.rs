@@ -317,7 +317,7 @@ pub(super) fn shown(image: &Path, dataset: &Option<String>) -> String {
 
 /// `MOUNTPOINT@NAME`: the mount point, if the target is one (a
 /// directory), and the snapshot name, checked.
-fn live_target(arg: &Path) -> CliResult<Option<(PathBuf, String)>> {
+pub(super) fn live_target(arg: &Path) -> CliResult<Option<(PathBuf, String)>> {
     let (left, snap) = split_snapshot(arg);
     match snap {
         Some(snap) if left.is_dir() => {
