@@ -80,6 +80,8 @@ pub(crate) struct FuseAdapter {
     /// Writeback cache granted by the kernel at INIT: open flags are then
     /// adjusted for it ([`init::open_flags_for_writeback`]).
     writeback: bool,
+    /// Inodes known without setuid or setgid (`kill_priv.rs`).
+    no_setid: kill_priv::NoSetId,
 }
 
 /// KEEP_CACHE: every change to a file passes through this mount's page
@@ -114,6 +116,7 @@ impl FuseAdapter {
             // Nothing to cache on a read-only mount.
             want_writeback: config.writeback_cache && !config.read_only,
             writeback: false,
+            no_setid: kill_priv::NoSetId::default(),
         }
     }
 
@@ -172,6 +175,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn forget(&self, _req: &fuser::Request, ino: INodeNo, nlookup: u64) {
+        self.no_setid.forget(ino.0);
         self.fs.forget(ino.0, nlookup);
     }
 
@@ -209,6 +213,9 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            self.no_setid.forget(ino.0);
+        }
         let set = SetAttr {
             mode,
             uid,
@@ -327,7 +334,7 @@ impl fuser::Filesystem for FuseAdapter {
                 // a truncate does (FUSE_ATOMIC_O_TRUNC: the kernel sends
                 // no setattr for it).
                 let trunc = flags.0 & libc::O_TRUNC != 0 && kill_priv::drops_for(req);
-                if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, trunc) {
+                if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino.0, trunc) {
                     let _ = self.fs.release(ino.0, fh);
                     reply.error(errno(&e));
                     return;
@@ -368,7 +375,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         let drops = kill_priv::write_drops(write_flags);
-        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, drops) {
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino.0, drops) {
             reply.error(errno(&e));
             return;
         }
@@ -502,6 +509,7 @@ impl fuser::Filesystem for FuseAdapter {
             reply.error(Errno::EINVAL);
             return;
         }
+        self.no_setid.forget(ino.0);
         reply_empty(
             reply,
             self.fs.setxattr(&request(req), ino.0, name, value, flags),
@@ -524,6 +532,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn removexattr(&self, _req: &fuser::Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.no_setid.forget(ino.0);
         reply_empty(reply, self.fs.removexattr(ino.0, name));
     }
 
@@ -579,7 +588,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let drops = kill_priv::drops_for(req);
-        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino.0, drops) {
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino.0, drops) {
             reply.error(errno(&e));
             return;
         }
@@ -631,7 +640,7 @@ impl fuser::Filesystem for FuseAdapter {
         // below that, this keeps a short copy honest if one ever does not.
         let len = len.min(u64::from(MAX_COPY));
         let drops = kill_priv::drops_for(req);
-        if let Err(e) = kill_priv::drop_privileges(&*self.fs, req, ino_out.0, drops) {
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino_out.0, drops) {
             reply.error(errno(&e));
             return;
         }
