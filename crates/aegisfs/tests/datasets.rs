@@ -363,3 +363,73 @@ fn a_mounted_dataset_takes_snapshots_through_its_daemon() {
     m.mount();
     m.finish();
 }
+
+/// A mounted dataset shows its snapshots under `.snapshots/NAME/`
+/// (hidden from the root's listing, found by name), read-only, with what
+/// each held; a snapshot taken live appears at once, one deleted live is
+/// gone, and nothing there can change.
+#[test]
+fn snapshots_are_browsable_under_dot_snapshots() {
+    if !fuse_available() {
+        return;
+    }
+    let m = Mount::new("256M");
+    let mnt = m.mnt.to_str().unwrap().to_string();
+    fs::create_dir(m.p("dir")).unwrap();
+    fs::write(m.p("dir/f"), noise(300_000, 5)).unwrap();
+    std::os::unix::fs::symlink("dir/f", m.p("link")).unwrap();
+    ok(&["snapshot", "create", &format!("{mnt}@one")]);
+    fs::write(m.p("dir/f"), b"changed").unwrap();
+    fs::write(m.p("new"), b"after one").unwrap();
+    ok(&["snapshot", "create", &format!("{mnt}@two")]);
+    let root: Vec<String> = fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !root.contains(&".snapshots".to_string()),
+        "hidden: {root:?}"
+    );
+    let snaps = m.p(".snapshots");
+    let mut names: Vec<String> = fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["one", "two"]);
+    assert_eq!(
+        fs::read(snaps.join("one/dir/f")).unwrap(),
+        noise(300_000, 5)
+    );
+    assert_eq!(fs::read(snaps.join("two/dir/f")).unwrap(), b"changed");
+    assert!(!snaps.join("one/new").exists());
+    assert_eq!(fs::read(snaps.join("one/link")).unwrap(), noise(300_000, 5));
+    assert_eq!(fs::read(m.p("dir/f")).unwrap(), b"changed");
+    // Distinct inode numbers: the kernel must not confuse them.
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &std::path::Path| fs::metadata(p).unwrap().ino();
+    assert_ne!(ino(&snaps.join("one/dir/f")), ino(&m.p("dir/f")));
+    assert_ne!(ino(&snaps.join("one/dir/f")), ino(&snaps.join("two/dir/f")));
+    for (what, r) in [
+        ("write", fs::write(snaps.join("one/dir/f"), b"x")),
+        ("create", fs::write(snaps.join("one/x"), b"x")),
+        ("create in .snapshots", fs::write(snaps.join("x"), b"x")),
+        ("remove", fs::remove_file(snaps.join("two/new"))),
+    ] {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS), "{what}");
+    }
+    let e = fs::rename(snaps.join("one/dir/f"), m.p("moved")).unwrap_err();
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::EROFS)),
+        "{e}"
+    );
+    assert_eq!(
+        fs::create_dir(&snaps).unwrap_err().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    ok(&["snapshot", "delete", &format!("{mnt}@one")]);
+    assert!(!snaps.join("one").exists(), "deleted live");
+    ok(&["snapshot", "create", &format!("{mnt}@three")]);
+    assert_eq!(fs::read(snaps.join("three/new")).unwrap(), b"after one");
+    m.finish();
+}

@@ -182,6 +182,16 @@ impl Store {
         find(&t, ds, name).map(|(id, _)| id)
     }
 
+    /// Is `id` a snapshot that is not being deleted (so its tree may be
+    /// read)?
+    pub fn snapshot_usable(&self, id: u64) -> bool {
+        self.trees
+            .read()
+            .snapshots
+            .get(&id)
+            .is_some_and(|r| !r.deleting)
+    }
+
     /// Is `id` a snapshot (so its tree is read-only)?
     pub fn is_snapshot(&self, id: u64) -> bool {
         self.trees.read().snapshots.contains_key(&id)

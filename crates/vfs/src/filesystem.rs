@@ -376,6 +376,15 @@ pub trait FileSystem: Send + Sync {
         Err(crate::FsError::NotSupported)
     }
 
+    /// Names a [`FileSystem::control`] command made wrong in the kernel's
+    /// caches (a name it removed, or one it made that a lookup found
+    /// missing before), as (directory, name): the caller invalidates each
+    /// once the command returns, and this forgets them. The default has
+    /// none.
+    fn take_stale_entries(&self) -> Vec<(Ino, Vec<u8>)> {
+        Vec::new()
+    }
+
     /// syncfs(2): make every change durable now. The default has nothing
     /// to make durable.
     fn syncfs(&self) -> Result<()> {

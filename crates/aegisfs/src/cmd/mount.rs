@@ -348,11 +348,13 @@ pub fn run(a: Args) -> CliResult<u8> {
         parsed.mount.fsname = source.display().to_string();
     }
     let loop_hold = choose_fuseblk(&mut parsed.mount, dev.is_block_device(), &image, read_only)?;
-    let served = aegis_fuse::mount(
-        fs.clone() as Arc<dyn FileSystem>,
-        &mountpoint,
-        &parsed.mount,
-    );
+    // A dataset's snapshots are browsable under `.snapshots/` (a snapshot
+    // mount has none of its own).
+    let served_fs: Arc<dyn FileSystem> = match snapshot {
+        Some(_) => fs.clone(),
+        None => aegis_diskfs::SnapshotDir::new(fs.clone()),
+    };
+    let served = aegis_fuse::mount(served_fs, &mountpoint, &parsed.mount);
     // Our hold on the loop device; the kernel let go at unmount, so it
     // detaches now.
     drop(loop_hold);

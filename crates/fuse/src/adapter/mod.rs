@@ -39,6 +39,7 @@ mod tests;
 
 use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -159,6 +160,25 @@ impl FuseAdapter {
         if let Err(e) = n.inval_inode(INodeNo(ino), off, len) {
             if e.raw_os_error() != Some(libc::ENOENT) {
                 tracing::warn!("invalidating cached pages of inode {ino}: {e}");
+            }
+        }
+    }
+}
+
+impl FuseAdapter {
+    /// Tell the kernel to drop the entries a live command made stale
+    /// (`FileSystem::take_stale_entries`), before the command's caller
+    /// hears back, so its next lookup asks again. The ioctl holds no lock
+    /// on those directories, so this cannot wait on itself.
+    fn drop_stale_entries(&self) {
+        let stale = self.fs.take_stale_entries();
+        let Some(n) = self.notifier.get() else { return };
+        for (dir, name) in stale {
+            let name = std::ffi::OsStr::from_bytes(&name);
+            if let Err(e) = n.inval_entry(INodeNo(dir), name) {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    tracing::warn!("invalidating entry {name:?} of inode {dir}: {e}");
+                }
             }
         }
     }
@@ -334,7 +354,9 @@ impl fuser::Filesystem for FuseAdapter {
                 // a truncate does (FUSE_ATOMIC_O_TRUNC: the kernel sends
                 // no setattr for it).
                 let trunc = flags.0 & libc::O_TRUNC != 0 && kill_priv::drops_for(req);
-                if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino.0, trunc) {
+                if let Err(e) =
+                    kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino.0, trunc)
+                {
                     let _ = self.fs.release(ino.0, fh);
                     reply.error(errno(&e));
                     return;
@@ -640,7 +662,8 @@ impl fuser::Filesystem for FuseAdapter {
         // below that, this keeps a short copy honest if one ever does not.
         let len = len.min(u64::from(MAX_COPY));
         let drops = kill_priv::drops_for(req);
-        if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino_out.0, drops) {
+        if let Err(e) = kill_priv::drop_privileges(&*self.fs, &self.no_setid, req, ino_out.0, drops)
+        {
             reply.error(errno(&e));
             return;
         }
@@ -663,7 +686,9 @@ impl fuser::Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        match ioctl::serve(&*self.fs, &self.fixed_options, req.uid(), cmd, in_data) {
+        let served = ioctl::serve(&*self.fs, &self.fixed_options, req.uid(), cmd, in_data);
+        self.drop_stale_entries();
+        match served {
             Ok(out) => reply.ioctl(0, &out),
             Err(e) => reply.error(e),
         }
