@@ -75,6 +75,10 @@ enum Command {
     Send(cmd::send::SendArgs),
     /// Apply a send stream to a dataset of an unmounted pool: receive IMAGE/DATASET [-i FILE].
     Receive(cmd::send::ReceiveArgs),
+    /// Keep every txg of a dataset for a window while it is mounted, or show the window: timetravel IMAGE[/DATASET] [--window 15m|off].
+    Timetravel(cmd::timetravel::Args),
+    /// Bring a file or tree back from the dataset as it was: restore IMAGE[/DATASET]:PATH --at TIME|--txg N [--to PATH].
+    Restore(cmd::timetravel::RestoreArgs),
     /// Turn on the features this build adds to a pool made by an older one (snapshots, received snapshots).
     Upgrade(cmd::upgrade::Args),
 }
@@ -128,6 +132,8 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Clone(a) => cmd::snapshot::clone(a),
         Command::Send(a) => cmd::send::send(a),
         Command::Receive(a) => cmd::send::receive(a),
+        Command::Timetravel(a) => cmd::timetravel::run(a),
+        Command::Restore(a) => cmd::timetravel::restore(a),
         Command::Upgrade(a) => cmd::upgrade::run(a),
     }
 }

@@ -55,6 +55,9 @@ pub struct MountOptions {
     pub dataset_name: Option<String>,
     /// Mount this snapshot of the dataset, read-only.
     pub snapshot_name: Option<String>,
+    /// Mount the dataset as it was then, read-only: the newest snapshot
+    /// at or before it (time travel's window keeps one per txg).
+    pub at: Option<aegis_fs::time_travel::At>,
 }
 
 /// Format `devices` as a new pool holding an empty filesystem in its root
@@ -84,6 +87,9 @@ fn mount_store(store: Arc<Store>, mount: &MountOptions) -> Result<Arc<DiskFs>, O
     }
     if let Some(snap) = &mount.snapshot_name {
         fs_opts.dataset = store.snapshot_id(fs_opts.dataset, snap)?;
+    } else if let Some(at) = mount.at {
+        let snap = store.snapshot_at(fs_opts.dataset, at)?;
+        fs_opts.dataset = store.snapshot_id(fs_opts.dataset, &snap)?;
     }
     let fs = DiskFs::open(store.clone(), fs_opts)?;
     if store.is_read_only() {

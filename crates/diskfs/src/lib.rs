@@ -26,12 +26,14 @@ mod namespace;
 mod record_size;
 mod rename;
 mod replay;
+mod restore;
 mod snapshot_dir;
 
 pub use aegis_fs::intent_log::{LogPolicy, LogStats};
 pub use diskfs::{DiskFs, DiskFsOptions};
 pub use front_door::{create, create_dataset, open, FormatOptions, MountOptions, OpenError};
 pub use inode::AtimeMode;
+pub use restore::{restore, Restored};
 pub use snapshot_dir::{SnapshotDir, SNAPSHOTS_DIR};
 
 /// The xattr name through which the logging policy is set and read

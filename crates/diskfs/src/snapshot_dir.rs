@@ -185,7 +185,7 @@ impl SnapshotDir {
             .store()
             .snapshots(self.live.ds)
             .into_iter()
-            .filter(|s| !s.deleting)
+            .filter(|s| !s.deleting && !aegis_fs::time_travel::is_hidden(&s.name))
             .map(|s| (s.name, s.id))
             .collect();
         v.sort();

@@ -50,6 +50,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name == "." || name == ".." {
         return bad("not a usable name");
     }
+    if name.starts_with('%') {
+        return bad("starts with % (the names of time travel snapshots)");
+    }
     if let Some(c) = name
         .chars()
         .find(|c| matches!(c, '/' | '@') || c.is_control())

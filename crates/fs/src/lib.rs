@@ -22,6 +22,7 @@ pub mod snapshot_admin;
 pub mod snapshot_diff;
 pub mod snapshot_schedule;
 pub mod store;
+pub mod time_travel;
 mod tx;
 mod txg;
 

@@ -425,7 +425,7 @@ fn changed_since(base: &aegis_btree::Tree, live: &aegis_btree::Tree) -> Result<b
     let own = |k: &[u8]| {
         k.len() >= 9
             && k[..8] == META_OBJECT.to_be_bytes()
-            && matches!(k[8], keys::LOG_RING | keys::SCHEDULE)
+            && matches!(k[8], keys::LOG_RING | keys::SCHEDULE | keys::TIMETRAVEL)
     };
     Ok(old.keys().chain(new.keys()).any(|k| !own(k)))
 }

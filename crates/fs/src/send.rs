@@ -13,8 +13,8 @@
 //! their checksums, and sent as they are.
 //!
 //! Items that belong to the pool rather than to the dataset's contents
-//! (the intent log's ring and head, snapshot schedules, a receive's own
-//! state) are never sent. Both orders are deterministic, which is what a
+//! (the intent log's ring and head, snapshot schedules, the time travel
+//! window, a receive's own state) are never sent. Both orders are deterministic, which is what a
 //! resumed stream relies on: it is the same stream after a key.
 
 use std::collections::BTreeSet;
@@ -48,7 +48,7 @@ pub(crate) fn is_sent(key: &[u8]) -> bool {
         && key[..8] == META_OBJECT.to_be_bytes()
         && matches!(
             key[8],
-            keys::LOG_HEAD | keys::LOG_RING | keys::SCHEDULE | keys::RECV_STATE
+            keys::LOG_HEAD | keys::LOG_RING | keys::SCHEDULE | keys::RECV_STATE | keys::TIMETRAVEL
         );
     !local
 }

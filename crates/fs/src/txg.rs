@@ -144,9 +144,17 @@ impl Store {
         for id in ids {
             self.settle_dirty(t, id)?;
         }
+        let mut travel = Vec::new();
         for (&id, tree) in t.datasets.iter_mut() {
             if !tree.is_dirty() {
                 continue;
+            }
+            // A window takes a snapshot of each txg that changed the
+            // dataset; not of a receive's half-applied batches.
+            if crate::time_travel::window_of(tree)?.is_some()
+                && tree.get(&crate::posix::keys::recv_state())?.is_none()
+            {
+                travel.push(id);
             }
             // The dataset's intent log closes its chain and records the
             // next one's head in this txg, while nothing else can change
@@ -162,6 +170,7 @@ impl Store {
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
         }
         t.file_dead_entries()?;
+        t.request_time_travel(&travel, self.pool.open_txg());
         t.take_snapshots(&self.pool, &self.cache, self.pool.open_txg())?;
         let flushed = t.pool_tree.flush()?;
         for bp in &flushed.freed {
@@ -239,6 +248,7 @@ impl Store {
                 if schedules_at.elapsed().as_secs() >= 1 {
                     schedules_at = Instant::now();
                     store.run_mounted_schedules();
+                    store.expire_mounted_time_travel();
                 }
                 // Snapshot deletes go on a batch a round, the next round
                 // at once while one is unfinished.

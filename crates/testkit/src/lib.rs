@@ -82,6 +82,7 @@ impl Kit {
             sync_thread: false,
             dataset_name: None,
             snapshot_name: None,
+            at: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod remount;
 pub mod send;
 pub mod shutdown;
 pub mod snapshot;
+pub mod timetravel;
 pub mod up;
 pub mod upgrade;
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use aegis_block::{DeviceRef, FileDevice, OpenMode};
 use aegis_diskfs::{AtimeMode, DiskFsOptions, MountOptions};
+use aegis_fs::time_travel::At;
 use aegis_fs::{
     default_data_cache_bytes, default_dirty_limit, CachePolicy, OpenOptions, StoreOptions,
     MIN_CACHE_BYTES,
@@ -64,6 +65,13 @@ pub struct CliArgs {
     /// Stay in the foreground (logs go to stderr) until unmounted.
     #[arg(long, short = 'f')]
     pub foreground: bool,
+    /// Mount the dataset read-only as it was at this time (RFC 3339, UTC:
+    /// 2026-12-01T10:00:00Z) from its time travel window or snapshots.
+    #[arg(long, value_name = "TIME", conflicts_with = "txg")]
+    pub at: Option<String>,
+    /// Mount the dataset read-only as it was at this txg.
+    #[arg(long, value_name = "N")]
+    pub txg: Option<u64>,
 }
 
 /// `aegisfs mount` from the command line: an image, or `--ram`.
@@ -81,12 +89,47 @@ pub fn run_cli(a: CliArgs) -> CliResult<u8> {
             "mount needs IMAGE MOUNTPOINT, or --ram MOUNTPOINT",
         ));
     };
+    let mut options = a.options;
+    // As mount options, so the daemon a background mount starts gets them.
+    if let Some(t) = a.at {
+        options.push(format!("at={t}"));
+    }
+    if let Some(n) = a.txg {
+        options.push(format!("txg={n}"));
+    }
     run(Args {
         image,
         mountpoint,
-        options: a.options,
+        options,
         foreground: a.foreground,
     })
+}
+
+/// The `at=TIME` or `txg=N` option of a mount (time travel), parsed.
+fn travel_option(parsed: &aegis_fuse::ParsedOptions) -> CliResult<Option<At>> {
+    let mut at = None;
+    for o in &parsed.fs {
+        let v = o.value.as_deref().unwrap_or("");
+        at = match o.name.as_str() {
+            "at" => {
+                let t = humantime::parse_rfc3339_weak(v).map_err(|e| {
+                    CliError::new(format!("at={v}: {e} (give a time as 2026-12-01T10:00:00Z)"))
+                })?;
+                let ns = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| CliError::new(format!("at={v}: before 1970")))?
+                    .as_nanos();
+                Some(At::TimeNs(u64::try_from(ns).unwrap_or(u64::MAX)))
+            }
+            "txg" => {
+                Some(At::Txg(v.parse().map_err(|_| {
+                    CliError::new(format!("txg={v}: not a txg number"))
+                })?))
+            }
+            _ => continue,
+        };
+    }
+    Ok(at)
 }
 
 /// An image mount, as the command line, mount(8)'s helper and `up` ask
@@ -263,7 +306,11 @@ pub fn run(a: Args) -> CliResult<u8> {
     // IMAGE[/NAME]@SNAP mounts a snapshot, which is read-only.
     let (target, snapshot) = super::snapshot::split_snapshot(&a.image);
     let mut options = a.options.clone();
-    if snapshot.is_some() {
+    let travels = options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .any(|o| o.starts_with("at=") || o.starts_with("txg="));
+    if snapshot.is_some() || travels {
         options.push("ro".into());
     }
     let spec = options.join(",");
@@ -275,9 +322,17 @@ pub fn run(a: Args) -> CliResult<u8> {
             "cache_size",
             "cache_policy",
             "dirty_max",
+            "at",
+            "txg",
         ],
     )
     .map_err(|e| CliError::new(e.to_string()))?;
+    let at = travel_option(&parsed)?;
+    if at.is_some() && snapshot.is_some() {
+        return Err(CliError::new(
+            "a snapshot mount takes no at= or txg=: it is a moment already",
+        ));
+    }
     let FsChoices {
         read_only,
         atime,
@@ -340,6 +395,7 @@ pub fn run(a: Args) -> CliResult<u8> {
         sync_thread: true,
         dataset_name: dataset.clone(),
         snapshot_name: snapshot.clone(),
+        at,
     };
     let dev = Arc::new(dev);
     let fs = aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts)
@@ -350,9 +406,9 @@ pub fn run(a: Args) -> CliResult<u8> {
     let loop_hold = choose_fuseblk(&mut parsed.mount, dev.is_block_device(), &image, read_only)?;
     // A dataset's snapshots are browsable under `.snapshots/` (a snapshot
     // mount has none of its own).
-    let served_fs: Arc<dyn FileSystem> = match snapshot {
-        Some(_) => fs.clone(),
-        None => aegis_diskfs::SnapshotDir::new(fs.clone()),
+    let served_fs: Arc<dyn FileSystem> = match (&snapshot, at) {
+        (None, None) => aegis_diskfs::SnapshotDir::new(fs.clone()),
+        _ => fs.clone(),
     };
     let served = aegis_fuse::mount(served_fs, &mountpoint, &parsed.mount);
     // Our hold on the loop device; the kernel let go at unmount, so it

@@ -35,6 +35,9 @@ pub enum Action {
         dataset: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Also the time travel window's snapshots (%txg-N).
+        #[arg(long)]
+        all: bool,
     },
     /// Delete a snapshot, freeing what only it holds: snapshot delete IMAGE[/DATASET]@NAME.
     Delete { target: PathBuf },
@@ -107,7 +110,7 @@ pub(super) fn snapshot_target(arg: &Path) -> CliResult<(PathBuf, Option<String>,
 pub fn run(a: Args) -> CliResult<u8> {
     match a.action {
         Action::Create { target } => create(&target),
-        Action::List { dataset, json } => list(&dataset, json),
+        Action::List { dataset, json, all } => list(&dataset, json, all),
         Action::Delete { target } => delete(&target),
         Action::Rollback { target } => rollback(&target),
         Action::Diff { from, to, json } => diff(&from, to.as_deref(), json),
@@ -150,7 +153,7 @@ pub fn clone(a: CloneArgs) -> CliResult<u8> {
 }
 
 /// `snapshot list MOUNTPOINT`: the daemon's lines, as the table or JSON.
-fn list_live(mountpoint: &Path, json: bool) -> CliResult<u8> {
+fn list_live(mountpoint: &Path, json: bool, all: bool) -> CliResult<u8> {
     let text = live(mountpoint, &["snapshot", "list"])?;
     let bad = || CliError::new(format!("{}: a malformed answer", mountpoint.display()));
     let mut rows = Vec::new();
@@ -169,7 +172,7 @@ fn list_live(mountpoint: &Path, json: bool) -> CliResult<u8> {
             deleting: rest.first() == Some(&"deleting"),
         });
     }
-    print_rows(&rows, json)
+    print_rows(&rows, json, all)
 }
 
 fn diff(from: &Path, to: Option<&str>, json: bool) -> CliResult<u8> {
@@ -428,9 +431,9 @@ struct Row {
     deleting: bool,
 }
 
-fn list(target: &Path, json: bool) -> CliResult<u8> {
+fn list(target: &Path, json: bool, all: bool) -> CliResult<u8> {
     if target.is_dir() {
-        return list_live(target, json);
+        return list_live(target, json, all);
     }
     let (image, dataset) = split_target(target);
     let where_ = shown(&image, &dataset);
@@ -438,6 +441,9 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
     let id = dataset_id(&store, &dataset)?;
     let mut rows = Vec::new();
     for s in store.snapshots(id) {
+        if !all && aegis_fs::time_travel::is_hidden(&s.name) {
+            continue;
+        }
         let err = |e: aegis_fs::FsError| CliError::new(format!("{where_}@{}: {e}", s.name));
         let (unique_bytes, referenced_bytes) = match s.deleting {
             true => (0, 0),
@@ -456,12 +462,16 @@ fn list(target: &Path, json: bool) -> CliResult<u8> {
             deleting: s.deleting,
         });
     }
-    print_rows(&rows, json)
+    print_rows(&rows, json, all)
 }
 
-fn print_rows(rows: &[Row], json: bool) -> CliResult<u8> {
+fn print_rows(rows: &[Row], json: bool, all: bool) -> CliResult<u8> {
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| all || !aegis_fs::time_travel::is_hidden(&r.name))
+        .collect();
     if json {
-        let out = serde_json::to_string_pretty(rows).map_err(|e| CliError::new(e.to_string()))?;
+        let out = serde_json::to_string_pretty(&rows).map_err(|e| CliError::new(e.to_string()))?;
         println!("{out}");
         return Ok(0);
     }
@@ -469,7 +479,7 @@ fn print_rows(rows: &[Row], json: bool) -> CliResult<u8> {
         "{:<32} {:>10} {:>10} {:>10}  CREATED",
         "NAME", "UNIQUE", "REFER", "TXG"
     );
-    for r in rows {
+    for r in &rows {
         let created = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.created_ns),
         );

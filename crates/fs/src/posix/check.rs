@@ -122,6 +122,7 @@ impl Checker {
                 (keys::META, _) | (keys::LOG_HEAD, _) | (keys::LOG_RING, _) => {}
                 (keys::SCHEDULE, _) if k.len() == 17 && v.len() == 8 => {}
                 (keys::RECV_STATE, _) if k.len() == 9 => {}
+                (keys::TIMETRAVEL, _) if k.len() == 9 && v.len() == 8 => {}
                 (keys::ORPHAN, Some(ino)) => {
                     self.orphans.insert(ino);
                 }

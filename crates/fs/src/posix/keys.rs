@@ -22,7 +22,8 @@
 //! [`LOG_RING`] and [`LOG_HEAD`] (see `crate::intent_log`), and one
 //! [`SCHEDULE`] per snapshot schedule (`crate::snapshot_schedule`), and
 //! while a send stream is being received into the dataset, its
-//! [`RECV_STATE`] (`crate::receive_state`).
+//! [`RECV_STATE`] (`crate::receive_state`), and the [`TIMETRAVEL`]
+//! window (`crate::time_travel`).
 //!
 //! Directory entries are keyed by a 64-bit hash of the name *and* the
 //! entry's cookie, so two names with the same hash are two keys: a lookup
@@ -50,6 +51,8 @@ pub const LOG_RING: u8 = 19;
 pub const SCHEDULE: u8 = 20;
 /// Object 0: a receive in progress (`receive_state.rs`).
 pub const RECV_STATE: u8 = 21;
+/// Object 0: the time travel window, u64 seconds (`time_travel.rs`).
+pub const TIMETRAVEL: u8 = 22;
 
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
@@ -179,6 +182,10 @@ pub fn policy(ino: u64) -> Vec<u8> {
 
 pub fn meta() -> Vec<u8> {
     key(META_OBJECT, META, 0)
+}
+
+pub fn timetravel() -> Vec<u8> {
+    key(META_OBJECT, TIMETRAVEL, 0)
 }
 
 pub fn recv_state() -> Vec<u8> {
