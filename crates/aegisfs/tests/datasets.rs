@@ -5,46 +5,9 @@
 //! exactly as it was. Every test ends with fsck.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
 
 mod common;
 use common::*;
-
-fn aegisfs(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("AEGISFS_LOG")
-        .output()
-        .expect("run aegisfs")
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = aegisfs(args);
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
-fn refused(args: &[&str], needle: &str, img: &Path) {
-    let before = fs::read(img).unwrap();
-    let out = aegisfs(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.code().is_some_and(|c| c != 0),
-        "{args:?} should fail: {out:?}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
-    assert!(
-        stderr.to_lowercase().contains(needle),
-        "{args:?}: {stderr:?} should say {needle:?}"
-    );
-    assert!(
-        fs::read(img).unwrap() == before,
-        "{args:?} changed the image"
-    );
-}
 
 /// Names in `dataset list --json`.
 fn listed(img: &str) -> Vec<String> {

@@ -12,45 +12,10 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod common;
 use common::*;
-
-fn aegisfs(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("AEGISFS_LOG")
-        .output()
-        .expect("run aegisfs")
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = aegisfs(args);
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
-fn refused(args: &[&str], needle: &str, img: &Path) {
-    let before = fs::read(img).unwrap();
-    let out = aegisfs(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.code().is_some_and(|c| c != 0),
-        "{args:?}: {out:?}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr:?} should say {needle:?}"
-    );
-    assert!(
-        fs::read(img).unwrap() == before,
-        "{args:?} changed the image"
-    );
-}
 
 /// As [`refused`], for refusals found part way through a stream: the
 /// receive began (the pool moved on by some txgs) and was undone, so the

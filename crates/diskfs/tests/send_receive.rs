@@ -310,6 +310,19 @@ fn two_pools(kit: &Kit) -> (Arc<MemDevice>, Arc<MemDevice>) {
     (a, kit.fresh())
 }
 
+/// [`two_pools`] with a second snapshot s2 of A after one round of
+/// changes; A's store open, its full stream of s1 and its s1 → s2 one.
+type Chain = (Arc<MemDevice>, Arc<MemDevice>, Arc<Store>, Vec<u8>, Vec<u8>);
+
+fn chain(kit: &Kit) -> Chain {
+    let (a, b) = two_pools(kit);
+    take(kit, &a, 1, "s2");
+    let src = kit.open_store(a.clone());
+    let full = stream(&src, ROOT_DATASET, "s1", None);
+    let inc = stream(&src, ROOT_DATASET, "s2", Some("s1"));
+    (a, b, src, full, inc)
+}
+
 fn take(kit: &Kit, dev: &Arc<MemDevice>, round: u64, snap: &str) {
     let fs = mount(kit, dev, None, None);
     change(&fs, round);
@@ -381,11 +394,7 @@ fn a_full_stream_and_an_incremental_chain_round_trip() {
 #[test]
 fn damaged_streams_are_refused_and_leave_the_target_as_it_was() {
     let kit = Kit::default().size(256 << 20);
-    let (a, b) = two_pools(&kit);
-    take(&kit, &a, 1, "s2");
-    let src = kit.open_store(a.clone());
-    let full = stream(&src, ROOT_DATASET, "s1", None);
-    let inc = stream(&src, ROOT_DATASET, "s2", Some("s1"));
+    let (a, b, src, full, inc) = chain(&kit);
     src.shutdown().unwrap();
     let dst = kit.open_store(b.clone());
     receive(&dst, "copy", &full, ReceiveOptions::default()).unwrap();
@@ -524,11 +533,7 @@ fn an_interrupted_receive_resumes_from_its_token_or_is_undone() {
 #[test]
 fn receive_refuses_targets_that_do_not_fit() {
     let kit = Kit::default().size(256 << 20);
-    let (a, b) = two_pools(&kit);
-    take(&kit, &a, 1, "s2");
-    let src = kit.open_store(a.clone());
-    let full = stream(&src, ROOT_DATASET, "s1", None);
-    let inc = stream(&src, ROOT_DATASET, "s2", Some("s1"));
+    let (a, b, src, full, inc) = chain(&kit);
     assert!(src
         .send(
             ROOT_DATASET,
@@ -584,11 +589,7 @@ fn a_receive_survives_every_crash_point() {
     use aegis_block::RecordingDevice;
     use std::cell::Cell;
     let kit = Kit::default().size(128 << 20);
-    let (a, fresh_b) = two_pools(&kit);
-    take(&kit, &a, 1, "s2");
-    let src = kit.open_store(a.clone());
-    let full = stream(&src, ROOT_DATASET, "s1", None);
-    let inc = stream(&src, ROOT_DATASET, "s2", Some("s1"));
+    let (_a, fresh_b, src, full, inc) = chain(&kit);
     let rec = Arc::new(RecordingDevice::new(fresh_b.snapshot()));
     let dst = kit.open_store(rec.clone() as DeviceRef);
     dst.set_receive_batch(8);

@@ -85,3 +85,42 @@ pub fn errno_of(e: std::io::Error) -> i32 {
 pub fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
+
+/// Run this crate's `aegisfs` with `args` (no log filter from the caller).
+pub fn aegisfs(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env_remove("AEGISFS_LOG")
+        .output()
+        .expect("run aegisfs")
+}
+
+/// `aegisfs args`, which must succeed; its stdout.
+#[track_caller]
+pub fn ok(args: &[&str]) -> String {
+    let out = aegisfs(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `aegisfs args`, which must fail with one line saying `needle` and
+/// leave `img` byte for byte as it was.
+#[track_caller]
+pub fn refused(args: &[&str], needle: &str, img: &Path) {
+    let before = std::fs::read(img).unwrap();
+    let out = aegisfs(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "{args:?} should fail: {out:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains(needle),
+        "{args:?}: {stderr:?} should say {needle:?}"
+    );
+    assert!(
+        std::fs::read(img).unwrap() == before,
+        "{args:?} changed the image"
+    );
+}
