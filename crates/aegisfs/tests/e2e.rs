@@ -26,6 +26,8 @@ mod acl;
 mod memory_bound;
 #[path = "e2e/record_size.rs"]
 mod record_size;
+#[path = "e2e/reflink.rs"]
+mod reflink;
 
 use common::*;
 

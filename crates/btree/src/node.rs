@@ -273,6 +273,7 @@ mod tests {
             logical_size: 4096,
             physical_size: 4096,
             birth_txg: txg,
+            birth_delta: 0,
             checksum: [0; 32],
             addrs: vec![Dva {
                 device: 0,

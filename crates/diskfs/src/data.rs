@@ -180,15 +180,30 @@ impl DiskFs {
         })
     }
 
-    /// Copy `n` bytes (already clamped to the source's size) record by
-    /// record; zeros stay holes. Then the source's atime (when due) and
-    /// the target's mtime and ctime.
+    /// Copy `n` bytes (already clamped to the source's size), sharing
+    /// whole records where both files allow (`reflink.rs`) and copying
+    /// the rest. Then the source's atime (when due) and the target's
+    /// mtime and ctime.
     pub(crate) fn copy_range_locked(
         &self,
         (ino_in, rin, offset_in): (Ino, &InodeRecord, u64),
         (ino_out, offset_out): (Ino, u64),
         n: u64,
     ) -> Result<()> {
+        self.copy_or_share((ino_in, rin, offset_in), (ino_out, offset_out), n)?;
+        self.copy_times(ino_in, rin, ino_out)
+    }
+
+    /// Copy `n` bytes record by record through memory; zeros stay holes.
+    pub(crate) fn copy_bytes_locked(
+        &self,
+        (ino_in, rin, offset_in): (Ino, &InodeRecord, u64),
+        (ino_out, offset_out): (Ino, u64),
+        n: u64,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
         // Pieces follow the target's records; the source's own record
         // size is read from `rin` by `read_file`.
         let (_, shape) = self.write_shape(ino_out)?;
@@ -209,6 +224,12 @@ impl DiskFs {
             }
             done += piece;
         }
+        Ok(())
+    }
+
+    /// After a copy: the source's atime when due, the target's mtime and
+    /// ctime.
+    fn copy_times(&self, ino_in: Ino, rin: &InodeRecord, ino_out: Ino) -> Result<()> {
         let now = now_ns();
         if !self.read_only() && atime_due(rin, now, self.opts.atime) {
             self.tx(2, AllocClass::Normal, |tx| {

@@ -234,6 +234,11 @@ impl DiskFs {
         &self.store
     }
 
+    /// The id of the dataset this mount serves.
+    pub fn dataset_id(&self) -> u64 {
+        self.ds
+    }
+
     /// What the intent log has done since mount.
     pub fn log_stats(&self) -> LogStats {
         self.log.as_ref().map(|l| l.stats()).unwrap_or_default()

@@ -625,30 +625,64 @@ impl FileSystem for DiskFs {
         if flags != 0 {
             return Err(FsError::InvalidArgument("copy_file_range flags"));
         }
-        let _files = self.files.lock_two(ino_in, ino_out);
-        let (hi, ho) = (self.handle(ino_in, fh_in)?, self.handle(ino_out, fh_out)?);
-        let rin = self.inode(ino_in)?;
-        regular(&rin)?;
-        regular(&self.inode(ino_out)?)?;
-        if !hi.read || !ho.write || ho.append {
-            return Err(FsError::BadHandle);
-        }
-        let n = len.min(rin.size.saturating_sub(offset_in));
         check_range(offset_in, len)?;
-        check_range(offset_out, n)?;
-        if ino_in == ino_out
-            && offset_in < offset_out.saturating_add(len)
-            && offset_out < offset_in.saturating_add(len)
-        {
-            return Err(FsError::InvalidArgument(
-                "overlapping copy_file_range in one file",
-            ));
-        }
+        let _files = self.files.lock_two(ino_in, ino_out);
+        let pair = ((ino_in, fh_in, offset_in), (ino_out, fh_out, offset_out));
+        let (rin, _, n) = self.range_pair(pair, len, true)?;
         if n == 0 {
             return Ok(0);
         }
         self.copy_range_locked((ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
         Ok(n)
+    }
+
+    fn clone_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let _files = self.files.lock_two(ino_in, ino_out);
+        let pair = ((ino_in, fh_in, offset_in), (ino_out, fh_out, offset_out));
+        let len = match len {
+            0 => self.inode(ino_in)?.size.saturating_sub(offset_in),
+            n => n,
+        };
+        let (rin, _, n) = self.range_pair(pair, len, true)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.clone_locked((ino_in, &rin, offset_in), (ino_out, offset_out), n)?;
+        Ok(n)
+    }
+
+    fn dedupe_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<Option<u64>> {
+        let _files = self.files.lock_two(ino_in, ino_out);
+        let pair = ((ino_in, fh_in, offset_in), (ino_out, fh_out, offset_out));
+        let len = len.min(crate::reflink::MAX_DEDUPE_BYTES);
+        let (rin, rout, n) = self.range_pair(pair, len, false)?;
+        // Past the target's end the bytes are not the same: none there.
+        if offset_out.saturating_add(n) > rout.size {
+            return Ok(None);
+        }
+        if n == 0 {
+            return Ok(Some(0));
+        }
+        let src = (ino_in, &rin, offset_in);
+        self.dedupe_locked(src, (ino_out, &rout, offset_out), n)
     }
 
     fn set_writable(&self, writable: bool) -> Result<()> {

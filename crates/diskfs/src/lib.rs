@@ -24,6 +24,7 @@ mod inode;
 mod inode_locks;
 mod namespace;
 mod record_size;
+mod reflink;
 mod rename;
 mod replay;
 mod restore;

@@ -585,6 +585,38 @@ impl FileSystem for SnapshotDir {
         )
     }
 
+    fn clone_range(
+        &self,
+        ino_in: Ino,
+        fh_in_: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        same_slot(ino_in, ino_out)?;
+        let (_, fs, i) = self.target(ino_in)?;
+        let (o, fo) = (inner(ino_out), fh_inner(fh_out));
+        fs.clone_range(i, fh_inner(fh_in_), offset_in, o, fo, offset_out, len)
+    }
+
+    fn dedupe_range(
+        &self,
+        ino_in: Ino,
+        fh_in_: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<Option<u64>> {
+        same_slot(ino_in, ino_out)?;
+        let (_, fs, i) = self.target(ino_in)?;
+        let (o, fo) = (inner(ino_out), fh_inner(fh_out));
+        fs.dedupe_range(i, fh_inner(fh_in_), offset_in, o, fo, offset_out, len)
+    }
+
     fn set_writable(&self, writable: bool) -> Result<()> {
         self.live.set_writable(writable)
     }

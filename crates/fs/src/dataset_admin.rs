@@ -197,9 +197,7 @@ impl Store {
             t.records.remove(&id);
             t.dirty.remove(&id);
             t.logs.remove(&id);
-            for bp in &blocks {
-                self.pool().free(bp)?;
-            }
+            t.release_blocks(self.pool(), &blocks)?;
             if let Some(e) = ring {
                 self.pool().free_log_ring(e)?;
             }

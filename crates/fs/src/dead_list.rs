@@ -16,7 +16,11 @@
 //!
 //! Key: u8 type (3) · u64 dead list id · u64 birth txg · u32 device ·
 //! u64 offset (all big-endian, so one list's entries born in a range of
-//! txgs are one range scan). Value: the block pointer, encoded.
+//! txgs are one range scan). Value: the block pointer, encoded, then,
+//! only when several identical pointers were released (reflinks of one
+//! block made in one txg, `clone_table.rs`), their count as u32 LE (≥ 2).
+//! Each release an entry stands for is released again, through the
+//! clone table, when no snapshot holds the pointer any more.
 //!
 //! Frees of the open txg gather in memory (`Trees::dead_pending`) and
 //! become entries when the txg closes; the space check counts them (and
@@ -68,8 +72,24 @@ pub fn parse_dead_key(k: &[u8]) -> Option<(u64, u64)> {
     })
 }
 
+/// An entry's value: the pointer, and when several pointers with the
+/// same key were released (reflinks of one block in one txg), their
+/// count (u32 LE, at least 2; absent for one).
+pub fn encode_entry(bp: &BlockPtr, count: u32) -> Vec<u8> {
+    let mut v = bp.encode();
+    if count > 1 {
+        v.extend_from_slice(&count.to_le_bytes());
+    }
+    v
+}
+
 /// Decode an entry and check that its key names the pointer it holds.
 pub fn decode_entry(k: &[u8], v: &[u8]) -> Result<BlockPtr> {
+    decode_counted(k, v).map(|(bp, _)| bp)
+}
+
+/// Decode an entry: its pointer and how many releases it stands for.
+pub fn decode_counted(k: &[u8], v: &[u8]) -> Result<(BlockPtr, u32)> {
     let bad = |d: &str| FsError::Corrupt {
         what: "dead list entry".into(),
         detail: d.into(),
@@ -77,13 +97,18 @@ pub fn decode_entry(k: &[u8], v: &[u8]) -> Result<BlockPtr> {
     let (list, _) = parse_dead_key(k).ok_or_else(|| bad("not a dead list key"))?;
     let mut r = Reader::new(v, "dead list entry");
     let bp = BlockPtr::decode(&mut r)?;
-    if r.remaining() != 0 {
-        return Err(bad("trailing bytes"));
-    }
+    let count = match r.remaining() {
+        0 => 1,
+        4 => match r.u32()? {
+            n if n >= 2 => n,
+            _ => return Err(bad("a count below 2")),
+        },
+        _ => return Err(bad("trailing bytes")),
+    };
     if dead_key(list, &bp) != k {
         return Err(bad("the key does not name the block it holds"));
     }
-    Ok(bp)
+    Ok((bp, count))
 }
 
 /// Does a free of `bp` by the dataset of `rec` go on its dead list?
@@ -91,33 +116,37 @@ pub(crate) fn is_held(rec: &DatasetRecord, bp: &BlockPtr) -> bool {
     rec.prev_snap_txg != 0 && bp.birth_txg <= rec.prev_snap_txg
 }
 
-/// Release `bps`, which dataset `rec` stopped using in the open txg: free
-/// what no snapshot can hold, keep the rest for the dead list.
-pub(crate) fn release(
-    pool: &Pool,
-    rec: &DatasetRecord,
-    pending: &mut Vec<BlockPtr>,
-    bps: &[BlockPtr],
-) -> Result<()> {
-    for bp in bps {
-        if is_held(rec, bp) {
-            pending.push(bp.clone());
-        } else {
-            pool.free(bp)?;
-        }
-    }
-    Ok(())
-}
+/// One entry of a dead list range: its key, pointer and count.
+pub(crate) type DeadEntry = (Vec<u8>, BlockPtr, u32);
 
 impl Trees {
-    /// Release blocks dataset `ds` stopped using (see [`release`]).
+    /// Release pointers dataset `ds` stopped using in the open txg: those
+    /// a snapshot may hold wait for the dead list, the rest are released
+    /// (freed, or one reference less in the clone table).
     pub(crate) fn release(&mut self, pool: &Pool, ds: u64, bps: &[BlockPtr]) -> Result<()> {
         if bps.is_empty() {
             return Ok(());
         }
         let rec = self.records.get(&ds).ok_or(FsError::NoDataset(ds))?;
-        let pending = self.dead_pending.entry(ds).or_default();
-        release(pool, rec, pending, bps)
+        let (held, gone): (Vec<BlockPtr>, Vec<BlockPtr>) =
+            bps.iter().cloned().partition(|bp| is_held(rec, bp));
+        self.dead_pending.entry(ds).or_default().extend(held);
+        self.release_blocks(pool, &gone)
+    }
+
+    /// Put `count` releases of `bp` on list `list`, beside any the entry
+    /// holds already.
+    pub(crate) fn add_dead(&mut self, list: u64, bp: &BlockPtr, count: u32) -> Result<()> {
+        let key = dead_key(list, bp);
+        let have = match self.pool_tree.get(&key)? {
+            Some(v) => decode_counted(&key, &v)?.1,
+            None => 0,
+        };
+        let total = have
+            .checked_add(count)
+            .ok_or_else(|| FsError::Damaged("a dead list entry's count overflows".into()))?;
+        self.pool_tree.insert(&key, &encode_entry(bp, total))?;
+        Ok(())
     }
 
     /// Leaf bytes the dead list entries of the open txg will take: those
@@ -151,21 +180,21 @@ impl Trees {
                 )));
             }
             for bp in bps {
-                self.pool_tree.insert(&dead_key(list, &bp), &bp.encode())?;
+                self.add_dead(list, &bp, 1)?;
             }
         }
         Ok(())
     }
 
     /// Up to `limit` entries of list `list` born in `(after, upto]`, in
-    /// key order: (key, block pointer).
+    /// key order.
     pub(crate) fn dead_range(
         &self,
         list: u64,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, BlockPtr)>> {
+    ) -> Result<Vec<DeadEntry>> {
         let mut out = Vec::new();
         if after >= upto {
             return Ok(out);
@@ -180,7 +209,8 @@ impl Trees {
             .range(Bound::Included(&lo[..]), Bound::Excluded(&hi[..]))
         {
             let (k, v) = item?;
-            out.push((k.clone(), decode_entry(&k, &v)?));
+            let (bp, count) = decode_counted(&k, &v)?;
+            out.push((k, bp, count));
             if out.len() >= limit {
                 break;
             }
@@ -203,6 +233,7 @@ mod tests {
             logical_size: 4096,
             physical_size: 4096,
             birth_txg: birth,
+            birth_delta: 0,
             checksum: [7; 32],
             addrs: vec![Dva { device: 0, offset }],
             gang: false,
@@ -226,6 +257,15 @@ mod tests {
         let mut long = bp(9, 1 << 20).encode();
         long.push(0);
         assert!(decode_entry(&a, &long).is_err());
+        let twice = encode_entry(&bp(9, 1 << 20), 2);
+        assert_eq!(decode_counted(&a, &twice).unwrap().1, 2);
+        assert_eq!(encode_entry(&bp(9, 1 << 20), 1), bp(9, 1 << 20).encode());
+        let mut once = bp(9, 1 << 20).encode();
+        once.extend_from_slice(&1u32.to_le_bytes());
+        assert!(
+            decode_entry(&a, &once).is_err(),
+            "a count of 1 is written bare"
+        );
     }
 
     #[test]

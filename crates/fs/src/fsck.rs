@@ -14,7 +14,10 @@
 //!   hundred snapshots costs what changed between them, not a hundred
 //!   walks;
 //! - dead lists: every entry names a block some snapshot still reaches
-//!   (or one whose delete is in progress) and the live dataset does not;
+//!   (or one whose delete is in progress) and the live dataset does not
+//!   (but through a reflink's other pointer);
+//! - references: every data block is named as many times as the clone
+//!   table says, counting live trees and dead lists (`fsck/roots.rs`);
 //! - accounting: the space map's allocated set equals the reachable set
 //!   exactly, and nothing waiting out a deferred free is reachable.
 //!
@@ -28,12 +31,12 @@ use aegis_btree::{Node, Tree};
 use aegis_pool::{BlockPtr, CopyState, Extent, Pool, TreeRoot};
 use serde::Serialize;
 
-use crate::dataset::{parse_dataset_key, DatasetRecord, DATASET_TREE_KIND, POOL_TREE_KIND};
-use crate::dead_list::parse_dead_key;
+use crate::dataset::{DATASET_TREE_KIND, POOL_TREE_KIND};
 use crate::error::Result;
 use crate::posix;
-use crate::snapshot::{parse_snapshot_key, SnapshotRecord};
 use crate::store::Store;
+
+mod roots;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
@@ -100,6 +103,11 @@ struct Walker<'a> {
     progress: Progress<'a>,
     /// Leaf entries of the pool tree, gathered on the way (dataset records).
     pool_entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Root number of each live dataset → the txg at or before which its
+    /// pointers are its origin's (0 but for a clone).
+    live_floor: std::collections::HashMap<u32, u64>,
+    /// References found to each data block, by its first address.
+    references: std::collections::HashMap<(u32, u64), u64>,
 }
 
 impl Walker<'_> {
@@ -174,14 +182,17 @@ impl Walker<'_> {
     /// Did an earlier root reach `bp` through an identical pointer? Then
     /// it is shared (a snapshot's block): checked and counted already.
     fn shared(&self, bp: &BlockPtr) -> bool {
-        let Some(a) = bp.addrs.first() else {
-            return false;
-        };
-        self.owned.get(&(a.device, a.offset)).is_some_and(|o| {
-            o.root != self.root
-                && o.checksum == Some(bp.checksum)
-                && o.len == bp.allocated_size(self.pool.block_size())
-        })
+        self.same_block(bp).is_some_and(|root| root != self.root)
+    }
+
+    /// The root that first reached the block `bp` names, if one did with
+    /// the same checksum and size (a reflink's second pointer may be in
+    /// the same root; the reference count decides whether it may).
+    fn same_block(&self, bp: &BlockPtr) -> Option<u32> {
+        let a = bp.addrs.first()?;
+        let o = self.owned.get(&(a.device, a.offset))?;
+        (o.checksum == Some(bp.checksum) && o.len == bp.allocated_size(self.pool.block_size()))
+            .then_some(o.root)
     }
 
     fn overlapping(&self, dev: u32, off: u64, len: u64) -> Option<String> {
@@ -344,8 +355,12 @@ impl Walker<'_> {
                     posix::FileRecord::Block { bp, .. }
                     | posix::FileRecord::Prealloc { data: Some(bp), .. },
                 ) => {
-                    if !self.shared(&bp) {
+                    if self.same_block(&bp).is_none() {
                         self.visit_block(&bp);
+                    }
+                    match self.live_floor.get(&self.root) {
+                        Some(&floor) if bp.birth_txg > floor => self.count_reference(&bp, 1),
+                        _ => {}
                     }
                 }
                 Ok(
@@ -357,20 +372,6 @@ impl Walker<'_> {
     }
 }
 
-/// What the dead list check needs of the records walked.
-#[derive(Default)]
-struct Lists {
-    /// A live dataset's dead list id → the root number of its tree.
-    live: BTreeMap<u64, u32>,
-    /// Dataset id → its `prev_snap_txg`.
-    datasets: BTreeMap<u64, u64>,
-    /// Some snapshot is being deleted.
-    deleting: bool,
-    /// Snapshot id → how many datasets name it as their origin.
-    clones: BTreeMap<u64, u32>,
-}
-
-/// Merge touching extents so two descriptions of one set compare equal.
 fn normalize(mut v: Vec<Extent>) -> Vec<Extent> {
     v.sort();
     let mut out: Vec<Extent> = Vec::with_capacity(v.len());
@@ -424,6 +425,8 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
         expected,
         progress,
         pool_entries: Vec::new(),
+        live_floor: Default::default(),
+        references: Default::default(),
     };
 
     // Opening read-write already healed what it read on the way in.
@@ -464,147 +467,6 @@ pub fn fsck(store: &Store, repair: bool, progress: Progress<'_>) -> Result<FsckR
 }
 
 impl Walker<'_> {
-    /// The pool tree, then every dataset tree its records name. Nodes are
-    /// decoded from the copies just read and verified, never from the node
-    /// cache: a check must see the disk.
-    fn walk_all_trees(&mut self, pool_root: &TreeRoot) {
-        self.walk_tree("pool tree", POOL_TREE_KIND, pool_root);
-        let mut names = std::collections::HashMap::new();
-        let mut lists = Lists::default();
-        let mut snapshots = Vec::new();
-        let mut dead = Vec::new();
-        for (k, v) in std::mem::take(&mut self.pool_entries) {
-            if let Some(id) = parse_snapshot_key(&k) {
-                match SnapshotRecord::decode(&v) {
-                    Ok(rec) => snapshots.push((id, rec)),
-                    Err(e) => self.error(format!("snapshot {id}: {e}"), false),
-                }
-                continue;
-            }
-            if parse_dead_key(&k).is_some() {
-                dead.push((k, v));
-                continue;
-            }
-            let Some(id) = parse_dataset_key(&k) else {
-                continue;
-            };
-            match DatasetRecord::decode(&v) {
-                Ok(rec) => {
-                    self.check_dataset_name(id, &rec.name, &mut names);
-                    self.root += 1;
-                    lists.live.insert(rec.deadlist, self.root);
-                    lists.datasets.insert(id, rec.prev_snap_txg);
-                    if rec.origin != 0 {
-                        *lists.clones.entry(rec.origin).or_default() += 1;
-                    }
-                    self.walk_tree(
-                        &format!("dataset {id} ({})", rec.name),
-                        DATASET_TREE_KIND,
-                        &rec.root,
-                    )
-                }
-                Err(e) => self.error(format!("dataset {id}: {e}"), false),
-            }
-        }
-        self.walk_snapshots(&snapshots, &mut lists);
-        for origin in std::mem::take(&mut lists.clones).keys() {
-            self.error(
-                format!("a dataset is a clone of snapshot {origin}, which does not exist"),
-                false,
-            );
-        }
-        self.check_dead_lists(&dead, &lists);
-    }
-
-    /// Every snapshot not being deleted is a root of its own; its blocks
-    /// shared with its dataset or another snapshot are counted once.
-    fn walk_snapshots(&mut self, snapshots: &[(u64, SnapshotRecord)], lists: &mut Lists) {
-        let mut names = std::collections::HashSet::new();
-        for (id, rec) in snapshots {
-            let what = format!("snapshot {id} ({})", rec.name);
-            match lists.datasets.get(&rec.dataset) {
-                None => self.error(
-                    format!("{what}: its dataset {} does not exist", rec.dataset),
-                    false,
-                ),
-                Some(&prev) if rec.txg > prev && !rec.deleting => self.error(
-                    format!(
-                        "{what}: taken at txg {} after its dataset's newest snapshot txg {prev}",
-                        rec.txg
-                    ),
-                    false,
-                ),
-                Some(_) => {}
-            }
-            let clones = lists.clones.remove(id).unwrap_or(0);
-            if clones != rec.clones {
-                self.error(
-                    format!(
-                        "{what}: counts {} clones, {clones} datasets name it",
-                        rec.clones
-                    ),
-                    false,
-                );
-            }
-            if !names.insert((rec.dataset, rec.name.clone())) {
-                self.error(
-                    format!("{what}: another snapshot of its dataset has its name"),
-                    false,
-                );
-            }
-            if rec.deleting {
-                lists.deleting = true;
-                continue;
-            }
-            self.root += 1;
-            self.walk_tree(&what, DATASET_TREE_KIND, &rec.root);
-        }
-    }
-
-    /// Each dead list entry is a block some snapshot reaches and the live
-    /// dataset whose list it is on does not; while a delete is in
-    /// progress, entries only the deleted snapshot reached are claimed
-    /// here (the delete frees them).
-    fn check_dead_lists(&mut self, dead: &[(Vec<u8>, Vec<u8>)], lists: &Lists) {
-        self.root = u32::MAX;
-        for (k, v) in dead {
-            let bp = match crate::dead_list::decode_entry(k, v) {
-                Ok(bp) => bp,
-                Err(e) => {
-                    self.error(format!("pool tree: {e}"), false);
-                    continue;
-                }
-            };
-            let (list, _) = parse_dead_key(k).unwrap_or_default();
-            let Some(a) = bp.addrs.first() else { continue };
-            match self.owned.get(&(a.device, a.offset)) {
-                Some(o) if lists.live.get(&list) == Some(&o.root) => self.error(
-                    format!(
-                        "dead list {list}: {} is still used by its live dataset",
-                        bp.describe()
-                    ),
-                    false,
-                ),
-                Some(o) if o.checksum == Some(bp.checksum) => {}
-                Some(o) => self.error(
-                    format!(
-                        "dead list {list}: {} is not the block at its place ({})",
-                        bp.describe(),
-                        o.what
-                    ),
-                    false,
-                ),
-                None if lists.deleting => {
-                    self.visit_block(&bp);
-                }
-                None => self.error(
-                    format!("dead list {list}: {} is held by no snapshot", bp.describe()),
-                    false,
-                ),
-            }
-        }
-    }
-
     /// Dataset names are valid and unique in the pool (mounts and the
     /// dataset commands find a dataset by its name).
     fn check_dataset_name(

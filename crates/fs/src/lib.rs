@@ -5,6 +5,7 @@
 //! objects POSIX semantics and reaches the engine only through here.
 
 pub mod clone_admin;
+pub mod clone_table;
 pub mod dataset;
 pub mod dataset_admin;
 pub mod dead_list;

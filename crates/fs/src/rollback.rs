@@ -95,7 +95,7 @@ impl Trees {
             return Ok(0);
         }
         let entries = self.dead_range(list, 0, u64::MAX, usize::MAX)?;
-        for (k, _) in &entries {
+        for (k, _, _) in &entries {
             self.pool_tree.remove(k)?;
         }
         Ok(entries.len())
@@ -141,9 +141,7 @@ impl Store {
             }
             let discard = blocks_born_after(tree, snap_txg)?;
             self.swap_root(&mut t, ds, id, &root)?;
-            for bp in &discard {
-                self.pool.free(bp)?;
-            }
+            t.release_blocks(&self.pool, &discard)?;
         }
         self.commit()?;
         Ok(())

@@ -29,7 +29,7 @@ use aegis_pool::{AllocClass, Pool, PoolError};
 
 use crate::dataset::{dataset_key, DATASET_TREE_KIND, ROOT_DATASET};
 use crate::dataset_admin::validate_name;
-use crate::dead_list::{dead_key, entry_bytes};
+use crate::dead_list::entry_bytes;
 use crate::error::{FsError, Result};
 use crate::snapshot::{snapshot_key, SnapshotRecord};
 use crate::store::{now_ns, Store, Trees};
@@ -368,9 +368,11 @@ impl Store {
         self.check_space(&t, s.dataset, room)?;
         let only_s = t.dead_range(next_list, prev_txg, s.txg, batch)?;
         if !only_s.is_empty() {
-            for (k, bp) in &only_s {
+            for (k, bp, count) in &only_s {
                 t.pool_tree.remove(k)?;
-                self.pool.free(bp)?;
+                for _ in 0..*count {
+                    t.release_block(&self.pool, bp)?;
+                }
             }
             return Ok(Step::Batch(only_s.len()));
         }
@@ -379,9 +381,9 @@ impl Store {
             list => t.dead_range(list, 0, u64::MAX, batch)?,
         };
         if !own.is_empty() {
-            for (k, bp) in &own {
+            for (k, bp, count) in &own {
                 t.pool_tree.remove(k)?;
-                t.pool_tree.insert(&dead_key(next_list, bp), &bp.encode())?;
+                t.add_dead(next_list, bp, *count)?;
             }
             return Ok(Step::Batch(own.len()));
         }
@@ -400,7 +402,7 @@ impl Store {
         let entries = t.dead_range(next_list, prev_txg, s.txg, usize::MAX)?;
         Ok(entries
             .iter()
-            .map(|(_, bp)| bp.allocated_size(bs) * bp.addrs.len() as u64)
+            .map(|(_, bp, _)| bp.allocated_size(bs) * bp.addrs.len() as u64)
             .sum())
     }
 

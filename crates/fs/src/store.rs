@@ -113,6 +113,8 @@ pub(crate) struct Trees {
     pub dead_pending: BTreeMap<u64, Vec<BlockPtr>>,
     /// Snapshots to take when the open txg closes.
     pub snap_requests: Vec<SnapRequest>,
+    /// Where the clone table has entries (`clone_table.rs`).
+    pub(crate) clones: crate::clone_table::CloneSummary,
 }
 
 impl Trees {
@@ -216,7 +218,9 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
         datasets.insert(id, tree);
         records.insert(id, rec);
     }
+    let clones = crate::clone_table::CloneSummary::load(&pool_tree)?;
     Ok(Trees {
+        clones,
         pool_tree,
         datasets,
         records,
@@ -416,6 +420,11 @@ impl Store {
     }
     pub fn space(&self) -> SpaceInfo {
         self.pool.space()
+    }
+    /// Bytes reflinks save: what the clone table's blocks would take
+    /// again if every extra pointer had its own copy.
+    pub fn reflinked_bytes(&self) -> Result<u64> {
+        self.trees.read().shared_bytes()
     }
     /// Fault-injection hooks for the test suites above this layer: the
     /// write-behind buffer's bound, allocations counted, and ENOSPC after

@@ -276,6 +276,7 @@ impl sealed::Parts for View<'_> {
 /// A change whose [`Tx`] is gone: what standing or undoing it needs.
 pub(crate) struct Detached {
     to_free: Vec<BlockPtr>,
+    shared: Vec<BlockPtr>,
     written: Vec<BlockPtr>,
     dirty_undo: Vec<DirtyUndo>,
     records: Vec<LogRec>,
@@ -298,6 +299,9 @@ pub struct Tx<'a> {
     pub(crate) written: Vec<BlockPtr>,
     /// Blocks this change stops using: freed only if it succeeds.
     pub(crate) to_free: Vec<BlockPtr>,
+    /// Pointers this change copied (reflinks): their blocks gain a
+    /// reference in the clone table only if it succeeds.
+    pub(crate) shared: Vec<BlockPtr>,
     /// The dataset's dirty records, and how to take this change's
     /// changes of them back.
     pub(crate) dirty: &'a mut DirtyData,
@@ -495,6 +499,12 @@ impl Store {
             log.record(undo.records, undo.unlogged, policy);
         }
         self.publish_reserved(ds, undo.reserved.0, undo.reserved.1);
+        // A reflinked block counts its new pointer before any release of
+        // the change can take its old one's.
+        let bs = self.pool.block_size();
+        for bp in &undo.shared {
+            trees.add_reference(bp, bs)?;
+        }
         // Old blocks are released only once the change stands.
         trees.release(&self.pool, ds, &undo.to_free)
     }
@@ -548,6 +558,7 @@ impl<'a> Tx<'a> {
             now: now_ns(),
             written: Vec::new(),
             to_free: Vec::new(),
+            shared: Vec::new(),
             dirty,
             dirty_undo: Vec::new(),
             write_through: false,
@@ -563,6 +574,7 @@ impl<'a> Tx<'a> {
     pub(crate) fn detach(mut self) -> Detached {
         Detached {
             to_free: std::mem::take(&mut self.to_free),
+            shared: std::mem::take(&mut self.shared),
             written: std::mem::take(&mut self.written),
             dirty_undo: std::mem::take(&mut self.dirty_undo),
             records: std::mem::take(&mut self.records),

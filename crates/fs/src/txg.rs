@@ -27,7 +27,6 @@ use aegis_pool::ClosedTxg;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dataset::dataset_key;
-use crate::dead_list;
 use crate::error::{FsError, Result};
 use crate::posix::file_data;
 use crate::store::{Store, Trees};
@@ -145,6 +144,7 @@ impl Store {
             self.settle_dirty(t, id)?;
         }
         let mut travel = Vec::new();
+        let mut released = Vec::new();
         for (&id, tree) in t.datasets.iter_mut() {
             if !tree.is_dirty() {
                 continue;
@@ -164,10 +164,13 @@ impl Store {
             }
             let flushed = tree.flush()?;
             let rec = t.records.get_mut(&id).ok_or(FsError::NoDataset(id))?;
-            let pending = t.dead_pending.entry(id).or_default();
-            dead_list::release(&self.pool, rec, pending, &flushed.freed)?;
             rec.root = flushed.root;
             t.pool_tree.insert(&dataset_key(id), &rec.encode())?;
+            released.push((id, flushed.freed));
+        }
+        // Node blocks, never reflinked, are released like any pointer.
+        for (id, freed) in released {
+            t.release(&self.pool, id, &freed)?;
         }
         t.file_dead_entries()?;
         t.request_time_travel(&travel, self.pool.open_txg());

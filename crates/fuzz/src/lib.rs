@@ -148,6 +148,7 @@ fn dummy_bp(len: usize) -> BlockPtr {
         logical_size: len as u32,
         physical_size: len as u32,
         birth_txg: 5,
+        birth_delta: 0,
         checksum: [0; 32],
         addrs: Vec::new(),
         gang: false,
@@ -167,7 +168,8 @@ fn dataset_record(data: &[u8]) {
 
 /// A snapshot record (what decodes encodes to a record that decodes the
 /// same: the padding of its root's pointer field is not kept), and the
-/// same bytes as a dead list entry: a 29-byte key, then the value.
+/// same bytes as a dead list entry: a 29-byte key, then the value; and
+/// as a clone table entry.
 fn snapshot_record(data: &[u8]) {
     use aegis_fs::snapshot::SnapshotRecord;
     if let Ok(r) = SnapshotRecord::decode(data) {
@@ -175,13 +177,17 @@ fn snapshot_record(data: &[u8]) {
         assert_eq!(again, r, "snapshot record does not round-trip");
     }
     if data.len() > 29 {
-        if let Ok(bp) = aegis_fs::dead_list::decode_entry(&data[..29], &data[29..]) {
+        let (key, value) = data.split_at(29);
+        if let Ok((bp, count)) = aegis_fs::dead_list::decode_counted(key, value) {
             assert_eq!(
-                bp.encode(),
-                &data[29..],
+                aegis_fs::dead_list::encode_entry(&bp, count),
+                value,
                 "dead list entry does not round-trip"
             );
         }
+    }
+    if let Ok(e) = aegis_fs::clone_table::CloneEntry::decode(data) {
+        assert_eq!(e.encode(), data, "clone table entry does not round-trip");
     }
 }
 

@@ -16,20 +16,31 @@
 //! | 7 | 1 | block type |
 //! | 8 | 1 | erasure-coding data shards k (0 for copies) |
 //! | 9 | 1 | tree level (0 for leaves and non-tree blocks) |
-//! | 10 | 2 | reserved, zero |
+//! | 10 | 2 | birth delta, bits 32..47 |
 //! | 12 | 4 | logical size |
 //! | 16 | 4 | physical (stored) size |
-//! | 20 | 4 | reserved, zero |
-//! | 24 | 8 | birth txg |
+//! | 20 | 4 | birth delta, bits 0..31 |
+//! | 24 | 8 | birth txg (of this pointer) |
 //! | 32 | 32 | checksum of the stored bytes |
 //! | 64 | 16×n | addresses: u32 device index, u32 reserved, u64 byte offset |
 //!
 //! Invariants checked on decode: known version, length matches naddr,
 //! 1 ≤ naddr ≤ 11, physical ≤ logical ≤ 16 MiB, physical > 0, copies on
-//! distinct (device, offset) pairs; a gang pointer has one address, that
+//! distinct (device, offset) pairs; a birth delta only on a data block
+//! and at most its birth txg; a gang pointer has one address, that
 //! of its header block (see `gang_header.rs`; pools with the `gang`
 //! feature only), and its sizes and checksum are those of the stored
 //! bytes its pieces hold joined.
+//!
+//! Two births: the birth txg is when this pointer was written, and what
+//! snapshots and dead lists go by (a pointer born after a snapshot is in
+//! no snapshot); the *physical* birth, birth txg less the birth delta, is
+//! when the block's bytes were written, and what the pool goes by (a
+//! block written in the open txg may be reused at once when freed; any
+//! other is deferred). They differ only for a reflink's copy of an older
+//! pointer (pools with the `reflinks` feature, as OpenZFS's block
+//! cloning keeps a logical and a physical birth); 48 bits of delta are
+//! more txgs than a pool lives.
 
 use crate::checksum::ChecksumType;
 use crate::codec::{Reader, Writer};
@@ -48,6 +59,8 @@ pub(crate) const MAX_ADDRS: usize = 11;
 pub(crate) const BLKPTR_MAX: usize = 256;
 /// Largest logical block the format allows (records up to 1 MiB today).
 pub(crate) const MAX_BLOCK_BYTES: u32 = 16 << 20;
+/// The birth delta field is 48 bits wide.
+pub const MAX_BIRTH_DELTA: u64 = (1 << 48) - 1;
 
 /// What a block holds; fsck and scrub use it to know how to descend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,7 +112,11 @@ pub struct BlockPtr {
     pub level: u8,
     pub logical_size: u32,
     pub physical_size: u32,
+    /// The txg this pointer was written in.
     pub birth_txg: u64,
+    /// Txgs between the block's bytes and this pointer: 0 but for a
+    /// reflink's copy of an older pointer (see the module documentation).
+    pub birth_delta: u64,
     pub checksum: [u8; 32],
     /// Copies of the same stored bytes, in preference order; for a gang
     /// block, its header block.
@@ -134,10 +151,10 @@ impl BlockPtr {
         w.u8(self.block_type as u8);
         w.u8(0); // EC data shards
         w.u8(self.level);
-        w.u16(0);
+        w.u16((self.birth_delta >> 32) as u16);
         w.u32(self.logical_size);
         w.u32(self.physical_size);
-        w.u32(0);
+        w.u32(self.birth_delta as u32);
         w.u64(self.birth_txg);
         w.bytes(&self.checksum);
         for a in &self.addrs {
@@ -193,14 +210,21 @@ impl BlockPtr {
         // encode back to themselves.
         let ec_k = r.u8()?;
         let level = r.u8()?;
-        let reserved16 = r.u16()?;
+        let delta_high = r.u16()?;
         let logical_size = r.u32()?;
         let physical_size = r.u32()?;
-        let reserved32 = r.u32()?;
-        if ec_k != 0 || reserved16 != 0 || reserved32 != 0 {
+        let delta_low = r.u32()?;
+        if ec_k != 0 {
             return Err(bad("reserved fields are not zero".into()));
         }
+        let birth_delta = (delta_high as u64) << 32 | delta_low as u64;
         let birth_txg = r.u64()?;
+        if birth_delta > birth_txg || (birth_delta != 0 && block_type != BlockType::Data) {
+            return Err(bad(format!(
+                "birth delta {birth_delta} on a {} born in txg {birth_txg}",
+                block_type.name()
+            )));
+        }
         let checksum = r.array::<32>()?;
         if physical_size == 0 || physical_size > logical_size || logical_size > MAX_BLOCK_BYTES {
             return Err(bad(format!(
@@ -235,6 +259,7 @@ impl BlockPtr {
             logical_size,
             physical_size,
             birth_txg,
+            birth_delta,
             checksum,
             addrs,
             gang,
@@ -249,6 +274,23 @@ impl BlockPtr {
             return Err(PoolError::corrupt("block pointer", "trailing bytes"));
         }
         Ok(bp)
+    }
+
+    /// The txg the block's bytes were written in (see the module
+    /// documentation): its birth txg but for a reflink's copy.
+    pub fn physical_birth(&self) -> u64 {
+        self.birth_txg - self.birth_delta
+    }
+
+    /// A pointer to the same bytes written in txg `txg` (a reflink's
+    /// copy), or `None` if the delta would not fit its field.
+    pub fn cloned_at(&self, txg: u64) -> Option<BlockPtr> {
+        let delta = txg.checked_sub(self.physical_birth())?;
+        (delta <= MAX_BIRTH_DELTA).then(|| BlockPtr {
+            birth_txg: txg,
+            birth_delta: delta,
+            ..self.clone()
+        })
     }
 
     /// Bytes one copy of the block takes in all: its stored bytes in
@@ -337,6 +379,7 @@ mod tests {
             logical_size: 4096,
             physical_size: 1000,
             birth_txg: 42,
+            birth_delta: 0,
             checksum: [9; 32],
             addrs: (0..n)
                 .map(|i| Dva {
@@ -383,6 +426,26 @@ mod tests {
         b[16..20].copy_from_slice(&5000u32.to_le_bytes()); // physical > logical
         assert!(BlockPtr::decode_slice(&b).is_err());
         assert!(BlockPtr::decode_slice(&enc[..70]).is_err());
+    }
+
+    #[test]
+    fn a_clone_keeps_its_physical_birth_across_the_codec() {
+        let mut data = sample(1);
+        data.block_type = BlockType::Data;
+        data.level = 0;
+        let c = data.cloned_at(42 + (7 << 32) + 5).unwrap();
+        assert_eq!(c.physical_birth(), 42);
+        assert_eq!(c.birth_delta, (7 << 32) + 5);
+        assert_eq!(BlockPtr::decode_slice(&c.encode()).unwrap(), c);
+        assert!(data.cloned_at(41).is_none(), "a clone older than its block");
+        assert!(data.cloned_at(42 + MAX_BIRTH_DELTA + 1).is_none());
+        // A delta past the birth, or on a tree node, is damage.
+        let mut b = c.encode();
+        b[24..32].copy_from_slice(&3u64.to_le_bytes());
+        assert!(BlockPtr::decode_slice(&b).is_err());
+        let mut node = sample(1).encode();
+        node[20] = 1;
+        assert!(BlockPtr::decode_slice(&node).is_err());
     }
 
     #[test]

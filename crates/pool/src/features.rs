@@ -23,6 +23,13 @@ pub(crate) const INCOMPAT_SNAPSHOTS: u64 = 1 << 2;
 /// pools made by this build and by `aegisfs upgrade`; a receive into a
 /// pool without it is refused.
 pub(crate) const INCOMPAT_RECEIVED: u64 = 1 << 3;
+/// Reflinks (the filesystem layer's clone table, pool tree record type
+/// 4, and block pointers with a birth delta): a block may be named by
+/// several pointers, and is freed when the table says the last went. A
+/// build without it would free a shared block at its first pointer's
+/// free, so it must refuse the pool. Set on pools made by this build and
+/// by `aegisfs upgrade`; without it a copy_file_range copies.
+pub(crate) const INCOMPAT_REFLINKS: u64 = 1 << 4;
 
 /// Unused by the code (an old reader ignores compat bits by definition);
 /// kept so the three masks read as one table.
@@ -30,7 +37,7 @@ pub(crate) const INCOMPAT_RECEIVED: u64 = 1 << 3;
 pub(crate) const KNOWN_COMPAT: u64 = 0;
 pub(crate) const KNOWN_RO_COMPAT: u64 = 0;
 pub(crate) const KNOWN_INCOMPAT: u64 =
-    INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS | INCOMPAT_RECEIVED;
+    INCOMPAT_BASE_V1 | INCOMPAT_GANG | INCOMPAT_SNAPSHOTS | INCOMPAT_RECEIVED | INCOMPAT_REFLINKS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Features {
@@ -57,6 +64,7 @@ impl Features {
                     1 => "gang".to_string(),
                     2 => "snapshots".to_string(),
                     3 => "received_snapshots".to_string(),
+                    4 => "reflinks".to_string(),
                     _ => format!("incompat_{bit}"),
                 });
             }

@@ -327,6 +327,58 @@ pub trait FileSystem: Send + Sync {
         flags: u32,
     ) -> Result<u64>;
 
+    /// FICLONERANGE (FICLONE: offsets 0, `len` 0): make `len` bytes of
+    /// the target at `offset_out` (0: from `offset_in` to the source's end
+    /// of file) share the source's storage instead of copying it, so both
+    /// read the same bytes until either is written. Grows the target as
+    /// needed; updates its mtime and ctime. Returns the bytes cloned.
+    ///
+    /// Errors: EINVAL (a range the implementation cannot share whole:
+    /// offsets or length off its sharing unit, which a length may end off
+    /// only at the source's end of file; overlapping ranges in one file;
+    /// non-regular files), EISDIR, EBADF (handles' access modes), EFBIG,
+    /// ENOSPC, EOPNOTSUPP (by default).
+    #[allow(clippy::too_many_arguments)]
+    fn clone_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let _ = (ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len);
+        Err(crate::FsError::NotSupported)
+    }
+
+    /// FIDEDUPERANGE for one target: if `len` bytes of the source at
+    /// `offset_in` equal the target's at `offset_out`, make the target
+    /// share the source's storage for them (what the implementation's
+    /// sharing unit allows; the contents do not change, nor the times).
+    /// Returns `Some(bytes shared)`, or `None` if the bytes differ. At most
+    /// 16 MiB are looked at per call (Linux's cap); `len` past the
+    /// source's end of file is cut to it.
+    ///
+    /// Errors: EINVAL (overlapping ranges in one file, non-regular files),
+    /// EISDIR, EBADF (the target not open for writing), EOPNOTSUPP (by
+    /// default).
+    #[allow(clippy::too_many_arguments)]
+    fn dedupe_range(
+        &self,
+        ino_in: Ino,
+        fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<Option<u64>> {
+        let _ = (ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len);
+        Err(crate::FsError::NotSupported)
+    }
+
     /// Remount: `writable` false makes every change durable, then refuses
     /// all later changes with EROFS (and updates no atime) until called
     /// with true again.

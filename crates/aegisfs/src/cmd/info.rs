@@ -49,6 +49,9 @@ struct Info {
     free: u64,
     deferred_free: u64,
     reserved: u64,
+    /// Bytes reflinks save: blocks named by several pointers, counted
+    /// once per extra pointer.
+    reflinked: u64,
     space_map_blocks: u64,
     trees: Vec<TreeShape>,
     /// The filesystem in the root dataset, if it holds one.
@@ -133,6 +136,9 @@ pub fn run(a: Args) -> CliResult<u8> {
         free: sp.free,
         deferred_free: sp.deferred,
         reserved: sp.reserve,
+        reflinked: store
+            .reflinked_bytes()
+            .map_err(|e| CliError::new(format!("the clone table: {e}")))?,
         space_map_blocks: ub.space_map_blocks,
         trees: tree_shapes(&store),
         filesystem: fs_info(&store)?,
@@ -187,6 +193,9 @@ fn print_text(info: &Info) {
         human(info.reserved),
         human(info.size)
     );
+    if info.reflinked > 0 {
+        println!("reflinks     {} shared", human(info.reflinked));
+    }
     println!("space map    {} blocks", info.space_map_blocks);
     for t in &info.trees {
         println!(

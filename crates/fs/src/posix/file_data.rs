@@ -170,7 +170,7 @@ pub(super) fn account_in(tx: &mut Tx<'_>, r: &mut InodeRecord, rec: &FileRecord)
 
 /// `old` stops being used: out of the accounts, its block freed once
 /// the change stands.
-fn forget(tx: &mut Tx<'_>, r: &mut InodeRecord, old: &FileRecord) {
+pub(super) fn forget(tx: &mut Tx<'_>, r: &mut InodeRecord, old: &FileRecord) {
     account_out(tx, r, old);
     if let Some(bp) = block_of(old) {
         tx.to_free.push(bp.clone());
@@ -341,8 +341,19 @@ fn estimator(tx: &Tx<'_>) -> Estimator {
 /// Drop `ino`'s dirty records with a start at or past `lo` unwritten
 /// (truncate, delete): `alloc_bytes` gets the tree's figure back.
 fn discard(tx: &mut Tx<'_>, ino: u64, r: Option<&mut InodeRecord>, lo: u64) {
+    discard_range(tx, ino, r, lo, u64::MAX)
+}
+
+/// Drop `ino`'s dirty records with a start in `[lo, hi)` unwritten.
+pub(super) fn discard_range(
+    tx: &mut Tx<'_>,
+    ino: u64,
+    r: Option<&mut InodeRecord>,
+    lo: u64,
+    hi: u64,
+) {
     let mut back = 0i128;
-    for start in tx.dirty.starts(ino, lo, u64::MAX) {
+    for start in tx.dirty.starts(ino, lo, hi) {
         if let Some(d) = tx.dirty.take((ino, start)) {
             back += d.old_alloc as i128 - d.est as i128;
             DirtyData::removed((ino, start), d, &mut tx.dirty_undo);
@@ -362,7 +373,7 @@ fn discard(tx: &mut Tx<'_>, ino: u64, r: Option<&mut InodeRecord>, lo: u64) {
 /// reservation (class `Reserved`: the pool's own reserve is not in its
 /// way). Bytes that reach past it make an ordinary record and give the
 /// share back. Otherwise all zeroes leave a hole.
-fn store(
+pub(super) fn store(
     tx: &mut Tx<'_>,
     ino: u64,
     r: &mut InodeRecord,

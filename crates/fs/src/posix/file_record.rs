@@ -261,6 +261,7 @@ mod tests {
             logical_size: 4096,
             physical_size: 1000,
             birth_txg: 7,
+            birth_delta: 0,
             checksum: [3; 32],
             addrs: vec![Dva {
                 device: 0,

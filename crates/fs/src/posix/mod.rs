@@ -17,6 +17,7 @@ pub(crate) mod directory;
 pub mod dirent;
 #[doc(hidden)]
 pub mod dirty_data;
+pub mod file_clone;
 pub(crate) mod file_data;
 mod file_prealloc;
 pub(crate) mod file_read;

@@ -2,7 +2,8 @@
 //! pool: a hit costs a lookup and no device read, checksum or
 //! decompression.
 //!
-//! Keyed by the block's first address, its birth txg and the first bytes
+//! Keyed by the block's first address, its physical birth txg (a
+//! reflink's pointers to one block share its entry) and the first bytes
 //! of its checksum. A live block is never overwritten (self-heal rewrites
 //! the same bytes), and a reused address holds other stored bytes, so
 //! other checksum bytes: a key can never name two different contents,
@@ -55,14 +56,19 @@ pub(crate) const ENTRY_OVERHEAD_BYTES: u64 = 128;
 /// entries than the correlated-reference window spans.
 pub const MIN_CACHE_BYTES: u64 = 1 << 20;
 
-/// (device, offset, birth txg, checksum prefix) of a block's first copy.
+/// (device, offset, physical birth txg, checksum prefix) of a block's first copy.
 pub(crate) type Key = (u32, u64, u64, u64);
 
 pub(crate) fn key_of(bp: &BlockPtr) -> Option<Key> {
     let a = bp.addrs.first()?;
     let mut sum = [0u8; 8];
     sum.copy_from_slice(&bp.checksum[..8]);
-    Some((a.device, a.offset, bp.birth_txg, u64::from_le_bytes(sum)))
+    Some((
+        a.device,
+        a.offset,
+        bp.physical_birth(),
+        u64::from_le_bytes(sum),
+    ))
 }
 
 /// Which blocks a full cache gives up.

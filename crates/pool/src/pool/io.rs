@@ -542,16 +542,18 @@ impl Pool {
         })
     }
 
-    /// Free a block's space. Blocks born in the open txg are reusable at
-    /// once; older ones wait out the deferral.
+    /// Free a block's space. Blocks whose bytes were written in the open
+    /// txg (physical birth: a reflink's pointer born now may name older
+    /// bytes) are reusable at once; older ones wait out the deferral.
     pub fn free(&self, bp: &BlockPtr) -> Result<()> {
         self.check_writable()?;
         let txg = self.open_txg();
         if let Some(key) = key_of(bp) {
             self.data_cache.remove(&key);
         }
+        let now = bp.physical_birth() == txg;
         if !bp.gang {
-            if bp.birth_txg == txg {
+            if now {
                 let mut wb = self.behind.lock();
                 for a in &bp.addrs {
                     wb.drop_copy(a.device, a.offset);
@@ -561,7 +563,7 @@ impl Pool {
         }
         // A gang block's pieces are known only from its header.
         let extents = self.extents_of(bp)?;
-        if bp.birth_txg == txg {
+        if now {
             let mut wb = self.behind.lock();
             for e in &extents {
                 wb.drop_copy(e.device, e.offset);
@@ -569,7 +571,7 @@ impl Pool {
         }
         let mut a = self.alloc.lock();
         for e in extents {
-            a.free(e, txg, bp.birth_txg == txg)?;
+            a.free(e, txg, now)?;
         }
         Ok(())
     }
@@ -659,6 +661,7 @@ pub(super) fn make_ptr_with(
         logical_size: logical as u32,
         physical_size: stored.len() as u32,
         birth_txg: txg,
+        birth_delta: 0,
         checksum,
         addrs: extents
             .iter()

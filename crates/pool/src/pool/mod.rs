@@ -227,6 +227,11 @@ impl Pool {
     pub fn received_enabled(&self) -> bool {
         self.config.features.incompat & crate::features::INCOMPAT_RECEIVED != 0
     }
+    /// Does this pool have the `reflinks` feature (so a block may be
+    /// named by several pointers, counted in the clone table)?
+    pub fn reflinks_enabled(&self) -> bool {
+        self.config.features.incompat & crate::features::INCOMPAT_REFLINKS != 0
+    }
     pub fn devices(&self) -> &[DeviceRef] {
         &self.devices
     }
@@ -346,8 +351,8 @@ fn empty_allocator(config: &LabelConfig) -> Allocator {
     Allocator::new(&areas, config.block_size)
 }
 
-/// Free every copy of `bp` in the txg `txg`: at once if it was born in
-/// that (still open) txg, else deferred.
+/// Free every copy of `bp` in the txg `txg`: at once if its bytes were
+/// written in that (still open) txg, else deferred.
 fn free_ptr(alloc: &mut Allocator, bp: &BlockPtr, block_size: u32, txg: u64) -> Result<()> {
     let len = bp.copy_size(block_size);
     for d in &bp.addrs {
@@ -358,7 +363,7 @@ fn free_ptr(alloc: &mut Allocator, bp: &BlockPtr, block_size: u32, txg: u64) -> 
                 len,
             },
             txg,
-            bp.birth_txg == txg,
+            bp.physical_birth() == txg,
         )?;
     }
     Ok(())
