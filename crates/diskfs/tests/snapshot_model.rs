@@ -1,5 +1,6 @@
 //! Model test of snapshots: seeded random file operations (writes at any
-//! offset, truncates, hole punches, renames, unlinks) on a mounted
+//! offset, truncates, hole punches, renames, unlinks, copy_file_range,
+//! which shares whole records as reflinks) on a mounted
 //! dataset, with snapshots taken and deleted at random points while it is
 //! mounted, and remounts. The model is a map of file names to contents,
 //! copied whenever a snapshot is taken; at random points and at the end
@@ -26,6 +27,8 @@ type Files = BTreeMap<String, Vec<u8>>;
 
 const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 const MAX_FILE: u64 = 300_000;
+/// The record size of the test's datasets.
+const RS: u64 = 16 << 10;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -89,6 +92,47 @@ impl World {
             f.resize(end, 0);
         }
         f[off as usize..end].copy_from_slice(&data);
+    }
+
+    /// copy_file_range between two files, half the time on record
+    /// boundaries (so records are shared), else anywhere (copied).
+    fn copy(&mut self, rng: &mut SmallRng) {
+        let Some(from) = self.pick(rng) else { return };
+        let to = NAMES[rng.gen_range(0..NAMES.len())];
+        let size = self.live[&from].len() as u64;
+        if to == from || size == 0 {
+            return;
+        }
+        let (mut off, mut at) = (rng.gen_range(0..size), rng.gen_range(0..MAX_FILE));
+        if rng.gen_bool(0.5) {
+            (off, at) = (off / RS * RS, at / RS * RS);
+        }
+        let len = rng.gen_range(1..=size - off);
+        let src = self.ino(&from).unwrap();
+        let dst = match self.ino(to) {
+            Some(i) => i,
+            None => {
+                let (ino, fh) = aegis_testkit::create_file(self.fs(), to);
+                self.fs().release(ino, fh).unwrap();
+                ino
+            }
+        };
+        let fi = self.fs().open(src, libc::O_RDONLY).unwrap();
+        let fo = self.fs().open(dst, libc::O_RDWR).unwrap();
+        let n = self
+            .fs()
+            .copy_file_range(src, fi, off, dst, fo, at, len, 0)
+            .unwrap();
+        assert_eq!(n, len);
+        self.fs().release(src, fi).unwrap();
+        self.fs().release(dst, fo).unwrap();
+        let bytes = self.live[&from][off as usize..(off + len) as usize].to_vec();
+        let f = self.live.entry(to.to_string()).or_default();
+        let end = (at + len) as usize;
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[at as usize..end].copy_from_slice(&bytes);
     }
 
     fn truncate(&mut self, rng: &mut SmallRng) {
@@ -253,7 +297,7 @@ fn contents(fs: &DiskFs) -> Files {
 }
 
 fn run(seed: u64, ops: u64) {
-    let kit = Kit::default().size(256 << 20).record_size(16 << 10);
+    let kit = Kit::default().size(256 << 20).record_size(RS as u32);
     let dev = kit.fresh();
     let mut w = World {
         kit,
@@ -267,7 +311,8 @@ fn run(seed: u64, ops: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     for i in 0..ops {
         match rng.gen_range(0..100) {
-            0..=39 => w.write(&mut rng),
+            0..=33 => w.write(&mut rng),
+            34..=39 => w.copy(&mut rng),
             40..=49 => w.truncate(&mut rng),
             50..=56 => w.punch(&mut rng),
             57..=63 => w.rename(&mut rng),
