@@ -218,7 +218,12 @@ impl DiskFs {
             }),
         });
         if let Some(replay) = replay {
-            fs.replay(replay).map_err(replay_failed)?;
+            // What the log holds was allowed once: a quota does not
+            // refuse it again.
+            fs.store.set_quota_enforced(fs.ds, false);
+            let replayed = fs.replay(replay);
+            fs.store.set_quota_enforced(fs.ds, true);
+            replayed.map_err(replay_failed)?;
         }
         // Orphans a crash left, and those the log replay made (names
         // removed while open), go now.

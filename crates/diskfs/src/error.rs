@@ -23,6 +23,7 @@ pub(crate) fn lower(e: aegis_fs::FsError) -> FsError {
     }
     match e {
         aegis_fs::FsError::NoInode(_) => FsError::NotFound,
+        aegis_fs::FsError::QuotaExceeded(_) => FsError::QuotaExceeded,
         aegis_fs::FsError::ValueTooLong => FsError::InvalidArgument("value needs too many chunks"),
         other => FsError::Io(other.to_string()),
     }

@@ -137,6 +137,7 @@ impl Store {
             tracing::warn!(error = %f, "could not take a new dataset's record out");
         }
         t.datasets.remove(&id);
+        t.quotas.remove(&id);
         t.records.remove(&id);
         t.dirty.remove(&id);
     }
@@ -194,6 +195,8 @@ impl Store {
             };
             t.pool_tree.remove(&dataset_key(id))?;
             t.datasets.remove(&id);
+            t.quotas.remove(&id);
+            t.quotas.remove(&id);
             t.records.remove(&id);
             t.dirty.remove(&id);
             t.logs.remove(&id);

@@ -34,6 +34,9 @@ pub enum FsError {
     /// order, for another base, or from a newer format.
     #[error("send stream: {0}")]
     Stream(String),
+    /// A change that would take a user, group or dataset past its quota.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
 }
 
 impl FsError {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fsck;
 pub mod intent_log;
 pub mod posix;
+mod quota_admin;
 pub mod receive;
 pub mod receive_state;
 mod rollback;

@@ -368,6 +368,9 @@ impl Store {
             meta.features &= !FEATURE_RECEIVING;
             tree.insert(&keys::meta(), &meta.encode())?;
             tree.remove(&keys::recv_state())?;
+            // The received items hold the usage; a table loaded before
+            // (none should be: the dataset is not mounted) goes.
+            t.quotas.remove(&ds);
             Ok(())
         };
         self.snapshot_with(ds, &st.name, st.created_ns, Some(st.snapshot_guid), prepare)?;

@@ -182,6 +182,8 @@ impl Store {
         let encoded = rec.encode();
         t.pool_tree.insert(&dataset_key(ds), &encoded)?;
         t.datasets.insert(ds, tree);
+        // The snapshot's usage items are the dataset's now.
+        t.quotas.remove(&ds);
         t.dirty.remove(&ds);
         self.reserved.lock().insert(ds, reserved);
         tracing::info!(dataset = ds, snapshot = snap, "rolled back");

@@ -115,6 +115,9 @@ pub(crate) struct Trees {
     pub snap_requests: Vec<SnapRequest>,
     /// Where the clone table has entries (`clone_table.rs`).
     pub(crate) clones: crate::clone_table::CloneSummary,
+    /// Quota usage of the datasets that keep it, loaded on first use
+    /// (`quota_admin.rs`).
+    pub(crate) quotas: BTreeMap<u64, crate::posix::quota::QuotaTable>,
 }
 
 impl Trees {
@@ -182,6 +185,8 @@ pub struct Store {
     /// Most records one receive commit applies (`receive::BATCH_RECORDS`;
     /// tests make it small).
     pub(crate) receive_batch: AtomicUsize,
+    /// Datasets whose quotas are not enforced now (their log replays).
+    pub(crate) quota_relaxed: Mutex<std::collections::BTreeSet<u64>>,
     report: OpenReport,
 }
 
@@ -220,6 +225,7 @@ fn load_trees(pool: &Arc<Pool>, cache: &Arc<NodeCache>, root: &TreeRoot) -> Resu
     }
     let clones = crate::clone_table::CloneSummary::load(&pool_tree)?;
     Ok(Trees {
+        quotas: BTreeMap::new(),
         clones,
         pool_tree,
         datasets,
@@ -367,6 +373,7 @@ impl Store {
             write_through: AtomicBool::new(false),
             delete_batch: AtomicUsize::new(crate::snapshot_admin::DELETE_BATCH),
             receive_batch: AtomicUsize::new(crate::receive::BATCH_RECORDS),
+            quota_relaxed: Mutex::new(Default::default()),
             report,
         }
     }

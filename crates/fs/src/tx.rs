@@ -28,9 +28,10 @@ use crate::dead_list::{entry_bytes, is_held};
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
 use crate::posix::dirty_data::{DirtyData, Undo as DirtyUndo};
+use crate::posix::quota::{account, Deltas};
 use crate::posix::read_ahead::ReadAhead;
-use crate::posix::DirentValue;
 use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
+use crate::posix::{DirentValue, FEATURE_QUOTA};
 use crate::store::{Store, Trees};
 
 /// What a change may need, for the space check made before it starts.
@@ -275,6 +276,8 @@ impl sealed::Parts for View<'_> {
 
 /// A change whose [`Tx`] is gone: what standing or undoing it needs.
 pub(crate) struct Detached {
+    /// Usage changes, in a dataset with quotas.
+    pub(crate) quota: Deltas,
     to_free: Vec<BlockPtr>,
     shared: Vec<BlockPtr>,
     written: Vec<BlockPtr>,
@@ -315,6 +318,9 @@ pub struct Tx<'a> {
     unlogged: bool,
     /// The meta record's reserved counter when the change began.
     reserved_before: u64,
+    /// The dataset keeps quota usage: inode writes compute deltas.
+    quota_on: bool,
+    pub(crate) quota: Deltas,
 }
 
 impl sealed::Parts for Tx<'_> {
@@ -335,8 +341,21 @@ impl Tx<'_> {
     }
 
     pub fn put_inode(&mut self, ino: u64, rec: &InodeRecord) -> Result<()> {
+        if self.quota_on {
+            let old = self.stored_inode(ino)?;
+            account(&mut self.quota, old.as_ref(), Some(rec));
+        }
         self.tree.insert(&keys::inode(ino), &rec.encode())?;
         Ok(())
+    }
+
+    /// The inode record the tree holds now, if any (quota deltas).
+    fn stored_inode(&self, ino: u64) -> Result<Option<InodeRecord>> {
+        match directory::read_inode(self.tree, ino) {
+            Ok(r) => Ok(Some(r)),
+            Err(FsError::NoInode(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Record `rec` in the intent log once this change stands.
@@ -372,6 +391,10 @@ impl Tx<'_> {
     /// Delete orphan `ino` whole: its data blocks, every item of the
     /// object, its orphan key, and one from the inode count.
     pub fn remove_object(&mut self, ino: u64) -> Result<()> {
+        if self.quota_on {
+            let old = self.stored_inode(ino)?;
+            account(&mut self.quota, old.as_ref(), None);
+        }
         self.free_file_data(ino)?;
         let items = scan(self.tree, &keys::item_start(ino, 0), &keys::object_end(ino))?;
         for (k, _) in items {
@@ -470,6 +493,10 @@ impl Store {
             None => 0,
         };
         let undo = tx.detach();
+        if let Err(e) = self.quota_allows(trees, ds, &undo.quota) {
+            self.undo_detached(trees, ds, undo);
+            return Err(e.into());
+        }
         if held > 0 {
             let extra = TxSize {
                 run_bytes: held as u64 * entry_bytes(3),
@@ -499,6 +526,7 @@ impl Store {
             log.record(undo.records, undo.unlogged, policy);
         }
         self.publish_reserved(ds, undo.reserved.0, undo.reserved.1);
+        trees.apply_quota(ds, &undo.quota)?;
         // A reflinked block counts its new pointer before any release of
         // the change can take its old one's.
         let bs = self.pool.block_size();
@@ -549,7 +577,10 @@ impl<'a> Tx<'a> {
         meta: DatasetMeta,
     ) -> Tx<'a> {
         let reserved_before = meta.reserved;
+        let quota_on = meta.features & FEATURE_QUOTA != 0;
         Tx {
+            quota_on,
+            quota: Deltas::new(),
             tree,
             pool,
             log,
@@ -573,6 +604,7 @@ impl<'a> Tx<'a> {
     /// undoing it needs (the tree's undo log stays open in the tree).
     pub(crate) fn detach(mut self) -> Detached {
         Detached {
+            quota: std::mem::take(&mut self.quota),
             to_free: std::mem::take(&mut self.to_free),
             shared: std::mem::take(&mut self.shared),
             written: std::mem::take(&mut self.written),

@@ -143,6 +143,8 @@ impl Store {
         for id in ids {
             self.settle_dirty(t, id)?;
         }
+        // Usage items land with the inodes they add up.
+        t.write_quotas()?;
         let mut travel = Vec::new();
         let mut released = Vec::new();
         for (&id, tree) in t.datasets.iter_mut() {
@@ -207,7 +209,9 @@ impl Store {
         tx.dirty_undo.clear();
         self.publish_reserved(ds, held_before, tx.meta.reserved);
         let to_free = std::mem::take(&mut tx.to_free);
+        let quota = std::mem::take(&mut tx.quota);
         drop(tx);
+        t.apply_quota(ds, &quota)?;
         t.release(&self.pool, ds, &to_free)
     }
 

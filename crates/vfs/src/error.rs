@@ -29,6 +29,9 @@ pub enum FsError {
     NotPermitted,
     #[error("no space left on device")]
     NoSpace,
+    /// EDQUOT: a user's, group's or dataset's quota would be passed.
+    #[error("disk quota exceeded")]
+    QuotaExceeded,
     #[error("file too large")]
     TooBig,
     #[error("extended attribute value too large")]
@@ -74,6 +77,7 @@ impl FsError {
             FsError::Permission => libc::EACCES,
             FsError::NotPermitted => libc::EPERM,
             FsError::NoSpace => libc::ENOSPC,
+            FsError::QuotaExceeded => libc::EDQUOT,
             FsError::TooBig => libc::EFBIG,
             FsError::XattrTooBig => libc::E2BIG,
             FsError::RangeTooSmall => libc::ERANGE,

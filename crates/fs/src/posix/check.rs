@@ -83,6 +83,11 @@ pub fn check_tree(
     c.check_entries();
     let (count, max_ino) = c.check_inodes(&meta);
     c.check_meta(&meta, count, max_ino);
+    if meta.features & super::FEATURE_QUOTA != 0 {
+        for f in super::quota::check_usage(tree)? {
+            c.bad(f);
+        }
+    }
     Ok(Some(c.out))
 }
 
@@ -123,6 +128,11 @@ impl Checker {
                 (keys::SCHEDULE, _) if k.len() == 17 && v.len() == 8 => {}
                 (keys::RECV_STATE, _) if k.len() == 9 => {}
                 (keys::TIMETRAVEL, _) if k.len() == 9 && v.len() == 8 => {}
+                (keys::QUOTA, _) if super::quota::parse_quota_key(k).is_some() => {
+                    if let Err(e) = super::quota::QuotaEntry::decode(&v) {
+                        self.bad(format!("{e}"));
+                    }
+                }
                 (keys::ORPHAN, Some(ino)) => {
                     self.orphans.insert(ino);
                 }

@@ -23,7 +23,9 @@
 //! [`SCHEDULE`] per snapshot schedule (`crate::snapshot_schedule`), and
 //! while a send stream is being received into the dataset, its
 //! [`RECV_STATE`] (`crate::receive_state`), and the [`TIMETRAVEL`]
-//! window (`crate::time_travel`).
+//! window (`crate::time_travel`), and one [`QUOTA`] item per user, group
+//! or the dataset with a limit or usage, in a dataset with quotas
+//! (`quota.rs`).
 //!
 //! Directory entries are keyed by a 64-bit hash of the name *and* the
 //! entry's cookie, so two names with the same hash are two keys: a lookup
@@ -54,6 +56,8 @@ pub const RECV_STATE: u8 = 21;
 /// Object 0: the time travel window, u64 seconds (`time_travel.rs`).
 pub const TIMETRAVEL: u8 = 22;
 
+/// Object 0: one per (kind, id) with a quota or usage (`quota.rs`).
+pub const QUOTA: u8 = 23;
 /// The object holding dataset-wide items; inode numbers start above it.
 pub const META_OBJECT: u64 = 0;
 

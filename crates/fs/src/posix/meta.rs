@@ -46,8 +46,16 @@ pub const FEATURE_RECORDSIZE: u64 = 1 << 2;
 /// holds yet): no build may mount it, this one refuses until the receive
 /// is finished or aborted (`receive.rs`).
 pub const FEATURE_RECEIVING: u64 = 1 << 3;
-const KNOWN_FEATURES: u64 =
-    FEATURE_PREALLOC | FEATURE_PREALLOC_TREE | FEATURE_RECORDSIZE | FEATURE_RECEIVING;
+/// Incompat feature: the dataset keeps quota usage items (`quota.rs`),
+/// which every change of an inode record must update; a build without
+/// it would let them go stale, so it must refuse the dataset. Set by the
+/// first `quota set`.
+pub const FEATURE_QUOTA: u64 = 1 << 4;
+const KNOWN_FEATURES: u64 = FEATURE_PREALLOC
+    | FEATURE_PREALLOC_TREE
+    | FEATURE_RECORDSIZE
+    | FEATURE_RECEIVING
+    | FEATURE_QUOTA;
 
 /// The names of the dataset feature bits set in `bits` (`info`).
 pub fn feature_names(bits: u64) -> Vec<String> {
@@ -58,6 +66,7 @@ pub fn feature_names(bits: u64) -> Vec<String> {
             FEATURE_PREALLOC_TREE => "prealloc_tree".to_string(),
             FEATURE_RECORDSIZE => "recordsize".to_string(),
             FEATURE_RECEIVING => "receiving".to_string(),
+            FEATURE_QUOTA => "quota".to_string(),
             _ => format!("feature_{b}"),
         })
         .collect()

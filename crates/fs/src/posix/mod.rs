@@ -25,6 +25,7 @@ pub mod file_record;
 pub mod inode;
 pub mod keys;
 pub mod meta;
+pub mod quota;
 pub(crate) mod read_ahead;
 pub(crate) mod record_size;
 pub(crate) mod settle_encode;
@@ -37,7 +38,7 @@ pub use file_record::{FileRecord, ShareRule, MAX_RECORD_SIZE};
 pub use inode::{record_shift_of, InodeRecord};
 pub use meta::{
     feature_names, DatasetMeta, DEFAULT_RECORD_SIZE, FEATURE_PREALLOC, FEATURE_PREALLOC_TREE,
-    FEATURE_RECEIVING, FEATURE_RECORDSIZE, MIN_RECORD_SIZE,
+    FEATURE_QUOTA, FEATURE_RECEIVING, FEATURE_RECORDSIZE, MIN_RECORD_SIZE,
 };
 
 use aegis_pool::{AllocClass, Compression, Extent};
