@@ -12,7 +12,10 @@
 //! FIFO` writes a send stream of snapshot SNAP (since BASE, after TOKEN's
 //! key; `-` for none) into the FIFO the caller reads from, while the
 //! dataset serves. A rollback needs the dataset unmounted and is refused
-//! here. A snapshot mount takes no commands.
+//! here. `quota list` gives one line per user, group or dataset entry
+//! (kind, id, the bytes and inodes limits, the bytes and inodes used);
+//! `quota set KIND ID BYTES INODES` sets a limit (0: none). A snapshot
+//! mount takes no commands.
 
 use aegis_vfs::ControlError;
 
@@ -76,6 +79,10 @@ impl DiskFs {
                     .map_err(engine)?;
                 Ok("schedule removed".into())
             }
+            ["quota", "list"] => self.live_quota_list(),
+            ["quota", "set", kind, id, bytes, inodes] => {
+                self.live_quota_set(kind, id, bytes, inodes)
+            }
             ["snapshot", "rollback", _] => Err(refuse(
                 libc::EBUSY,
                 "the dataset is mounted: unmount it, then roll back the image",
@@ -85,6 +92,44 @@ impl DiskFs {
                 format!("no command {:?}", words.join(" ")),
             )),
         }
+    }
+
+    /// One line per entry: kind, id, bytes limit, inodes limit, bytes
+    /// used, inodes used.
+    fn live_quota_list(&self) -> Reply {
+        let mut out = String::new();
+        for (q, e) in self.store.quotas(self.ds).map_err(engine)? {
+            out.push_str(&format!(
+                "{} {} {} {} {} {}\n",
+                q.kind, q.id, e.limit_bytes, e.limit_inodes, e.used_bytes, e.used_inodes
+            ));
+        }
+        Ok(out)
+    }
+
+    fn live_quota_set(&self, kind: &str, id: &str, bytes: &str, inodes: &str) -> Reply {
+        use aegis_fs::posix::quota::{QuotaId, KIND_DATASET};
+        let parsed = (
+            kind.parse::<u8>(),
+            id.parse(),
+            bytes.parse(),
+            inodes.parse(),
+        );
+        let (Ok(kind), Ok(id), Ok(bytes), Ok(inodes)) = parsed else {
+            return Err(refuse(libc::EINVAL, "quota set takes KIND ID BYTES INODES"));
+        };
+        if kind > KIND_DATASET {
+            return Err(refuse(libc::EINVAL, format!("no quota kind {kind}")));
+        }
+        if self.read_only() {
+            return Err(refuse(libc::EROFS, "the dataset is mounted read-only"));
+        }
+        let q = QuotaId { kind, id };
+        let e = self
+            .store
+            .set_quota(self.ds, q, bytes, inodes)
+            .map_err(engine)?;
+        Ok(format!("{} {}", e.used_bytes, e.used_inodes))
     }
 
     fn live_snapshot_create(&self, name: &str) -> Reply {

@@ -8,6 +8,7 @@ pub mod info;
 pub mod mkfs;
 pub mod mount;
 pub mod property;
+pub mod quota;
 pub mod remount;
 pub mod send;
 pub mod shutdown;

@@ -346,7 +346,7 @@ fn write_back(dir: &Path) -> CliResult<()> {
 }
 
 /// Send a live command to the daemon serving `mountpoint`.
-fn live(mountpoint: &Path, words: &[&str]) -> CliResult<String> {
+pub(super) fn live(mountpoint: &Path, words: &[&str]) -> CliResult<String> {
     let shown = mountpoint.display();
     match aegis_fuse::control::command(mountpoint, words) {
         Ok(Ok(text)) => Ok(text),
