@@ -50,10 +50,11 @@ impl Store {
     /// EDQUOT for a change whose deltas would take a (kind, id) past its
     /// limit, unless enforcement is off for the dataset.
     pub(crate) fn quota_allows(&self, t: &mut Trees, ds: u64, d: &Deltas) -> Result<()> {
-        if d.is_empty() || self.quota_relaxed.lock().contains(&ds) {
+        if d.is_empty() {
             return Ok(());
         }
         match t.quota_table(ds)?.refuses(d) {
+            Some(_) if self.quota_relaxed.lock().contains(&ds) => Ok(()),
             Some(q) => Err(FsError::QuotaExceeded(q.describe())),
             None => Ok(()),
         }
@@ -105,7 +106,7 @@ impl Store {
             let table = t.quota_table(ds)?;
             let have = table.get(q).used_bytes as i64;
             let mut d = Deltas::new();
-            d.insert(q, (used_bytes as i64 - have, 0));
+            d.add(q, used_bytes as i64 - have, 0);
             table.apply(&d);
         }
         self.commit().map(|_| ())

@@ -28,7 +28,7 @@ use crate::dead_list::{entry_bytes, is_held};
 use crate::error::{FsError, Result};
 use crate::intent_log::{log_policy_of, IntentLog, LogPolicy, LogRec};
 use crate::posix::dirty_data::{DirtyData, Undo as DirtyUndo};
-use crate::posix::quota::{account, Deltas};
+use crate::posix::quota::{account_charges, Charge, Charges, Deltas};
 use crate::posix::read_ahead::ReadAhead;
 use crate::posix::{directory, file_data, keys, xattr, DatasetMeta, Found, InodeRecord};
 use crate::posix::{DirentValue, FEATURE_QUOTA};
@@ -321,6 +321,9 @@ pub struct Tx<'a> {
     /// The dataset keeps quota usage: inode writes compute deltas.
     quota_on: bool,
     pub(crate) quota: Deltas,
+    /// What each inode this change read or wrote is charged for now, so
+    /// a quota delta needs no second read of the record.
+    charges: std::cell::RefCell<Charges>,
 }
 
 impl sealed::Parts for Tx<'_> {
@@ -342,20 +345,42 @@ impl Tx<'_> {
 
     pub fn put_inode(&mut self, ino: u64, rec: &InodeRecord) -> Result<()> {
         if self.quota_on {
-            let old = self.stored_inode(ino)?;
-            account(&mut self.quota, old.as_ref(), Some(rec));
+            let old = self.charge_now(ino)?;
+            let new = Some(Charge::of(rec));
+            account_charges(&mut self.quota, old, new);
+            self.remember_charge(ino, new);
         }
         self.tree.insert(&keys::inode(ino), &rec.encode())?;
         Ok(())
     }
 
-    /// The inode record the tree holds now, if any (quota deltas).
-    fn stored_inode(&self, ino: u64) -> Result<Option<InodeRecord>> {
+    /// The inode record of `ino` (as [`ObjectRead::inode`]), noting its
+    /// charge in a dataset with quotas, so the write that usually follows
+    /// need not read it again.
+    pub fn inode(&self, ino: u64) -> Result<InodeRecord> {
+        let r = directory::read_inode(self.tree, ino)?;
+        if self.quota_on {
+            self.charges
+                .borrow_mut()
+                .note(ino, Some(Charge::of(&r)), true);
+        }
+        Ok(r)
+    }
+
+    /// What `ino` is charged for in the tree now (`None`: no record).
+    fn charge_now(&self, ino: u64) -> Result<Option<Charge>> {
+        if let Some(c) = self.charges.borrow().get(ino) {
+            return Ok(c);
+        }
         match directory::read_inode(self.tree, ino) {
-            Ok(r) => Ok(Some(r)),
+            Ok(r) => Ok(Some(Charge::of(&r))),
             Err(FsError::NoInode(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn remember_charge(&self, ino: u64, c: Option<Charge>) {
+        self.charges.borrow_mut().note(ino, c, false);
     }
 
     /// Record `rec` in the intent log once this change stands.
@@ -392,8 +417,9 @@ impl Tx<'_> {
     /// object, its orphan key, and one from the inode count.
     pub fn remove_object(&mut self, ino: u64) -> Result<()> {
         if self.quota_on {
-            let old = self.stored_inode(ino)?;
-            account(&mut self.quota, old.as_ref(), None);
+            let old = self.charge_now(ino)?;
+            account_charges(&mut self.quota, old, None);
+            self.remember_charge(ino, None);
         }
         self.free_file_data(ino)?;
         let items = scan(self.tree, &keys::item_start(ino, 0), &keys::object_end(ino))?;
@@ -581,6 +607,7 @@ impl<'a> Tx<'a> {
         Tx {
             quota_on,
             quota: Deltas::new(),
+            charges: Default::default(),
             tree,
             pool,
             log,

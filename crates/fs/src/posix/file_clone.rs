@@ -24,7 +24,7 @@ use super::file_data::{account_in, discard_range, file_rs, forget, records_in, s
 use super::{keys, FileRecord, InodeRecord};
 use crate::error::{FsError, Result};
 use crate::tx::sealed::Parts;
-use crate::tx::{ObjectRead, Tx, View};
+use crate::tx::{Tx, View};
 
 /// How a copy of `len` bytes splits: `head` bytes copied, then `shared`
 /// bytes shared record by record, then the rest copied.

@@ -222,8 +222,11 @@ mod tests {
         both.features = FEATURE_PREALLOC | FEATURE_PREALLOC_TREE;
         assert_eq!(DatasetMeta::decode(&both.encode()).unwrap(), both);
         let mut unknown = e.clone();
-        unknown[24] = 17;
-        assert!(DatasetMeta::decode(&unknown).is_err(), "bit 4 is unknown");
+        unknown[24] = 33;
+        assert!(DatasetMeta::decode(&unknown).is_err(), "bit 5 is unknown");
+        let mut quota = e.clone();
+        quota[24] = 17;
+        assert!(DatasetMeta::decode(&quota).is_ok(), "bit 4 is quota");
         let mut with_rs = e.clone();
         with_rs[24] = 5;
         assert!(
@@ -240,8 +243,8 @@ mod tests {
         rs_reserved[32] = 1;
         assert!(DatasetMeta::decode(&rs_reserved).is_err());
         let mut next_bit = rs_bytes.clone();
-        next_bit[24] = 16;
-        assert!(DatasetMeta::decode(&next_bit).is_err(), "bit 4 is unknown");
+        next_bit[24] = 32;
+        assert!(DatasetMeta::decode(&next_bit).is_err(), "bit 5 is unknown");
         let mut none = e.clone();
         none[24] = 0;
         assert!(DatasetMeta::decode(&none).is_err());

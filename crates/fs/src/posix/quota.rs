@@ -145,29 +145,135 @@ pub fn parse_quota_key(k: &[u8]) -> Option<QuotaId> {
     })
 }
 
-/// Usage changes of one change: (kind, id) → (bytes, inodes).
-pub(crate) type Deltas = BTreeMap<QuotaId, (i64, i64)>;
+/// Usage changes of one change: (kind, id) → (bytes, inodes). A change
+/// touches a few ids (an owner, a group, the dataset), so a short list
+/// searched in order beats a map, and an empty one allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deltas {
+    inline: [(QuotaId, i64, i64); 6],
+    len: usize,
+    more: Vec<(QuotaId, i64, i64)>,
+}
+
+impl Default for QuotaId {
+    fn default() -> QuotaId {
+        QuotaId::dataset()
+    }
+}
+
+impl Deltas {
+    pub fn new() -> Deltas {
+        Deltas::default()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Add `(bytes, inodes)` to `q`'s change.
+    pub fn add(&mut self, q: QuotaId, bytes: i64, inodes: i64) {
+        let found = self.inline[..self.len]
+            .iter_mut()
+            .chain(self.more.iter_mut())
+            .find(|(id, _, _)| *id == q);
+        match found {
+            Some(e) => {
+                e.1 += bytes;
+                e.2 += inodes;
+            }
+            None if self.len < 6 => {
+                self.inline[self.len] = (q, bytes, inodes);
+                self.len += 1;
+            }
+            None => self.more.push((q, bytes, inodes)),
+        }
+    }
+    /// `q`'s change: (bytes, inodes).
+    pub fn get(&self, q: QuotaId) -> (i64, i64) {
+        self.iter()
+            .find(|(id, _, _)| *id == q)
+            .map_or((0, 0), |e| (e.1, e.2))
+    }
+    fn iter(&self) -> impl Iterator<Item = &(QuotaId, i64, i64)> {
+        self.inline[..self.len].iter().chain(self.more.iter())
+    }
+}
 
 /// Add to `d` what replacing inode record `old` by `new` moves (either
 /// may be absent: a create, a delete).
 pub(crate) fn account(d: &mut Deltas, old: Option<&InodeRecord>, new: Option<&InodeRecord>) {
-    let mut add = |r: &InodeRecord, sign: i64| {
-        let bytes = sign * r.alloc_bytes.min(i64::MAX as u64) as i64;
-        for q in [
-            QuotaId::user(r.uid),
-            QuotaId::group(r.gid),
-            QuotaId::dataset(),
-        ] {
-            let e = d.entry(q).or_default();
-            e.0 += bytes;
-            e.1 += sign;
-        }
-    };
-    if let (Some(o), Some(n)) = (old, new) {
-        if (o.uid, o.gid, o.alloc_bytes) == (n.uid, n.gid, n.alloc_bytes) {
-            return;
+    account_charges(d, old.map(Charge::of), new.map(Charge::of))
+}
+
+/// What an inode record is charged for: its owner, its group, its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Charge {
+    uid: u32,
+    gid: u32,
+    bytes: u64,
+}
+
+impl Charge {
+    pub(crate) fn of(r: &InodeRecord) -> Charge {
+        Charge {
+            uid: r.uid,
+            gid: r.gid,
+            bytes: r.alloc_bytes,
         }
     }
+}
+
+/// What each inode a change touched is charged for now: a change
+/// touches one to four inodes, held inline so the write path allocates
+/// nothing for them; more spill into a list.
+#[derive(Default)]
+pub(crate) struct Charges {
+    inline: [(u64, Option<Charge>); 4],
+    len: usize,
+    more: Vec<(u64, Option<Charge>)>,
+}
+
+impl Charges {
+    /// `Some(charge)` if `ino` was seen (the inner `None`: no record).
+    pub(crate) fn get(&self, ino: u64) -> Option<Option<Charge>> {
+        self.inline[..self.len]
+            .iter()
+            .chain(self.more.iter())
+            .find(|(i, _)| *i == ino)
+            .map(|(_, c)| *c)
+    }
+
+    /// Note `ino`'s charge; `first` keeps one already noted.
+    pub(crate) fn note(&mut self, ino: u64, c: Option<Charge>, first: bool) {
+        let seen = self.inline[..self.len]
+            .iter_mut()
+            .chain(self.more.iter_mut())
+            .find(|(i, _)| *i == ino);
+        match seen {
+            Some(_) if first => {}
+            Some(e) => e.1 = c,
+            None if self.len < 4 => {
+                self.inline[self.len] = (ino, c);
+                self.len += 1;
+            }
+            None => self.more.push((ino, c)),
+        }
+    }
+}
+
+/// [`account`] of two charges.
+pub(crate) fn account_charges(d: &mut Deltas, old: Option<Charge>, new: Option<Charge>) {
+    if old == new {
+        return;
+    }
+    let mut add = |c: Charge, sign: i64| {
+        let bytes = sign * c.bytes.min(i64::MAX as u64) as i64;
+        for q in [
+            QuotaId::user(c.uid),
+            QuotaId::group(c.gid),
+            QuotaId::dataset(),
+        ] {
+            d.add(q, bytes, sign);
+        }
+    };
     if let Some(o) = old {
         add(o, -1);
     }
@@ -226,12 +332,15 @@ impl QuotaTable {
     /// The first (kind, id) that `d` would take past a limit.
     pub(crate) fn refuses(&self, d: &Deltas) -> Option<QuotaId> {
         d.iter()
-            .find(|(q, (b, i))| self.get(**q).passes(*b, *i))
-            .map(|(q, _)| *q)
+            .find(|(q, b, i)| self.get(*q).passes(*b, *i))
+            .map(|(q, _, _)| *q)
     }
 
     pub(crate) fn apply(&mut self, d: &Deltas) {
-        for (q, (b, i)) in d {
+        for (q, b, i) in d.iter() {
+            if (*b, *i) == (0, 0) {
+                continue;
+            }
             let e = self.entries.entry(*q).or_default();
             e.used_bytes = e.used_bytes.saturating_add_signed(*b);
             e.used_inodes = e.used_inodes.saturating_add_signed(*i);
@@ -329,31 +438,38 @@ mod tests {
         let mut d = Deltas::new();
         account(&mut d, None, Some(&inode(5, 6, 8192)));
         account(&mut d, Some(&inode(5, 6, 8192)), Some(&inode(7, 6, 4096)));
-        assert_eq!(d[&QuotaId::user(5)], (0, 0));
-        assert_eq!(d[&QuotaId::user(7)], (4096, 1));
-        assert_eq!(d[&QuotaId::group(6)], (4096, 1));
-        assert_eq!(d[&QuotaId::dataset()], (4096, 1));
+        assert_eq!(d.get(QuotaId::user(5)), (0, 0));
+        assert_eq!(d.get(QuotaId::user(7)), (4096, 1));
+        assert_eq!(d.get(QuotaId::group(6)), (4096, 1));
+        assert_eq!(d.get(QuotaId::dataset()), (4096, 1));
         account(&mut d, Some(&inode(7, 6, 4096)), None);
-        assert_eq!(d[&QuotaId::user(7)], (0, 0));
+        assert_eq!(d.get(QuotaId::user(7)), (0, 0));
     }
 
     #[test]
     fn only_what_adds_past_a_limit_is_refused() {
         let mut t = QuotaTable::default();
         t.set_limits(QuotaId::user(1), 10_000, 2);
-        let mut d = Deltas::new();
-        d.insert(QuotaId::user(1), (10_000, 1));
-        assert_eq!(t.refuses(&d), None, "up to the limit is allowed");
-        t.apply(&d);
-        d.insert(QuotaId::user(1), (1, 0));
-        assert_eq!(t.refuses(&d), Some(QuotaId::user(1)));
-        d.insert(QuotaId::user(1), (-500, 0));
-        assert_eq!(t.refuses(&d), None, "freeing is always allowed");
-        d.insert(QuotaId::user(1), (-500, 2));
-        assert_eq!(t.refuses(&d), Some(QuotaId::user(1)), "inodes past theirs");
+        let one = |b, i| {
+            let mut d = Deltas::new();
+            d.add(QuotaId::user(1), b, i);
+            d
+        };
+        assert_eq!(
+            t.refuses(&one(10_000, 1)),
+            None,
+            "up to the limit is allowed"
+        );
+        t.apply(&one(10_000, 1));
+        assert_eq!(t.refuses(&one(1, 0)), Some(QuotaId::user(1)));
+        assert_eq!(t.refuses(&one(-500, 0)), None, "freeing is always allowed");
+        assert_eq!(
+            t.refuses(&one(-500, 2)),
+            Some(QuotaId::user(1)),
+            "inodes past theirs"
+        );
         // A limit set below the usage refuses growth, not shrinking.
         t.set_limits(QuotaId::user(1), 100, 0);
-        d.insert(QuotaId::user(1), (-100, 0));
-        assert_eq!(t.refuses(&d), None);
+        assert_eq!(t.refuses(&one(-100, 0)), None);
     }
 }
