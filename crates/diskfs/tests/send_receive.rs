@@ -580,6 +580,48 @@ fn receive_refuses_targets_that_do_not_fit() {
     kit.fsck_clean(b as DeviceRef);
 }
 
+/// A target with a time travel window: the hidden snapshots its commits
+/// took are not bases, an incremental stream still finds its base, and
+/// `-F` deletes the hidden ones past the base to roll back.
+#[test]
+fn a_time_travel_window_on_the_target_does_not_block_the_next_incremental() {
+    let kit = Kit::default().size(256 << 20);
+    let (a, b, src, full, inc) = chain(&kit);
+    src.shutdown().unwrap();
+    let dst = kit.open_store(b.clone());
+    receive(&dst, "copy", &full, ReceiveOptions::default()).unwrap();
+    let copy = dst.dataset_id("copy").unwrap();
+    dst.set_time_travel(copy, 3600).unwrap();
+    dst.shutdown().unwrap();
+    let fs = mount(&kit, &b, Some("copy"), None);
+    write_at(&fs, "local", 0, b"a change after s1");
+    fs.sync().unwrap();
+    fs.unmount().unwrap();
+    let dst = kit.open_store(b.clone());
+    let hidden = |s: &Store| {
+        s.snapshots(copy)
+            .into_iter()
+            .filter(|x| x.name.starts_with('%') && !x.deleting)
+            .count()
+    };
+    assert!(hidden(&dst) > 0, "the window kept the commits");
+    let e = receive(&dst, "copy", &inc, ReceiveOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("changed since"), "{e}");
+    let forced = ReceiveOptions {
+        force: true,
+        ..Default::default()
+    };
+    receive(&dst, "copy", &inc, forced).unwrap();
+    assert_eq!(hidden(&dst), 0, "the points past the base went");
+    dst.shutdown().unwrap();
+    assert_eq!(
+        snapshot_dump(&kit, &b, Some("copy"), "s2"),
+        snapshot_dump(&kit, &a, None, "s2")
+    );
+    kit.fsck_clean(a as DeviceRef);
+    kit.fsck_clean(b as DeviceRef);
+}
+
 /// A receive crashed at any write is all or nothing: the pool opens with
 /// the stream's snapshot whole, or without it and with the receive in
 /// progress, which a resume from its token finishes or an abort undoes

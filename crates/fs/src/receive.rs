@@ -137,7 +137,32 @@ impl Store {
                 st.base_id
             ))
         })?;
-        self.rollback(ds, &base)
+        self.rollback_over_hidden(ds, &base)
+    }
+
+    /// Roll dataset `ds` back to its snapshot `base`, first deleting the
+    /// hidden time travel snapshots taken after it (a window's points
+    /// past the state the receive starts from; user snapshots after it
+    /// still refuse the rollback).
+    fn rollback_over_hidden(&self, ds: u64, base: &str) -> Result<()> {
+        let hidden: Vec<String> = {
+            let t = self.trees.read();
+            let snaps = t.snapshots_of(ds);
+            let base_txg = snaps
+                .iter()
+                .find(|(_, r)| r.name == base && !r.deleting)
+                .map_or(u64::MAX, |(_, r)| r.txg);
+            snaps
+                .iter()
+                .filter(|(_, r)| r.txg > base_txg && !r.deleting)
+                .filter(|(_, r)| crate::time_travel::is_hidden(&r.name))
+                .map(|(_, r)| r.name.clone())
+                .collect()
+        };
+        for name in hidden {
+            self.delete_snapshot(ds, &name, &mut |_| {})?;
+        }
+        self.rollback(ds, base)
     }
 
     fn check_begin(&self, b: &Begin) -> Result<()> {
@@ -245,7 +270,7 @@ impl Store {
             )));
         }
         if changed {
-            self.rollback(ds, &base_name)?;
+            self.rollback_over_hidden(ds, &base_name)?;
         }
         let st = RecvState {
             snapshot_guid: b.snapshot_guid,
@@ -393,10 +418,12 @@ fn placeholder_meta() -> DatasetMeta {
 /// The id and name of `ds`'s snapshot that is the stream's base, which
 /// must be its newest; and no snapshot may have the stream's name.
 fn incremental_base(t: &Trees, ds: u64, target: &str, b: &Begin) -> Result<(u64, String)> {
+    // A time travel window's hidden snapshots are not bases: one newer
+    // than the base means the dataset changed, which the caller checks.
     let snaps: Vec<_> = t
         .snapshots_of(ds)
         .into_iter()
-        .filter(|(_, r)| !r.deleting)
+        .filter(|(_, r)| !r.deleting && !crate::time_travel::is_hidden(&r.name))
         .collect();
     if snaps.iter().any(|(_, r)| r.name == b.name) {
         return Err(FsError::Invalid(format!(
