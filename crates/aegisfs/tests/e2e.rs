@@ -369,15 +369,6 @@ fn permissions_for_an_unprivileged_user() {
         let mode = fs::metadata(a).unwrap().permissions().mode();
         fs::set_permissions(a, fs::Permissions::from_mode(mode | 0o711)).unwrap();
     }
-    let as_nobody = |script: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap()
-    };
     let out = as_nobody(&format!("cat {}", m.p("secret").display()));
     assert!(!out.status.success());
     assert!(

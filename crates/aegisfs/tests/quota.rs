@@ -6,23 +6,10 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 mod common;
 
 use common::*;
-
-/// Run `script` as nobody.
-fn as_nobody(script: &str) -> std::process::Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap()
-}
 
 fn nobody_entry(target: &std::path::Path) -> serde_json::Value {
     let t = target.to_str().unwrap();

@@ -5,37 +5,11 @@
 //! after (a log a crash left included). Every test ends with fsck.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
 
-use aegis_block::{DeviceRef, MemDevice};
-use aegis_diskfs::{DiskFs, MountOptions};
 use aegis_fs::dataset::ROOT_DATASET;
 use aegis_fs::Store;
-use aegis_testkit::Kit;
+use aegis_testkit::{put_file, read_file, Kit};
 use aegis_vfs::{FileSystem, ROOT_INO};
-
-fn mount_named(kit: &Kit, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskFs> {
-    let opts = MountOptions {
-        dataset_name: name.map(str::to_string),
-        ..kit.mount_opts()
-    };
-    aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts).unwrap()
-}
-
-fn put(fs: &DiskFs, name: &str, data: &[u8]) -> aegis_vfs::Ino {
-    let (ino, fh) = aegis_testkit::create_file(fs, name);
-    fs.write(ino, fh, 0, data).unwrap();
-    fs.release(ino, fh).unwrap();
-    ino
-}
-
-fn read(fs: &DiskFs, name: &str) -> Option<Vec<u8>> {
-    let a = fs.lookup(ROOT_INO, OsStr::new(name)).ok()?;
-    let fh = fs.open(a.ino, libc::O_RDONLY).unwrap();
-    let data = fs.read(a.ino, fh, 0, a.size as u32 + 1).unwrap();
-    fs.release(a.ino, fh).unwrap();
-    Some(data)
-}
 
 fn used(store: &Store) -> u64 {
     let s = store.space();
@@ -52,9 +26,9 @@ fn settle(store: &Store) {
 fn a_clone_shares_its_origin_and_goes_its_own_way() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     for i in 0..10 {
-        put(&fs, &format!("f{i}"), &aegis_testkit::noise(300_000, i));
+        put_file(&fs, &format!("f{i}"), &aegis_testkit::noise(300_000, i));
     }
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
@@ -80,23 +54,26 @@ fn a_clone_shares_its_origin_and_goes_its_own_way() {
     store.shutdown().unwrap();
     kit.fsck_clean(dev.clone());
 
-    let fs = mount_named(&kit, &dev, Some("c"));
-    assert_eq!(read(&fs, "f3").unwrap(), aegis_testkit::noise(300_000, 3));
+    let fs = kit.mount_dataset(&dev, Some("c"));
+    assert_eq!(
+        read_file(&fs, "f3").unwrap(),
+        aegis_testkit::noise(300_000, 3)
+    );
     fs.unlink(ROOT_INO, OsStr::new("f0")).unwrap();
-    put(&fs, "mine", &aegis_testkit::noise(500_000, 77));
+    put_file(&fs, "mine", &aegis_testkit::noise(500_000, 77));
     fs.unmount().unwrap();
-    let fs = mount_named(&kit, &dev, None);
-    assert!(read(&fs, "f0").is_some(), "the origin keeps its files");
-    assert!(read(&fs, "mine").is_none());
+    let fs = kit.mount_dataset(&dev, None);
+    assert!(read_file(&fs, "f0").is_some(), "the origin keeps its files");
+    assert!(read_file(&fs, "mine").is_none());
     fs.unlink(ROOT_INO, OsStr::new("f1")).unwrap();
     fs.unmount().unwrap();
-    let fs = mount_named(&kit, &dev, Some("c"));
+    let fs = kit.mount_dataset(&dev, Some("c"));
     assert!(
-        read(&fs, "f1").is_some(),
+        read_file(&fs, "f1").is_some(),
         "the clone keeps what the origin lost"
     );
     assert_eq!(
-        read(&fs, "mine").unwrap(),
+        read_file(&fs, "mine").unwrap(),
         aegis_testkit::noise(500_000, 77)
     );
     fs.unmount().unwrap();
@@ -127,8 +104,8 @@ fn a_clone_shares_its_origin_and_goes_its_own_way() {
 fn rollback_discards_everything_after_the_snapshot() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
-    put(&fs, "kept", &aegis_testkit::noise(200_000, 1));
+    let fs = kit.mount_dataset(&dev, None);
+    put_file(&fs, "kept", &aegis_testkit::noise(200_000, 1));
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
     store.create_snapshot(ROOT_DATASET, "old").unwrap();
@@ -138,11 +115,11 @@ fn rollback_discards_everything_after_the_snapshot() {
     store.shutdown().unwrap();
     // Changes after the snapshot: committed ones, and an fsynced one only
     // the intent log holds when the pool stops as in a crash.
-    let fs = mount_named(&kit, &dev, None);
-    put(&fs, "later", &aegis_testkit::noise(1 << 20, 2));
+    let fs = kit.mount_dataset(&dev, None);
+    put_file(&fs, "later", &aegis_testkit::noise(1 << 20, 2));
     fs.unlink(ROOT_INO, OsStr::new("kept")).unwrap();
     fs.sync().unwrap();
-    let ino = put(&fs, "logged", b"fsynced after the snapshot");
+    let ino = put_file(&fs, "logged", b"fsynced after the snapshot");
     let fh = fs.open(ino, libc::O_RDWR).unwrap();
     fs.fsync(ino, fh, false).unwrap();
     fs.store().halt();
@@ -159,17 +136,20 @@ fn rollback_discards_everything_after_the_snapshot() {
     );
     store.shutdown().unwrap();
     kit.fsck_clean(dev.clone());
-    let fs = mount_named(&kit, &dev, None);
-    assert_eq!(read(&fs, "kept").unwrap(), aegis_testkit::noise(200_000, 1));
-    assert!(read(&fs, "later").is_none());
+    let fs = kit.mount_dataset(&dev, None);
+    assert_eq!(
+        read_file(&fs, "kept").unwrap(),
+        aegis_testkit::noise(200_000, 1)
+    );
+    assert!(read_file(&fs, "later").is_none());
     assert!(
-        read(&fs, "logged").is_none(),
+        read_file(&fs, "logged").is_none(),
         "the log of after is not replayed"
     );
-    put(&fs, "again", b"the dataset goes on");
+    put_file(&fs, "again", b"the dataset goes on");
     fs.unmount().unwrap();
-    let fs = mount_named(&kit, &dev, None);
-    assert_eq!(read(&fs, "again").unwrap(), b"the dataset goes on");
+    let fs = kit.mount_dataset(&dev, None);
+    assert_eq!(read_file(&fs, "again").unwrap(), b"the dataset goes on");
     fs.unmount().unwrap();
     kit.fsck_clean(dev);
 }

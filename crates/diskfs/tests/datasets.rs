@@ -8,22 +8,8 @@ use std::sync::Arc;
 use aegis_block::{DeviceRef, MemDevice};
 use aegis_diskfs::{DiskFs, FormatOptions, MountOptions};
 use aegis_fs::dataset::ROOT_DATASET;
-use aegis_testkit::Kit;
+use aegis_testkit::{put_file, Kit};
 use aegis_vfs::{FileSystem, FsError as VfsError, ROOT_INO};
-
-fn mount_named(kit: &Kit, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskFs> {
-    let opts = MountOptions {
-        dataset_name: name.map(str::to_string),
-        ..kit.mount_opts()
-    };
-    aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts).unwrap()
-}
-
-fn put(fs: &DiskFs, name: &str, data: &[u8]) {
-    let (ino, fh) = aegis_testkit::create_file(fs, name);
-    fs.write(ino, fh, 0, data).unwrap();
-    fs.release(ino, fh).unwrap();
-}
 
 fn names(fs: &DiskFs) -> Vec<String> {
     let fh = fs.opendir(ROOT_INO, libc::O_RDONLY).unwrap();
@@ -56,12 +42,12 @@ fn datasets_hold_their_own_files_across_remounts() {
     let (a, b) = make_two(&kit, &dev);
     assert!(ROOT_DATASET < a && a < b, "ids grow: {a} {b}");
     for (name, file) in [(None, "in-root"), (Some("a"), "in-a"), (Some("b"), "in-b")] {
-        let fs = mount_named(&kit, &dev, name);
-        put(&fs, file, &aegis_testkit::noise(300_000, 1));
+        let fs = kit.mount_dataset(&dev, name);
+        put_file(&fs, file, &aegis_testkit::noise(300_000, 1));
         fs.unmount().unwrap();
     }
     for (name, file) in [(None, "in-root"), (Some("a"), "in-a"), (Some("b"), "in-b")] {
-        let fs = mount_named(&kit, &dev, name);
+        let fs = kit.mount_dataset(&dev, name);
         assert_eq!(names(&fs), vec![file.to_string()], "dataset {name:?}");
         fs.unmount().unwrap();
     }
@@ -136,9 +122,9 @@ fn rename_keeps_the_files_and_destroy_gives_every_block_back() {
     let dev = kit.fresh();
     let before = kit.used_bytes(dev.clone());
     make_two(&kit, &dev);
-    let fs = mount_named(&kit, &dev, Some("a"));
+    let fs = kit.mount_dataset(&dev, Some("a"));
     for i in 0..40 {
-        put(&fs, &format!("f{i}"), &aegis_testkit::noise(200_000, i));
+        put_file(&fs, &format!("f{i}"), &aegis_testkit::noise(200_000, i));
     }
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
@@ -156,7 +142,7 @@ fn rename_keeps_the_files_and_destroy_gives_every_block_back() {
     );
     store.rename_dataset("a", "renamed").unwrap();
     store.shutdown().unwrap();
-    let fs = mount_named(&kit, &dev, Some("renamed"));
+    let fs = kit.mount_dataset(&dev, Some("renamed"));
     assert_eq!(names(&fs).len(), 40);
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
@@ -224,7 +210,7 @@ fn with_file_in_a<R>(
     f: impl FnOnce(&DiskFs, aegis_vfs::Ino, aegis_vfs::Fh) -> R,
 ) -> R {
     make_two(kit, dev);
-    let fs = mount_named(kit, dev, Some("a"));
+    let fs = kit.mount_dataset(dev, Some("a"));
     let (ino, fh) = aegis_testkit::create_file(&fs, "f");
     let r = f(&fs, ino, fh);
     fs.release(ino, fh).unwrap();

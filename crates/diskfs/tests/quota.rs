@@ -64,16 +64,23 @@ fn mounted(kit: &Kit, dev: &Arc<MemDevice>) -> Arc<DiskFs> {
     kit.mount(dev.clone() as DeviceRef).unwrap()
 }
 
-#[test]
-fn a_user_is_refused_past_the_limit_and_may_always_free() {
-    let kit = Kit::default().size(128 << 20);
+/// A fresh pool of `size` bytes mounted, its root open to all, and a
+/// quota of `bytes` and `inodes` on the test user.
+fn with_user_quota(size: u64, bytes: u64, inodes: u64) -> (Kit, Arc<MemDevice>, Arc<DiskFs>) {
+    let kit = Kit::default().size(size);
     let dev = kit.fresh();
     let fs = mounted(&kit, &dev);
     open_root(&fs);
-    let store = fs.store().clone();
-    store
-        .set_quota(ROOT_DATASET, QuotaId::user(USER), 1 << 20, 0)
+    fs.store()
+        .set_quota(ROOT_DATASET, QuotaId::user(USER), bytes, inodes)
         .unwrap();
+    (kit, dev, fs)
+}
+
+#[test]
+fn a_user_is_refused_past_the_limit_and_may_always_free() {
+    let (kit, dev, fs) = with_user_quota(128 << 20, 1 << 20, 0);
+    let store = fs.store().clone();
     let a = create(&fs, "a").unwrap();
     assert_eq!(
         write(&fs, a, 0, 1 << 20, 1).unwrap(),
@@ -134,14 +141,8 @@ fn a_user_is_refused_past_the_limit_and_may_always_free() {
 
 #[test]
 fn inode_group_and_dataset_limits_count_what_they_name() {
-    let kit = Kit::default().size(128 << 20);
-    let dev = kit.fresh();
-    let fs = mounted(&kit, &dev);
-    open_root(&fs);
+    let (kit, dev, fs) = with_user_quota(128 << 20, 0, 3);
     let store = fs.store().clone();
-    store
-        .set_quota(ROOT_DATASET, QuotaId::user(USER), 0, 3)
-        .unwrap();
     for n in ["a", "b", "c"] {
         create(&fs, n).unwrap();
     }
@@ -195,14 +196,8 @@ fn inode_group_and_dataset_limits_count_what_they_name() {
 
 #[test]
 fn usage_is_exact_after_a_crash_replay_and_a_rollback() {
-    let kit = Kit::default().size(128 << 20);
-    let dev = kit.fresh();
-    let fs = mounted(&kit, &dev);
-    open_root(&fs);
+    let (kit, dev, fs) = with_user_quota(128 << 20, 8 << 20, 0);
     let store = fs.store().clone();
-    store
-        .set_quota(ROOT_DATASET, QuotaId::user(USER), 8 << 20, 0)
-        .unwrap();
     let a = create(&fs, "a").unwrap();
     write(&fs, a, 0, 3 << 20, 6).unwrap();
     store.commit().unwrap();

@@ -8,37 +8,14 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use aegis_block::{DeviceRef, MemDevice};
-use aegis_diskfs::{DiskFs, MountOptions};
+use aegis_block::DeviceRef;
+use aegis_diskfs::DiskFs;
 use aegis_fs::dataset::ROOT_DATASET;
 use aegis_fs::Store;
-use aegis_testkit::Kit;
+use aegis_testkit::{put_file, read_file, Kit};
 use aegis_vfs::{FileSystem, FsError as VfsError, Ino, ROOT_INO};
 
 const RS: u64 = 128 << 10;
-
-fn mount_named(kit: &Kit, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskFs> {
-    let opts = MountOptions {
-        dataset_name: name.map(str::to_string),
-        ..kit.mount_opts()
-    };
-    aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts).unwrap()
-}
-
-fn put(fs: &DiskFs, name: &str, data: &[u8]) -> Ino {
-    let (ino, fh) = aegis_testkit::create_file(fs, name);
-    fs.write(ino, fh, 0, data).unwrap();
-    fs.release(ino, fh).unwrap();
-    ino
-}
-
-fn read(fs: &DiskFs, name: &str) -> Option<Vec<u8>> {
-    let a = fs.lookup(ROOT_INO, OsStr::new(name)).ok()?;
-    let fh = fs.open(a.ino, libc::O_RDONLY).unwrap();
-    let data = fs.read(a.ino, fh, 0, a.size as u32 + 1).unwrap();
-    fs.release(a.ino, fh).unwrap();
-    Some(data)
-}
 
 /// copy_file_range of all of `from` into a new file `to`.
 fn copy(fs: &DiskFs, from: &str, to: &str) -> Ino {
@@ -85,10 +62,10 @@ fn blocks(fs: &DiskFs, ino: Ino) -> Vec<(u64, u32, u64)> {
 fn a_copy_shares_blocks_until_written_and_frees_with_its_last_pointer() {
     let kit = Kit::default().size(256 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let store = fs.store().clone();
     let data = aegis_testkit::noise(4 << 20, 1);
-    let a = put(&fs, "a", &data);
+    let a = put_file(&fs, "a", &data);
     settle(&store);
     let empty_plus_a = used(&store);
     let b = copy(&fs, "a", "b");
@@ -103,7 +80,7 @@ fn a_copy_shares_blocks_until_written_and_frees_with_its_last_pointer() {
         blocks(&fs, b),
         "the copy names the same blocks"
     );
-    assert_eq!(read(&fs, "b").unwrap(), data);
+    assert_eq!(read_file(&fs, "b").unwrap(), data);
     assert_eq!(store.reflinked_bytes().unwrap(), 4 << 20);
 
     // A write into the copy makes a block of its own; the source stays.
@@ -112,8 +89,8 @@ fn a_copy_shares_blocks_until_written_and_frees_with_its_last_pointer() {
     fs.release(b, fh).unwrap();
     let mut want = data.clone();
     want[RS as usize + 10..RS as usize + 17].copy_from_slice(b"changed");
-    assert_eq!(read(&fs, "b").unwrap(), want);
-    assert_eq!(read(&fs, "a").unwrap(), data);
+    assert_eq!(read_file(&fs, "b").unwrap(), want);
+    assert_eq!(read_file(&fs, "a").unwrap(), data);
     store.commit().unwrap();
     let (ba, bb) = (blocks(&fs, a), blocks(&fs, b));
     assert_ne!(ba[1], bb[1], "the written record is the copy's own");
@@ -122,16 +99,16 @@ fn a_copy_shares_blocks_until_written_and_frees_with_its_last_pointer() {
     // The source goes: the copy keeps its blocks; then the copy goes too.
     unlink(&fs, "a");
     settle(&store);
-    assert_eq!(read(&fs, "b").unwrap(), want);
+    assert_eq!(read_file(&fs, "b").unwrap(), want);
     fs.unmount().unwrap();
     kit.fsck_clean(dev.clone());
-    let fs = mount_named(&kit, &dev, None);
-    assert_eq!(read(&fs, "b").unwrap(), want, "after a remount");
+    let fs = kit.mount_dataset(&dev, None);
+    assert_eq!(read_file(&fs, "b").unwrap(), want, "after a remount");
     unlink(&fs, "b");
     // The kernel's lookups keep an unlinked inode until they are
     // forgotten: an unmount drops them.
     fs.unmount().unwrap();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let store = fs.store().clone();
     settle(&store);
     assert!(
@@ -148,12 +125,12 @@ fn a_copy_shares_blocks_until_written_and_frees_with_its_last_pointer() {
 fn unaligned_and_mismatched_copies_share_what_records_allow() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let data = aegis_testkit::noise(1 << 20, 2);
-    let a = put(&fs, "a", &data);
+    let a = put_file(&fs, "a", &data);
     // Into the middle of an existing file, at another phase: copied.
     let other = aegis_testkit::noise(600_000, 3);
-    let c = put(&fs, "c", &other);
+    let c = put_file(&fs, "c", &other);
     let fhi = fs.open(a, libc::O_RDONLY).unwrap();
     let fho = fs.open(c, libc::O_RDWR).unwrap();
     assert_eq!(
@@ -163,7 +140,7 @@ fn unaligned_and_mismatched_copies_share_what_records_allow() {
     );
     let mut want = other.clone();
     want[5000..305_000].copy_from_slice(&data[100..300_100]);
-    assert_eq!(read(&fs, "c").unwrap(), want);
+    assert_eq!(read_file(&fs, "c").unwrap(), want);
     // In phase: the whole records between are shared, the edges copied.
     assert_eq!(
         fs.copy_file_range(a, fhi, RS + 7, c, fho, RS + 7, 3 * RS, 0)
@@ -173,7 +150,7 @@ fn unaligned_and_mismatched_copies_share_what_records_allow() {
     want.resize(want.len().max((4 * RS + 7) as usize), 0);
     want[(RS + 7) as usize..(4 * RS + 7) as usize]
         .copy_from_slice(&data[(RS + 7) as usize..(4 * RS + 7) as usize]);
-    assert_eq!(read(&fs, "c").unwrap(), want);
+    assert_eq!(read_file(&fs, "c").unwrap(), want);
     fs.store().commit().unwrap();
     let (ba, bc) = (blocks(&fs, a), blocks(&fs, c));
     assert!(
@@ -185,7 +162,7 @@ fn unaligned_and_mismatched_copies_share_what_records_allow() {
     let e = fs.clone_range(a, fhi, 100, c, fho, 0, RS).unwrap_err();
     assert!(matches!(e, VfsError::InvalidArgument(_)), "{e:?}");
     assert_eq!(fs.clone_range(a, fhi, 0, c, fho, 0, 0).unwrap(), 1 << 20);
-    assert_eq!(read(&fs, "c").unwrap()[..1 << 20], data[..]);
+    assert_eq!(read_file(&fs, "c").unwrap()[..1 << 20], data[..]);
     let ro = fs.open(c, libc::O_RDONLY).unwrap();
     assert!(matches!(
         fs.clone_range(a, fhi, 0, c, ro, 0, 0),
@@ -206,12 +183,12 @@ fn unaligned_and_mismatched_copies_share_what_records_allow() {
 fn snapshots_and_rollback_keep_shared_blocks_counted() {
     let kit = Kit::default().size(256 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let store = fs.store().clone();
     settle(&store);
     let empty = used(&store);
     let data = aegis_testkit::noise(2 << 20, 4);
-    put(&fs, "a", &data);
+    put_file(&fs, "a", &data);
     settle(&store);
     store.create_snapshot(ROOT_DATASET, "s1").unwrap();
     // Two copies in one txg: identical pointers, one dead list key.
@@ -231,9 +208,13 @@ fn snapshots_and_rollback_keep_shared_blocks_counted() {
     settle(&store);
     store.shutdown().unwrap();
     kit.fsck_clean(dev.clone());
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     for name in ["a", "b", "c"] {
-        assert_eq!(read(&fs, name).unwrap(), data, "{name} after the rollback");
+        assert_eq!(
+            read_file(&fs, name).unwrap(),
+            data,
+            "{name} after the rollback"
+        );
     }
     // Copies made after s2 and rolled back away.
     copy(&fs, "a", "d");
@@ -246,9 +227,9 @@ fn snapshots_and_rollback_keep_shared_blocks_counted() {
     settle(&store);
     store.shutdown().unwrap();
     kit.fsck_clean(dev.clone());
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let store = fs.store().clone();
-    assert!(read(&fs, "d").is_none());
+    assert!(read_file(&fs, "d").is_none());
     for name in ["a", "b", "c"] {
         unlink(&fs, name);
     }
@@ -267,18 +248,18 @@ fn snapshots_and_rollback_keep_shared_blocks_counted() {
 fn a_dataset_clone_can_reflink_its_origins_blocks_and_be_destroyed() {
     let kit = Kit::default().size(256 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let data = aegis_testkit::noise(1 << 20, 5);
-    put(&fs, "a", &data);
+    put_file(&fs, "a", &data);
     fs.unmount().unwrap();
     let store = kit.open_store(dev.clone());
     store.create_snapshot(ROOT_DATASET, "s").unwrap();
     store.clone_snapshot(ROOT_DATASET, "s", "c").unwrap();
     store.shutdown().unwrap();
-    let fs = mount_named(&kit, &dev, Some("c"));
+    let fs = kit.mount_dataset(&dev, Some("c"));
     copy(&fs, "a", "b");
     fs.sync().unwrap();
-    assert_eq!(read(&fs, "b").unwrap(), data);
+    assert_eq!(read_file(&fs, "b").unwrap(), data);
     fs.unmount().unwrap();
     kit.fsck_clean(dev.clone());
     let store = kit.open_store(dev.clone());
@@ -290,8 +271,8 @@ fn a_dataset_clone_can_reflink_its_origins_blocks_and_be_destroyed() {
     assert_eq!(store.reflinked_bytes().unwrap(), 0);
     store.shutdown().unwrap();
     kit.fsck_clean(dev.clone());
-    let fs = mount_named(&kit, &dev, None);
-    assert_eq!(read(&fs, "a").unwrap(), data);
+    let fs = kit.mount_dataset(&dev, None);
+    assert_eq!(read_file(&fs, "a").unwrap(), data);
     fs.unmount().unwrap();
     kit.fsck_clean(dev);
 }
@@ -300,14 +281,14 @@ fn a_dataset_clone_can_reflink_its_origins_blocks_and_be_destroyed() {
 fn dedupe_shares_equal_ranges_and_refuses_different_ones() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
+    let fs = kit.mount_dataset(&dev, None);
     let store = fs.store().clone();
     let data = aegis_testkit::noise(2 << 20, 6);
-    let a = put(&fs, "a", &data);
-    let b = put(&fs, "b", &data);
+    let a = put_file(&fs, "a", &data);
+    let b = put_file(&fs, "b", &data);
     let mut other = data.clone();
     other[3] ^= 1;
-    let c = put(&fs, "c", &other);
+    let c = put_file(&fs, "c", &other);
     settle(&store);
     let before = used(&store);
     let fa = fs.open(a, libc::O_RDONLY).unwrap();
@@ -333,8 +314,8 @@ fn dedupe_shares_equal_ranges_and_refuses_different_ones() {
         "the duplicate's blocks were freed: {before} → {}",
         used(&store)
     );
-    assert_eq!(read(&fs, "b").unwrap(), data);
-    assert_eq!(read(&fs, "c").unwrap(), other);
+    assert_eq!(read_file(&fs, "b").unwrap(), data);
+    assert_eq!(read_file(&fs, "c").unwrap(), other);
     assert_eq!(blocks(&fs, a), blocks(&fs, b));
     fs.unmount().unwrap();
     kit.fsck_clean(dev);
@@ -344,8 +325,8 @@ fn dedupe_shares_equal_ranges_and_refuses_different_ones() {
 fn fsck_finds_a_clone_table_that_miscounts() {
     let kit = Kit::default().size(128 << 20);
     let dev = kit.fresh();
-    let fs = mount_named(&kit, &dev, None);
-    put(&fs, "a", &aegis_testkit::noise(512 << 10, 7));
+    let fs = kit.mount_dataset(&dev, None);
+    put_file(&fs, "a", &aegis_testkit::noise(512 << 10, 7));
     let b = copy(&fs, "a", "b");
     fs.sync().unwrap();
     let (_, device, offset) = blocks(&fs, b)[1];
@@ -412,7 +393,7 @@ fn reflinks_survive_every_crash_point() {
     let fs = kit.mount(rec.clone() as DeviceRef).unwrap();
     let store = fs.store().clone();
     let mut states = vec![(rec.len(), files_of(&store))];
-    put(&fs, "a", &aegis_testkit::noise(3 * RS as usize + 500, 8));
+    put_file(&fs, "a", &aegis_testkit::noise(3 * RS as usize + 500, 8));
     fs.sync().unwrap();
     states.push((rec.len(), files_of(&store)));
     let steps: [&dyn Fn(&DiskFs); 5] = [

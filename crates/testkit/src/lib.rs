@@ -180,6 +180,40 @@ impl Kit {
     }
 }
 
+impl Kit {
+    /// Mount dataset `name` of the pool on `dev` (`None`: the root one).
+    pub fn mount_dataset(&self, dev: &Arc<MemDevice>, name: Option<&str>) -> Arc<DiskFs> {
+        let opts = MountOptions {
+            dataset_name: name.map(str::to_string),
+            ..self.mount_opts()
+        };
+        aegis_diskfs::open(vec![dev.clone() as DeviceRef], &opts).expect("mount a dataset")
+    }
+}
+
+/// Write `data` as the new file `name` in the root directory, closed.
+pub fn put_file(fs: &DiskFs, name: &str, data: &[u8]) -> aegis_vfs::Ino {
+    use aegis_vfs::FileSystem;
+    let (ino, fh) = create_file(fs, name);
+    fs.write(ino, fh, 0, data).expect("write a test file");
+    fs.release(ino, fh).expect("close a test file");
+    ino
+}
+
+/// The contents of file `name` of the root directory, if it exists.
+pub fn read_file(fs: &DiskFs, name: &str) -> Option<Vec<u8>> {
+    use aegis_vfs::FileSystem;
+    let a = fs
+        .lookup(aegis_vfs::ROOT_INO, std::ffi::OsStr::new(name))
+        .ok()?;
+    let fh = fs.open(a.ino, libc::O_RDONLY).expect("open a test file");
+    let data = fs
+        .read(a.ino, fh, 0, a.size as u32 + 1)
+        .expect("read a test file");
+    fs.release(a.ino, fh).expect("close a test file");
+    Some(data)
+}
+
 /// Create and open (read-write) the regular file `name` in the root
 /// directory of `fs`, as root, mode 0644.
 pub fn create_file(fs: &DiskFs, name: &str) -> (aegis_vfs::Ino, aegis_vfs::Fh) {

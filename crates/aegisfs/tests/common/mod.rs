@@ -124,3 +124,15 @@ pub fn refused(args: &[&str], needle: &str, img: &Path) {
         "{args:?} changed the image"
     );
 }
+
+/// Run `script` with sh as nobody (uid and gid 65534).
+pub fn as_nobody(script: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run sh as nobody")
+}
