@@ -79,6 +79,8 @@ enum Command {
     Timetravel(cmd::timetravel::Args),
     /// Bring a file or tree back from the dataset as it was: restore IMAGE[/DATASET]:PATH --at TIME|--txg N [--to PATH].
     Restore(cmd::timetravel::RestoreArgs),
+    /// Share the identical records of an unmounted dataset's files (found by checksum, compared byte for byte): dedupe IMAGE[/DATASET] [--dry-run].
+    Dedupe(cmd::dedupe::Args),
     /// Limits and usage of users, groups and datasets: quota set|get|list IMAGE[/DATASET]|MOUNTPOINT.
     Quota(cmd::quota::Args),
     /// Turn on the features this build adds to a pool made by an older one (snapshots, received snapshots).
@@ -138,6 +140,7 @@ fn run(cli: Cli) -> cmd::CliResult<u8> {
         Command::Restore(a) => cmd::timetravel::restore(a),
         Command::Upgrade(a) => cmd::upgrade::run(a),
         Command::Quota(a) => cmd::quota::run(a),
+        Command::Dedupe(a) => cmd::dedupe::run(a),
     }
 }
 

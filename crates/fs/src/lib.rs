@@ -44,6 +44,6 @@ pub mod limits {
 /// Pool types the layers above name when they create, open or describe a
 /// pool; they reach the pool itself only through [`Store`].
 pub use aegis_pool::{
-    AllocClass, CachePolicy, CacheStats, ChecksumType, Compression, CreateOptions, OpenOptions,
-    OpenReport, SpaceInfo, Uberblock, MIN_CACHE_BYTES,
+    AllocClass, BlockPtr, CachePolicy, CacheStats, ChecksumType, Compression, CreateOptions,
+    OpenOptions, OpenReport, SpaceInfo, Uberblock, MIN_CACHE_BYTES,
 };

@@ -2,6 +2,7 @@
 
 pub mod crashtest;
 pub mod dataset;
+pub mod dedupe;
 pub mod fsck;
 pub mod image;
 pub mod info;

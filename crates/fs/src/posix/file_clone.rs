@@ -197,6 +197,33 @@ impl View<'_> {
     }
 }
 
+impl View<'_> {
+    /// Call `visit(ino, start, pointer)` for every file record of the
+    /// dataset that has a block, in key order (a dedupe pass groups them
+    /// by checksum). Returns how many it visited.
+    pub fn each_block_record(
+        &self,
+        visit: &mut dyn FnMut(u64, u64, &aegis_pool::BlockPtr),
+    ) -> Result<u64> {
+        let mut n = 0u64;
+        for item in self
+            .tree()
+            .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        {
+            let (k, v) = item?;
+            let Some(start) = keys::data_offset(&k) else {
+                continue;
+            };
+            let ino = u64::from_be_bytes(k[..8].try_into().expect("a data key has an object"));
+            if let FileRecord::Block { bp, .. } = FileRecord::decode(&v)? {
+                visit(ino, start, &bp);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
